@@ -1,0 +1,237 @@
+"""The FastAGI server: Asterisk's ``AGI(agi://host:port/<route>)`` lands here.
+
+Written on ``asyncio.start_server`` rather than panoramisk's
+``fast_agi.Application`` because the engine needs what that class does not
+give: a bounded wait on every read (a stuck peer cannot pin a session), a
+clean end on garbage or a ``HANGUP`` notice, typed replies, and no use of the
+removed ``asyncio.coroutine``. ``bench/fastagi_bench.py`` measures both side
+by side.
+
+Each session is independent: an exception in one call's flow is logged and
+ends that session only. When the session ends without having set
+``IVR_QUEUE``, the dialplan sends the caller to the fallback queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from typing import Awaitable, Callable, Mapping
+
+from ivr.flow.channel import CallerHungUp, PromptUnavailable
+from ivr.privacy import mask_number
+
+from .protocol import MAX_LINE, AgiHangup, AgiProtocolError, AgiReply, ReplyParser, command, parse_env_line
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[["AgiSession"], Awaitable[None]]
+
+
+class AgiSession:
+    """One call's FastAGI conversation; implements :class:`ivr.flow.channel.Channel`."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 env: Mapping[str, str], *, reply_timeout: float, session_id: int,
+                 on_latency: Callable[[str, float], None] | None = None):
+        self._reader = reader
+        self._writer = writer
+        self._env = dict(env)
+        self._reply_timeout = reply_timeout
+        self._parser = ReplyParser()
+        self._on_latency = on_latency
+        self.session_id = session_id
+        self.hung_up = False
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        return self._env
+
+    @property
+    def route(self) -> str:
+        script = self._env.get("network_script", "")
+        return script.split("?", 1)[0].strip("/")
+
+    def describe(self) -> str:
+        return (f"session {self.session_id} uid={self._env.get('uniqueid', '?')} "
+                f"dnid={self._env.get('extension', '?')} from={mask_number(self._env.get('callerid'))}")
+
+    async def send(self, line: str, timeout: float | None = None) -> AgiReply:
+        """Send one command and wait for its reply (bounded in time)."""
+        if self.hung_up:
+            raise CallerHungUp(self.describe())
+        started = time.perf_counter()
+        self._writer.write(line.encode() + b"\n")
+        await self._writer.drain()
+        limit = self._reply_timeout if timeout is None else timeout
+        while True:
+            raw = await _read_line(self._reader, limit)
+            try:
+                reply = self._parser.feed(raw)
+            except AgiHangup:
+                # Asterisk tells FastAGI peers about a hang-up with a bare
+                # HANGUP line; the command's own reply (-1) may follow.
+                self.hung_up = True
+                continue
+            if reply is not None:
+                break
+        if self._on_latency is not None:
+            self._on_latency(line.split(" ", 1)[0], time.perf_counter() - started)
+        if reply.code == 511:
+            self.hung_up = True
+            raise CallerHungUp(self.describe())
+        return reply
+
+    # --- Channel interface -------------------------------------------------
+    async def play(self, prompt: str, escape_digits: str = "") -> str | None:
+        # STREAM FILE lets a key cut the prompt short (barge-in); the reply's
+        # result is the key's ASCII code, 0 when the prompt ended, -1 on hang-up
+        # or when the file cannot be played.
+        reply = await self.send(command("STREAM FILE", prompt, escape_digits), timeout=600)
+        if reply.result > 0:
+            return chr(reply.result)
+        if reply.result < 0:
+            await self._raise_for_failure(f"STREAM FILE {prompt}")
+        return None
+
+    async def wait_digit(self, timeout_seconds: float) -> str | None:
+        reply = await self.send(command("WAIT FOR DIGIT", int(timeout_seconds * 1000)),
+                                timeout=timeout_seconds + self._reply_timeout)
+        if reply.result > 0:
+            return chr(reply.result)
+        if reply.result < 0:
+            await self._raise_for_failure("WAIT FOR DIGIT")
+        return None
+
+    async def set_variable(self, name: str, value: str) -> None:
+        reply = await self.send(command("SET VARIABLE", name, value))
+        if reply.result != 1:
+            raise AgiProtocolError(f"SET VARIABLE {name} refused: {reply.text}")
+
+    async def get_variable(self, name: str) -> str | None:
+        reply = await self.send(command("GET VARIABLE", name))
+        return reply.data if reply.result == 1 else None
+
+    async def _raise_for_failure(self, what: str) -> None:
+        # -1 means either the caller left or the command failed on a live
+        # channel (a missing prompt file); CHANNEL STATUS tells them apart.
+        if self.hung_up:
+            raise CallerHungUp(self.describe())
+        status = await self.send("CHANNEL STATUS")
+        if status.result < 0:
+            self.hung_up = True
+            raise CallerHungUp(self.describe())
+        raise PromptUnavailable(f"{what} failed on a live channel ({self.describe()})")
+
+
+async def _read_line(reader: asyncio.StreamReader, timeout: float) -> str:
+    try:
+        raw = await asyncio.wait_for(reader.readuntil(b"\n"), timeout)
+    except asyncio.IncompleteReadError as exc:
+        raise ConnectionResetError("Asterisk closed the AGI connection") from exc
+    except asyncio.LimitOverrunError as exc:
+        raise AgiProtocolError(f"line longer than {MAX_LINE} bytes") from exc
+    try:
+        return raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as exc:
+        raise AgiProtocolError("line is not UTF-8") from exc
+
+
+class FastAgiServer:
+    """Accepts FastAGI sessions and hands each to the handler named by its route."""
+
+    def __init__(self, *, routes: Mapping[str, Handler], host: str, port: int,
+                 env_timeout: float = 5.0, reply_timeout: float = 10.0,
+                 on_session_end: Callable[[str, str], None] | None = None,
+                 on_latency: Callable[[str, float], None] | None = None):
+        self._routes = dict(routes)
+        self._host = host
+        self._port = port
+        self._env_timeout = env_timeout
+        self._reply_timeout = reply_timeout
+        self._on_session_end = on_session_end
+        self._on_latency = on_latency
+        self._ids = itertools.count(1)
+        self._server: asyncio.base_events.Server | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return self._server.sockets[0].getsockname()[1]
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, self._host, self._port,
+                                                  limit=MAX_LINE, reuse_address=True)
+        log.info("FastAGI listening on %s:%d", self._host, self.port)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._tasks.add(task)
+        outcome = "ok"
+        route = "?"
+        try:
+            env = await self._read_env(reader)
+            session = AgiSession(reader, writer, env, reply_timeout=self._reply_timeout,
+                                 session_id=next(self._ids), on_latency=self._on_latency)
+            route = session.route
+            handler = self._routes.get(route)
+            if handler is None:
+                outcome = "unknown_route"
+                log.warning("FastAGI: no route %r (%s); the dialplan falls back", route, session.describe())
+                return
+            try:
+                await handler(session)
+            except CallerHungUp:
+                outcome = "hangup"
+                log.info("FastAGI: caller hung up (%s)", session.describe())
+        except AgiProtocolError as exc:
+            outcome = "protocol_error"
+            log.warning("FastAGI: protocol error from %s: %s", _peer(writer), exc)
+        except (ConnectionError, asyncio.TimeoutError) as exc:
+            outcome = "connection_lost"
+            log.warning("FastAGI: connection lost with %s: %s", _peer(writer), exc or type(exc).__name__)
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        except Exception:  # a bug in one call's flow must not take the service down
+            outcome = "error"
+            log.exception("FastAGI: handler failed on route %r; the dialplan falls back", route)
+        finally:
+            self._tasks.discard(task)
+            if self._on_session_end is not None:
+                self._on_session_end(route, outcome)
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except (ConnectionError, OSError):
+                pass
+
+    async def _read_env(self, reader: asyncio.StreamReader) -> dict[str, str]:
+        env: dict[str, str] = {}
+        while True:
+            line = await _read_line(reader, self._env_timeout)
+            if line == "":
+                if not env:
+                    raise AgiProtocolError("empty AGI environment")
+                return env
+            key, value = parse_env_line(line)
+            env[key] = value
+            if len(env) > 200:
+                raise AgiProtocolError("AGI environment too long")
+
+
+def _peer(writer: asyncio.StreamWriter) -> str:
+    peer = writer.get_extra_info("peername")
+    return f"{peer[0]}:{peer[1]}" if peer else "?"

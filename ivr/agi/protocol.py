@@ -1,0 +1,108 @@
+"""The AGI wire protocol, without I/O.
+
+Asterisk opens a FastAGI session by sending ``agi_<name>: <value>`` lines and
+a blank line; after that each command we send gets one reply::
+
+    200 result=49 endpos=12345        success; result is the command's value
+    200 result=-1                     the channel hung up during the command
+    510 Invalid or unknown command
+    511 Command Not Permitted on a dead channel or intercepted channel
+    520-Invalid command syntax.  Proper usage follows:
+    ...
+    520 End of proper usage.          (a multi-line usage error)
+    HANGUP                            (an unsolicited notice, FastAGI only)
+
+``parse_env_line`` and ``ReplyParser`` turn lines into typed values; they are
+tested from recorded lines, no sockets involved.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+MAX_LINE = 8192
+_REPLY = re.compile(r"^(?P<code>\d{3}) result=(?P<result>-?\d+)(?: \((?P<data>.*?)\))?(?P<rest>.*)$")
+_ENDPOS = re.compile(r"endpos=(-?\d+)")
+
+
+class AgiProtocolError(Exception):
+    """The peer sent something that is not AGI."""
+
+
+class AgiHangup(Exception):
+    """The channel hung up: stop the call's flow, nothing more can be played."""
+
+
+@dataclass(frozen=True)
+class AgiReply:
+    code: int
+    result: int = 0
+    data: str | None = None
+    endpos: int | None = None
+    text: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 200
+
+
+def parse_env_line(line: str) -> tuple[str, str]:
+    """``agi_channel: PJSIP/anonymous-0001`` -> ``("channel", "PJSIP/anonymous-0001")``."""
+    if not line.startswith("agi_") or ": " not in line:
+        # Some values are legitimately empty ("agi_rdnis: "); keep the split strict.
+        if line.startswith("agi_") and line.endswith(":"):
+            return line[4:-1], ""
+        raise AgiProtocolError(f"not an AGI environment line: {line[:80]!r}")
+    key, _, value = line.partition(": ")
+    return key[4:], value
+
+
+@dataclass
+class ReplyParser:
+    """Feeds reply lines; ``feed`` returns an ``AgiReply`` once one is complete.
+
+    The only multi-line reply is the 520 usage text, which ends with a line
+    that starts with ``520 ``.
+    """
+
+    _usage: list[str] = field(default_factory=list)
+
+    def feed(self, line: str) -> AgiReply | None:
+        if self._usage:
+            self._usage.append(line)
+            if line.startswith("520 "):
+                text = "\n".join(self._usage)
+                self._usage = []
+                return AgiReply(code=520, result=-1, text=text)
+            return None
+        if line == "HANGUP":
+            raise AgiHangup("HANGUP notice from Asterisk")
+        if line.startswith("520-"):
+            self._usage.append(line)
+            return None
+        m = _REPLY.match(line)
+        if m:
+            rest = m.group("rest") or ""
+            endpos = _ENDPOS.search(rest)
+            return AgiReply(
+                code=int(m.group("code")),
+                result=int(m.group("result")),
+                data=m.group("data"),
+                endpos=int(endpos.group(1)) if endpos else None,
+                text=line,
+            )
+        if len(line) >= 3 and line[:3].isdigit() and line[3:4] in (" ", ""):
+            return AgiReply(code=int(line[:3]), result=-1, text=line)
+        raise AgiProtocolError(f"unexpected reply line: {line[:80]!r}")
+
+
+def quote(arg: str) -> str:
+    """Quote one command argument the way res_agi's parser expects."""
+    return '"' + str(arg).replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
+
+
+def command(*words: str | int) -> str:
+    """Build a command line; the first word is the verb, the rest are quoted."""
+    verb, *args = words
+    return " ".join([str(verb)] + [quote(str(a)) for a in args])

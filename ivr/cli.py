@@ -1,0 +1,209 @@
+"""The ``ivr`` command.
+
+    ivr check-config         validate config/*.yaml and print the verdict
+    ivr setup                Asterisk root, secrets, Asterisk config, prompts
+    ivr serve                the engine: FastAGI + AMI accounting + /metrics
+    ivr run                  setup, then Redis + Asterisk + the engine until Ctrl-C
+    ivr simulate --calls N   SIPp callers and agents against the running engine
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from ivr.configuration import Config, ConfigError, load_config
+from ivr.paths import REPO_ROOT, Paths
+
+log = logging.getLogger("ivr")
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=REPO_ROOT / "config",
+                        help="configuration folder (default: %(default)s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ivr", description="Arabic IVR and call distribution engine")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check-config", help="validate the configuration")
+    _config_arg(p)
+
+    p = sub.add_parser("setup", help="prepare Asterisk, secrets, generated config and prompts")
+    _config_arg(p)
+
+    p = sub.add_parser("serve", help="run the engine (FastAGI, AMI accounting, metrics)")
+    _config_arg(p)
+    p.add_argument("--no-agi", action="store_true", help="do not serve FastAGI (accounting only)")
+    p.add_argument("--no-ami", action="store_true", help="do not connect to AMI (IVR only)")
+
+    p = sub.add_parser("run", help="setup, start Redis and Asterisk, serve until Ctrl-C")
+    _config_arg(p)
+
+    p = sub.add_parser("simulate", help="place SIPp calls against the running engine")
+    _config_arg(p)
+    p.add_argument("--calls", type=int, default=10, help="number of callers (default: %(default)s)")
+    p.add_argument("--rate", type=float, default=1.0, help="new callers per second (default: %(default)s)")
+    p.add_argument("--abandon", type=float, default=0.2,
+                   help="share of callers who give up while waiting (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=None, help="random seed for a repeatable run")
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"configuration is not valid ({len(exc.problems)} problem(s)):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def cmd_check_config(args) -> int:
+    config = load_config(args.config)
+    print(f"configuration OK: {args.config}")
+    print(f"  {len(config.hotlines)} hotline(s): " + ", ".join(h.number for h in config.hotlines))
+    print(f"  {len(config.programs)} program(s): " + ", ".join(p.id for p in config.programs))
+    print(f"  {len(config.queues)} queue(s), {len(config.agents)} agent(s), {len(config.prompts)} prompt(s)")
+    return 0
+
+
+def setup(config: Config, config_dir: Path, paths: Paths, say=print):
+    """Idempotent: everything already in place is kept."""
+    from dialplans.asterisk import AsteriskInstall
+    from dialplans.generate import write_all
+    from ivr.prompts import PromptLibrary, build_music_on_hold
+    from ivr.secrets import SecretStore
+
+    asterisk = AsteriskInstall.locate(paths.asterisk_root)
+    asterisk.ensure(progress=say)
+    secrets = SecretStore(paths.secrets_file)
+    if secrets.ensure(config):
+        say(f"Generated credentials in {paths.secrets_file} (mode 600)")
+    write_all(config, secrets, asterisk.root)
+    say(f"Asterisk configuration written to {asterisk.etc}")
+    library = PromptLibrary(sounds_dir=asterisk.sounds, cache_dir=paths.prompt_cache,
+                            overrides_dir=config_dir / "sounds" / config.service.language,
+                            language=config.service.language, voice=config.service.tts_voice)
+
+    def progress(n, total, prompt_id):
+        bar = "#" * (20 * n // total)
+        print(f"\r  prompts [{bar:<20}] {n}/{total} {prompt_id:<30}", end="", flush=True)
+
+    built = library.build(config.prompts, progress=progress)
+    print()
+    fresh = sum(1 for b in built if b.source == "synthesized")
+    say(f"{len(built)} prompt(s) ready in {library.target} ({fresh} synthesized now)")
+    build_music_on_hold(asterisk.moh)
+    if asterisk.is_running():
+        asterisk.cli("core reload")
+        say("Asterisk was running: configuration reloaded")
+    return asterisk, secrets
+
+
+def cmd_setup(args) -> int:
+    config = load_config(args.config)
+    setup(config, args.config, Paths.from_environment())
+    return 0
+
+
+async def serve(config: Config, paths: Paths, *, enable_agi=True, enable_ami=True,
+                stop: asyncio.Event | None = None) -> None:
+    from ivr.engine import Engine
+    from ivr.prompts import PromptLibrary
+    from ivr.secrets import SecretStore
+    from dialplans.asterisk import AsteriskInstall
+
+    secrets = SecretStore(paths.secrets_file)
+    asterisk = AsteriskInstall.locate(paths.asterisk_root)
+    library = PromptLibrary(sounds_dir=asterisk.sounds, cache_dir=paths.prompt_cache, overrides_dir=None,
+                            language=config.service.language)
+    missing = library.missing(config.prompts)
+    if missing and enable_agi:
+        # A clear error at start-up rather than silence in a call.
+        raise SystemExit(f"missing prompt file(s) in {library.target}: {', '.join(missing)}; run `ivr setup`")
+    engine = Engine(config=config, ami_secret=secrets.ami_secret(config) if enable_ami else None,
+                    enable_agi=enable_agi, enable_ami=enable_ami)
+    await engine.start()
+    s = config.service
+    log.info("engine running: FastAGI %s:%d, metrics http://%s:%d/metrics, AMI %s:%d",
+             s.fastagi.host, s.fastagi.port, s.metrics.host, s.metrics.port, s.ami.host, s.ami.port)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping the engine")
+        await engine.stop()
+
+
+def cmd_serve(args) -> int:
+    config = load_config(args.config)
+    asyncio.run(serve(config, Paths.from_environment(), enable_agi=not args.no_agi, enable_ami=not args.no_ami))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from dialplans.asterisk import AsteriskInstall
+    from ivr.redis_server import RedisServer, port_is_free
+
+    config = load_config(args.config)
+    paths = Paths.from_environment()
+    asterisk, _ = setup(config, args.config, paths)
+    redis = None
+    r = config.service.redis
+    if port_is_free(r.port, r.host):
+        redis = RedisServer(host=r.host, port=r.port, data_dir=paths.redis_dir)
+        redis.start()
+        print(f"Redis started on {r.host}:{r.port}")
+    else:
+        print(f"Redis already listening on {r.host}:{r.port}; using it")
+    started = asterisk.is_running()
+    proc = None
+    try:
+        if not started:
+            proc = asterisk.start()
+            print("Asterisk started")
+        print("Engine running. Call 1442 on sip:1442@127.0.0.1:5080. Ctrl-C stops everything.")
+        asyncio.run(serve(config, paths))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if not started:
+            print("Stopping Asterisk")
+            AsteriskInstall.stop(asterisk, proc)
+        if redis is not None:
+            print("Stopping Redis")
+            redis.stop()
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from ivr.simulate import run_simulation
+
+    config = load_config(args.config)
+    return run_simulation(config, Paths.from_environment(), calls=args.calls, rate=args.rate,
+                          abandon_share=args.abandon, seed=args.seed)
+
+
+COMMANDS = {
+    "check-config": cmd_check_config,
+    "setup": cmd_setup,
+    "serve": cmd_serve,
+    "run": cmd_run,
+    "simulate": cmd_simulate,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

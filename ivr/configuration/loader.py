@@ -1,0 +1,172 @@
+"""Read the YAML files of a configuration folder into one validated ``Config``.
+
+Every error names the file, the line and the field, e.g.::
+
+    config/hotlines.yaml:14: hotlines[0].menu.options.7: unknown program 'forsaa'
+
+The loader keeps the position of every node while turning YAML into plain
+data, then maps pydantic's error locations back to those positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .model import Config
+
+Location = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.field}: {self.message}"
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; ``problems`` lists every reason."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def format_field(loc: Location) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+class _Reader:
+    """Turns YAML nodes into plain data while recording where each came from."""
+
+    def __init__(self) -> None:
+        self.marks: dict[Location, tuple[str, int]] = {}
+        self.problems: list[Problem] = []
+        self._constructor = yaml.SafeLoader("")
+
+    def read_file(self, path: Path, shown_as: str) -> dict[str, Any]:
+        try:
+            node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line = mark.line + 1 if mark else 0
+            self.problems.append(Problem(shown_as, line, "(syntax)", str(exc.problem or exc)))
+            return {}
+        except (OSError, UnicodeDecodeError) as exc:
+            self.problems.append(Problem(shown_as, 0, "(file)", str(exc)))
+            return {}
+        if node is None:
+            return {}
+        if not isinstance(node, yaml.MappingNode):
+            self.problems.append(
+                Problem(shown_as, node.start_mark.line + 1, "(top level)", "must be a mapping of sections")
+            )
+            return {}
+        data = self._convert(node, (), shown_as)
+        return data
+
+    def _convert(self, node: yaml.Node, loc: Location, file: str) -> Any:
+        self.marks[loc] = (file, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    self.problems.append(
+                        Problem(file, key_node.start_mark.line + 1, format_field(loc), "keys must be plain words")
+                    )
+                    continue
+                # Keys stay strings: a menu key written as 1 is the digit "1".
+                key = str(self._constructor.construct_scalar(key_node))
+                if key in out:
+                    self.problems.append(
+                        Problem(file, key_node.start_mark.line + 1, format_field(loc + (key,)), "duplicate key")
+                    )
+                    continue
+                self.marks[loc + (key,)] = (file, key_node.start_mark.line + 1)
+                out[key] = self._convert(value_node, loc + (key,), file)
+                self.marks[loc + (key,)] = (file, key_node.start_mark.line + 1)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self._convert(item, loc + (i,), file) for i, item in enumerate(node.value)]
+        return self._constructor.construct_object(node, deep=True)
+
+    def where(self, loc: Location) -> tuple[str, int]:
+        for end in range(len(loc), -1, -1):
+            if loc[:end] in self.marks:
+                return self.marks[loc[:end]]
+        return ("?", 0)
+
+
+def load_config(folder: str | Path) -> Config:
+    """Load every ``*.yaml`` file of ``folder``; each holds top-level sections."""
+    folder = Path(folder)
+    reader = _Reader()
+    files = sorted(folder.glob("*.yaml")) if folder.is_dir() else []
+    if not files:
+        raise ConfigError([Problem(str(folder), 0, "(folder)", "no *.yaml configuration files found")])
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for path in files:
+        shown_as = _display_path(path)
+        data = reader.read_file(path, shown_as)
+        for section, value in data.items():
+            if section in merged:
+                file, line = reader.marks[(section,)]
+                reader.problems.append(
+                    Problem(shown_as, line, section, f"section already defined in {origin[section]}")
+                )
+                continue
+            merged[section] = value
+            origin[section] = shown_as
+    if reader.problems:
+        raise ConfigError(reader.problems)
+    try:
+        config = Config.model_validate(merged)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            file, line = reader.where(loc)
+            problems.append(Problem(file, line, format_field(loc), _message(err)))
+        raise ConfigError(problems) from None
+    cross = config.cross_reference_errors()
+    if cross:
+        problems = []
+        for loc, message in cross:
+            file, line = reader.where(loc)
+            problems.append(Problem(file, line, format_field(loc), message))
+        raise ConfigError(problems)
+    return config
+
+
+def _message(err: dict[str, Any]) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown key (check its spelling)"
+    if err["type"] == "missing":
+        return "required field is missing"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    return msg
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,202 @@
+"""The validated, frozen shape of the hotline configuration.
+
+Every model forbids unknown keys (a typo such as ``retires:`` is an error, not
+a silently ignored line) and is frozen: the configuration is read once at
+start-up and shared by every component without anyone changing it.
+
+Pydantic was chosen over hand-written checks because it reports each error
+with the exact path of the offending field (``hotlines.0.menu.options.7``),
+which the loader turns into a file and line number, and because frozen models
+with ``extra="forbid"`` give both guarantees above in one declaration.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,39}$")]
+PromptId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,62}$")]
+Digit = Annotated[str, StringConstraints(pattern=r"^[0-9*#]$")]
+LOOPBACK = ("127.", "::1", "localhost")
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class Listen(Frozen):
+    """A socket the engine or Asterisk listens on."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(ge=1, le=65535)
+    allow_public: bool = Field(
+        default=False,
+        description="Binding to anything but loopback must be asked for explicitly.",
+    )
+
+    @model_validator(mode="after")
+    def _loopback_unless_asked(self) -> "Listen":
+        if not self.allow_public and not self.host.startswith(LOOPBACK):
+            raise ValueError(
+                f"host {self.host!r} is not a loopback address; "
+                "set allow_public: true to expose it on purpose"
+            )
+        return self
+
+
+class AmiSettings(Listen):
+    port: int = Field(default=5038, ge=1, le=65535)
+    username: Identifier = "ivr_engine"
+    action_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    ping_interval_seconds: float = Field(default=10.0, gt=0, le=300)
+
+
+class RedisSettings(Frozen):
+    host: str = "127.0.0.1"
+    port: int = Field(default=6379, ge=1, le=65535)
+    db: int = Field(default=0, ge=0, le=15)
+    key_prefix: str = "ivr:"
+    call_state_ttl_seconds: int = Field(default=86400, ge=60)
+
+
+class ServiceSettings(Frozen):
+    """Where every part of the engine listens. Defaults are the documented ports."""
+
+    fastagi: Listen = Listen(port=4573)
+    metrics: Listen = Listen(port=9108)
+    carrier_sip: Listen = Listen(port=5080)
+    agent_sip: Listen = Listen(port=5060)
+    ami: AmiSettings = AmiSettings()
+    redis: RedisSettings = RedisSettings()
+    rtp_port_start: int = Field(default=10000, ge=1024, le=65000)
+    rtp_port_end: int = Field(default=10999, ge=1024, le=65535)
+    language: Literal["ar"] = "ar"
+    tts_voice: str = "ar"
+
+
+class Program(Frozen):
+    """A ministry programme citizens call about; its id labels queues and metrics."""
+
+    id: Identifier
+    name: str = Field(min_length=1, description="Arabic name, said to callers")
+    name_en: str = Field(min_length=1)
+
+
+class Queue(Frozen):
+    """An Asterisk app_queue queue. Its id is the queue name and the metric label."""
+
+    id: Identifier
+    program: Identifier | None = Field(
+        default=None, description="The programme this queue serves; none for a general queue"
+    )
+    strategy: Literal["leastrecent", "ringall", "rrmemory", "fewestcalls", "random", "linear"] = (
+        "leastrecent"
+    )
+    ring_timeout_seconds: int = Field(default=15, ge=5, le=120)
+    retry_seconds: int = Field(default=2, ge=0, le=60)
+    wrapup_seconds: int = Field(default=5, ge=0, le=600)
+    max_wait_seconds: int = Field(default=1800, ge=10, le=7200)
+    served_by_all_agents: bool = False
+
+
+class Menu(Frozen):
+    prompt: PromptId
+    options: dict[Digit, Identifier] = Field(min_length=1)
+    timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    retries: int = Field(default=3, ge=1, le=10)
+    invalid_prompt: PromptId = "invalid-option"
+    no_input_prompt: PromptId = "no-input"
+
+
+class Hotline(Frozen):
+    number: Annotated[str, StringConstraints(pattern=r"^[0-9]{3,15}$")]
+    name: str = Field(min_length=1)
+    menu: Menu
+    fallback_queue: Identifier = Field(
+        description="Where a caller goes when the IVR cannot decide: after the last retry, "
+        "or when the engine is down (the dialplan routes there by itself)."
+    )
+    welcome_prompt: PromptId | None = None
+    transfer_prompt: PromptId | None = Field(
+        default=None, description="Said once the caller's choice is made, before the queue"
+    )
+
+
+class Agent(Frozen):
+    id: Annotated[str, StringConstraints(pattern=r"^[0-9]{3,8}$")]
+    name: str = Field(min_length=1)
+    programs: tuple[Identifier, ...] = Field(min_length=1)
+
+    @property
+    def sip_username(self) -> str:
+        return f"agent{self.id}"
+
+
+class Config(Frozen):
+    service: ServiceSettings = ServiceSettings()
+    prompts: dict[PromptId, str] = Field(min_length=1)
+    programs: tuple[Program, ...] = Field(min_length=1)
+    queues: tuple[Queue, ...] = Field(min_length=1)
+    hotlines: tuple[Hotline, ...] = Field(min_length=1)
+    agents: tuple[Agent, ...] = ()
+
+    def cross_reference_errors(self) -> list[tuple[tuple, str]]:
+        """Errors pydantic cannot see field by field: ids that point nowhere.
+
+        Returned as (location, message) so the loader can name file and line.
+        """
+        errors: list[tuple[tuple, str]] = []
+        program_ids = [p.id for p in self.programs]
+        queue_ids = [q.id for q in self.queues]
+        for section, ids in (
+            ("programs", program_ids),
+            ("queues", queue_ids),
+            ("hotlines", [h.number for h in self.hotlines]),
+            ("agents", [a.id for a in self.agents]),
+        ):
+            seen: set[str] = set()
+            for i, value in enumerate(ids):
+                if value in seen:
+                    errors.append(((section, i), f"duplicate id {value!r}"))
+                seen.add(value)
+        for i, q in enumerate(self.queues):
+            if q.program is not None and q.program not in program_ids:
+                errors.append((("queues", i, "program"), f"unknown program {q.program!r}"))
+        for i, p in enumerate(self.programs):
+            if p.id not in queue_ids:
+                errors.append((("programs", i, "id"), f"program {p.id!r} has no queue with the same id"))
+        for i, h in enumerate(self.hotlines):
+            if h.fallback_queue not in queue_ids:
+                errors.append((("hotlines", i, "fallback_queue"), f"unknown queue {h.fallback_queue!r}"))
+            for digit, target in h.menu.options.items():
+                if target not in program_ids:
+                    errors.append((("hotlines", i, "menu", "options", digit), f"unknown program {target!r}"))
+            for field in ("prompt", "invalid_prompt", "no_input_prompt"):
+                if getattr(h.menu, field) not in self.prompts:
+                    errors.append((("hotlines", i, "menu", field), f"unknown prompt {getattr(h.menu, field)!r}"))
+            for field in ("welcome_prompt", "transfer_prompt"):
+                value = getattr(h, field)
+                if value is not None and value not in self.prompts:
+                    errors.append((("hotlines", i, field), f"unknown prompt {value!r}"))
+        for i, a in enumerate(self.agents):
+            for j, prog in enumerate(a.programs):
+                if prog not in program_ids:
+                    errors.append((("agents", i, "programs", j), f"unknown program {prog!r}"))
+        return errors
+
+    # Look-ups used on every call; the tuples are small, so a scan is cheapest.
+    def hotline(self, number: str) -> Hotline | None:
+        return next((h for h in self.hotlines if h.number == number), None)
+
+    def queue(self, queue_id: str) -> Queue | None:
+        return next((q for q in self.queues if q.id == queue_id), None)
+
+    def queue_members(self, queue: Queue) -> tuple[Agent, ...]:
+        if queue.served_by_all_agents:
+            return self.agents
+        return tuple(a for a in self.agents if queue.program in a.programs)
+
+    def prompt_text(self, prompt_id: str) -> str:
+        return self.prompts[prompt_id]

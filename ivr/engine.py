@@ -1,0 +1,133 @@
+"""The composition root: builds every part of ``ivr serve`` and wires them.
+
+Nothing else in the code base creates a Redis client, a metrics registry or
+a server: they are made here from the configuration and passed on as
+keyword arguments.
+
+    Asterisk --FastAGI--> FastAgiServer --> flow.menu (IVR) --> IVR_QUEUE
+    Asterisk --AMI------> AmiConnection --> QueueAccounting --> EngineMetrics
+                                                  |                  |
+                                           RedisCallStateStore   /metrics
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import redis.asyncio as aioredis
+from prometheus_client import disable_created_metrics
+from redis.exceptions import RedisError
+
+from ivr.agi.fastagi import AgiSession, FastAgiServer
+from ivr.configuration import Config
+from ivr.flow.menu import prompt_path, run_hotline
+from metrics.exporter import MetricsExporter
+from metrics.registry import EngineMetrics
+from queues.accounting import QueueAccounting
+from queues.ami import AmiConnection
+from queues.call_state import RedisCallStateStore
+
+log = logging.getLogger(__name__)
+
+
+class HotlineHandler:
+    """FastAGI route ``hotline``: the main menu, then the queue for the dialplan."""
+
+    def __init__(self, *, config: Config, metrics: EngineMetrics):
+        self._config = config
+        self._metrics = metrics
+
+    async def __call__(self, session: AgiSession) -> None:
+        number = session.env.get("arg_1", "")
+        hotline = self._config.hotline(number)
+        if hotline is None:
+            log.warning("FastAGI: unknown hotline %r (%s); the dialplan falls back", number, session.describe())
+            return
+        route = await run_hotline(session, hotline, self._config)
+        # Set first: if anything fails after this, the caller still goes to
+        # the chosen queue.
+        await session.set_variable("IVR_QUEUE", route.queue)
+        await session.set_variable("__IVR_PROGRAM", route.program or "")
+        self._metrics.menu_exits.labels(hotline=hotline.number, program=route.queue, outcome=route.outcome).inc()
+        log.info("hotline %s: %s -> queue %s (%s after %d attempt(s))", hotline.number, session.describe(),
+                 route.queue, route.outcome, route.attempts)
+        if hotline.transfer_prompt and route.outcome == "choice":
+            await session.play(prompt_path(hotline.transfer_prompt), "")
+
+
+class Engine:
+    def __init__(self, *, config: Config, ami_secret: str | None, enable_agi: bool = True,
+                 enable_ami: bool = True, metrics: EngineMetrics | None = None,
+                 redis_client: aioredis.Redis | None = None):
+        disable_created_metrics()
+        self.config = config
+        s = config.service
+        self.metrics = metrics or EngineMetrics(config)
+        self.redis = redis_client or aioredis.Redis(host=s.redis.host, port=s.redis.port, db=s.redis.db,
+                                                    socket_timeout=5, socket_connect_timeout=5)
+        self.store = RedisCallStateStore(self.redis, prefix=s.redis.key_prefix,
+                                         ttl_seconds=s.redis.call_state_ttl_seconds)
+        self.accounting = QueueAccounting(store=self.store, metrics=self.metrics)
+        self.exporter = MetricsExporter(registry=self.metrics.registry, host=s.metrics.host, port=s.metrics.port)
+        self.fastagi = FastAgiServer(
+            routes={"hotline": HotlineHandler(config=config, metrics=self.metrics)},
+            host=s.fastagi.host, port=s.fastagi.port,
+            on_session_end=self.metrics.count_session, on_latency=self.metrics.observe_agi_command,
+        ) if enable_agi else None
+        self.ami = AmiConnection(
+            host=s.ami.host, port=s.ami.port, username=s.ami.username, secret=ami_secret or "",
+            action_timeout=s.ami.action_timeout_seconds, ping_interval=s.ami.ping_interval_seconds,
+            on_login=self._resync, on_state=lambda up: self.metrics.ami_connected.set(1 if up else 0),
+        ) if enable_ami else None
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        self.exporter.start()
+        if self.fastagi is not None:
+            await self.fastagi.start()
+        if self.ami is not None:
+            await self.ami.start()
+            self._tasks.append(asyncio.create_task(self._consume_events(), name="ami-accounting"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.ami is not None:
+            await self.ami.close()
+        if self.fastagi is not None:
+            await self.fastagi.close()
+        self.exporter.stop()
+        await self.redis.aclose()
+
+    async def _consume_events(self) -> None:
+        assert self.ami is not None
+        while True:
+            event = await self.ami.events.get()
+            delay = 0.2
+            while True:
+                try:
+                    await self.accounting.handle(event)
+                    break
+                except RedisError as exc:
+                    # Keep the event and its order; nothing is counted twice
+                    # or lost while Redis is away.
+                    log.error("Redis unavailable while accounting %s (%s); retrying in %.1fs",
+                              event.get("Event"), exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                except Exception:
+                    log.exception("accounting failed on AMI event %s; event skipped", event.get("Event"))
+                    break
+
+    async def _resync(self) -> None:
+        """After a (re)login: callers who joined a queue while we were away."""
+        assert self.ami is not None
+        if self.ami.logins > 1:
+            self.metrics.ami_reconnects.inc()
+        replies = await self.ami.action({"Action": "QueueStatus"}, as_list=True, timeout=15)
+        entries = [dict(m) for m in (replies or []) if m.get("Event") == "QueueEntry"]
+        for entry in entries:
+            await self.ami.events.put({str(k): str(v) for k, v in entry.items()})
+        log.info("AMI re-sync: %d caller(s) waiting in queues", len(entries))

@@ -1,0 +1,31 @@
+"""The narrow interface the IVR flows use to talk to a call.
+
+The FastAGI session implements it today; a classic AGI (pyst2) channel and
+the tests' scripted channel implement the same methods, so one flow engine
+serves every path and is tested without any I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Protocol
+
+
+class CallerHungUp(Exception):
+    """The caller is gone; the flow ends and the dialplan's hang-up handler accounts for it."""
+
+
+class PromptUnavailable(Exception):
+    """A prompt could not be played although the caller is still there."""
+
+
+class Channel(Protocol):
+    @property
+    def env(self) -> Mapping[str, str]: ...
+
+    async def play(self, prompt: str, escape_digits: str = "") -> str | None:
+        """Play ``prompt``; return the key that cut it short, or None when it ended."""
+
+    async def wait_digit(self, timeout_seconds: float) -> str | None:
+        """Return the next key, or None after ``timeout_seconds`` of silence."""
+
+    async def set_variable(self, name: str, value: str) -> None: ...

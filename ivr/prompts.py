@@ -1,0 +1,122 @@
+"""Arabic prompts: synthesized from the YAML texts, overridable by recordings.
+
+Each prompt id becomes ``<sounds>/ar/ivr/<id>.wav`` (8 kHz, mono, 16-bit, what
+Asterisk plays without resampling) plus a pre-encoded ``.ulaw`` beside it:
+Asterisk picks the cheapest format, so a u-law call streams the file with no
+transcoding at all.
+
+Synthesis runs espeak-ng's Arabic voice and sox, once per distinct
+(text, voice): the result is cached under a hash of both, so a rebuild after
+an unrelated config change costs nothing. A recorded file
+``config/sounds/ar/<id>.wav`` (any rate; sox converts it) replaces the
+synthesized one. No TTS ever runs during a call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from ivr.configuration import Config
+
+log = logging.getLogger(__name__)
+
+SYNTH_VERSION = "1"  # bump to invalidate every cached synthesis
+
+
+class PromptError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class BuiltPrompt:
+    prompt_id: str
+    source: str  # "recorded" | "synthesized" | "cached"
+    path: Path
+
+
+class PromptLibrary:
+    def __init__(self, *, sounds_dir: Path, cache_dir: Path, overrides_dir: Path | None,
+                 language: str = "ar", voice: str = "ar"):
+        self.target = sounds_dir / language / "ivr"
+        self.cache_dir = cache_dir
+        self.overrides_dir = overrides_dir
+        self.voice = voice
+
+    def build(self, prompts: dict[str, str], progress=None) -> list[BuiltPrompt]:
+        for tool in ("espeak-ng", "sox"):
+            if not shutil.which(tool):
+                raise PromptError(f"{tool} is missing: apt-get install espeak-ng sox")
+        self.target.mkdir(parents=True, exist_ok=True)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        built = []
+        for n, (prompt_id, text) in enumerate(sorted(prompts.items()), 1):
+            built.append(self._build_one(prompt_id, text))
+            if progress:
+                progress(n, len(prompts), prompt_id)
+        return built
+
+    def _build_one(self, prompt_id: str, text: str) -> BuiltPrompt:
+        wav = self.target / f"{prompt_id}.wav"
+        recorded = self.overrides_dir / f"{prompt_id}.wav" if self.overrides_dir else None
+        if recorded is not None and recorded.exists():
+            _sox(recorded, wav)
+            _sox(wav, wav.with_suffix(".ulaw"), "-t", "ul")
+            return BuiltPrompt(prompt_id, "recorded", wav)
+        digest = hashlib.sha256(f"{SYNTH_VERSION}\0{self.voice}\0{text}".encode()).hexdigest()[:20]
+        cached = self.cache_dir / f"{digest}.wav"
+        source = "cached"
+        if not cached.exists():
+            raw = self.cache_dir / f"{digest}.raw.wav"
+            result = subprocess.run(["espeak-ng", "-v", self.voice, "-s", "140", "-w", str(raw), text],
+                                    capture_output=True, text=True)
+            if result.returncode != 0 or not raw.exists():
+                raise PromptError(f"espeak-ng failed for prompt {prompt_id!r}: {result.stderr.strip()}")
+            _sox(raw, cached)
+            raw.unlink()
+            source = "synthesized"
+        shutil.copyfile(cached, wav)
+        _sox(wav, wav.with_suffix(".ulaw"), "-t", "ul")
+        return BuiltPrompt(prompt_id, source, wav)
+
+    def missing(self, prompt_ids) -> list[str]:
+        """Prompt ids with no playable file: checked at start-up, not mid-call."""
+        return sorted(p for p in prompt_ids if not (self.target / f"{p}.wav").exists())
+
+
+def _sox(src: Path, dst: Path, *out_type: str) -> None:
+    """Convert to 8 kHz mono: 16-bit WAV (Asterisk's native slin) or raw u-law."""
+    tmp = dst.with_name(dst.stem + ".tmp" + dst.suffix)
+    width = () if out_type else ("-b", "16")
+    # -G guards against clipping while resampling.
+    cmd = ["sox", "-G", str(src), "-r", "8000", "-c", "1", *width, *out_type, str(tmp)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise PromptError(f"sox failed on {src}: {result.stderr.strip()}")
+    tmp.replace(dst)
+
+
+def build_music_on_hold(moh_dir: Path) -> Path:
+    """A calm two-tone loop for waiting callers (Debian ships no Arabic MOH)."""
+    moh_dir.mkdir(parents=True, exist_ok=True)
+    target = moh_dir / "ivr-hold.wav"
+    if target.exists():
+        return target
+    tmp = moh_dir / "ivr-hold.tmp.wav"
+    result = subprocess.run(
+        ["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(tmp),
+         "synth", "0.6", "sine", "440", "synth", "0.6", "sine", "mix", "554",
+         "fade", "0.05", "0.6", "0.1", "pad", "0", "1.4", "repeat", "9", "vol", "0.3"],
+        capture_output=True, text=True)
+    if result.returncode != 0:
+        raise PromptError(f"sox could not make music on hold: {result.stderr.strip()}")
+    tmp.replace(target)
+    return target
+
+
+def all_prompt_ids(config: Config) -> set[str]:
+    return set(config.prompts)
