@@ -15,6 +15,7 @@ How a call flows through the generated dialplan (see docs/architecture.md)::
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ivr.configuration import Config
@@ -33,7 +34,7 @@ MODULES = [
     "res_rtp_asterisk", "codec_ulaw", "codec_alaw", "codec_a_mu",
     "format_wav", "format_pcm", "format_sln", "pbx_config", "res_agi", "res_speech",
     "app_queue", "app_playback", "app_userevent", "app_stack", "app_verbose", "app_senddtmf",
-    "app_db", "res_musiconhold", "func_channel", "func_cut", "func_strings", "func_logic",
+    "app_db", "app_exec", "res_musiconhold", "func_channel", "func_cut", "func_strings", "func_logic",
     "func_callerid", "func_dialplan", "func_db", "func_global", "func_devstate",
     "bridge_simple", "bridge_native_rtp", "bridge_holding", "bridge_builtin_features",
 ]
@@ -104,6 +105,8 @@ def render_modules() -> str:
 
 
 def render_logger() -> str:
+    # IVR_ASTERISK_DEBUG=1 adds a verbose log of every dialplan step (full.log).
+    debug = "full.log => verbose(4),notice,warning,error\n" if os.environ.get("IVR_ASTERISK_DEBUG") else ""
     return HEADER + """[general]
 queue_log = yes
 queue_log_name = queue_log
@@ -111,7 +114,7 @@ queue_log_name = queue_log
 [logfiles]
 messages.log => notice,warning,error
 console => notice,warning,error
-"""
+""" + debug
 
 
 def _codecs() -> str:
@@ -234,11 +237,13 @@ exten => s,1,GotoIf($["${{CHANNEL(pjsip,local_addr)}}" != "{carrier_addr}"]?refu
  same => n,Answer()
  ; The FastAGI service plays the menu and sets IVR_QUEUE. If it is down,
  ; crashes or answers garbage, AGI() returns and IVR_QUEUE is empty: the
- ; caller still goes to the hotline's fallback queue below.
- same => n,AGI({agi}/hotline,${{IVR_HOTLINE}})
+ ; caller still goes to the hotline's fallback queue below. A FastAGI peer
+ ; that drops the socket mid-call makes AGI() return -1, which would end the
+ ; dialplan; TryExec keeps going, so the caller is queued all the same.
+ same => n,TryExec(AGI({agi}/hotline,${{IVR_HOTLINE}}))
  same => n,Set(IVR_TARGET=${{IF($[${{DIALPLAN_EXISTS(ivr-queue,${{IVR_QUEUE}},1)}}]?${{IVR_QUEUE}}:${{IVR_FALLBACK}})}})
  same => n,GotoIf($["${{IVR_TARGET}}" = "${{IVR_QUEUE}}"]?queue)
- same => n,Log(WARNING,IVR gave no valid queue (AGISTATUS=${{AGISTATUS}}); using fallback ${{IVR_FALLBACK}})
+ same => n,Log(WARNING,IVR gave no valid queue - AGISTATUS=${{AGISTATUS}} TRYSTATUS=${{TRYSTATUS}} - using fallback ${{IVR_FALLBACK}})
  same => n(queue),Goto(ivr-queue,${{IVR_TARGET}},1)
 exten => refuse,1,Log(NOTICE,Refused anonymous call on ${{CHANNEL(pjsip,local_addr)}})
  same => n,Hangup(21)
@@ -248,7 +253,8 @@ exten => refuse,1,Log(NOTICE,Refused anonymous call on ${{CHANNEL(pjsip,local_ad
     for q in config.queues:
         out.append(
             f"exten => {q.id},1,Set(IVR_IN_QUEUE={q.id})\n"
-            f" same => n,Queue({q.id},,,,{q.max_wait_seconds},,,ivr-agent-connect)\n"
+            # Asterisk 22: Queue(name,options,URL,announceoverride,timeout,AGI,gosub,...)
+            f" same => n,Queue({q.id},,,,{q.max_wait_seconds},,ivr-agent-connect)\n"
             # Queue() returned: the caller left without hanging up (timeout,
             # queue left empty, ...). QUEUESTATUS says why.
             f" same => n,Set(IVR_IN_QUEUE=)\n"

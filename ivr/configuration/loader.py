@@ -135,12 +135,19 @@ def load_config(folder: str | Path) -> Config:
             origin[section] = shown_as
     if reader.problems:
         raise ConfigError(reader.problems)
+    # A section missing from every file is reported against the folder.
+    reader.marks[()] = (_display_path(folder), 0)
     try:
         config = Config.model_validate(merged)
     except ValidationError as exc:
         problems = []
-        for err in exc.errors():
+        errors = exc.errors()
+        locs = [tuple(e["loc"]) for e in errors]
+        for err in errors:
             loc = tuple(err["loc"])
+            # "too short" on a list whose item failed is a follow-on error.
+            if err["type"] == "too_short" and any(o[: len(loc)] == loc and o != loc for o in locs):
+                continue
             file, line = reader.where(loc)
             problems.append(Problem(file, line, format_field(loc), _message(err)))
         raise ConfigError(problems) from None

@@ -12,6 +12,7 @@ with ``extra="forbid"`` give both guarantees above in one declaration.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -19,31 +20,46 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,39}$")]
 PromptId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,62}$")]
 Digit = Annotated[str, StringConstraints(pattern=r"^[0-9*#]$")]
-LOOPBACK = ("127.", "::1", "localhost")
+# Section names app_queue keeps for itself: a queue cannot be called so.
+RESERVED_QUEUE_IDS = ("general",)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
-class Listen(Frozen):
-    """A socket the engine or Asterisk listens on."""
+class LoopbackByDefault(Frozen):
+    """Something bound to an address: loopback unless exposure is asked for."""
 
     host: str = "127.0.0.1"
-    port: int = Field(ge=1, le=65535)
     allow_public: bool = Field(
         default=False,
         description="Binding to anything but loopback must be asked for explicitly.",
     )
 
     @model_validator(mode="after")
-    def _loopback_unless_asked(self) -> "Listen":
-        if not self.allow_public and not self.host.startswith(LOOPBACK):
+    def _loopback_unless_asked(self) -> "LoopbackByDefault":
+        if not self.allow_public and not is_loopback(self.host):
             raise ValueError(
                 f"host {self.host!r} is not a loopback address; "
                 "set allow_public: true to expose it on purpose"
             )
         return self
+
+
+class Listen(LoopbackByDefault):
+    """A socket the engine or Asterisk listens on."""
+
+    port: int = Field(ge=1, le=65535)
 
 
 class AmiSettings(Listen):
@@ -53,8 +69,7 @@ class AmiSettings(Listen):
     ping_interval_seconds: float = Field(default=10.0, gt=0, le=300)
 
 
-class RedisSettings(Frozen):
-    host: str = "127.0.0.1"
+class RedisSettings(LoopbackByDefault):
     port: int = Field(default=6379, ge=1, le=65535)
     db: int = Field(default=0, ge=0, le=15)
     key_prefix: str = "ivr:"
@@ -74,6 +89,13 @@ class ServiceSettings(Frozen):
     rtp_port_end: int = Field(default=10999, ge=1024, le=65535)
     language: Literal["ar"] = "ar"
     tts_voice: str = "ar"
+
+    @model_validator(mode="after")
+    def _rtp_range(self) -> "ServiceSettings":
+        if self.rtp_port_start >= self.rtp_port_end:
+            raise ValueError(f"rtp_port_start ({self.rtp_port_start}) must be below rtp_port_end "
+                             f"({self.rtp_port_end})")
+        return self
 
 
 class Program(Frozen):
@@ -99,6 +121,12 @@ class Queue(Frozen):
     wrapup_seconds: int = Field(default=5, ge=0, le=600)
     max_wait_seconds: int = Field(default=1800, ge=10, le=7200)
     served_by_all_agents: bool = False
+
+    @model_validator(mode="after")
+    def _not_reserved(self) -> "Queue":
+        if self.id in RESERVED_QUEUE_IDS:
+            raise ValueError(f"queue id {self.id!r} is reserved by Asterisk's queues.conf; choose another")
+        return self
 
 
 class Menu(Frozen):

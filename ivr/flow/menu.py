@@ -40,7 +40,9 @@ class MenuState:
 
     @property
     def escape_digits(self) -> str:
-        return "".join(sorted(self.hotline.menu.options))
+        # Every key cuts a prompt short, so a wrong key is answered at once
+        # (with the invalid-option prompt) instead of being silently ignored.
+        return "0123456789*#"
 
     def on_key(self, key: str | None) -> "MenuState":
         """One answer from the caller (None = silence) -> the next state."""

@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .dtmf_pcap import write_presses
+
 DTMF_DIR = Path("/usr/share/sip-tester")
 DTMF_FILES = {**{str(d): f"dtmf_2833_{d}.pcap" for d in range(10)}, "#": "dtmf_2833_pound.pcap",
               "*": "dtmf_2833_star.pcap"}
@@ -49,7 +51,7 @@ class CallerScript:
     expect: str = "answer"  # or a SIP final response code the call must get, e.g. "404"
 
 
-def caller_scenario(script: CallerScript) -> str:
+def caller_scenario(script: CallerScript, dtmf_files: list[Path] | None = None) -> str:
     invite = f"""INVITE sip:{script.number}@[remote_ip]:[remote_port] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
       From: "Caller" <sip:{script.caller_id}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
@@ -72,9 +74,10 @@ def caller_scenario(script: CallerScript) -> str:
                   _ack(), "</scenario>"]
         return "\n".join(parts) + "\n"
     parts += ['  <recv response="200" rtd="true"/>', _ack()]
-    for delay, key in script.keys:
+    for n, (delay, key) in enumerate(script.keys):
+        pcap = dtmf_files[n] if dtmf_files else DTMF_DIR / DTMF_FILES[key]
         parts.append(f'  <pause milliseconds="{delay}"/>')
-        parts.append(f'  <nop><action><exec play_pcap_audio="{DTMF_DIR / DTMF_FILES[key]}"/></action></nop>')
+        parts.append(f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>')
     # The DTMF clip plays in the background; let it finish.
     parts.append('  <pause milliseconds="400"/>')
     parts.append(f'  <recv request="BYE" timeout="{script.hold_ms}" ontimeout="hangup"/>')
@@ -273,7 +276,9 @@ class Sipp:
         return SippProcess(name, proc, self.workdir)
 
     def call(self, script: CallerScript, *, target: str) -> SippProcess:
-        return self.start("caller", caller_scenario(script), target=target,
+        n = next(self._count)
+        dtmf = write_presses(self.workdir, f"call{n}", "".join(k for _, k in script.keys))
+        return self.start("caller", caller_scenario(script, dtmf), target=target,
                           timeout_s=int(script.hold_ms / 1000) + 90)
 
 

@@ -1,0 +1,457 @@
+"""The FastAGI server over a real socket, driven by a scripted fake Asterisk."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from ivr.agi.fastagi import FastAgiServer
+from ivr.engine import HotlineHandler
+from metrics.registry import EngineMetrics
+
+TIMEOUT = 3.0          # upper bound for anything the test waits for
+ENV_TIMEOUT = 0.5      # the server's bounds, kept small for the silence cases
+REPLY_TIMEOUT = 0.5
+
+ENV = {
+    "network": "yes",
+    "network_script": "hotline",
+    "request": "agi://127.0.0.1:4573/hotline",
+    "channel": "PJSIP/anonymous-00000001",
+    "language": "ar",
+    "type": "PJSIP",
+    "uniqueid": "1732467000.1",
+    "version": "22.1.0",
+    "callerid": "01001234567",
+    "calleridname": "unknown",
+    "callingpres": "0",
+    "callingani2": "0",
+    "callington": "0",
+    "callingtns": "0",
+    "dnid": "1442",
+    "rdnis": "unknown",
+    "context": "ivr-answer",
+    "extension": "s",
+    "priority": "6",
+    "enhanced": "0.0",
+    "accountcode": "",
+    "threadid": "140245",
+    "arg_1": "1442",
+}
+
+_ARG = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+def parse_command(line: str) -> tuple[str, list[str]]:
+    """'STREAM FILE "a" "b"' -> ("STREAM FILE", ["a", "b"])."""
+    first_quote = line.find('"')
+    verb = (line if first_quote < 0 else line[:first_quote]).strip()
+    args = [re.sub(r"\\(.)", r"\1", a) for a in _ARG.findall(line)]
+    return verb, args
+
+
+class FakeAsterisk:
+    """The Asterisk side of one FastAGI session."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader = reader
+        self.writer = writer
+        self.commands: list[str] = []
+
+    @classmethod
+    async def connect(cls, port: int) -> "FakeAsterisk":
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), TIMEOUT)
+        return cls(reader, writer)
+
+    async def send_raw(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def send(self, *lines: str) -> None:
+        await self.send_raw("".join(line + "\n" for line in lines).encode())
+
+    async def send_env(self, **overrides: str) -> None:
+        env = {**ENV, **overrides}
+        await self.send(*(f"agi_{k}: {v}" for k, v in env.items()), "")
+
+    async def command(self) -> tuple[str, list[str]]:
+        raw = await asyncio.wait_for(self.reader.readline(), TIMEOUT)
+        assert raw, f"the server closed the session; commands so far: {self.commands}"
+        assert raw.endswith(b"\n")
+        line = raw.decode().rstrip("\n")
+        self.commands.append(line)
+        return parse_command(line)
+
+    async def expect(self, verb: str, *args: str) -> None:
+        got = await self.command()
+        assert got == (verb, list(args)), f"expected {verb} {args}, got {got}"
+
+    async def expect_closed(self) -> None:
+        rest = await asyncio.wait_for(self.reader.read(), TIMEOUT)
+        assert rest == b"", f"unexpected data from the server: {rest!r}"
+
+    async def close(self) -> None:
+        self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except (ConnectionError, OSError):
+            pass
+
+
+class Rig:
+    def __init__(self, config):
+        self.registry = CollectorRegistry()
+        self.metrics = EngineMetrics(config, registry=self.registry)
+        self.outcomes: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self.server = FastAgiServer(
+            routes={"hotline": HotlineHandler(config=config, metrics=self.metrics)},
+            host="127.0.0.1", port=0, env_timeout=ENV_TIMEOUT, reply_timeout=REPLY_TIMEOUT,
+            on_session_end=self._ended, on_latency=self.metrics.observe_agi_command)
+
+    def _ended(self, route: str, outcome: str) -> None:
+        self.metrics.count_session(route, outcome)
+        self.outcomes.put_nowait((route, outcome))
+
+    async def outcome(self, timeout: float = TIMEOUT) -> tuple[str, str]:
+        return await asyncio.wait_for(self.outcomes.get(), timeout)
+
+    async def connect(self) -> FakeAsterisk:
+        return await FakeAsterisk.connect(self.server.port)
+
+    def sessions(self, route: str, outcome: str) -> float:
+        return self.registry.get_sample_value("ivr_fastagi_sessions_total", {"route": route, "outcome": outcome})
+
+
+@pytest.fixture
+async def rig(config):
+    rig = Rig(config)
+    await rig.server.start()
+    try:
+        yield rig
+    finally:
+        await asyncio.wait_for(rig.server.close(), TIMEOUT)
+
+
+# --- complete sessions --------------------------------------------------------------------
+
+
+async def good_session(rig: Rig, key_code: int = 50, queue: str = "services_card") -> FakeAsterisk:
+    """Welcome played to the end, a key during the menu, queue set, transfer prompt."""
+    ast = await rig.connect()
+    await ast.send_env()
+    verb, args = await ast.command()
+    assert verb == "STREAM FILE"
+    assert args[0] == "ivr/welcome-1442"
+    assert set("123456") <= set(args[1]), "the menu keys cut the welcome short"
+    await ast.send("200 result=0 endpos=48000")
+    verb, args = await ast.command()
+    assert (verb, args[0]) == ("STREAM FILE", "ivr/main-menu-1442")
+    await ast.send(f"200 result={key_code} endpos=12345")
+    await ast.expect("SET VARIABLE", "IVR_QUEUE", queue)
+    await ast.send("200 result=1")
+    await ast.expect("SET VARIABLE", "__IVR_PROGRAM", queue)
+    await ast.send("200 result=1")
+    await ast.expect("STREAM FILE", "ivr/transfer", "")
+    await ast.send("200 result=0 endpos=20000")
+    await ast.expect_closed()
+    await ast.close()
+    assert await rig.outcome() == ("hotline", "ok")
+    return ast
+
+
+async def test_menu_choice_sets_the_queue(rig):
+    ast = await good_session(rig, key_code=50, queue="services_card")
+    assert ast.commands[0].startswith('STREAM FILE "ivr/welcome-1442" "')
+    assert ast.commands[2] == 'SET VARIABLE "IVR_QUEUE" "services_card"'
+    reg = rig.registry
+    assert reg.get_sample_value("ivr_menu_exits_total",
+                                {"hotline": "1442", "program": "services_card", "outcome": "choice"}) == 1
+    assert rig.sessions("hotline", "ok") == 1
+    # Command latency is measured for SET, not for playback.
+    assert reg.get_sample_value("ivr_fastagi_command_seconds_count", {"verb": "SET"}) == 2
+    assert reg.get_sample_value("ivr_fastagi_command_seconds_count", {"verb": "STREAM"}) is None
+
+
+async def test_key_during_welcome(rig):
+    ast = await rig.connect()
+    await ast.send_env()
+    verb, args = await ast.command()
+    assert (verb, args[0]) == ("STREAM FILE", "ivr/welcome-1442")
+    await ast.send("200 result=51 endpos=3000")  # '3' during the welcome
+    await ast.expect("SET VARIABLE", "IVR_QUEUE", "nasser_bank")
+    await ast.send("200 result=1")
+    await ast.expect("SET VARIABLE", "__IVR_PROGRAM", "nasser_bank")
+    await ast.send("200 result=1")
+    await ast.expect("STREAM FILE", "ivr/transfer", "")
+    await ast.send("200 result=0 endpos=20000")
+    await ast.expect_closed()
+    assert await rig.outcome() == ("hotline", "ok")
+
+
+async def test_silence_then_key_via_wait_for_digit(rig):
+    ast = await rig.connect()
+    await ast.send_env()
+    await ast.command()                                   # welcome
+    await ast.send("200 result=0 endpos=48000")
+    await ast.command()                                   # menu
+    await ast.send("200 result=0 endpos=96000")
+    await ast.expect("WAIT FOR DIGIT", "5000")
+    await ast.send("200 result=52")                       # '4'
+    await ast.expect("SET VARIABLE", "IVR_QUEUE", "addiction_fund")
+    await ast.send("200 result=1")
+    await ast.expect("SET VARIABLE", "__IVR_PROGRAM", "addiction_fund")
+    await ast.send("200 result=1")
+    await ast.expect("STREAM FILE", "ivr/transfer", "")
+    await ast.send("200 result=0 endpos=20000")
+    await ast.expect_closed()
+    assert await rig.outcome() == ("hotline", "ok")
+
+
+async def test_wrong_keys_fall_back_to_general(rig):
+    ast = await rig.connect()
+    await ast.send_env()
+    await ast.command()
+    await ast.send("200 result=0 endpos=48000")           # welcome ends
+    for attempt in range(3):
+        verb, args = await ast.command()
+        assert (verb, args[0]) == ("STREAM FILE", "ivr/main-menu-1442")
+        await ast.send("200 result=57 endpos=100")        # '9': not in the menu
+        if attempt < 2:
+            verb, args = await ast.command()
+            assert (verb, args[0]) == ("STREAM FILE", "ivr/invalid-option")
+            await ast.send("200 result=0 endpos=8000")
+    await ast.expect("SET VARIABLE", "IVR_QUEUE", "shared")
+    await ast.send("200 result=1")
+    await ast.expect("SET VARIABLE", "__IVR_PROGRAM", "")
+    await ast.send("200 result=1")
+    await ast.expect_closed()                             # no transfer prompt, no hang-up command
+    assert not any(c.startswith("HANGUP") for c in ast.commands)
+    assert await rig.outcome() == ("hotline", "ok")
+    assert rig.registry.get_sample_value(
+        "ivr_menu_exits_total", {"hotline": "1442", "program": "shared", "outcome": "retries_exhausted"}) == 1
+
+
+async def test_unknown_hotline_number_ends_without_commands(rig):
+    ast = await rig.connect()
+    await ast.send_env(arg_1="9999")
+    await ast.expect_closed()
+    assert ast.commands == []
+    assert await rig.outcome() == ("hotline", "ok")
+
+
+async def test_missing_prompt_on_a_live_channel(rig):
+    ast = await rig.connect()
+    await ast.send_env()
+    await ast.command()
+    await ast.send("200 result=-1 endpos=0")              # the file could not be played
+    await ast.expect("CHANNEL STATUS")
+    await ast.send("200 result=6")                        # the channel is up
+    await ast.expect_closed()
+    assert await rig.outcome() == ("hotline", "error")
+
+
+async def test_failed_prompt_on_a_dead_channel(rig):
+    ast = await rig.connect()
+    await ast.send_env()
+    await ast.command()
+    await ast.send("200 result=-1 endpos=0")
+    await ast.expect("CHANNEL STATUS")
+    await ast.send("511 Command Not Permitted on a dead channel or intercepted channel")
+    await ast.expect_closed()
+    assert await rig.outcome() == ("hotline", "hangup")
+
+
+async def test_hotline_argument_with_extra_text_is_not_a_hotline(rig):
+    ast = await rig.connect()
+    await ast.send_env(arg_1='1442" "x')
+    await ast.expect_closed()   # nothing is sent: the dialplan falls back
+    assert ast.commands == []
+    assert await rig.outcome() == ("hotline", "ok")
+
+
+# --- bad input: each ends its session only -------------------------------------------------
+
+
+async def bad_garbage_env(rig):
+    ast = await rig.connect()
+    await ast.send("GET /metrics HTTP/1.1", "Host: 127.0.0.1", "")
+    await ast.expect_closed()
+    return ast
+
+
+async def bad_empty_env(rig):
+    ast = await rig.connect()
+    await ast.send("")
+    await ast.expect_closed()
+    return ast
+
+
+async def bad_not_utf8(rig):
+    ast = await rig.connect()
+    await ast.send_raw(b"agi_channel: \xff\xfe\n\n")
+    await ast.expect_closed()
+    return ast
+
+
+async def bad_line_too_long(rig):
+    ast = await rig.connect()
+    await ast.send_raw(b"agi_channel: " + b"x" * 20000 + b"\n\n")
+    await ast.expect_closed()
+    return ast
+
+
+async def bad_closed_mid_session(rig):
+    ast = await rig.connect()
+    await ast.send_env()
+    await ast.command()
+    await ast.close()
+    return ast
+
+
+async def bad_closed_during_env(rig):
+    ast = await rig.connect()
+    await ast.send("agi_network: yes", "agi_network_script: hotline")
+    await ast.close()
+    return ast
+
+
+async def bad_hangup_notice(rig):
+    ast = await rig.connect()
+    await ast.send_env()
+    await ast.command()
+    await ast.send("HANGUP", "200 result=-1 endpos=0")
+    await ast.expect_closed()
+    assert len(ast.commands) == 1, "no command after the HANGUP notice (not even CHANNEL STATUS)"
+    return ast
+
+
+async def bad_511(rig):
+    ast = await rig.connect()
+    await ast.send_env()
+    await ast.command()
+    await ast.send("511 Command Not Permitted on a dead channel or intercepted channel")
+    await ast.expect_closed()
+    assert len(ast.commands) == 1
+    return ast
+
+
+async def bad_garbage_reply(rig):
+    ast = await rig.connect()
+    await ast.send_env()
+    await ast.command()
+    await ast.send("hello there")
+    await ast.expect_closed()
+    return ast
+
+
+async def bad_silent_during_env(rig):
+    ast = await rig.connect()
+    await ast.send("agi_network: yes")
+    await ast.expect_closed()     # the server gives up after env_timeout
+    return ast
+
+
+async def bad_silent_after_command(rig):
+    ast = await rig.connect()
+    await ast.send_env()
+    await ast.command()
+    await ast.send("200 result=49 endpos=100")           # '1'
+    await ast.expect("SET VARIABLE", "IVR_QUEUE", "takaful_karama")
+    # ...and never answer it.
+    await ast.expect_closed()
+    return ast
+
+
+async def bad_unknown_route(rig):
+    ast = await rig.connect()
+    await ast.send_env(network_script="nosuch", request="agi://127.0.0.1:4573/nosuch")
+    await ast.expect_closed()
+    assert ast.commands == []
+    return ast
+
+
+async def bad_set_variable_refused(rig):
+    ast = await rig.connect()
+    await ast.send_env()
+    await ast.command()
+    await ast.send("200 result=49 endpos=100")
+    await ast.command()
+    await ast.send("510 Invalid or unknown command")
+    await ast.expect_closed()
+    return ast
+
+
+BAD = [
+    (bad_garbage_env, ("?", "protocol_error")),
+    (bad_empty_env, ("?", "protocol_error")),
+    (bad_not_utf8, ("?", "protocol_error")),
+    (bad_line_too_long, ("?", "protocol_error")),
+    (bad_closed_mid_session, ("hotline", "connection_lost")),
+    (bad_closed_during_env, ("?", "connection_lost")),
+    (bad_hangup_notice, ("hotline", "hangup")),
+    (bad_511, ("hotline", "hangup")),
+    (bad_garbage_reply, ("hotline", "protocol_error")),
+    (bad_silent_during_env, ("?", "connection_lost")),
+    (bad_silent_after_command, ("hotline", "connection_lost")),
+    (bad_unknown_route, ("nosuch", "unknown_route")),
+    (bad_set_variable_refused, ("hotline", "protocol_error")),
+]
+
+
+@pytest.mark.parametrize("scenario, expected", BAD, ids=[f.__name__ for f, _ in BAD])
+async def test_bad_session_then_a_good_one(rig, scenario, expected):
+    ast = await scenario(rig)
+    await ast.close()
+    assert await rig.outcome() == expected
+    await good_session(rig)
+    assert rig.outcomes.empty()
+
+
+async def test_all_bad_sessions_in_a_row_then_a_good_one(rig):
+    seen = []
+    for scenario, expected in BAD:
+        ast = await scenario(rig)
+        await ast.close()
+        outcome = await rig.outcome()
+        assert outcome == expected, scenario.__name__
+        seen.append(outcome[1])
+    await good_session(rig)
+    assert rig.sessions("hotline", "ok") == 1
+    assert rig.sessions("other", "protocol_error") == 4     # route unknown before the env was read
+    assert rig.sessions("hotline", "hangup") == 2
+    assert rig.sessions("other", "unknown_route") == 1
+    assert seen.count("connection_lost") == 4
+
+
+async def test_a_stuck_session_does_not_block_others(rig):
+    stuck = await rig.connect()
+    await stuck.send_env()
+    await stuck.command()                                  # welcome sent; Asterisk never answers
+    await good_session(rig)                                # served while the other one waits
+    await good_session(rig, key_code=54, queue="forsa")
+    assert rig.outcomes.empty()
+    await stuck.close()
+    assert await rig.outcome() == ("hotline", "connection_lost")
+
+
+async def test_concurrent_sessions(rig):
+    results = await asyncio.gather(*(good_session(rig, key_code=48 + k, queue=q)
+                                     for k, q in [(1, "takaful_karama"), (2, "services_card"),
+                                                  (3, "nasser_bank"), (5, "abnaa_misr")]))
+    assert len(results) == 4
+    assert rig.sessions("hotline", "ok") == 4
+
+
+async def test_close_ends_open_sessions(config):
+    rig = Rig(config)
+    await rig.server.start()
+    ast = await rig.connect()
+    await ast.send_env()
+    await ast.command()
+    await asyncio.wait_for(rig.server.close(), TIMEOUT)
+    assert await rig.outcome() == ("hotline", "cancelled")
+    await ast.expect_closed()
+    await ast.close()

@@ -1,0 +1,134 @@
+"""End-to-end fixtures: the real Asterisk, a private Redis, the engine, SIPp.
+
+The session builds (once, cached) or reuses the Asterisk root, writes the
+generated configuration, starts Asterisk and a redis-server on a free port,
+and runs the engine in a background thread, exactly as `ivr serve` does.
+Tests place SIPp calls and poll the engine's /metrics with a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from dialplans.asterisk import AsteriskInstall
+from ivr.cli import setup
+from ivr.configuration import load_config
+from ivr.engine import Engine
+from ivr.paths import REPO_ROOT, Paths
+from ivr.redis_server import RedisServer, port_is_free
+from ivr.secrets import SecretStore
+from ivr.simulate.metrics_reader import read_samples, sample
+from ivr.simulate.sipp import Sipp
+
+REQUIRED_TOOLS = ("sipp", "redis-server", "espeak-ng", "sox")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class EngineThread:
+    """The engine on its own event loop in a thread, so tests can block on SIPp."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="engine")
+
+    def start(self) -> None:
+        self.thread.start()
+        self.run(self.engine.start())
+
+    def run(self, coro, timeout: float = 30.0):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.run(self.engine.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+class Hotline:
+    """What a test needs: config, credentials, SIPp, and /metrics polling."""
+
+    def __init__(self, config, secrets: SecretStore, sipp: Sipp, engine: EngineThread, asterisk: AsteriskInstall):
+        self.config = config
+        self.secrets = secrets
+        self.sipp = sipp
+        self.engine = engine
+        self.asterisk = asterisk
+        s = config.service
+        self.carrier = f"{s.carrier_sip.host}:{s.carrier_sip.port}"
+        self.agent_port = f"{s.agent_sip.host}:{s.agent_sip.port}"
+        self.metrics_url = f"http://{s.metrics.host}:{s.metrics.port}/metrics"
+
+    def metric(self, name: str, **labels: str) -> float:
+        return sample(read_samples(self.metrics_url), name, **labels)
+
+    def wait_metric(self, name: str, target: float, timeout: float = 60.0, **labels: str) -> float:
+        deadline = time.monotonic() + timeout
+        value = self.metric(name, **labels)
+        while value < target and time.monotonic() < deadline:
+            time.sleep(0.25)
+            value = self.metric(name, **labels)
+        return value
+
+    def password(self, agent_id: str) -> str:
+        return self.secrets.agent_password(f"agent{agent_id}")
+
+
+@pytest.fixture(scope="session")
+def hotline(tmp_path_factory):
+    if os.environ.get("IVR_SKIP_E2E"):
+        pytest.skip("IVR_SKIP_E2E is set")
+    missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None]
+    if missing:
+        pytest.fail(f"end-to-end tests need {', '.join(missing)}: run `make test`, which installs them")
+    base = load_config(REPO_ROOT / "config")
+    s = base.service
+    busy = [p for p in (s.fastagi.port, s.metrics.port) if not port_is_free(p)]
+    if busy:
+        pytest.fail(f"ports {busy} are in use (is `make run` running?); stop it before the end-to-end tests")
+    # A private Redis on a free port, so tests never touch a real deployment's state.
+    redis_port = _free_port()
+    config = base.model_copy(update={"service": s.model_copy(update={
+        "redis": s.redis.model_copy(update={"port": redis_port, "key_prefix": "ivr-e2e:"})})})
+    paths = Paths.from_environment()
+    asterisk, secrets = setup(config, REPO_ROOT / "config", paths, say=lambda *_: None)
+    redis = RedisServer(port=redis_port, data_dir=tmp_path_factory.mktemp("redis"), persist=False)
+    redis.start()
+    was_running = asterisk.is_running()
+    proc = asterisk.start()
+    # Leftovers from an earlier interrupted run would keep agents "in use".
+    asterisk.cli("channel request hangup all")
+    engine = EngineThread(Engine(config=config, ami_secret=secrets.ami_secret(config)))
+    engine.start()
+    deadline = time.monotonic() + 20
+    while not engine.engine.ami.logged_in.is_set() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not engine.engine.ami.logged_in.is_set():
+        pytest.fail("the engine could not log in to AMI")
+    sipp = Sipp(workdir=tmp_path_factory.mktemp("sipp"))
+    try:
+        yield Hotline(config, secrets, sipp, engine, asterisk)
+    finally:
+        engine.stop()
+        if not was_running:
+            asterisk.stop(proc)
+        redis.stop()

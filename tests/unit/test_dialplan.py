@@ -1,0 +1,394 @@
+"""The generated Asterisk configuration, read back and checked section by section."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from pathlib import Path
+
+import pytest
+
+from dialplans.generate import render_all, render_extensions, write_all
+from ivr.configuration import load_config
+from ivr.secrets import SecretStore
+
+DEMO = Path(__file__).resolve().parents[2] / "config"
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config(DEMO)
+
+
+@pytest.fixture
+def secrets(config, tmp_path: Path) -> SecretStore:
+    store = SecretStore(tmp_path / "s.json")
+    store.ensure(config)
+    return store
+
+
+@pytest.fixture
+def rendered(config, secrets) -> dict[str, str]:
+    return render_all(config, secrets)
+
+
+# --- a small reader for Asterisk's .conf format -------------------------------------
+
+
+def sections(text: str) -> list[tuple[str, list[tuple[str, str]]]]:
+    """[(section name, [(key, value), ...]), ...] in file order; names may repeat."""
+    out: list[tuple[str, list[tuple[str, str]]]] = []
+    for raw in text.splitlines():
+        line = raw.split(";", 1)[0].strip()
+        if not line:
+            continue
+        m = re.fullmatch(r"\[([^\]]+)\](\(.*\))?", line)
+        if m:
+            out.append((m.group(1), []))
+            continue
+        assert out, f"a setting before any section: {raw!r}"
+        key, sep, value = line.partition("=")
+        assert sep, f"not a key=value line: {raw!r}"
+        value = value.strip()
+        if value.startswith(">"):  # "key => value"
+            value = value[1:].strip()
+        out[-1][1].append((key.strip(), value))
+    return out
+
+
+def section(text: str, name: str, type_: str | None = None) -> dict[str, str]:
+    matches = [dict(items) for n, items in sections(text) if n == name
+               and (type_ is None or dict(items).get("type") == type_)]
+    assert len(matches) == 1, f"expected one [{name}] (type={type_}), found {len(matches)}"
+    return matches[0]
+
+
+def dialplan(text: str) -> dict[str, list[str]]:
+    """context -> its non-comment dialplan lines (exten/same/include)."""
+    contexts: dict[str, list[str]] = {}
+    current = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(";"):
+            continue
+        m = re.fullmatch(r"\[([^\]]+)\]", line)
+        if m:
+            current = m.group(1)
+            assert current not in contexts, f"context [{current}] defined twice"
+            contexts[current] = []
+            continue
+        contexts[current].append(line)
+    return contexts
+
+
+def extensions_of(lines: list[str]) -> list[str]:
+    return [re.match(r"exten\s*=>\s*([^,]+),", line).group(1) for line in lines if line.startswith("exten")]
+
+
+def blocks_of(lines: list[str]) -> dict[str, list[str]]:
+    """extension -> its lines (the exten line and the ``same =>`` lines after it)."""
+    blocks: dict[str, list[str]] = {}
+    current = None
+    for line in lines:
+        if line.startswith("exten"):
+            current = re.match(r"exten\s*=>\s*([^,]+),", line).group(1)
+            blocks.setdefault(current, [])
+        elif not line.startswith("same"):
+            current = None
+            continue
+        assert current is not None, f"'same' line outside an extension: {line}"
+        blocks[current].append(line)
+    return blocks
+
+
+def reachable(contexts: dict[str, list[str]], start: str) -> set[str]:
+    """Contexts a call entering ``start`` can reach, over-approximated: any mention of
+    another context's name in a dialplan line of a reachable context counts."""
+    names = [n for n in contexts if n != "general"]
+    seen = {start}
+    todo = [start]
+    while todo:
+        ctx = todo.pop()
+        body = "\n".join(contexts[ctx])
+        for other in names:
+            if other not in seen and re.search(rf"(?<![\w-]){re.escape(other)}(?![\w-])", body):
+                seen.add(other)
+                todo.append(other)
+    return seen
+
+
+# --- pjsip.conf ----------------------------------------------------------------------
+
+
+def test_pjsip_transports_bound_to_loopback(rendered):
+    pjsip = rendered["pjsip.conf"]
+    carrier = section(pjsip, "transport-carrier")
+    agent = section(pjsip, "transport-agent")
+    assert carrier["type"] == agent["type"] == "transport"
+    assert carrier["bind"] == "127.0.0.1:5080"
+    assert agent["bind"] == "127.0.0.1:5060"
+    transports = [dict(items) for _, items in sections(pjsip) if dict(items).get("type") == "transport"]
+    assert len(transports) == 2
+    assert all(t["bind"].startswith("127.0.0.1:") for t in transports)
+
+
+def test_pjsip_anonymous_endpoint_lands_in_from_carrier(rendered):
+    anon = section(rendered["pjsip.conf"], "anonymous", "endpoint")
+    assert anon["context"] == "from-carrier"
+    assert anon["transport"] == "transport-carrier"
+    assert "auth" not in anon
+    assert anon["allow_transfer"] == "no"
+
+
+def test_pjsip_agents_authenticate_with_generated_passwords(rendered, config, secrets):
+    pjsip = rendered["pjsip.conf"]
+    passwords = set()
+    for agent in config.agents:
+        user = agent.sip_username
+        endpoint = section(pjsip, user, "endpoint")
+        assert endpoint["context"] == "agents"
+        assert endpoint["transport"] == "transport-agent"
+        assert endpoint["auth"] == f"{user}-auth"
+        assert endpoint["aors"] == user
+        auth = section(pjsip, f"{user}-auth", "auth")
+        assert auth["auth_type"] == "digest"
+        assert auth["username"] == user
+        assert auth["password"] == secrets.agent_password(user)
+        assert len(auth["password"]) >= 32
+        passwords.add(auth["password"])
+        aor = section(pjsip, user, "aor")
+        assert aor["max_contacts"] == "1"
+    assert len(passwords) == len(config.agents), "every agent has a password of its own"
+
+
+def test_pjsip_every_endpoint_context_exists(rendered):
+    contexts = dialplan(rendered["extensions.conf"])
+    for name, items in sections(rendered["pjsip.conf"]):
+        d = dict(items)
+        if d.get("type") == "endpoint":
+            assert d["context"] in contexts, name
+
+
+# --- extensions.conf ------------------------------------------------------------------
+
+
+def test_from_carrier_holds_only_hotlines_and_a_refusing_catch_all(rendered, config):
+    contexts = dialplan(rendered["extensions.conf"])
+    carrier = contexts["from-carrier"]
+    hotlines = {h.number for h in config.hotlines}
+    extens = extensions_of(carrier)
+    others = [e for e in extens if e not in hotlines]
+    assert hotlines <= set(extens)
+    assert set(others) <= {"_[0-9a-zA-Z*#+].", "i"}
+    assert "_[0-9a-zA-Z*#+]." in others
+    # Whatever is not a hotline ends in Hangup(1), never goes anywhere.
+    blocks = blocks_of(carrier)
+    assert sum(len(b) for b in blocks.values()) == len(carrier)
+    for exten in others:
+        body = "\n".join(blocks[exten])
+        assert "Goto" not in body and "Gosub" not in body and "Dial" not in body, body
+        assert blocks[exten][-1].endswith("Hangup(1)"), body
+    assert not any(line.startswith("include") for line in carrier)
+
+
+def test_hotline_sets_fallback_and_enters_the_ivr(rendered, config):
+    carrier = "\n".join(dialplan(rendered["extensions.conf"])["from-carrier"])
+    for h in config.hotlines:
+        assert f"exten => {h.number},1,Set(__IVR_HOTLINE={h.number})" in carrier
+        assert f"Set(__IVR_FALLBACK={h.fallback_queue})" in carrier
+    assert "Goto(ivr-answer,s,1)" in carrier
+
+
+def test_agi_points_to_the_fastagi_service(rendered):
+    answer = dialplan(rendered["extensions.conf"])["ivr-answer"]
+    agi = [line for line in answer if "AGI(" in line]
+    assert len(agi) == 1
+    assert "AGI(agi://127.0.0.1:4573/hotline," in agi[0]
+    assert "${IVR_HOTLINE}" in agi[0]
+
+
+def test_fallback_when_the_ivr_gives_no_queue(rendered):
+    answer = dialplan(rendered["extensions.conf"])["ivr-answer"]
+    body = "\n".join(answer)
+    agi_at = next(i for i, line in enumerate(answer) if "AGI(" in line)
+    after = "\n".join(answer[agi_at + 1:])
+    assert "${IVR_FALLBACK}" in after
+    assert "DIALPLAN_EXISTS(ivr-queue,${IVR_QUEUE},1)" in after
+    assert "Goto(ivr-queue,${IVR_TARGET},1)" in after
+    # The hang-up handler is installed before the caller can hang up in the IVR.
+    assert body.index("Set(CHANNEL(hangup_handler_push)=ivr-hangup,s,1)") < body.index("AGI(")
+    assert body.index("Answer()") < body.index("AGI(")
+
+
+def test_fallback_queue_extension_exists_for_every_hotline(rendered, config):
+    queue_extens = extensions_of(dialplan(rendered["extensions.conf"])["ivr-queue"])
+    assert set(queue_extens) == {q.id for q in config.queues}
+    for h in config.hotlines:
+        assert h.fallback_queue in queue_extens
+
+
+def test_nothing_reachable_from_the_carrier_dials_or_reaches_agents(rendered):
+    contexts = dialplan(rendered["extensions.conf"])
+    reach = reachable(contexts, "from-carrier")
+    # Sanity: the walk really follows the call.
+    assert {"from-carrier", "ivr-answer", "ivr-queue", "ivr-hangup"} <= reach
+    assert "agents" not in reach
+    for ctx in reach:
+        for line in contexts[ctx]:
+            assert "Dial(" not in line, f"[{ctx}] {line}"
+            assert not line.startswith("include"), f"[{ctx}] {line}"
+            assert "Originate" not in line and "ChanSpy" not in line and "System(" not in line
+
+
+def test_reachability_check_would_catch_an_include(config):
+    """The walk above is not vacuous: an include of [agents] is seen."""
+    text = render_extensions(config).replace("[ivr-hangup]\n", "[ivr-hangup]\ninclude => agents\n")
+    assert "agents" in reachable(dialplan(text), "from-carrier")
+
+
+def test_hangup_handler_reports_the_call_end(rendered):
+    hangup = "\n".join(dialplan(rendered["extensions.conf"])["ivr-hangup"])
+    m = re.search(r"UserEvent\(IvrCallEnd,(.*)\)\n", hangup)
+    assert m
+    fields = dict(part.split(": ", 1) for part in m.group(1).split(","))
+    assert fields["Queue"] == "${IVR_IN_QUEUE}"
+    assert fields["Member"] == "${MEMBERINTERFACE}"
+    assert fields["CallUid"] == "${IVR_CALL_UID}"
+    assert "Return()" in hangup
+
+
+def test_queue_extensions_enter_their_own_queue(rendered, config):
+    queue_ctx = dialplan(rendered["extensions.conf"])["ivr-queue"]
+    body = "\n".join(queue_ctx)
+    for q in config.queues:
+        assert f"exten => {q.id},1,Set(IVR_IN_QUEUE={q.id})" in body
+        assert re.search(rf"Queue\({q.id},[^)]*\b{q.max_wait_seconds}\b", body)
+        assert f"UserEvent(IvrQueueExit,Queue: {q.id}," in body
+
+
+def test_queue_gosub_is_in_the_gosub_argument(rendered):
+    body = "\n".join(dialplan(rendered["extensions.conf"])["ivr-queue"])
+    calls = re.findall(r"Queue\(([^)]*)\)", body)
+    assert calls
+    for args in calls:
+        parts = args.split(",")
+        names = ["queuename", "options", "URL", "announceoverride", "timeout", "AGI", "gosub", "rule", "position"]
+        named = dict(zip(names, parts))
+        assert named.get("gosub") == "ivr-agent-connect", named
+
+
+# --- manager.conf ---------------------------------------------------------------------
+
+
+def test_manager_is_loopback_only_and_least_privilege(rendered, config, secrets):
+    manager = rendered["manager.conf"]
+    general = section(manager, "general")
+    assert general["enabled"] == "yes"
+    assert general["bindaddr"] == "127.0.0.1"
+    assert general["port"] == "5038"
+    assert general["webenabled"] == "no"
+    users = [name for name, _ in sections(manager) if name != "general"]
+    assert users == [config.service.ami.username]
+    user = section(manager, "ivr_engine")
+    assert set(user["read"].split(",")) == {"call", "agent", "user"}
+    assert user["write"] == "agent"
+    assert user["secret"] == secrets.ami_secret(config)
+    assert len(user["secret"]) >= 32
+    # deny everything, then permit loopback: order matters in manager.conf.
+    keys = [k for k, _ in next(items for name, items in sections(manager) if name == "ivr_engine")]
+    assert keys.index("deny") < keys.index("permit")
+    assert user["deny"] == "0.0.0.0/0.0.0.0"
+    assert user["permit"] == "127.0.0.1/255.255.255.255"
+
+
+# --- queues.conf -------------------------------------------------------------------------
+
+
+def queue_sections(text: str) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Queue sections: every section that has a strategy (the [general] settings have none)."""
+    return [(n, items) for n, items in sections(text) if "strategy" in dict(items)]
+
+
+def test_queues_one_section_per_queue_with_its_members(rendered, config):
+    queues = queue_sections(rendered["queues.conf"])
+    assert [n for n, _ in queues] == [q.id for q in config.queues]
+    for (name, items), q in zip(queues, config.queues):
+        d = dict(items)
+        assert d["strategy"] == q.strategy
+        assert d["timeout"] == str(q.ring_timeout_seconds)
+        assert d["wrapuptime"] == str(q.wrapup_seconds)
+        assert d["setinterfacevar"] == "yes"
+        members = [v for k, v in items if k == "member"]
+        expected = [f"PJSIP/{a.sip_username}" for a in config.queue_members(q)]
+        assert [m.split(",")[0] for m in members] == expected
+        assert members, f"queue {name} has nobody to answer"
+
+
+def test_shared_fallback_queue_is_served_by_every_agent(rendered, config):
+    shared = [items for n, items in queue_sections(rendered["queues.conf"]) if n == "shared"]
+    assert len(shared) == 1
+    members = {v.split(",")[0] for k, v in shared[0] if k == "member"}
+    assert members == {f"PJSIP/{a.sip_username}" for a in config.agents}
+
+
+def test_no_queue_uses_the_reserved_general_section(rendered, config):
+    names = [n.lower() for n, _ in sections(rendered["queues.conf"])]
+    assert names.count("general") == 1
+    assert all(q.id.lower() != "general" for q in config.queues)
+
+
+# --- other files ---------------------------------------------------------------------------
+
+
+def test_rtp_range_and_disabled_services(rendered):
+    rtp = section(rendered["rtp.conf"], "general")
+    assert (rtp["rtpstart"], rtp["rtpend"]) == ("10000", "10999")
+    assert section(rendered["http.conf"], "general")["enabled"] == "no"
+    modules = section(rendered["modules.conf"], "modules")
+    assert modules["autoload"] == "no"
+
+
+def test_write_all_writes_every_file(config, secrets, tmp_path):
+    root = tmp_path / "ast"
+    written = write_all(config, secrets, root)
+    etc = root / "etc" / "asterisk"
+    assert {p.name for p in written} == set(render_all(config, secrets))
+    assert (etc / "pjsip.conf").read_text() == render_all(config, secrets)["pjsip.conf"]
+
+
+# --- SecretStore ------------------------------------------------------------------------------
+
+
+def test_secret_file_is_private(config, tmp_path):
+    path = tmp_path / "state" / "s.json"
+    store = SecretStore(path)
+    assert store.ensure(config) is True
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    data = json.loads(path.read_text())
+    assert set(data) == {"ami:ivr_engine"} | {f"sip:{a.sip_username}" for a in config.agents}
+    assert all(len(v) >= 32 for v in data.values())
+    assert len(set(data.values())) == len(data)
+
+
+def test_secret_ensure_is_idempotent(config, tmp_path):
+    path = tmp_path / "s.json"
+    first = SecretStore(path)
+    first.ensure(config)
+    before = path.read_text()
+    ami = first.ami_secret(config)
+    assert first.ensure(config) is False
+    assert path.read_text() == before
+    again = SecretStore(path)
+    assert again.ensure(config) is False
+    assert again.ami_secret(config) == ami
+    for a in config.agents:
+        assert again.agent_password(a.sip_username) == first.agent_password(a.sip_username)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_secret_missing_is_a_clear_error(config, tmp_path):
+    store = SecretStore(tmp_path / "none.json")
+    with pytest.raises(KeyError, match="ivr setup"):
+        store.ami_secret(config)
