@@ -27,7 +27,10 @@ How it works
 
   Per-command latency is the server's turnaround as the client sees it:
   from the moment the client wrote its previous reply (or the environment
-  block) to the arrival of the server's next command line.
+  block) to the arrival of the server's next command line. The load is a
+  closed loop: each of the ``--sessions`` slots runs ``--per-slot``
+  sessions back to back, so about that many sessions are always in flight;
+  sessions/s is completed sessions over the round's wall time.
 * ``--handler engine`` (default): ours runs the real route handler,
   ``ivr.engine.HotlineHandler`` with ``config/`` and ``EngineMetrics`` wired
   as ``ivr serve`` wires them (session and latency hooks included). The
@@ -38,8 +41,9 @@ How it works
 * ``--handler script``: both run the same five-command script (STREAM FILE,
   WAIT FOR DIGIT, SET VARIABLE x2, STREAM FILE) instead.
 
-Everything is bounded in time: the client's connects and reads time out, a
-round has a deadline, and a client process that overruns is killed.
+Everything is bounded in time: connects and sessions time out, each run
+gets a share of ``--budget`` (110 s) as its deadline, a client process that
+overruns is killed, and SIGALRM ends the whole run as a last resort.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ import logging
 import math
 import os
 import platform
+import signal
 import statistics
 import sys
 import time
@@ -243,6 +248,7 @@ def summary(values: list[float]) -> dict:
 def client_main(args: argparse.Namespace) -> None:
     """The client process: say ready, wait for go, run the load, print JSON."""
     expect = json.loads(args.expect) if args.expect else None
+    signal.alarm(int(args.deadline) + 20)  # last resort: never outlive the round
     print("ready", flush=True)
     sys.stdin.readline()
     result = asyncio.run(run_load(args._client, args.sessions, args.per_slot, expect, args.deadline))
@@ -317,6 +323,20 @@ class Ours:
         return out
 
 
+class _EofGuard:
+    """A StreamReader whose read() raises at end of stream instead of returning b""."""
+
+    def __init__(self, reader: asyncio.StreamReader):
+        self._reader = reader
+        self.readline = reader.readline
+
+    async def read(self, n: int = -1) -> bytes:
+        data = await self._reader.read(n)
+        if not data:
+            raise ConnectionResetError("peer closed before the end of the AGI environment")
+        return data
+
+
 class Panoramisk:
     name = "panoramisk"
 
@@ -345,13 +365,19 @@ class Panoramisk:
         tasks = self._tasks = set()
 
         async def accept(reader, writer) -> None:
-            # Tracked so that stop() can end what a cut-short round left behind:
-            # Application.handler spins forever on a peer that closes before
-            # the blank line (read() keeps returning b"").
+            # Application.handler loops on ``reader.read(100)`` until it has
+            # seen a blank line; on a peer that closed before that (a session
+            # the client cancelled in a cut-short round) read() returns b""
+            # at once, forever, without yielding: the whole event loop hangs.
+            # _EofGuard turns that b"" into ConnectionResetError; it changes
+            # nothing on the normal path but one extra await per env chunk.
             task = asyncio.current_task()
             tasks.add(task)
             try:
-                await app.handler(reader, writer)
+                await app.handler(_EofGuard(reader), writer)
+            except ConnectionResetError:
+                outcomes["closed before the environment"] += 1
+                writer.close()
             finally:
                 tasks.discard(task)
 
@@ -463,10 +489,8 @@ async def bench(args: argparse.Namespace) -> int:
     logging.getLogger().setLevel(logging.WARNING)
 
     ours = Ours(args.handler)
-    if args.handler == "engine":
-        expect = await record_sequence(ours)
-    else:
-        expect = await record_sequence(ours)
+    expect = await record_sequence(ours)
+    if args.handler == "script":
         if expect != SCRIPT_COMMANDS:
             raise SystemExit(f"script handler sent {expect}, expected {SCRIPT_COMMANDS}")
     theirs = Panoramisk(expect)
@@ -518,9 +542,10 @@ async def bench(args: argparse.Namespace) -> int:
     table = []
     for label, get, f in rows:
         a, b = median_of(results["ours"], get), median_of(results["panoramisk"], get)
-        ratio = a / b if b else (1.0 if a == b else float("inf"))
+        ratio = a / b if b else None
         table.append({"metric": label, "ours": a, "panoramisk": b, "ratio": ratio})
-        print(f"  {label:<30}{f.format(a):>12}{f.format(b):>12}{ratio:>17.2f}")
+        shown = f"{ratio:.2f}" if ratio is not None else "-"
+        print(f"  {label:<30}{f.format(a):>12}{f.format(b):>12}{shown:>17}")
     failures = sum(1 for rs in results.values() for r in rs
                    if "failed" in r or r["errors"] or r["ok"] != total)
     print(f"  rounds with errors or missing sessions: {failures}")
@@ -550,6 +575,8 @@ def main() -> None:
     if args._client:
         client_main(args)
         return
+    # Last resort if the event loop itself gets stuck: SIGALRM ends the run.
+    signal.alarm(int(args.budget) + 20)
     sys.exit(asyncio.run(bench(args)))
 
 

@@ -114,11 +114,22 @@ class AsteriskInstall:
         except (AsteriskError, subprocess.TimeoutExpired):
             return False
 
+    def reload(self) -> None:
+        """Re-read the configuration; modules added to modules.conf are loaded too."""
+        self.cli("core reload")
+        from .generate import MODULES
+
+        loaded = self.cli("module show")
+        for name in MODULES:
+            if f"{name}.so" not in loaded:
+                log.info("loading module %s", name)
+                self.cli(f"module load {name}.so")
+
     def start(self, timeout: float = 30.0) -> subprocess.Popen | None:
         """Start Asterisk in the background; wait until it is fully booted."""
         if self.is_running():
             log.info("Asterisk already running; reloading its configuration")
-            self.cli("core reload")
+            self.reload()
             return None
         if self.chrooted:
             _mount_proc(self.root)

@@ -105,7 +105,7 @@ def setup(config: Config, config_dir: Path, paths: Paths, say=print):
     say(f"{len(built)} prompt(s) ready in {library.target} ({fresh} synthesized now)")
     build_music_on_hold(asterisk.moh)
     if asterisk.is_running():
-        asterisk.cli("core reload")
+        asterisk.reload()
         say("Asterisk was running: configuration reloaded")
     return asterisk, secrets
 

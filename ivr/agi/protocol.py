@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, field
 
 MAX_LINE = 8192
+MAX_ENV = 65536  # the whole AGI environment block
 _REPLY = re.compile(r"^(?P<code>\d{3}) result=(?P<result>-?\d+)(?: \((?P<data>.*?)\))?(?P<rest>.*)$")
 _ENDPOS = re.compile(r"endpos=(-?\d+)")
 

@@ -96,7 +96,8 @@ def test_a_fastagi_peer_that_dies_mid_call_still_leaves_the_caller_queued(hotlin
     hotline.engine.run(fastagi.close())
     server = hotline.engine.run(start_broken())
     try:
-        caller = hotline.sipp.call(CallerScript(number="1442", hold_ms=6_000), target=hotline.carrier)
+        # The welcome prompt lasts about 6.5 s; the caller stays longer.
+        caller = hotline.sipp.call(CallerScript(number="1442", hold_ms=14_000), target=hotline.carrier)
         assert hotline.wait_metric("ivr_queue_offered_total", offered + 1, program="shared") == offered + 1
         assert caller.wait(timeout=60) == 0, caller.output()[-2000:]
     finally:
