@@ -5,6 +5,7 @@
     ivr serve                the engine: FastAGI + AMI accounting + /metrics
     ivr run                  setup, then Redis + Asterisk + the engine until Ctrl-C
     ivr simulate --calls N   SIPp callers and agents against the running engine
+    ivr agents credentials   SIP accounts for the agents' softphones
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("run", help="setup, start Redis and Asterisk, serve until Ctrl-C")
     _config_arg(p)
+
+    p = sub.add_parser("agents", help="agent accounts")
+    _config_arg(p)
+    p.add_argument("action", choices=["credentials"], help="credentials: print SIP accounts for softphones")
 
     p = sub.add_parser("simulate", help="place SIPp calls against the running engine")
     _config_arg(p)
@@ -189,6 +194,24 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_agents(args) -> int:
+    from ivr.secrets import SecretStore
+
+    config = load_config(args.config)
+    paths = Paths.from_environment()
+    secrets = SecretStore(paths.secrets_file)
+    sip = config.service.agent_sip
+    print(f"SIP server (registrar and proxy): {sip.host}:{sip.port} over UDP")
+    print(f"{'agent':<10}{'name':<22}{'username':<14}password")
+    for agent in config.agents:
+        try:
+            password = secrets.agent_password(agent.sip_username)
+        except KeyError:
+            password = "(not generated yet: run `ivr setup`)"
+        print(f"{agent.id:<10}{agent.name:<22}{agent.sip_username:<14}{password}")
+    return 0
+
+
 def cmd_simulate(args) -> int:
     from ivr.simulate import run_simulation
 
@@ -203,6 +226,7 @@ COMMANDS = {
     "serve": cmd_serve,
     "run": cmd_run,
     "simulate": cmd_simulate,
+    "agents": cmd_agents,
 }
 
 if __name__ == "__main__":

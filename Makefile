@@ -1,0 +1,28 @@
+# The two commands of the README:
+#   make run    install what is missing, set up Asterisk, Redis and prompts,
+#               run the engine in the foreground until Ctrl-C
+#   make test   install what is missing, then unit, component and end-to-end tests
+.PHONY: run test deps setup unit bench check-config
+
+deps:
+	@bash scripts/install-deps.sh
+
+run: deps
+	.venv/bin/ivr run
+
+setup: deps
+	.venv/bin/ivr setup
+
+test: deps
+	.venv/bin/ivr check-config
+	.venv/bin/ivr setup
+	.venv/bin/pytest -v -p no:cacheprovider tests
+
+unit: deps
+	.venv/bin/pytest -q tests/unit tests/component
+
+check-config: deps
+	.venv/bin/ivr check-config
+
+bench: deps
+	.venv/bin/python bench/fastagi_bench.py
