@@ -27,6 +27,7 @@ from metrics.registry import EngineMetrics
 from queues.accounting import QueueAccounting
 from queues.ami import AmiConnection
 from queues.call_state import RedisCallStateStore
+from queues.journal import entries_to_events, journal_families
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,12 @@ class Engine:
                     break
 
     async def _resync(self) -> None:
-        """After a (re)login: callers who joined a queue while we were away."""
+        """After a (re)login: catch up on what happened while we were away.
+
+        Callers who joined a queue meanwhile are still listed by QueueStatus;
+        calls that ended meanwhile are in the dialplan's AstDB journal. Both go
+        through the same accounting, which counts each fact once.
+        """
         assert self.ami is not None
         if self.ami.logins > 1:
             self.metrics.ami_reconnects.inc()
@@ -130,4 +136,11 @@ class Engine:
         entries = [dict(m) for m in (replies or []) if m.get("Event") == "QueueEntry"]
         for entry in entries:
             await self.ami.events.put({str(k): str(v) for k, v in entry.items()})
-        log.info("AMI re-sync: %d caller(s) waiting in queues", len(entries))
+        ended = []
+        for family in journal_families():
+            replies = await self.ami.action({"Action": "DBGetTree", "Family": family}, as_list=True, timeout=15)
+            ended += entries_to_events(dict(m) for m in (replies or []))
+        for event in ended:
+            await self.ami.events.put(event)
+        log.info("AMI re-sync: %d caller(s) waiting in queues, %d ended call(s) in the journal",
+                 len(entries), len(ended))

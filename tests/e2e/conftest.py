@@ -46,28 +46,78 @@ def _free_port() -> int:
 class EngineThread:
     """The engine on its own event loop in a thread, so tests can block on SIPp."""
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, *, loop: asyncio.AbstractEventLoop, thread: threading.Thread):
         self.engine = engine
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="engine")
+        self.loop = loop
+        self.thread = thread
 
     def start(self) -> None:
-        self.thread.start()
         self.run(self.engine.start())
 
     def run(self, coro, timeout: float = 30.0):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def stop(self) -> None:
+    def stop(self, *after) -> None:
         self.run(self.engine.stop())
+        for coro in after:
+            self.run(coro)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+
+
+class TcpProxy:
+    """A loopback TCP relay the test can cut, to take AMI away from the engine
+    without touching Asterisk (as a network fault would)."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.accepting = True
+        self.writers: set[asyncio.StreamWriter] = set()
+        self.server = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader, writer):
+        if not self.accepting:
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self.writers |= {writer, up_writer}
+
+        async def pipe(src, dst):
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def cut(self) -> None:
+        self.accepting = False
+        for writer in list(self.writers):
+            writer.close()
+        self.writers.clear()
+
+    async def restore(self) -> None:
+        self.accepting = True
+
+    async def close(self) -> None:
+        await self.cut()
+        self.server.close()
 
 
 class Hotline:
     """What a test needs: config, credentials, SIPp, and /metrics polling."""
 
-    def __init__(self, config, secrets: SecretStore, sipp: Sipp, engine: EngineThread, asterisk: AsteriskInstall):
+    def __init__(self, config, secrets: SecretStore, sipp: Sipp, engine: EngineThread, asterisk: AsteriskInstall,
+                 ami_proxy: TcpProxy):
+        self.ami_proxy = ami_proxy
         self.config = config
         self.secrets = secrets
         self.sipp = sipp
@@ -89,6 +139,14 @@ class Hotline:
             value = self.metric(name, **labels)
         return value
 
+    def wait_until(self, predicate, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.2)
+        return predicate()
+
     def password(self, agent_id: str) -> str:
         return self.secrets.agent_password(f"agent{agent_id}")
 
@@ -105,19 +163,28 @@ def hotline(tmp_path_factory):
     busy = [p for p in (s.fastagi.port, s.metrics.port) if not port_is_free(p)]
     if busy:
         pytest.fail(f"ports {busy} are in use (is `make run` running?); stop it before the end-to-end tests")
-    # A private Redis on a free port, so tests never touch a real deployment's state.
-    redis_port = _free_port()
-    config = base.model_copy(update={"service": s.model_copy(update={
-        "redis": s.redis.model_copy(update={"port": redis_port, "key_prefix": "ivr-e2e:"})})})
     paths = Paths.from_environment()
-    asterisk, secrets = setup(config, REPO_ROOT / "config", paths, say=lambda *_: None)
+    # Asterisk gets the configuration as shipped.
+    asterisk, secrets = setup(base, REPO_ROOT / "config", paths, say=lambda *_: None)
+    redis_port = _free_port()
     redis = RedisServer(port=redis_port, data_dir=tmp_path_factory.mktemp("redis"), persist=False)
     redis.start()
     was_running = asterisk.is_running()
     proc = asterisk.start()
     # Leftovers from an earlier interrupted run would keep agents "in use".
     asterisk.cli("channel request hangup all")
-    engine = EngineThread(Engine(config=config, ami_secret=secrets.ami_secret(config)))
+    # The engine gets a private Redis on a free port (tests never touch a real
+    # deployment's state) and reaches AMI through a relay the tests can cut.
+    proxy = TcpProxy(s.ami.port)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True, name="engine")
+    thread.start()
+    proxy_port = asyncio.run_coroutine_threadsafe(proxy.start(), loop).result(10)
+    config = base.model_copy(update={"service": s.model_copy(update={
+        "redis": s.redis.model_copy(update={"port": redis_port, "key_prefix": "ivr-e2e:"}),
+        "ami": s.ami.model_copy(update={"port": proxy_port}),
+    })})
+    engine = EngineThread(Engine(config=config, ami_secret=secrets.ami_secret(config)), loop=loop, thread=thread)
     engine.start()
     deadline = time.monotonic() + 20
     while not engine.engine.ami.logged_in.is_set() and time.monotonic() < deadline:
@@ -126,9 +193,9 @@ def hotline(tmp_path_factory):
         pytest.fail("the engine could not log in to AMI")
     sipp = Sipp(workdir=tmp_path_factory.mktemp("sipp"))
     try:
-        yield Hotline(config, secrets, sipp, engine, asterisk)
+        yield Hotline(config, secrets, sipp, engine, asterisk, proxy)
     finally:
-        engine.stop()
+        engine.stop(proxy.close())
         if not was_running:
             asterisk.stop(proc)
         redis.stop()

@@ -293,7 +293,8 @@ def test_manager_is_loopback_only_and_least_privilege(rendered, config, secrets)
     assert users == [config.service.ami.username]
     user = section(manager, "ivr_engine")
     assert set(user["read"].split(",")) == {"call", "agent", "user"}
-    assert user["write"] == "agent"
+    # reporting: DBGetTree of the call journal (read-only); nothing system- or command-class.
+    assert user["write"] == "agent,reporting"
     assert user["secret"] == secrets.ami_secret(config)
     assert len(user["secret"]) >= 32
     # deny everything, then permit loopback: order matters in manager.conf.

@@ -1,0 +1,54 @@
+"""The AstDB call journal read back after an AMI reconnect."""
+
+from datetime import datetime, timezone
+
+from prometheus_client import CollectorRegistry
+
+from ivr.configuration import load_config
+from ivr.paths import REPO_ROOT
+from metrics.registry import EngineMetrics
+from queues.accounting import QueueAccounting
+from queues.call_state import MemoryCallStateStore
+from queues.journal import entries_to_events, journal_families
+
+
+def test_families_cover_the_last_three_utc_hours_across_midnight():
+    now = datetime(2026, 3, 1, 1, 30, tzinfo=timezone.utc)
+    assert journal_families(now) == ["ivrjournal0101", "ivrjournal0100", "ivrjournal2823"]
+
+
+def test_entries_become_call_end_events():
+    messages = [
+        {"Response": "Success", "EventList": "start"},
+        {"Event": "DBGetTreeResponse", "Key": "/ivrjournal2418/1795.4", "Val": "nasser_bank||1442"},
+        {"Event": "DBGetTreeResponse", "Key": "/ivrjournal2418/1795.7", "Val": "takaful_karama|PJSIP/agent1001|1442"},
+        {"Event": "DBGetTreeResponse", "Key": "/otherfamily/1795.9", "Val": "forsa||1442"},
+        {"Event": "DBGetTreeResponse", "Key": "/ivrjournal2418/1795.8", "Val": ""},
+        {"Event": "DBGetTreeComplete", "EventList": "Complete", "ListItems": "4"},
+    ]
+    events = entries_to_events(messages)
+    assert [(e["Uniqueid"], e["Queue"], e["Member"], e["Hotline"]) for e in events] == [
+        ("1795.4", "nasser_bank", "", "1442"),
+        ("1795.7", "takaful_karama", "PJSIP/agent1001", "1442"),
+    ]
+    assert all(e["Event"] == "UserEvent" and e["UserEvent"] == "IvrCallEnd" for e in events)
+
+
+async def test_a_call_that_ended_while_ami_was_away_is_counted_once():
+    config = load_config(REPO_ROOT / "config")
+    registry = CollectorRegistry()
+    accounting = QueueAccounting(store=MemoryCallStateStore(), metrics=EngineMetrics(config, registry=registry))
+    # Seen live: the caller joined nasser_bank. Then AMI dropped and the caller hung up.
+    await accounting.handle({"Event": "QueueCallerJoin", "Uniqueid": "1795.4", "Queue": "nasser_bank"})
+    journal = entries_to_events([{"Event": "DBGetTreeResponse", "Key": "/ivrjournal2418/1795.4",
+                                  "Val": "nasser_bank||1442"}])
+    for _ in range(2):  # read back at two successive reconnects
+        for event in journal:
+            await accounting.handle(event)
+
+    def value(name):
+        return registry.get_sample_value(name, {"program": "nasser_bank"})
+
+    assert value("ivr_queue_offered_total") == 1
+    assert value("ivr_queue_abandoned_total") == 1
+    assert value("ivr_queue_answered_total") == 0
