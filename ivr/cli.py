@@ -216,8 +216,13 @@ def cmd_simulate(args) -> int:
     from ivr.simulate import run_simulation
 
     config = load_config(args.config)
-    return run_simulation(config, Paths.from_environment(), calls=args.calls, rate=args.rate,
-                          abandon_share=args.abandon, seed=args.seed)
+    try:
+        result = run_simulation(config, Paths.from_environment(), calls=args.calls, rate=args.rate,
+                                abandon_share=args.abandon, seed=args.seed)
+    except OSError as exc:
+        print(f"the engine is not reachable ({exc}); start it with `make run` first", file=sys.stderr)
+        return 1
+    return 0 if result.failed == 0 else 1
 
 
 COMMANDS = {

@@ -14,26 +14,37 @@ import time
 from ivr.configuration import Config
 from ivr.paths import Paths
 
-from .metrics_reader import read_samples
+from dataclasses import dataclass, field
+
+from .metrics_reader import read_samples, sample
 from .sipp import CallerScript, Sipp, start_agent, stop_agent
+
+COUNTERS = ("ivr_queue_offered_total", "ivr_queue_answered_total", "ivr_queue_abandoned_total")
+
+
+@dataclass
+class SimulationResult:
+    calls: int
+    failed: int
+    # queue id -> (offered, answered, abandoned) added during the run
+    per_queue: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+
+    def total(self, index: int) -> float:
+        return sum(row[index] for row in self.per_queue.values())
 
 
 def run_simulation(config: Config, paths: Paths, *, calls: int, rate: float, abandon_share: float,
-                   seed: int | None = None) -> int:
+                   seed: int | None = None, sipp: Sipp | None = None) -> SimulationResult:
     from ivr.secrets import SecretStore
 
     rng = random.Random(seed)
     s = config.service
     metrics_url = f"http://{s.metrics.host}:{s.metrics.port}/metrics"
-    try:
-        before = read_samples(metrics_url)
-    except OSError as exc:
-        print(f"the engine is not running ({metrics_url}: {exc}); start it with `make run`")
-        return 1
+    before = read_samples(metrics_url)  # OSError when the engine is not running
     secrets = SecretStore(paths.secrets_file)
     carrier = f"{s.carrier_sip.host}:{s.carrier_sip.port}"
     agent_target = f"{s.agent_sip.host}:{s.agent_sip.port}"
-    sipp = Sipp()
+    sipp = sipp or Sipp()
     hotline = config.hotlines[0]
     keys = sorted(hotline.menu.options)
     agents = []
@@ -61,11 +72,13 @@ def run_simulation(config: Config, paths: Paths, *, calls: int, rate: float, aba
         for agent in agents:
             stop_agent(sipp, agent, password=secrets.agent_password(agent.user), target=agent_target)
     after = read_samples(metrics_url)
+    result = SimulationResult(calls=calls, failed=failed)
+    for q in config.queues:
+        result.per_queue[q.id] = tuple(sample(after, name, program=q.id) - sample(before, name, program=q.id)
+                                       for name in COUNTERS)
     print(f"\n{calls - failed} call(s) completed, {failed} failed (SIPp logs: {sipp.workdir})\n")
     print(f"{'program':<16}{'offered':>9}{'answered':>10}{'abandoned':>11}")
-    for q in config.queues:
-        row = [after.get((name, (("program", q.id),)), 0) - before.get((name, (("program", q.id),)), 0)
-               for name in ("ivr_queue_offered_total", "ivr_queue_answered_total", "ivr_queue_abandoned_total")]
+    for queue_id, row in result.per_queue.items():
         if any(row):
-            print(f"{q.id:<16}{row[0]:>9.0f}{row[1]:>10.0f}{row[2]:>11.0f}")
-    return 0 if failed == 0 else 1
+            print(f"{queue_id:<16}{row[0]:>9.0f}{row[1]:>10.0f}{row[2]:>11.0f}")
+    return result

@@ -9,11 +9,15 @@ Tests place SIPp calls and poll the engine's /metrics with a timeout.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
+import subprocess
 import threading
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -199,3 +203,54 @@ def hotline(tmp_path_factory):
         if not was_running:
             asterisk.stop(proc)
         redis.stop()
+
+
+class Prometheus:
+    """Debian's real Prometheus, scraping the engine every second."""
+
+    def __init__(self, workdir: Path, target: str):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = workdir / "prometheus.yml"
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+            f"scrape_configs:\n  - job_name: ivr\n    static_configs:\n      - targets: ['{target}']\n")
+        self.proc = subprocess.Popen(
+            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=subprocess.DEVNULL, stderr=(workdir / "prometheus.log").open("w"), start_new_session=True)
+
+    def query(self, expr: str) -> list[dict]:
+        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body = json.load(response)
+        assert body["status"] == "success", body
+        return body["data"]["result"]
+
+    def value(self, expr: str) -> float | None:
+        try:
+            result = self.query(expr)
+        except OSError:
+            return None
+        return float(result[0]["value"][1]) if result else None
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture(scope="session")
+def prometheus(hotline, tmp_path_factory):
+    if shutil.which("prometheus") is None:
+        pytest.fail("prometheus is missing: run `make test`, which installs it")
+    m = hotline.config.service.metrics
+    prom = Prometheus(tmp_path_factory.mktemp("prometheus"), f"{m.host}:{m.port}")
+    try:
+        if not hotline.wait_until(lambda: prom.value('up{job="ivr"}') == 1, timeout=30):
+            pytest.fail("Prometheus did not scrape the engine")
+        yield prom
+    finally:
+        prom.stop()
