@@ -114,3 +114,14 @@ def test_a_number_that_is_not_a_hotline_is_refused_with_404(hotline):
 def test_an_anonymous_call_on_the_agent_port_is_refused(hotline):
     caller = hotline.sipp.call(CallerScript(number="1442", expect="403"), target=hotline.agent_port)
     assert caller.wait(timeout=30) == 0, caller.output()[-2000:]
+
+
+def test_a_caller_who_hangs_up_during_the_menu_is_logged_and_never_queued(hotline):
+    offered = sum(hotline.metric("ivr_queue_offered_total", program=q.id) for q in hotline.config.queues)
+    hangups = hotline.metric("ivr_fastagi_sessions_total", route="hotline", outcome="hangup")
+    # Hangs up 2.5 s into the 6.5 s welcome prompt.
+    caller = hotline.sipp.call(CallerScript(number="1442", hold_ms=2_500), target=hotline.carrier)
+    assert caller.wait(timeout=30) == 0, caller.output()[-2000:]
+    assert hotline.wait_metric("ivr_fastagi_sessions_total", hangups + 1, timeout=15,
+                               route="hotline", outcome="hangup") == hangups + 1
+    assert sum(hotline.metric("ivr_queue_offered_total", program=q.id) for q in hotline.config.queues) == offered
