@@ -39,6 +39,18 @@ a=fmtp:101 0-15
 a=sendrecv"""
 
 
+# Our answer to the far end's BYE; the scenario then jumps to its end.
+_OK_TO_BYE = """  <send next="end"><![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]></send>"""
+
+
 @dataclass(frozen=True)
 class CallerScript:
     """What one caller does. ``keys`` are (delay before the key in ms, key)."""
@@ -81,15 +93,7 @@ def caller_scenario(script: CallerScript, dtmf_files: list[Path] | None = None) 
     # The DTMF clip plays in the background; let it finish.
     parts.append('  <pause milliseconds="400"/>')
     parts.append(f'  <recv request="BYE" timeout="{script.hold_ms}" ontimeout="hangup"/>')
-    parts.append("""  <send next="end"><![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-    ]]></send>""")
+    parts.append(_OK_TO_BYE)
     parts.append('  <label id="hangup"/>')
     parts.append(f"""  <send retrans="500"><![CDATA[
       BYE sip:{script.number}@[remote_ip]:[remote_port] SIP/2.0
@@ -181,15 +185,7 @@ def agent_scenario(user: str, ring_ms: int = 500, talk_ms: int = 3000) -> str:
     ]]></send>
   <recv request="ACK" rtd="true" crlf="true"/>
   <recv request="BYE" timeout="{talk_ms}" ontimeout="hangup"/>
-  <send next="end"><![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-    ]]></send>
+{_OK_TO_BYE}
   <label id="hangup"/>
   <send retrans="500"><![CDATA[
       BYE [$peer_contact] SIP/2.0

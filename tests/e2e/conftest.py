@@ -31,6 +31,7 @@ from ivr.redis_server import RedisServer, port_is_free
 from ivr.secrets import SecretStore
 from ivr.simulate.metrics_reader import read_samples, sample
 from ivr.simulate.sipp import Sipp
+from queues.journal import journal_families
 
 REQUIRED_TOOLS = ("sipp", "redis-server", "espeak-ng", "sox")
 
@@ -45,6 +46,12 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _clear_journal(asterisk: AsteriskInstall) -> None:
+    if asterisk.is_running():
+        for family in journal_families():
+            asterisk.cli(f"database deltree {family}")
 
 
 class EngineThread:
@@ -177,6 +184,7 @@ def hotline(tmp_path_factory):
     proc = asterisk.start()
     # Leftovers from an earlier interrupted run would keep agents "in use".
     asterisk.cli("channel request hangup all")
+    _clear_journal(asterisk)
     # The engine gets a private Redis on a free port (tests never touch a real
     # deployment's state) and reaches AMI through a relay the tests can cut.
     proxy = TcpProxy(s.ami.port)
@@ -200,6 +208,8 @@ def hotline(tmp_path_factory):
         yield Hotline(config, secrets, sipp, engine, asterisk, proxy)
     finally:
         engine.stop(proxy.close())
+        # The test calls' journal must not be replayed into `make run`'s Redis.
+        _clear_journal(asterisk)
         if not was_running:
             asterisk.stop(proc)
         redis.stop()
