@@ -34,7 +34,7 @@ MODULES = [
     "res_pjproject", "res_pjsip", "res_pjsip_session", "chan_pjsip",
     "res_pjsip_authenticator_digest", "res_pjsip_endpoint_identifier_user",
     "res_pjsip_endpoint_identifier_anonymous", "res_pjsip_registrar", "res_pjsip_sdp_rtp",
-    "res_pjsip_caller_id", "res_pjsip_rfc3326", "res_pjsip_pubsub", "res_pjsip_logger",
+    "res_pjsip_caller_id", "res_pjsip_header_funcs", "res_pjsip_rfc3326", "res_pjsip_pubsub", "res_pjsip_logger",
     "res_rtp_asterisk", "codec_ulaw", "codec_alaw", "codec_a_mu",
     "format_wav", "format_pcm", "format_sln", "pbx_config", "res_agi", "res_speech",
     "app_queue", "app_playback", "app_userevent", "app_stack", "app_verbose", "app_senddtmf",
@@ -258,7 +258,7 @@ exten => refuse,1,Log(NOTICE,Refused anonymous call on ${{CHANNEL(pjsip,local_ad
         out.append(
             f"exten => {q.id},1,Set(IVR_IN_QUEUE={q.id})\n"
             # Asterisk 22: Queue(name,options,URL,announceoverride,timeout,AGI,gosub,...)
-            f" same => n,Queue({q.id},,,,{q.max_wait_seconds},,ivr-agent-connect)\n"
+            f" same => n,Queue({q.id},b(ivr-agent-predial^s^1),,,{q.max_wait_seconds},,ivr-agent-connect)\n"
             # Queue() returned: the caller left without hanging up (timeout,
             # queue left empty, ...). QUEUESTATUS says why.
             f" same => n,Set(IVR_IN_QUEUE=)\n"
@@ -268,7 +268,16 @@ exten => refuse,1,Log(NOTICE,Refused anonymous call on ${{CHANNEL(pjsip,local_ad
         )
     out.append("")
     out.append(
-        """; Runs on the agent's channel once the agent answers (Queue's gosub).
+        """; Runs on each agent channel before it rings (Queue's b() option): the
+; softphone sees what the call is about in SIP headers, and in the caller
+; name the IVR set (programme - request type).
+[ivr-agent-predial]
+exten => s,1,Set(PJSIP_HEADER(add,X-IVR-Program)=${IVR_PROGRAM})
+ same => n,Set(PJSIP_HEADER(add,X-IVR-Request-Type)=${IVR_REQUEST_TYPE})
+ same => n,Set(PJSIP_HEADER(add,X-IVR-Hotline)=${IVR_HOTLINE})
+ same => n,Return()
+
+; Runs on the agent's channel once the agent answers (Queue's gosub).
 [ivr-agent-connect]
 exten => s,1,Set(CHANNEL(language)=ar)
  same => n,Return()

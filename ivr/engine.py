@@ -21,23 +21,24 @@ from redis.exceptions import RedisError
 
 from ivr.agi.fastagi import AgiSession, FastAgiServer
 from ivr.configuration import Config
-from ivr.flow.menu import prompt_path, run_hotline
+from ivr.flow.menu import Route, prompt_path, run_hotline
 from metrics.exporter import MetricsExporter
-from metrics.registry import EngineMetrics
+from metrics.registry import NO_REQUEST_TYPE, EngineMetrics
 from queues.accounting import QueueAccounting
 from queues.ami import AmiConnection
-from queues.call_state import RedisCallStateStore
+from queues.call_state import CallStateStore, RedisCallStateStore
 from queues.journal import entries_to_events, journal_families
 
 log = logging.getLogger(__name__)
 
 
 class HotlineHandler:
-    """FastAGI route ``hotline``: the main menu, then the queue for the dialplan."""
+    """FastAGI route ``hotline``: the menu tree, then the queue for the dialplan."""
 
-    def __init__(self, *, config: Config, metrics: EngineMetrics):
+    def __init__(self, *, config: Config, metrics: EngineMetrics, store: CallStateStore):
         self._config = config
         self._metrics = metrics
+        self._store = store
 
     async def __call__(self, session: AgiSession) -> None:
         number = session.env.get("arg_1", "")
@@ -46,15 +47,35 @@ class HotlineHandler:
             log.warning("FastAGI: unknown hotline %r (%s); the dialplan falls back", number, session.describe())
             return
         route = await run_hotline(session, hotline, self._config)
-        # Set first: if anything fails after this, the caller still goes to
-        # the chosen queue.
+        # The call's context first (accounting labels its queue events with
+        # it), then the queue: if anything fails after this, the caller still
+        # goes to the chosen queue.
+        uid = session.env.get("uniqueid", "")
+        request_type = route.request_type or NO_REQUEST_TYPE
+        if uid:
+            for fact, value in (("hotline", hotline.number), ("program", route.program or ""),
+                                ("request_type", request_type)):
+                await self._store.set_fact(uid, fact, value)
         await session.set_variable("IVR_QUEUE", route.queue)
         await session.set_variable("__IVR_PROGRAM", route.program or "")
-        self._metrics.menu_exits.labels(hotline=hotline.number, program=route.queue, outcome=route.outcome).inc()
-        log.info("hotline %s: %s -> queue %s (%s after %d attempt(s))", hotline.number, session.describe(),
-                 route.queue, route.outcome, route.attempts)
+        await session.set_variable("__IVR_REQUEST_TYPE", request_type)
+        # The agent's softphone shows the caller's name: make it say what the call is about.
+        await session.set_variable("CALLERID(name)", self._caller_name(route))
+        self._metrics.menu_exits.labels(hotline=hotline.number, program=route.queue, request_type=request_type,
+                                        outcome=route.outcome).inc()
+        log.info("hotline %s: %s -> queue %s, request %s (%s, from menu %s)", hotline.number, session.describe(),
+                 route.queue, request_type, route.outcome, route.menu)
         if hotline.transfer_prompt and route.outcome == "choice":
             await session.play(prompt_path(hotline.transfer_prompt), "")
+
+    def _caller_name(self, route: Route) -> str:
+        parts = []
+        if route.program:
+            parts.append(self._config.program(route.program).name)
+        request_type = self._config.request_type(route.request_type) if route.request_type else None
+        if request_type is not None:
+            parts.append(request_type.name)
+        return " - ".join(parts) or self._config.hotline(self._config.hotlines[0].number).name
 
 
 class Engine:
@@ -72,7 +93,7 @@ class Engine:
         self.accounting = QueueAccounting(store=self.store, metrics=self.metrics)
         self.exporter = MetricsExporter(registry=self.metrics.registry, host=s.metrics.host, port=s.metrics.port)
         self.fastagi = FastAgiServer(
-            routes={"hotline": HotlineHandler(config=config, metrics=self.metrics)},
+            routes={"hotline": HotlineHandler(config=config, metrics=self.metrics, store=self.store)},
             host=s.fastagi.host, port=s.fastagi.port,
             on_session_end=self.metrics.count_session, on_latency=self.metrics.observe_agi_command,
         ) if enable_agi else None

@@ -14,6 +14,8 @@ from ivr.configuration import Config
 AGI_VERBS = ("STREAM", "WAIT", "SET", "GET", "CHANNEL", "other")
 SESSION_OUTCOMES = ("ok", "hangup", "unknown_route", "protocol_error", "connection_lost", "error", "cancelled")
 MENU_OUTCOMES = ("choice", "retries_exhausted")
+# The request_type label of a call whose caller chose none (fallback paths).
+NO_REQUEST_TYPE = "none"
 
 
 class EngineMetrics:
@@ -21,27 +23,30 @@ class EngineMetrics:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
         self.queue_ids = tuple(q.id for q in config.queues)
+        self.request_types = tuple(t.id for t in config.request_types) + (NO_REQUEST_TYPE,)
         # The `program` label is the queue id: one queue per programme plus
-        # the general fallback queue, labelled `general`.
+        # the shared fallback queue, labelled `shared`. `request_type` is what
+        # the caller chose in the menus, `none` when the caller chose nothing.
+        queue_labels = ["program", "request_type"]
         self.queue_offered = Counter(
             "ivr_queue_offered", "Calls that entered a queue (app_queue QueueCallerJoin), once per call and queue.",
-            ["program"], registry=r)
+            queue_labels, registry=r)
         self.queue_answered = Counter(
             "ivr_queue_answered", "Queued calls connected to an agent (AgentConnect), once per call and queue.",
-            ["program"], registry=r)
+            queue_labels, registry=r)
         self.queue_abandoned = Counter(
             "ivr_queue_abandoned", "Queued calls whose caller hung up while waiting, once per call and queue.",
-            ["program"], registry=r)
+            queue_labels, registry=r)
         for q in self.queue_ids:
-            for c in (self.queue_offered, self.queue_answered, self.queue_abandoned):
-                c.labels(program=q)
+            for t in self.request_types:
+                for c in (self.queue_offered, self.queue_answered, self.queue_abandoned):
+                    c.labels(program=q, request_type=t)
         self.menu_exits = Counter(
-            "ivr_menu_exits", "Callers leaving the main menu, by where they went and why.",
-            ["hotline", "program", "outcome"], registry=r)
+            "ivr_menu_exits", "Callers leaving the menus, by hotline, where they went, what for, and why.",
+            ["hotline", "program", "request_type", "outcome"], registry=r)
         for h in config.hotlines:
-            for program in h.menu.options.values():
-                self.menu_exits.labels(hotline=h.number, program=program, outcome="choice")
-            self.menu_exits.labels(hotline=h.number, program=h.fallback_queue, outcome="retries_exhausted")
+            for queue, request_type, outcome in _reachable_routes(config, h):
+                self.menu_exits.labels(hotline=h.number, program=queue, request_type=request_type, outcome=outcome)
         self.agi_sessions = Counter(
             "ivr_fastagi_sessions", "FastAGI sessions handled, by route and outcome.",
             ["route", "outcome"], registry=r)
@@ -68,3 +73,32 @@ class EngineMetrics:
     def count_session(self, route: str, outcome: str) -> None:
         route = route if route in ("hotline",) else "other"
         self.agi_sessions.labels(route=route, outcome=outcome).inc()
+
+
+def _reachable_routes(config: Config, hotline) -> set[tuple[str, str, str]]:
+    """Every (queue, request type, outcome) a caller of this hotline can end in."""
+    routes = {(hotline.fallback_queue, NO_REQUEST_TYPE, "retries_exhausted")}
+    seen, todo = set(), [hotline.menu]
+    while todo:
+        menu_id = todo.pop()
+        if menu_id in seen:
+            continue
+        seen.add(menu_id)
+        menu = config.menus[menu_id]
+        if menu.program:
+            routes.add((config.program_queue(menu.program).id, NO_REQUEST_TYPE, "retries_exhausted"))
+        for option in menu.options.values():
+            if option.menu:
+                todo.append(option.menu)
+            else:
+                routes.add((config.program_queue(option.program).id, option.request_type or NO_REQUEST_TYPE,
+                            "choice"))
+    return routes
+
+
+def sample_sum(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    """Sum of every sample ``name`` whose labels include ``labels`` (e.g. all
+    request types of one programme)."""
+    wanted = set(labels.items())
+    return sum(s.value for metric in registry.collect() for s in metric.samples
+               if s.name == name and wanted <= set(s.labels.items()))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from typing import Mapping
 
-from metrics.registry import EngineMetrics
+from metrics.registry import NO_REQUEST_TYPE, EngineMetrics
 
 from .call_state import CallStateStore, now
 
@@ -33,6 +33,7 @@ class QueueAccounting:
         self._store = store
         self._metrics = metrics
         self._queues = set(metrics.queue_ids)
+        self._request_types = set(metrics.request_types)
 
     async def handle(self, event: Mapping[str, str]) -> str:
         """Account for one AMI event; return what was done (for logs and tests)."""
@@ -53,7 +54,7 @@ class QueueAccounting:
         if not self._known(queue, event):
             return self._count("unknown_queue")
         if await self._store.mark_once(uid, f"offered:{queue}", now()):
-            self._metrics.queue_offered.labels(program=queue).inc()
+            self._metrics.queue_offered.labels(**await self._labels(uid, queue)).inc()
             log.info("call %s offered to %s (position %s)", uid, queue, event.get("Position", "?"))
             return self._count("accounted")
         return self._count("duplicate")
@@ -81,14 +82,14 @@ class QueueAccounting:
             return self._count("unknown_queue")
         # Fill in an offer missed during an AMI outage.
         if await self._store.mark_once(uid, f"offered:{queue}", now()):
-            self._metrics.queue_offered.labels(program=queue).inc()
+            self._metrics.queue_offered.labels(**await self._labels(uid, queue)).inc()
             log.warning("call %s: offer to %s recovered from its end event", uid, queue)
         if event.get("Member"):
             if await self._answer(uid, queue):
                 log.warning("call %s: answer in %s recovered from its end event", uid, queue)
             return self._count("accounted")
         if await self._store.mark_once(uid, f"abandoned:{queue}", now()):
-            self._metrics.queue_abandoned.labels(program=queue).inc()
+            self._metrics.queue_abandoned.labels(**await self._labels(uid, queue)).inc()
             log.info("call %s abandoned in %s", uid, queue)
             return self._count("accounted")
         return self._count("duplicate")
@@ -103,9 +104,17 @@ class QueueAccounting:
 
     async def _answer(self, uid: str, queue: str) -> bool:
         if await self._store.mark_once(uid, f"answered:{queue}", now()):
-            self._metrics.queue_answered.labels(program=queue).inc()
+            self._metrics.queue_answered.labels(**await self._labels(uid, queue)).inc()
             return True
         return False
+
+    async def _labels(self, uid: str, queue: str) -> dict[str, str]:
+        # The IVR recorded what the call is about before it reached the queue;
+        # a caller who skipped the IVR (engine down) has no request type.
+        request_type = (await self._store.facts(uid)).get("request_type", "")
+        if request_type not in self._request_types:
+            request_type = NO_REQUEST_TYPE
+        return {"program": queue, "request_type": request_type}
 
     def _known(self, queue: str, event: Mapping[str, str]) -> bool:
         if queue in self._queues:

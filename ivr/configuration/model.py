@@ -129,19 +129,60 @@ class Queue(Frozen):
         return self
 
 
+class RequestType(Frozen):
+    """What the caller wants (inquiry, complaint...): travels with the call to
+    the queue, the agent's phone and the metrics (``request_type`` label)."""
+
+    id: Identifier
+    name: str = Field(min_length=1, description="Arabic name, shown to the agent")
+
+
+class MenuOption(Frozen):
+    """What one key does: open another menu, or send the caller to a programme."""
+
+    menu: PromptId | None = None
+    program: Identifier | None = None
+    request_type: Identifier | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "MenuOption":
+        if (self.menu is None) == (self.program is None):
+            raise ValueError("an option needs exactly one of `menu` (open a menu) or `program` (route)")
+        if self.menu is not None and self.request_type is not None:
+            raise ValueError("`request_type` goes with `program`, not with `menu`")
+        return self
+
+
+# `*` goes back one menu and `0` repeats the prompt, on every menu.
+RESERVED_KEYS = ("*", "0")
+
+
 class Menu(Frozen):
+    """One node of a menu tree. Keys 1-9 and # are options; * is back, 0 repeats."""
+
     prompt: PromptId
-    options: dict[Digit, Identifier] = Field(min_length=1)
+    options: dict[Digit, MenuOption] = Field(min_length=1)
+    program: Identifier | None = Field(
+        default=None,
+        description="The programme this menu is about: where the caller goes after the last retry",
+    )
     timeout_seconds: float = Field(default=5.0, gt=0, le=30)
     retries: int = Field(default=3, ge=1, le=10)
     invalid_prompt: PromptId = "invalid-option"
     no_input_prompt: PromptId = "no-input"
 
+    @model_validator(mode="after")
+    def _reserved_keys(self) -> "Menu":
+        taken = [k for k in self.options if k in RESERVED_KEYS]
+        if taken:
+            raise ValueError(f"keys {', '.join(taken)} are reserved (* goes back, 0 repeats the menu)")
+        return self
+
 
 class Hotline(Frozen):
     number: Annotated[str, StringConstraints(pattern=r"^[0-9]{3,15}$")]
     name: str = Field(min_length=1)
-    menu: Menu
+    menu: PromptId = Field(description="The first menu callers hear (a direct line starts in a programme's menu)")
     fallback_queue: Identifier = Field(
         description="Where a caller goes when the IVR cannot decide: after the last retry, "
         "or when the engine is down (the dialplan routes there by itself)."
@@ -167,6 +208,8 @@ class Config(Frozen):
     prompts: dict[PromptId, str] = Field(min_length=1)
     programs: tuple[Program, ...] = Field(min_length=1)
     queues: tuple[Queue, ...] = Field(min_length=1)
+    request_types: tuple[RequestType, ...] = ()
+    menus: dict[PromptId, Menu] = Field(min_length=1)
     hotlines: tuple[Hotline, ...] = Field(min_length=1)
     agents: tuple[Agent, ...] = ()
 
@@ -195,15 +238,30 @@ class Config(Frozen):
         for i, p in enumerate(self.programs):
             if p.id not in queue_ids:
                 errors.append((("programs", i, "id"), f"program {p.id!r} has no queue with the same id"))
+        request_type_ids = {r.id for r in self.request_types}
+        for i, p in enumerate(self.programs):
+            if sum(1 for q in self.queues if q.program == p.id) > 1:
+                errors.append((("programs", i, "id"), f"program {p.id!r} has more than one queue"))
+        for menu_id, menu in self.menus.items():
+            loc = ("menus", menu_id)
+            for field in ("prompt", "invalid_prompt", "no_input_prompt"):
+                if getattr(menu, field) not in self.prompts:
+                    errors.append((loc + (field,), f"unknown prompt {getattr(menu, field)!r}"))
+            if menu.program is not None and menu.program not in program_ids:
+                errors.append((loc + ("program",), f"unknown program {menu.program!r}"))
+            for key, option in menu.options.items():
+                if option.menu is not None and option.menu not in self.menus:
+                    errors.append((loc + ("options", key, "menu"), f"unknown menu {option.menu!r}"))
+                if option.program is not None and option.program not in program_ids:
+                    errors.append((loc + ("options", key, "program"), f"unknown program {option.program!r}"))
+                if option.request_type is not None and option.request_type not in request_type_ids:
+                    errors.append((loc + ("options", key, "request_type"),
+                                   f"unknown request type {option.request_type!r}"))
         for i, h in enumerate(self.hotlines):
             if h.fallback_queue not in queue_ids:
                 errors.append((("hotlines", i, "fallback_queue"), f"unknown queue {h.fallback_queue!r}"))
-            for digit, target in h.menu.options.items():
-                if target not in program_ids:
-                    errors.append((("hotlines", i, "menu", "options", digit), f"unknown program {target!r}"))
-            for field in ("prompt", "invalid_prompt", "no_input_prompt"):
-                if getattr(h.menu, field) not in self.prompts:
-                    errors.append((("hotlines", i, "menu", field), f"unknown prompt {getattr(h.menu, field)!r}"))
+            if h.menu not in self.menus:
+                errors.append((("hotlines", i, "menu"), f"unknown menu {h.menu!r}"))
             for field in ("welcome_prompt", "transfer_prompt"):
                 value = getattr(h, field)
                 if value is not None and value not in self.prompts:
@@ -220,6 +278,15 @@ class Config(Frozen):
 
     def queue(self, queue_id: str) -> Queue | None:
         return next((q for q in self.queues if q.id == queue_id), None)
+
+    def program_queue(self, program_id: str) -> Queue:
+        return next(q for q in self.queues if q.program == program_id)
+
+    def program(self, program_id: str) -> Program:
+        return next(p for p in self.programs if p.id == program_id)
+
+    def request_type(self, request_type_id: str) -> RequestType | None:
+        return next((r for r in self.request_types if r.id == request_type_id), None)
 
     def queue_members(self, queue: Queue) -> tuple[Agent, ...]:
         if queue.served_by_all_agents:

@@ -1,8 +1,10 @@
-"""The hotline's main menu: a small state machine and the loop that drives it.
+"""Menu trees: a small state machine and the loop that drives it.
 
-``MenuState.on_key`` is the only place that decides what a key means; it does
+``MenuWalk.on_key`` is the only place that decides what a key means; it does
 no I/O and returns the next state, so every rule (wrong key, silence, last
-retry) is tested by feeding keys. ``run_hotline`` does the talking.
+retry, ``*`` back, ``0`` repeat, entering a sub-menu) is tested by feeding
+keys. ``run_hotline`` does the talking. Menus come from the configuration:
+adding a programme or a node is a config change only.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from ivr.configuration import Config, Hotline
+from ivr.configuration import Config, Hotline, Menu
 
 from .channel import Channel
 
 log = logging.getLogger(__name__)
 
 Outcome = Literal["choice", "retries_exhausted"]
+BACK, REPEAT = "*", "0"
 
 
 @dataclass(frozen=True)
@@ -26,37 +29,60 @@ class Route:
 
     queue: str
     program: str | None
+    request_type: str | None
     outcome: Outcome
-    attempts: int
+    menu: str  # the menu the caller left from
 
 
 @dataclass(frozen=True)
-class MenuState:
+class MenuWalk:
+    config: Config
     hotline: Hotline
+    path: tuple[str, ...]  # menu ids from the hotline's first menu to the current one
     failures: int = 0
-    # What to say before the menu prompt on the next round.
+    # What to say before the current menu's prompt on the next round.
     apology: str | None = None
     route: Route | None = None
 
-    @property
-    def escape_digits(self) -> str:
-        # Every key cuts a prompt short, so a wrong key is answered at once
-        # (with the invalid-option prompt) instead of being silently ignored.
-        return "0123456789*#"
+    @classmethod
+    def start(cls, config: Config, hotline: Hotline) -> "MenuWalk":
+        return cls(config, hotline, (hotline.menu,))
 
-    def on_key(self, key: str | None) -> "MenuState":
+    @property
+    def menu_id(self) -> str:
+        return self.path[-1]
+
+    @property
+    def menu(self) -> Menu:
+        return self.config.menus[self.menu_id]
+
+    def on_key(self, key: str | None) -> "MenuWalk":
         """One answer from the caller (None = silence) -> the next state."""
-        menu = self.hotline.menu
-        if key is not None and key in menu.options:
-            program = menu.options[key]
-            return replace(self, route=Route(program, program, "choice", self.failures + 1))
+        menu = self.menu
+        if key == BACK:
+            # Back one menu (on the first menu: hear it again). Not a failure.
+            return replace(self, path=self.path[:-1] or self.path, failures=0, apology=None)
+        if key == REPEAT:
+            return replace(self, apology=None)
+        option = menu.options.get(key) if key is not None else None
+        if option is not None and option.menu is not None:
+            return replace(self, path=self.path + (option.menu,), failures=0, apology=None)
+        if option is not None:
+            queue = self.config.program_queue(option.program).id
+            return replace(self, route=Route(queue, option.program, option.request_type, "choice", self.menu_id))
         failures = self.failures + 1
         if failures >= menu.retries:
-            # Never a hang-up: after the last retry the caller still reaches people.
-            route = Route(self.hotline.fallback_queue, None, "retries_exhausted", failures)
-            return replace(self, failures=failures, route=route)
-        apology = menu.no_input_prompt if key is None else menu.invalid_prompt
-        return replace(self, failures=failures, apology=apology)
+            return replace(self, failures=failures, route=self._exhausted())
+        return replace(self, failures=failures, apology=menu.no_input_prompt if key is None else menu.invalid_prompt)
+
+    def _exhausted(self) -> Route:
+        # Never a hang-up: after the last retry the caller still reaches
+        # people, in the programme the caller was in, else the hotline's fallback.
+        program = next((self.config.menus[m].program for m in reversed(self.path)
+                        if self.config.menus[m].program), None)
+        if program is not None:
+            return Route(self.config.program_queue(program).id, program, None, "retries_exhausted", self.menu_id)
+        return Route(self.hotline.fallback_queue, None, None, "retries_exhausted", self.menu_id)
 
 
 def prompt_path(prompt_id: str) -> str:
@@ -64,23 +90,28 @@ def prompt_path(prompt_id: str) -> str:
     return f"ivr/{prompt_id}"
 
 
+# Every key cuts a prompt short, so a wrong key is answered at once (with the
+# invalid-option prompt) instead of being silently ignored.
+ALL_KEYS = "0123456789*#"
+
+
 async def run_hotline(channel: Channel, hotline: Hotline, config: Config) -> Route:
-    state = MenuState(hotline)
-    escape = state.escape_digits
+    walk = MenuWalk.start(config, hotline)
     key: str | None = None
     if hotline.welcome_prompt:
-        key = await channel.play(prompt_path(hotline.welcome_prompt), escape)
-    while state.route is None:
+        key = await channel.play(prompt_path(hotline.welcome_prompt), ALL_KEYS)
+    while walk.route is None:
         if key is None:
-            if state.apology:
-                key = await channel.play(prompt_path(state.apology), escape)
+            if walk.apology:
+                key = await channel.play(prompt_path(walk.apology), ALL_KEYS)
             if key is None:
-                key = await channel.play(prompt_path(hotline.menu.prompt), escape)
+                key = await channel.play(prompt_path(walk.menu.prompt), ALL_KEYS)
             if key is None:
-                key = await channel.wait_digit(hotline.menu.timeout_seconds)
-        state = state.on_key(key)
-        if state.route is None:
-            log.info("hotline %s: %s (attempt %d)", hotline.number,
-                     "no input" if key is None else "invalid key", state.failures)
+                key = await channel.wait_digit(walk.menu.timeout_seconds)
+        before = walk
+        walk = walk.on_key(key)
+        if walk.failures > before.failures and walk.route is None:
+            log.info("hotline %s menu %s: %s (attempt %d)", hotline.number, before.menu_id,
+                     "no input" if key is None else "invalid key", walk.failures)
         key = None
-    return state.route
+    return walk.route

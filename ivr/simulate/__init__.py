@@ -33,6 +33,17 @@ class SimulationResult:
         return sum(row[index] for row in self.per_queue.values())
 
 
+def random_walk(config: Config, menu_id: str, rng: random.Random) -> list[str]:
+    """Keys a caller presses to go from ``menu_id`` to some queue, chosen at random."""
+    keys = []
+    while True:
+        key, option = rng.choice(sorted(config.menus[menu_id].options.items()))
+        keys.append(key)
+        if option.menu is None:
+            return keys
+        menu_id = option.menu
+
+
 def run_simulation(config: Config, paths: Paths, *, calls: int, rate: float, abandon_share: float,
                    seed: int | None = None, sipp: Sipp | None = None) -> SimulationResult:
     from ivr.secrets import SecretStore
@@ -46,7 +57,6 @@ def run_simulation(config: Config, paths: Paths, *, calls: int, rate: float, aba
     agent_target = f"{s.agent_sip.host}:{s.agent_sip.port}"
     sipp = sipp or Sipp()
     hotline = config.hotlines[0]
-    keys = sorted(hotline.menu.options)
     agents = []
     print(f"Registering {len(config.agents)} SIPp agent(s); logs in {sipp.workdir}")
     for agent in config.agents:
@@ -57,9 +67,11 @@ def run_simulation(config: Config, paths: Paths, *, calls: int, rate: float, aba
     try:
         print(f"Placing {calls} call(s) to {hotline.number} at {rate}/s")
         for n in range(calls):
-            key = rng.choice(keys)
             gives_up = rng.random() < abandon_share
-            script = CallerScript(number=hotline.number, keys=((rng.randint(800, 2500), key),),
+            presses = random_walk(config, hotline.menu, rng)
+            keys = tuple((rng.randint(800, 2500) if i == 0 else rng.randint(1500, 3000), key)
+                         for i, key in enumerate(presses))
+            script = CallerScript(number=hotline.number, keys=keys,
                                   hold_ms=rng.randint(12_000, 20_000) if gives_up else 90_000,
                                   caller_id=f"02{rng.randint(20000000, 29999999)}")
             callers.append(sipp.call(script, target=carrier))

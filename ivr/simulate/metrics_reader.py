@@ -20,4 +20,6 @@ def read_samples(url: str, timeout: float = 5.0) -> dict[Key, float]:
 
 
 def sample(samples: dict[Key, float], name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+    """The sum over every series of ``name`` whose labels include ``labels``."""
+    wanted = set(labels.items())
+    return sum(value for (n, series), value in samples.items() if n == name and wanted <= set(series))

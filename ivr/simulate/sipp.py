@@ -149,11 +149,19 @@ def register_scenario(user: str, password: str, contact_port: int, expires: int 
     ]) + "\n"
 
 
-def agent_scenario(user: str, ring_ms: int = 500, talk_ms: int = 3000) -> str:
+def agent_scenario(user: str, ring_ms: int = 500, talk_ms: int = 3000,
+                   expect_headers: dict[str, str] | None = None) -> str:
+    # A header the call must carry (e.g. X-IVR-Request-Type): the call fails otherwise.
+    checks = "".join(
+        f'\n      <ereg regexp="{value}" search_in="hdr" header="{name}:" check_it="true" assign_to="h{n}"/>'
+        for n, (name, value) in enumerate((expect_headers or {}).items()))
+    # SIPp refuses variables that are assigned but never used; Reference them.
+    names = ",".join(f"h{n}" for n in range(len(expect_headers or {})))
+    reference = f'\n  <Reference variables="{names}"/>' if names else ""
     return f"""<?xml version="1.0" encoding="UTF-8" ?>
 <scenario name="agent {user}">
   <recv request="INVITE" crlf="true">
-    <action>
+    <action>{checks}
       <ereg regexp=".*" search_in="hdr" header="From:" assign_to="peer_from"/>
       <ereg regexp=".*" search_in="hdr" header="To:" assign_to="own_to"/>
       <ereg regexp="sip:[^>;]*" search_in="hdr" header="Contact:" assign_to="peer_contact"/>
@@ -198,7 +206,7 @@ def agent_scenario(user: str, ring_ms: int = 500, talk_ms: int = 3000) -> str:
       Content-Length: 0
     ]]></send>
   <recv response="200" crlf="true"/>
-  <label id="end"/>
+  <label id="end"/>{reference}
 </scenario>
 """
 
@@ -288,9 +296,9 @@ class SippAgent:
 
 
 def start_agent(sipp: Sipp, *, user: str, password: str, target: str, ring_ms: int = 500,
-                talk_ms: int = 3000, calls: int = 1000) -> SippAgent:
+                talk_ms: int = 3000, calls: int = 1000, expect_headers: dict[str, str] | None = None) -> SippAgent:
     port = sipp.ports.take()
-    uas = sipp.start(f"agent-{user}", agent_scenario(user, ring_ms, talk_ms), target=None, port=port,
+    uas = sipp.start(f"agent-{user}", agent_scenario(user, ring_ms, talk_ms, expect_headers), target=None, port=port,
                      calls=calls, timeout_s=3600)
     # Register only once the UAS listens, so the first call finds it.
     time.sleep(0.2)

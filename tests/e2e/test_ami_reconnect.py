@@ -13,7 +13,7 @@ def test_a_call_that_ends_while_ami_is_cut_is_counted_once_after_reconnecting(ho
     offered = hotline.metric("ivr_queue_offered_total", program="nasser_bank")
     abandoned = hotline.metric("ivr_queue_abandoned_total", program="nasser_bank")
     reconnects = hotline.metric("ivr_ami_reconnects_total")
-    caller = hotline.sipp.call(CallerScript(number="1442", keys=((1200, "3"),), hold_ms=16_000),
+    caller = hotline.sipp.call(CallerScript(number="1442", keys=((1200, "3"), (2000, "1")), hold_ms=16_000),
                                target=hotline.carrier)
     assert hotline.wait_metric("ivr_queue_offered_total", offered + 1, program="nasser_bank") == offered + 1
     # The network between the engine and Asterisk fails while the caller waits...
@@ -36,7 +36,7 @@ def test_a_caller_waiting_across_a_reconnect_is_offered_once(hotline):
     offered = hotline.metric("ivr_queue_offered_total", program="forsa")
     abandoned = hotline.metric("ivr_queue_abandoned_total", program="forsa")
     duplicates = hotline.metric("ivr_ami_events_total", kind="duplicate")
-    caller = hotline.sipp.call(CallerScript(number="1442", keys=((1200, "6"),), hold_ms=20_000),
+    caller = hotline.sipp.call(CallerScript(number="1442", keys=((1200, "6"), (2000, "1")), hold_ms=20_000),
                                target=hotline.carrier)
     assert hotline.wait_metric("ivr_queue_offered_total", offered + 1, program="forsa") == offered + 1
     hotline.engine.run(hotline.ami_proxy.cut())
@@ -56,7 +56,7 @@ def test_the_engine_reconnects_by_itself_when_asterisk_restarts(hotline):
     hotline.asterisk.cli("core restart now")
     assert hotline.wait_until(lambda: hotline.metric("ivr_ami_connected") == 0, timeout=20)
     assert hotline.wait_until(lambda: hotline.metric("ivr_ami_connected") == 1, timeout=60)
-    caller = hotline.sipp.call(CallerScript(number="1442", keys=((1200, "5"),), hold_ms=14_000),
+    caller = hotline.sipp.call(CallerScript(number="1442", keys=((1200, "5"), (2000, "1")), hold_ms=14_000),
                                target=hotline.carrier)
     assert hotline.wait_metric("ivr_queue_offered_total", offered + 1, program="abnaa_misr") == offered + 1
     assert caller.wait(timeout=60) == 0, caller.output()[-2000:]

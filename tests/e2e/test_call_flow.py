@@ -22,7 +22,7 @@ def test_a_caller_presses_1_and_an_agent_answers(hotline):
     agent = start_agent(hotline.sipp, user="agent1001", password=hotline.password("1001"),
                         target=hotline.agent_port, talk_ms=2000)
     try:
-        caller = hotline.sipp.call(CallerScript(number="1442", keys=((1200, "1"),), hold_ms=60_000),
+        caller = hotline.sipp.call(CallerScript(number="1442", keys=((1200, "1"), (2000, "1")), hold_ms=60_000),
                                    target=hotline.carrier)
         assert hotline.wait_metric("ivr_queue_answered_total", answered + 1, program="takaful_karama") == answered + 1
         # The agent hangs up after talking; the caller's scenario ends cleanly.
@@ -39,7 +39,7 @@ def test_b_caller_presses_3_and_hangs_up_while_waiting(hotline):
     abandoned = hotline.metric("ivr_queue_abandoned_total", program="nasser_bank")
     answered = hotline.metric("ivr_queue_answered_total", program="nasser_bank")
     # No Nasser Bank agent is logged in: the caller waits, then gives up.
-    caller = hotline.sipp.call(CallerScript(number="1442", keys=((1200, "3"),), hold_ms=14_000),
+    caller = hotline.sipp.call(CallerScript(number="1442", keys=((1200, "3"), (2000, "1")), hold_ms=16_000),
                                target=hotline.carrier)
     assert hotline.wait_metric("ivr_queue_offered_total", offered + 1, program="nasser_bank") == offered + 1
     assert caller.wait(timeout=60) == 0, caller.output()[-2000:]
@@ -52,8 +52,9 @@ def test_c_wrong_key_then_right_key_reaches_the_queue(hotline):
     offered = hotline.metric("ivr_queue_offered_total", program="addiction_fund")
     exits = hotline.metric("ivr_menu_exits_total", hotline="1442", program="addiction_fund", outcome="choice")
     # 9 is not on the menu: the caller hears the invalid-option prompt and the
-    # menu again, and presses 4 during it.
-    caller = hotline.sipp.call(CallerScript(number="1442", keys=((1200, "9"), (5000, "4")), hold_ms=16_000),
+    # menu again, and presses 4 during it, then 1 (inquiry) in the next menu.
+    caller = hotline.sipp.call(CallerScript(number="1442", keys=((1200, "9"), (5000, "4"), (2000, "1")),
+                                            hold_ms=18_000),
                                target=hotline.carrier)
     assert hotline.wait_metric("ivr_queue_offered_total", offered + 1, program="addiction_fund") == offered + 1
     assert hotline.metric("ivr_menu_exits_total", hotline="1442", program="addiction_fund",
