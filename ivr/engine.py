@@ -60,7 +60,7 @@ class HotlineHandler:
         await session.set_variable("__IVR_PROGRAM", route.program or "")
         await session.set_variable("__IVR_REQUEST_TYPE", request_type)
         # The agent's softphone shows the caller's name: make it say what the call is about.
-        await session.set_variable("CALLERID(name)", self._caller_name(route))
+        await session.set_variable("CALLERID(name)", self._caller_name(route, hotline.name))
         self._metrics.menu_exits.labels(hotline=hotline.number, program=route.queue, request_type=request_type,
                                         outcome=route.outcome).inc()
         log.info("hotline %s: %s -> queue %s, request %s (%s, from menu %s)", hotline.number, session.describe(),
@@ -68,14 +68,14 @@ class HotlineHandler:
         if hotline.transfer_prompt and route.outcome == "choice":
             await session.play(prompt_path(hotline.transfer_prompt), "")
 
-    def _caller_name(self, route: Route) -> str:
+    def _caller_name(self, route: Route, hotline_name: str) -> str:
         parts = []
         if route.program:
             parts.append(self._config.program(route.program).name)
         request_type = self._config.request_type(route.request_type) if route.request_type else None
         if request_type is not None:
             parts.append(request_type.name)
-        return " - ".join(parts) or self._config.hotline(self._config.hotlines[0].number).name
+        return " - ".join(parts) or hotline_name
 
 
 class Engine:

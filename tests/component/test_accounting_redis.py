@@ -7,7 +7,8 @@ import asyncio
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
-from metrics.registry import EngineMetrics
+
+from metrics.registry import EngineMetrics, sample_sum
 from queues.accounting import QueueAccounting
 from queues.call_state import RedisCallStateStore
 
@@ -41,7 +42,7 @@ class Worker:
                                           metrics=EngineMetrics(config, registry=self.registry))
 
     def value(self, metric: str, program: str = "takaful_karama") -> float:
-        return self.registry.get_sample_value(f"ivr_queue_{metric}_total", {"program": program})
+        return sample_sum(self.registry, f"ivr_queue_{metric}_total", program=program)
 
     def kind(self, kind: str) -> float:
         return self.registry.get_sample_value("ivr_ami_events_total", {"kind": kind})

@@ -10,7 +10,8 @@ from prometheus_client import CollectorRegistry
 
 from ivr.agi.fastagi import FastAgiServer
 from ivr.engine import HotlineHandler
-from metrics.registry import EngineMetrics
+from metrics.registry import EngineMetrics, sample_sum
+from queues.call_state import MemoryCallStateStore
 
 TIMEOUT = 3.0          # upper bound for anything the test waits for
 ENV_TIMEOUT = 0.5      # the server's bounds, kept small for the silence cases
@@ -103,11 +104,13 @@ class FakeAsterisk:
 
 class Rig:
     def __init__(self, config):
+        self.config = config
         self.registry = CollectorRegistry()
         self.metrics = EngineMetrics(config, registry=self.registry)
+        self.store = MemoryCallStateStore()
         self.outcomes: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self.server = FastAgiServer(
-            routes={"hotline": HotlineHandler(config=config, metrics=self.metrics)},
+            routes={"hotline": HotlineHandler(config=config, metrics=self.metrics, store=self.store)},
             host="127.0.0.1", port=0, env_timeout=ENV_TIMEOUT, reply_timeout=REPLY_TIMEOUT,
             on_session_end=self._ended, on_latency=self.metrics.observe_agi_command)
 
@@ -124,6 +127,17 @@ class Rig:
     def sessions(self, route: str, outcome: str) -> float:
         return self.registry.get_sample_value("ivr_fastagi_sessions_total", {"route": route, "outcome": outcome})
 
+    def menu_exits(self, program: str, request_type: str, outcome: str, hotline: str = "1442") -> float:
+        return self.registry.get_sample_value(
+            "ivr_menu_exits_total",
+            {"hotline": hotline, "program": program, "request_type": request_type, "outcome": outcome})
+
+    def caller_name(self, program: str | None, request_type: str | None, hotline: str = "1442") -> str:
+        if program is None:
+            return self.config.hotline(hotline).name
+        name = self.config.program(program).name
+        return f"{name} - {self.config.request_type(request_type).name}" if request_type else name
+
 
 @pytest.fixture
 async def rig(config):
@@ -135,44 +149,93 @@ async def rig(config):
         await asyncio.wait_for(rig.server.close(), TIMEOUT)
 
 
-# --- complete sessions --------------------------------------------------------------------
+ALL_KEYS = "0123456789*#"
+MAIN_KEYS = {"takaful_karama": "1", "services_card": "2", "nasser_bank": "3",
+             "addiction_fund": "4", "abnaa_misr": "5", "forsa": "6"}
+TYPE_KEYS = {"inquiry": "1", "complaint": "2", "service_request": "3", "grievance": "4"}
 
 
-async def good_session(rig: Rig, key_code: int = 50, queue: str = "services_card") -> FakeAsterisk:
-    """Welcome played to the end, a key during the menu, queue set, transfer prompt."""
-    ast = await rig.connect()
-    await ast.send_env()
+def sub_prompt(program: str) -> str:
+    return "ivr/request-types-takaful" if program == "takaful_karama" else "ivr/request-types"
+
+
+def pressed(key: str | None, endpos: int = 100) -> str:
+    """Asterisk's reply to STREAM FILE: the key's ASCII code, 0 when the prompt ended."""
+    return f"200 result={ord(key) if key else 0} endpos={endpos}"
+
+
+async def prompt(ast: FakeAsterisk, name: str, reply: str) -> None:
+    """Expect STREAM FILE ``name`` interruptible by every key, and answer it."""
     verb, args = await ast.command()
-    assert verb == "STREAM FILE"
-    assert args[0] == "ivr/welcome-1442"
-    assert set("123456") <= set(args[1]), "the menu keys cut the welcome short"
-    await ast.send("200 result=0 endpos=48000")
-    verb, args = await ast.command()
-    assert (verb, args[0]) == ("STREAM FILE", "ivr/main-menu-1442")
-    await ast.send(f"200 result={key_code} endpos=12345")
-    await ast.expect("SET VARIABLE", "IVR_QUEUE", queue)
-    await ast.send("200 result=1")
-    await ast.expect("SET VARIABLE", "__IVR_PROGRAM", queue)
-    await ast.send("200 result=1")
+    assert (verb, args) == ("STREAM FILE", [name, ALL_KEYS]), ast.commands
+    await ast.send(reply)
+
+
+async def expect_route(rig: Rig, ast: FakeAsterisk, queue: str, program: str | None,
+                       request_type: str | None, hotline: str = "1442") -> None:
+    """The four SET VARIABLEs, each answered with success."""
+    for name, value in (("IVR_QUEUE", queue), ("__IVR_PROGRAM", program or ""),
+                        ("__IVR_REQUEST_TYPE", request_type or "none"),
+                        ("CALLERID(name)", rig.caller_name(program, request_type, hotline))):
+        await ast.expect("SET VARIABLE", name, value)
+        await ast.send("200 result=1")
+
+
+async def expect_transfer(ast: FakeAsterisk) -> None:
     await ast.expect("STREAM FILE", "ivr/transfer", "")
     await ast.send("200 result=0 endpos=20000")
     await ast.expect_closed()
     await ast.close()
+
+
+# --- complete sessions --------------------------------------------------------------------
+
+
+async def good_session(rig: Rig, program: str = "services_card", request_type: str = "complaint",
+                       uniqueid: str = ENV["uniqueid"]) -> FakeAsterisk:
+    """Welcome played to the end, a key during the main menu, a key during the
+    programme's menu, the four variables set, the transfer prompt."""
+    ast = await rig.connect()
+    await ast.send_env(uniqueid=uniqueid)
+    verb, args = await ast.command()
+    assert verb == "STREAM FILE"
+    assert args[0] == "ivr/welcome-1442"
+    assert set("123456*0") <= set(args[1]), "every key cuts the welcome short"
+    await ast.send("200 result=0 endpos=48000")
+    await prompt(ast, "ivr/main-menu-1442", pressed(MAIN_KEYS[program], 12345))
+    await prompt(ast, sub_prompt(program), pressed(TYPE_KEYS[request_type], 2345))
+    await expect_route(rig, ast, program, program, request_type)
+    await expect_transfer(ast)
     assert await rig.outcome() == ("hotline", "ok")
     return ast
 
 
 async def test_menu_choice_sets_the_queue(rig):
-    ast = await good_session(rig, key_code=50, queue="services_card")
+    ast = await good_session(rig, "services_card", "complaint")
     assert ast.commands[0].startswith('STREAM FILE "ivr/welcome-1442" "')
-    assert ast.commands[2] == 'SET VARIABLE "IVR_QUEUE" "services_card"'
-    reg = rig.registry
-    assert reg.get_sample_value("ivr_menu_exits_total",
-                                {"hotline": "1442", "program": "services_card", "outcome": "choice"}) == 1
+    assert ast.commands[1] == 'STREAM FILE "ivr/main-menu-1442" "0123456789*#"'
+    assert ast.commands[2] == 'STREAM FILE "ivr/request-types" "0123456789*#"'
+    assert ast.commands[3] == 'SET VARIABLE "IVR_QUEUE" "services_card"'
+    assert ast.commands[4] == 'SET VARIABLE "__IVR_PROGRAM" "services_card"'
+    assert ast.commands[5] == 'SET VARIABLE "__IVR_REQUEST_TYPE" "complaint"'
+    # The Arabic caller name survives the wire.
+    assert ast.commands[6] == 'SET VARIABLE "CALLERID(name)" "بطاقة الخدمات المتكاملة - شكوى"'
+    assert len(ast.commands) == 8
+    assert rig.menu_exits("services_card", "complaint", "choice") == 1
+    assert sample_sum(rig.registry, "ivr_menu_exits_total") == 1
     assert rig.sessions("hotline", "ok") == 1
     # Command latency is measured for SET, not for playback.
-    assert reg.get_sample_value("ivr_fastagi_command_seconds_count", {"verb": "SET"}) == 2
+    reg = rig.registry
+    assert reg.get_sample_value("ivr_fastagi_command_seconds_count", {"verb": "SET"}) == 4
     assert reg.get_sample_value("ivr_fastagi_command_seconds_count", {"verb": "STREAM"}) is None
+
+
+async def test_facts_are_stored_under_the_uniqueid(rig):
+    await good_session(rig, "takaful_karama", "grievance", uniqueid="1732467000.42")
+    assert await rig.store.facts("1732467000.42") == {
+        "hotline": "1442", "program": "takaful_karama", "request_type": "grievance"}
+    assert await rig.store.facts(ENV["uniqueid"]) == {}
+    assert rig.menu_exits("takaful_karama", "grievance", "choice") == 1
 
 
 async def test_key_during_welcome(rig):
@@ -180,14 +243,11 @@ async def test_key_during_welcome(rig):
     await ast.send_env()
     verb, args = await ast.command()
     assert (verb, args[0]) == ("STREAM FILE", "ivr/welcome-1442")
-    await ast.send("200 result=51 endpos=3000")  # '3' during the welcome
-    await ast.expect("SET VARIABLE", "IVR_QUEUE", "nasser_bank")
-    await ast.send("200 result=1")
-    await ast.expect("SET VARIABLE", "__IVR_PROGRAM", "nasser_bank")
-    await ast.send("200 result=1")
-    await ast.expect("STREAM FILE", "ivr/transfer", "")
-    await ast.send("200 result=0 endpos=20000")
-    await ast.expect_closed()
+    await ast.send("200 result=51 endpos=3000")  # '3' during the welcome: Nasser Social Bank
+    await prompt(ast, "ivr/request-types", pressed("1"))
+    await expect_route(rig, ast, "nasser_bank", "nasser_bank", "inquiry")
+    await expect_transfer(ast)
+    assert not any("main-menu-1442" in c for c in ast.commands)
     assert await rig.outcome() == ("hotline", "ok")
 
 
@@ -196,42 +256,99 @@ async def test_silence_then_key_via_wait_for_digit(rig):
     await ast.send_env()
     await ast.command()                                   # welcome
     await ast.send("200 result=0 endpos=48000")
-    await ast.command()                                   # menu
-    await ast.send("200 result=0 endpos=96000")
+    await prompt(ast, "ivr/main-menu-1442", "200 result=0 endpos=96000")
     await ast.expect("WAIT FOR DIGIT", "5000")
     await ast.send("200 result=52")                       # '4'
-    await ast.expect("SET VARIABLE", "IVR_QUEUE", "addiction_fund")
-    await ast.send("200 result=1")
-    await ast.expect("SET VARIABLE", "__IVR_PROGRAM", "addiction_fund")
-    await ast.send("200 result=1")
-    await ast.expect("STREAM FILE", "ivr/transfer", "")
-    await ast.send("200 result=0 endpos=20000")
-    await ast.expect_closed()
+    await prompt(ast, "ivr/request-types", "200 result=0 endpos=40000")
+    await ast.expect("WAIT FOR DIGIT", "5000")
+    await ast.send("200 result=51")                       # '3'
+    await expect_route(rig, ast, "addiction_fund", "addiction_fund", "service_request")
+    await expect_transfer(ast)
     assert await rig.outcome() == ("hotline", "ok")
 
 
-async def test_wrong_keys_fall_back_to_general(rig):
+async def test_star_goes_back_to_the_main_menu(rig):
+    ast = await rig.connect()
+    await ast.send_env()
+    await ast.command()
+    await ast.send("200 result=0 endpos=48000")
+    await prompt(ast, "ivr/main-menu-1442", pressed("1"))            # Takaful & Karama
+    await prompt(ast, "ivr/request-types-takaful", pressed("*"))     # back
+    await prompt(ast, "ivr/main-menu-1442", pressed("6"))            # Forsa
+    await prompt(ast, "ivr/request-types", pressed("3"))             # service request
+    await expect_route(rig, ast, "forsa", "forsa", "service_request")
+    await expect_transfer(ast)
+    assert not any("invalid-option" in c for c in ast.commands)
+    assert await rig.outcome() == ("hotline", "ok")
+    assert rig.menu_exits("forsa", "service_request", "choice") == 1
+    assert rig.menu_exits("takaful_karama", "service_request", "choice") == 0
+
+
+async def test_star_and_zero_are_never_failures(rig):
+    ast = await rig.connect()
+    await ast.send_env()
+    await ast.command()
+    await ast.send(pressed("*"))                                     # * on the first menu: hear it
+    await prompt(ast, "ivr/main-menu-1442", pressed("*"))
+    await prompt(ast, "ivr/main-menu-1442", pressed("0"))            # 0: hear it again
+    await prompt(ast, "ivr/main-menu-1442", pressed("0"))
+    await prompt(ast, "ivr/main-menu-1442", pressed("2"))
+    await prompt(ast, "ivr/request-types", pressed("0"))             # repeats the programme menu
+    await prompt(ast, "ivr/request-types", pressed("0"))
+    await prompt(ast, "ivr/request-types", pressed("0"))
+    await prompt(ast, "ivr/request-types", pressed("1"))
+    await expect_route(rig, ast, "services_card", "services_card", "inquiry")
+    await expect_transfer(ast)
+    assert await rig.outcome() == ("hotline", "ok")
+
+
+async def test_wrong_keys_fall_back_to_shared(rig):
     ast = await rig.connect()
     await ast.send_env()
     await ast.command()
     await ast.send("200 result=0 endpos=48000")           # welcome ends
     for attempt in range(3):
-        verb, args = await ast.command()
-        assert (verb, args[0]) == ("STREAM FILE", "ivr/main-menu-1442")
-        await ast.send("200 result=57 endpos=100")        # '9': not in the menu
+        await prompt(ast, "ivr/main-menu-1442", pressed("9"))   # '9': not in the menu
         if attempt < 2:
-            verb, args = await ast.command()
-            assert (verb, args[0]) == ("STREAM FILE", "ivr/invalid-option")
-            await ast.send("200 result=0 endpos=8000")
-    await ast.expect("SET VARIABLE", "IVR_QUEUE", "shared")
-    await ast.send("200 result=1")
-    await ast.expect("SET VARIABLE", "__IVR_PROGRAM", "")
-    await ast.send("200 result=1")
+            await prompt(ast, "ivr/invalid-option", "200 result=0 endpos=8000")
+    await expect_route(rig, ast, "shared", None, None)
     await ast.expect_closed()                             # no transfer prompt, no hang-up command
     assert not any(c.startswith("HANGUP") for c in ast.commands)
     assert await rig.outcome() == ("hotline", "ok")
-    assert rig.registry.get_sample_value(
-        "ivr_menu_exits_total", {"hotline": "1442", "program": "shared", "outcome": "retries_exhausted"}) == 1
+    assert rig.menu_exits("shared", "none", "retries_exhausted") == 1
+    assert await rig.store.facts(ENV["uniqueid"]) == {"hotline": "1442", "program": "", "request_type": "none"}
+
+
+async def test_wrong_keys_in_a_programme_menu_go_to_its_queue(rig):
+    ast = await rig.connect()
+    await ast.send_env()
+    await ast.command()
+    await ast.send(pressed("5"))                          # Abnaa Misr, during the welcome
+    for attempt in range(3):
+        await prompt(ast, "ivr/request-types", pressed("#"))
+        if attempt < 2:
+            await prompt(ast, "ivr/invalid-option", "200 result=0 endpos=8000")
+    # The programme's queue, not the shared one; and no hang-up.
+    await expect_route(rig, ast, "abnaa_misr", "abnaa_misr", None)
+    await ast.expect_closed()
+    assert not any(c.startswith("HANGUP") for c in ast.commands)
+    assert await rig.outcome() == ("hotline", "ok")
+    assert rig.menu_exits("abnaa_misr", "none", "retries_exhausted") == 1
+    assert rig.menu_exits("shared", "none", "retries_exhausted") == 0
+    assert sample_sum(rig.registry, "ivr_menu_exits_total", program="abnaa_misr") == 1
+
+
+async def test_direct_line_starts_in_the_programme_menu(rig):
+    ast = await rig.connect()
+    await ast.send_env(arg_1="14403", dnid="14403", uniqueid="1732467000.9")
+    await prompt(ast, "ivr/request-types", pressed("2"))  # no welcome, no main menu
+    await expect_route(rig, ast, "nasser_bank", "nasser_bank", "complaint", hotline="14403")
+    await expect_transfer(ast)
+    assert await rig.outcome() == ("hotline", "ok")
+    assert rig.menu_exits("nasser_bank", "complaint", "choice", hotline="14403") == 1
+    assert rig.menu_exits("nasser_bank", "complaint", "choice", hotline="1442") == 0
+    assert await rig.store.facts("1732467000.9") == {
+        "hotline": "14403", "program": "nasser_bank", "request_type": "complaint"}
 
 
 async def test_unknown_hotline_number_ends_without_commands(rig):
@@ -240,6 +357,8 @@ async def test_unknown_hotline_number_ends_without_commands(rig):
     await ast.expect_closed()
     assert ast.commands == []
     assert await rig.outcome() == ("hotline", "ok")
+    assert await rig.store.facts(ENV["uniqueid"]) == {}
+    assert sample_sum(rig.registry, "ivr_menu_exits_total") == 0
 
 
 async def test_missing_prompt_on_a_live_channel(rig):
@@ -251,6 +370,20 @@ async def test_missing_prompt_on_a_live_channel(rig):
     await ast.send("200 result=6")                        # the channel is up
     await ast.expect_closed()
     assert await rig.outcome() == ("hotline", "error")
+
+
+async def test_missing_programme_prompt_on_a_live_channel(rig):
+    ast = await rig.connect()
+    await ast.send_env()
+    await ast.command()
+    await ast.send(pressed("1"))
+    await prompt(ast, "ivr/request-types-takaful", "200 result=-1 endpos=0")
+    await ast.expect("CHANNEL STATUS")
+    await ast.send("200 result=6")
+    await ast.expect_closed()
+    assert not any(c.startswith("SET VARIABLE") for c in ast.commands)
+    assert await rig.outcome() == ("hotline", "error")
+    assert await rig.store.facts(ENV["uniqueid"]) == {}
 
 
 async def test_failed_prompt_on_a_dead_channel(rig):
@@ -359,6 +492,7 @@ async def bad_silent_after_command(rig):
     await ast.send_env()
     await ast.command()
     await ast.send("200 result=49 endpos=100")           # '1'
+    await prompt(ast, "ivr/request-types-takaful", pressed("2"))
     await ast.expect("SET VARIABLE", "IVR_QUEUE", "takaful_karama")
     # ...and never answer it.
     await ast.expect_closed()
@@ -373,12 +507,24 @@ async def bad_unknown_route(rig):
     return ast
 
 
+async def bad_hangup_in_the_programme_menu(rig):
+    ast = await rig.connect()
+    await ast.send_env()
+    await ast.command()
+    await ast.send(pressed("3"))
+    await prompt(ast, "ivr/request-types", "HANGUP\n200 result=-1 endpos=0")
+    await ast.expect_closed()
+    assert len(ast.commands) == 2
+    return ast
+
+
 async def bad_set_variable_refused(rig):
     ast = await rig.connect()
     await ast.send_env()
     await ast.command()
     await ast.send("200 result=49 endpos=100")
-    await ast.command()
+    await prompt(ast, "ivr/request-types-takaful", pressed("1"))
+    await ast.expect("SET VARIABLE", "IVR_QUEUE", "takaful_karama")
     await ast.send("510 Invalid or unknown command")
     await ast.expect_closed()
     return ast
@@ -393,6 +539,7 @@ BAD = [
     (bad_closed_during_env, ("?", "connection_lost")),
     (bad_hangup_notice, ("hotline", "hangup")),
     (bad_511, ("hotline", "hangup")),
+    (bad_hangup_in_the_programme_menu, ("hotline", "hangup")),
     (bad_garbage_reply, ("hotline", "protocol_error")),
     (bad_silent_during_env, ("?", "connection_lost")),
     (bad_silent_after_command, ("hotline", "connection_lost")),
@@ -421,7 +568,7 @@ async def test_all_bad_sessions_in_a_row_then_a_good_one(rig):
     await good_session(rig)
     assert rig.sessions("hotline", "ok") == 1
     assert rig.sessions("other", "protocol_error") == 4     # route unknown before the env was read
-    assert rig.sessions("hotline", "hangup") == 2
+    assert rig.sessions("hotline", "hangup") == 3
     assert rig.sessions("other", "unknown_route") == 1
     assert seen.count("connection_lost") == 4
 
@@ -431,18 +578,21 @@ async def test_a_stuck_session_does_not_block_others(rig):
     await stuck.send_env()
     await stuck.command()                                  # welcome sent; Asterisk never answers
     await good_session(rig)                                # served while the other one waits
-    await good_session(rig, key_code=54, queue="forsa")
+    await good_session(rig, "forsa", "inquiry")
     assert rig.outcomes.empty()
     await stuck.close()
     assert await rig.outcome() == ("hotline", "connection_lost")
 
 
 async def test_concurrent_sessions(rig):
-    results = await asyncio.gather(*(good_session(rig, key_code=48 + k, queue=q)
-                                     for k, q in [(1, "takaful_karama"), (2, "services_card"),
-                                                  (3, "nasser_bank"), (5, "abnaa_misr")]))
+    calls = [("takaful_karama", "grievance", "u.1"), ("services_card", "inquiry", "u.2"),
+             ("nasser_bank", "complaint", "u.3"), ("abnaa_misr", "service_request", "u.4")]
+    results = await asyncio.gather(*(good_session(rig, p, t, uniqueid=u) for p, t, u in calls))
     assert len(results) == 4
     assert rig.sessions("hotline", "ok") == 4
+    for program, request_type, uid in calls:
+        assert await rig.store.facts(uid) == {"hotline": "1442", "program": program, "request_type": request_type}
+        assert rig.menu_exits(program, request_type, "choice") == 1
 
 
 async def test_close_ends_open_sessions(config):

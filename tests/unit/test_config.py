@@ -9,7 +9,7 @@ import pytest
 
 from ivr.cli import main
 from ivr.configuration import ConfigError, load_config
-from ivr.configuration.model import Listen
+from ivr.configuration.model import Listen, Menu, MenuOption
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO = REPO_ROOT / "config"
@@ -22,6 +22,9 @@ EXPECTED_MENU = [
     ("5", "abnaa_misr"),
     ("6", "forsa"),
 ]
+EXPECTED_REQUEST_TYPES = ["inquiry", "complaint", "service_request", "grievance"]
+DIRECT_LINES = {"14401": "takaful_karama", "14402": "services_card", "14403": "nasser_bank",
+                "14404": "addiction_fund", "14405": "abnaa_misr", "14406": "forsa"}
 
 
 @pytest.fixture
@@ -65,11 +68,62 @@ def find(problems, field: str):
 
 def test_demo_config_loads():
     config = load_config(DEMO)
+    assert [h.number for h in config.hotlines] == ["1442", *DIRECT_LINES]
+    assert len(config.hotlines) == 7
+    assert len(config.programs) == 6
+    assert [t.id for t in config.request_types] == EXPECTED_REQUEST_TYPES
+    assert all(t.name.strip() for t in config.request_types)
+    assert set(config.menus) == {"main-1442"} | {program for _, program in EXPECTED_MENU}
     hotline = config.hotline("1442")
     assert hotline is not None
-    assert list(hotline.menu.options.items()) == EXPECTED_MENU
+    assert hotline.menu == "main-1442"
+    main_menu = config.menus[hotline.menu]
+    assert [(key, option.menu) for key, option in main_menu.options.items()] == EXPECTED_MENU
+    assert all(option.program is None and option.request_type is None for option in main_menu.options.values())
+    assert main_menu.program is None
     assert hotline.fallback_queue == "shared"
+    assert hotline.welcome_prompt == "welcome-1442"
     assert config.queue("shared") is not None
+
+
+@pytest.mark.parametrize("key, program", EXPECTED_MENU)
+def test_demo_programme_menus_offer_the_request_types(key, program):
+    config = load_config(DEMO)
+    menu = config.menus[program]
+    assert menu.program == program
+    expected = {"1": "inquiry", "2": "complaint", "3": "service_request"}
+    if program == "takaful_karama":
+        expected["4"] = "grievance"
+        assert menu.prompt == "request-types-takaful"
+    else:
+        assert menu.prompt == "request-types"
+    assert {k: o.request_type for k, o in menu.options.items()} == expected
+    assert all(o.program == program and o.menu is None for o in menu.options.values())
+    # * and 0 are never options: they go back and repeat on every menu.
+    assert not {"*", "0"} & set(menu.options)
+
+
+@pytest.mark.parametrize("number, program", sorted(DIRECT_LINES.items()))
+def test_demo_direct_lines_start_in_their_programme_menu(number, program):
+    config = load_config(DEMO)
+    line = config.hotline(number)
+    assert line is not None
+    assert line.menu == program
+    assert line.fallback_queue == program
+    assert config.queue(line.fallback_queue).program == program
+    assert line.welcome_prompt is None
+    assert line.transfer_prompt == "transfer"
+
+
+def test_demo_config_every_menu_is_reachable():
+    config = load_config(DEMO)
+    seen, todo = set(), [h.menu for h in config.hotlines]
+    while todo:
+        menu_id = todo.pop()
+        if menu_id not in seen:
+            seen.add(menu_id)
+            todo += [o.menu for o in config.menus[menu_id].options.values() if o.menu]
+    assert seen == set(config.menus)
 
 
 def test_demo_config_every_program_has_a_queue():
@@ -80,6 +134,7 @@ def test_demo_config_every_program_has_a_queue():
         queue = config.queue(program.id)
         assert queue is not None, program.id
         assert queue.program == program.id
+        assert config.program_queue(program.id) == queue
     assert queue_ids == {p.id for p in config.programs} | {"shared"}
 
 
@@ -96,48 +151,196 @@ def test_demo_config_agents():
 
 def test_demo_config_prompts_referenced_exist():
     config = load_config(DEMO)
-    h = config.hotline("1442")
-    for prompt in (h.welcome_prompt, h.transfer_prompt, h.menu.prompt, h.menu.invalid_prompt,
-                   h.menu.no_input_prompt):
-        assert prompt in config.prompts
-        assert config.prompt_text(prompt).strip()
+    for h in config.hotlines:
+        for prompt in (h.welcome_prompt, h.transfer_prompt):
+            if prompt is not None:
+                assert prompt in config.prompts
+                assert config.prompt_text(prompt).strip()
+    for menu_id, menu in config.menus.items():
+        for prompt in (menu.prompt, menu.invalid_prompt, menu.no_input_prompt):
+            assert prompt in config.prompts, menu_id
+            assert config.prompt_text(prompt).strip()
+
+
+def test_demo_config_request_type_lookup():
+    config = load_config(DEMO)
+    assert config.request_type("grievance").name == "تظلم من إيقاف الصرف"
+    assert config.request_type("nosuch") is None
 
 
 def test_config_is_frozen():
     config = load_config(DEMO)
     with pytest.raises(Exception):
-        config.hotlines[0].menu.retries = 9  # type: ignore[misc]
+        config.menus["main-1442"].retries = 9  # type: ignore[misc]
+    with pytest.raises(Exception):
+        config.hotlines[0].menu = "forsa"  # type: ignore[misc]
+
+
+# --- menu options, without files -------------------------------------------------
+
+
+def test_menu_option_needs_exactly_one_target():
+    assert MenuOption(menu="forsa").menu == "forsa"
+    assert MenuOption(program="forsa", request_type="inquiry").request_type == "inquiry"
+    assert MenuOption(program="forsa").request_type is None
+    with pytest.raises(ValueError, match="exactly one"):
+        MenuOption()
+    with pytest.raises(ValueError, match="exactly one"):
+        MenuOption(menu="forsa", program="forsa")
+    with pytest.raises(ValueError, match="request_type"):
+        MenuOption(menu="forsa", request_type="inquiry")
+
+
+@pytest.mark.parametrize("key", ["*", "0"])
+def test_menu_reserved_keys_are_refused(key):
+    with pytest.raises(ValueError, match="reserved"):
+        Menu(prompt="request-types", options={"1": MenuOption(program="forsa"), key: MenuOption(program="forsa")})
+
+
+def test_menu_hash_key_is_an_option():
+    menu = Menu(prompt="request-types", options={"#": MenuOption(program="forsa")})
+    assert set(menu.options) == {"#"}
+    assert (menu.timeout_seconds, menu.retries) == (5.0, 3)
+    assert (menu.invalid_prompt, menu.no_input_prompt) == ("invalid-option", "no-input")
 
 
 # --- malformed configurations ---------------------------------------------------
 
 
 def test_unknown_key_names_file_line_and_field(cfg_dir: Path):
-    path = cfg_dir / "hotlines.yaml"
-    replace_in(path, "      retries: 3 ", "      retires: 3 ")
+    path = cfg_dir / "menus.yaml"
+    replace_in(path, "    prompt: main-menu-1442\n", "    prompt: main-menu-1442\n    retires: 3\n")
     expected_line = line_of(path, "retires:")
-    problem = find(problems_of(cfg_dir), "hotlines[0].menu.retires")
-    assert problem.file.endswith("hotlines.yaml")
+    problem = find(problems_of(cfg_dir), "menus.main-1442.retires")
+    assert problem.file.endswith("menus.yaml")
     assert problem.line == expected_line
     assert "unknown key" in problem.message
-    assert str(problem).endswith(f"hotlines.yaml:{expected_line}: hotlines[0].menu.retires: {problem.message}")
+    assert str(problem).endswith(f"menus.yaml:{expected_line}: menus.main-1442.retires: {problem.message}")
 
 
 def test_unknown_key_is_the_only_problem(cfg_dir: Path):
-    replace_in(cfg_dir / "hotlines.yaml", "      retries: 3 ", "      retires: 3 ")
+    replace_in(cfg_dir / "menus.yaml", "    prompt: main-menu-1442\n", "    prompt: main-menu-1442\n    retires: 3\n")
     problems = problems_of(cfg_dir)
-    assert [p.field for p in problems] == ["hotlines[0].menu.retires"]
+    assert [p.field for p in problems] == ["menus.main-1442.retires"]
 
 
 def test_menu_option_to_unknown_program(cfg_dir: Path):
-    path = cfg_dir / "hotlines.yaml"
-    replace_in(path, "6: forsa", "6: forsaa")
+    path = cfg_dir / "menus.yaml"
+    replace_in(path, "1: {program: forsa, request_type: inquiry}", "1: {program: forsaa, request_type: inquiry}")
     problems = problems_of(cfg_dir)
-    problem = find(problems, "hotlines[0].menu.options.6")
-    assert problem.file.endswith("hotlines.yaml")
-    assert problem.line == line_of(path, "6: forsaa")
+    problem = find(problems, "menus.forsa.options.1.program")
+    assert problem.file.endswith("menus.yaml")
+    assert problem.line == line_of(path, "program: forsaa")
     assert "forsaa" in problem.message
     assert len(problems) == 1
+
+
+def test_menu_option_with_both_menu_and_program(cfg_dir: Path):
+    path = cfg_dir / "menus.yaml"
+    replace_in(path, "1: {menu: takaful_karama}", "1: {menu: takaful_karama, program: takaful_karama}")
+    problems = problems_of(cfg_dir)
+    problem = find(problems, "menus.main-1442.options.1")
+    assert problem.file.endswith("menus.yaml")
+    assert problem.line == line_of(path, "{menu: takaful_karama, program: takaful_karama}")
+    assert "exactly one" in problem.message
+    assert str(problem) == f"{problem.file}:{problem.line}: menus.main-1442.options.1: {problem.message}"
+    assert len(problems) == 1
+
+
+def test_menu_option_with_neither_menu_nor_program(cfg_dir: Path):
+    path = cfg_dir / "menus.yaml"
+    replace_in(path, "2: {program: forsa, request_type: complaint}", "2: {request_type: complaint}")
+    problem = find(problems_of(cfg_dir), "menus.forsa.options.2")
+    assert problem.file.endswith("menus.yaml")
+    assert problem.line == line_of(path, "2: {request_type: complaint}")
+
+
+def test_menu_option_opening_a_menu_with_a_request_type(cfg_dir: Path):
+    path = cfg_dir / "menus.yaml"
+    replace_in(path, "6: {menu: forsa}", "6: {menu: forsa, request_type: inquiry}")
+    problem = find(problems_of(cfg_dir), "menus.main-1442.options.6")
+    assert problem.line == line_of(path, "6: {menu: forsa, request_type")
+    assert "request_type" in problem.message
+
+
+@pytest.mark.parametrize("key", ['"*"', "0"])
+def test_menu_option_on_a_reserved_key(cfg_dir: Path, key: str):
+    path = cfg_dir / "menus.yaml"
+    replace_in(path, "3: {program: forsa, request_type: service_request}\n",
+               f"3: {{program: forsa, request_type: service_request}}\n      {key}: {{program: forsa}}\n")
+    problems = problems_of(cfg_dir)
+    problem = find(problems, "menus.forsa")
+    assert problem.file.endswith("menus.yaml")
+    assert problem.line == line_of(path, "  forsa:")
+    assert "reserved" in problem.message
+    assert key.strip('"') in problem.message
+    assert len(problems) == 1
+
+
+def test_menu_option_on_a_key_that_is_not_a_digit(cfg_dir: Path):
+    path = cfg_dir / "menus.yaml"
+    replace_in(path, "6: {menu: forsa}\n", "6: {menu: forsa}\n      12: {menu: forsa}\n")
+    problem = find(problems_of(cfg_dir), "menus.main-1442.options.12.[key]")
+    assert problem.file.endswith("menus.yaml")
+    assert problem.line == line_of(path, "12: {menu: forsa}")
+
+
+def test_menu_option_to_unknown_menu(cfg_dir: Path):
+    path = cfg_dir / "menus.yaml"
+    replace_in(path, "1: {menu: takaful_karama}", "1: {menu: takaful_karam}")
+    problems = problems_of(cfg_dir)
+    problem = find(problems, "menus.main-1442.options.1.menu")
+    assert problem.file.endswith("menus.yaml")
+    assert problem.line == line_of(path, "takaful_karam}")
+    assert "unknown menu" in problem.message and "takaful_karam" in problem.message
+    assert len(problems) == 1
+
+
+def test_menu_option_to_unknown_request_type(cfg_dir: Path):
+    path = cfg_dir / "menus.yaml"
+    replace_in(path, "request_type: grievance}", "request_type: grievence}")
+    problems = problems_of(cfg_dir)
+    problem = find(problems, "menus.takaful_karama.options.4.request_type")
+    assert problem.file.endswith("menus.yaml")
+    assert problem.line == line_of(path, "grievence")
+    assert "unknown request type" in problem.message and "grievence" in problem.message
+    assert len(problems) == 1
+
+
+def test_menu_about_an_unknown_program(cfg_dir: Path):
+    path = cfg_dir / "menus.yaml"
+    replace_in(path, "    program: nasser_bank\n", "    program: nasser_bnk\n")
+    problem = find(problems_of(cfg_dir), "menus.nasser_bank.program")
+    assert problem.file.endswith("menus.yaml")
+    assert problem.line == line_of(path, "program: nasser_bnk")
+    assert "nasser_bnk" in problem.message
+
+
+def test_menu_with_unknown_prompt(cfg_dir: Path):
+    path = cfg_dir / "menus.yaml"
+    replace_in(path, "prompt: request-types-takaful", "prompt: request-types-takafol")
+    problem = find(problems_of(cfg_dir), "menus.takaful_karama.prompt")
+    assert problem.file.endswith("menus.yaml")
+    assert problem.line == line_of(path, "request-types-takafol")
+    assert "unknown prompt" in problem.message
+
+
+def test_hotline_on_unknown_menu(cfg_dir: Path):
+    path = cfg_dir / "hotlines.yaml"
+    replace_in(path, "menu: nasser_bank,", "menu: nasser_bnk,")
+    problems = problems_of(cfg_dir)
+    problem = find(problems, "hotlines[3].menu")
+    assert problem.file.endswith("hotlines.yaml")
+    assert problem.line == line_of(path, "menu: nasser_bnk")
+    assert "unknown menu" in problem.message and "nasser_bnk" in problem.message
+    assert len(problems) == 1
+
+
+def test_removed_request_type_still_used_by_a_menu(cfg_dir: Path):
+    path = cfg_dir / "menus.yaml"
+    replace_in(path, "  - {id: grievance, name: تظلم من إيقاف الصرف}\n", "")
+    problem = find(problems_of(cfg_dir), "menus.takaful_karama.options.4.request_type")
+    assert "grievance" in problem.message
 
 
 def test_yaml_syntax_error_names_file_and_line(cfg_dir: Path):
@@ -156,11 +359,21 @@ def test_yaml_syntax_error_names_file_and_line(cfg_dir: Path):
 
 def test_yaml_syntax_error_missing_colon(cfg_dir: Path):
     path = cfg_dir / "hotlines.yaml"
-    replace_in(path, "    menu:\n", "    menu\n")
+    replace_in(path, "    menu: main-1442\n", "    menu main-1442\n")
     problem = problems_of(cfg_dir)[0]
     assert problem.file.endswith("hotlines.yaml")
     assert problem.field == "(syntax)"
-    assert line_of(path, "    menu") <= problem.line <= line_of(path, "    menu") + 2
+    assert line_of(path, "menu main-1442") <= problem.line <= line_of(path, "menu main-1442") + 2
+
+
+def test_yaml_syntax_error_in_menus(cfg_dir: Path):
+    path = cfg_dir / "menus.yaml"
+    replace_in(path, "  main-1442:\n", "  main-1442\n")
+    problems = problems_of(cfg_dir)
+    assert len(problems) == 1
+    assert problems[0].file.endswith("menus.yaml")
+    assert problems[0].field == "(syntax)"
+    assert line_of(path, "  main-1442") <= problems[0].line <= line_of(path, "  main-1442") + 2
 
 
 def test_non_loopback_host_without_allow_public(cfg_dir: Path):
@@ -263,14 +476,15 @@ def test_cli_check_config_ok(capsys):
     out = capsys.readouterr().out
     assert "configuration OK" in out
     assert "1442" in out
+    assert "14403" in out
     assert "forsa" in out
 
 
 def test_cli_check_config_broken(cfg_dir: Path, capsys):
-    path = cfg_dir / "hotlines.yaml"
-    replace_in(path, "6: forsa", "6: forsaa")
+    path = cfg_dir / "menus.yaml"
+    replace_in(path, "6: {menu: forsa}", "6: {menu: forsaa}")
     assert main(["check-config", "--config", str(cfg_dir)]) == 2
     captured = capsys.readouterr()
     assert "configuration OK" not in captured.out
-    assert f"hotlines.yaml:{line_of(path, 'forsaa')}: hotlines[0].menu.options.6" in captured.err
+    assert f"menus.yaml:{line_of(path, 'forsaa')}: menus.main-1442.options.6.menu" in captured.err
     assert "forsaa" in captured.err

@@ -264,19 +264,38 @@ def test_queue_extensions_enter_their_own_queue(rendered, config):
     body = "\n".join(queue_ctx)
     for q in config.queues:
         assert f"exten => {q.id},1,Set(IVR_IN_QUEUE={q.id})" in body
-        assert re.search(rf"Queue\({q.id},[^)]*\b{q.max_wait_seconds}\b", body)
+        args = queue_args(body, q.id)
+        assert args["timeout"] == str(q.max_wait_seconds)
         assert f"UserEvent(IvrQueueExit,Queue: {q.id}," in body
 
 
-def test_queue_gosub_is_in_the_gosub_argument(rendered):
+QUEUE_ARGS = ["queuename", "options", "URL", "announceoverride", "timeout", "AGI", "gosub", "rule", "position"]
+
+
+def queue_args(body: str, queue_id: str) -> dict[str, str]:
+    """The named arguments of the Queue() call for ``queue_id`` (Asterisk 22 order)."""
+    line = next(l for l in body.splitlines() if f"Queue({queue_id}," in l)
+    inner = line[line.index("Queue(") + len("Queue("):line.rindex(")")]
+    parts, depth, current = [], 0, ""
+    for ch in inner:  # split on commas outside the option's own parentheses, e.g. b(ctx^s^1)
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+            continue
+        depth += ch == "("
+        depth -= ch == ")"
+        current += ch
+    parts.append(current)
+    return dict(zip(QUEUE_ARGS, parts))
+
+
+def test_queue_gosub_is_in_the_gosub_argument(rendered, config):
     body = "\n".join(dialplan(rendered["extensions.conf"])["ivr-queue"])
-    calls = re.findall(r"Queue\(([^)]*)\)", body)
-    assert calls
-    for args in calls:
-        parts = args.split(",")
-        names = ["queuename", "options", "URL", "announceoverride", "timeout", "AGI", "gosub", "rule", "position"]
-        named = dict(zip(names, parts))
-        assert named.get("gosub") == "ivr-agent-connect", named
+    for q in config.queues:
+        named = queue_args(body, q.id)
+        assert named["gosub"] == "ivr-agent-connect", named
+        # The predial gosub on each agent channel adds the SIP headers.
+        assert named["options"] == "b(ivr-agent-predial^s^1)", named
 
 
 # --- manager.conf ---------------------------------------------------------------------
