@@ -86,7 +86,7 @@ def setup(config: Config, config_dir: Path, paths: Paths, say=print):
     """Idempotent: everything already in place is kept."""
     from dialplans.asterisk import AsteriskInstall
     from dialplans.generate import write_all
-    from ivr.prompts import PromptLibrary, build_music_on_hold
+    from ivr.prompts import PromptLibrary, all_prompt_texts, build_music_on_hold
     from ivr.secrets import SecretStore
 
     asterisk = AsteriskInstall.locate(paths.asterisk_root)
@@ -100,12 +100,19 @@ def setup(config: Config, config_dir: Path, paths: Paths, say=print):
                             overrides_dir=config_dir / "sounds" / config.service.language,
                             language=config.service.language, voice=config.service.tts_voice)
 
-    def progress(n, total, prompt_id):
-        bar = "#" * (20 * n // total)
-        print(f"\r  prompts [{bar:<20}] {n}/{total} {prompt_id:<30}", end="", flush=True)
+    interactive = sys.stdout.isatty()
 
-    built = library.build(config.prompts, progress=progress)
-    print()
+    def progress(n, total, prompt_id):
+        # A live bar on a terminal; in a log (CI), a line every quarter.
+        bar = "#" * (20 * n // total)
+        if interactive:
+            print(f"\r  prompts [{bar:<20}] {n}/{total} {prompt_id:<30}", end="", flush=True)
+        elif n == total or n % max(1, total // 4) == 0:
+            print(f"  prompts [{bar:<20}] {n}/{total}", flush=True)
+
+    built = library.build(all_prompt_texts(config), progress=progress)
+    if interactive:
+        print()
     fresh = sum(1 for b in built if b.source == "synthesized")
     say(f"{len(built)} prompt(s) ready in {library.target} ({fresh} synthesized now)")
     build_music_on_hold(asterisk.moh)
@@ -124,7 +131,7 @@ def cmd_setup(args) -> int:
 async def serve(config: Config, paths: Paths, *, enable_agi=True, enable_ami=True,
                 stop: asyncio.Event | None = None) -> None:
     from ivr.engine import Engine
-    from ivr.prompts import PromptLibrary
+    from ivr.prompts import PromptLibrary, all_prompt_texts
     from ivr.secrets import SecretStore
     from dialplans.asterisk import AsteriskInstall
 
@@ -132,11 +139,12 @@ async def serve(config: Config, paths: Paths, *, enable_agi=True, enable_ami=Tru
     asterisk = AsteriskInstall.locate(paths.asterisk_root)
     library = PromptLibrary(sounds_dir=asterisk.sounds, cache_dir=paths.prompt_cache, overrides_dir=None,
                             language=config.service.language)
-    missing = library.missing(config.prompts)
+    missing = library.missing(all_prompt_texts(config))
     if missing and enable_agi:
         # A clear error at start-up rather than silence in a call.
         raise SystemExit(f"missing prompt file(s) in {library.target}: {', '.join(missing)}; run `ivr setup`")
     engine = Engine(config=config, ami_secret=secrets.ami_secret(config) if enable_ami else None,
+                    national_id_key=secrets.national_id_key() if enable_agi else b"",
                     enable_agi=enable_agi, enable_ami=enable_ami)
     await engine.start()
     s = config.service

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import date, datetime
+from typing import Callable
+from zoneinfo import ZoneInfo
 
 import redis.asyncio as aioredis
 from prometheus_client import disable_created_metrics
@@ -21,7 +24,11 @@ from redis.exceptions import RedisError
 
 from ivr.agi.fastagi import AgiSession, FastAgiServer
 from ivr.configuration import Config
+from ivr.arabic.numbers import digit_fragments
+from ivr.citizens.area_codes import governorate_from_caller
+from ivr.citizens.national_id import hash_national_id, mask_national_id
 from ivr.flow.menu import Route, prompt_path, run_hotline
+from ivr.flow.national_id import collect_national_id
 from metrics.exporter import MetricsExporter
 from metrics.registry import NO_REQUEST_TYPE, EngineMetrics
 from queues.accounting import QueueAccounting
@@ -31,14 +38,20 @@ from queues.journal import entries_to_events, journal_families
 
 log = logging.getLogger(__name__)
 
+# Egypt's hotlines keep Cairo time: birth dates "in the future" are judged by it.
+CAIRO = ZoneInfo("Africa/Cairo")
+
 
 class HotlineHandler:
     """FastAGI route ``hotline``: the menu tree, then the queue for the dialplan."""
 
-    def __init__(self, *, config: Config, metrics: EngineMetrics, store: CallStateStore):
+    def __init__(self, *, config: Config, metrics: EngineMetrics, store: CallStateStore,
+                 national_id_key: bytes = b"", today: Callable[[], date] = lambda: datetime.now(CAIRO).date()):
         self._config = config
         self._metrics = metrics
         self._store = store
+        self._national_id_key = national_id_key
+        self._today = today
 
     async def __call__(self, session: AgiSession) -> None:
         number = session.env.get("arg_1", "")
@@ -47,24 +60,40 @@ class HotlineHandler:
             log.warning("FastAGI: unknown hotline %r (%s); the dialplan falls back", number, session.describe())
             return
         route = await run_hotline(session, hotline, self._config)
+        uid = session.env.get("uniqueid", "")
+        request_type = route.request_type or NO_REQUEST_TYPE
+        national_id = None
+        if route.outcome == "choice" and route.program and self._config.program(route.program).collect_national_id:
+            national_id = await collect_national_id(
+                session, today=self._today(), read_back=digit_fragments,
+                on_outcome=lambda outcome: self._metrics.national_id_entries.labels(outcome=outcome).inc())
+        # The governorate: from the ID, else from a landline's area code.
+        if national_id is not None and national_id.governorate is not None:
+            governorate = national_id.governorate.id
+        else:
+            governorate = governorate_from_caller(session.env.get("callerid"))
         # The call's context first (accounting labels its queue events with
         # it), then the queue: if anything fails after this, the caller still
         # goes to the chosen queue.
-        uid = session.env.get("uniqueid", "")
-        request_type = route.request_type or NO_REQUEST_TYPE
         if uid:
-            for fact, value in (("hotline", hotline.number), ("program", route.program or ""),
-                                ("request_type", request_type)):
+            facts = {"hotline": hotline.number, "program": route.program or "", "request_type": request_type,
+                     "governorate": governorate}
+            if national_id is not None:
+                # Only a keyed hash is kept; the ID itself is never stored or logged.
+                facts["national_id_hmac"] = hash_national_id(national_id.digits, self._national_id_key)
+            for fact, value in facts.items():
                 await self._store.set_fact(uid, fact, value)
         await session.set_variable("IVR_QUEUE", route.queue)
         await session.set_variable("__IVR_PROGRAM", route.program or "")
         await session.set_variable("__IVR_REQUEST_TYPE", request_type)
+        await session.set_variable("__IVR_GOVERNORATE", governorate)
         # The agent's softphone shows the caller's name: make it say what the call is about.
         await session.set_variable("CALLERID(name)", self._caller_name(route, hotline.name))
         self._metrics.menu_exits.labels(hotline=hotline.number, program=route.queue, request_type=request_type,
                                         outcome=route.outcome).inc()
-        log.info("hotline %s: %s -> queue %s, request %s (%s, from menu %s)", hotline.number, session.describe(),
-                 route.queue, request_type, route.outcome, route.menu)
+        log.info("hotline %s: %s -> queue %s, request %s, governorate %s (%s, from menu %s%s)", hotline.number,
+                 session.describe(), route.queue, request_type, governorate, route.outcome, route.menu,
+                 f", national ID {mask_national_id(national_id.digits)}" if national_id else "")
         if hotline.transfer_prompt and route.outcome == "choice":
             await session.play(prompt_path(hotline.transfer_prompt), "")
 
@@ -79,7 +108,8 @@ class HotlineHandler:
 
 
 class Engine:
-    def __init__(self, *, config: Config, ami_secret: str | None, enable_agi: bool = True,
+    def __init__(self, *, config: Config, ami_secret: str | None, national_id_key: bytes = b"",
+                 enable_agi: bool = True,
                  enable_ami: bool = True, metrics: EngineMetrics | None = None,
                  redis_client: aioredis.Redis | None = None):
         disable_created_metrics()
@@ -93,7 +123,8 @@ class Engine:
         self.accounting = QueueAccounting(store=self.store, metrics=self.metrics)
         self.exporter = MetricsExporter(registry=self.metrics.registry, host=s.metrics.host, port=s.metrics.port)
         self.fastagi = FastAgiServer(
-            routes={"hotline": HotlineHandler(config=config, metrics=self.metrics, store=self.store)},
+            routes={"hotline": HotlineHandler(config=config, metrics=self.metrics, store=self.store,
+                                              national_id_key=national_id_key)},
             host=s.fastagi.host, port=s.fastagi.port,
             on_session_end=self.metrics.count_session, on_latency=self.metrics.observe_agi_command,
         ) if enable_agi else None

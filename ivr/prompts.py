@@ -118,5 +118,9 @@ def build_music_on_hold(moh_dir: Path) -> Path:
     return target
 
 
-def all_prompt_ids(config: Config) -> set[str]:
-    return set(config.prompts)
+def all_prompt_texts(config: Config) -> dict[str, str]:
+    """The configuration's prompts and the Arabic number fragments (said by
+    concatenation at run time: positions, waits, read-back of IDs)."""
+    from ivr.arabic.numbers import FRAGMENT_TEXTS
+
+    return {**FRAGMENT_TEXTS, **config.prompts}

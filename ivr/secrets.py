@@ -30,7 +30,7 @@ class SecretStore:
 
     def ensure(self, config: Config) -> bool:
         """Create every secret the configuration needs; return True if any was added."""
-        wanted = ["ami:" + config.service.ami.username] + [
+        wanted = ["ami:" + config.service.ami.username, "hmac:national_id"] + [
             "sip:" + a.sip_username for a in config.agents
         ]
         added = False
@@ -44,6 +44,10 @@ class SecretStore:
 
     def ami_secret(self, config: Config) -> str:
         return self.get("ami:" + config.service.ami.username)
+
+    def national_id_key(self) -> bytes:
+        """The HMAC key national IDs are hashed with before they are stored."""
+        return self.get("hmac:national_id").encode()
 
     def agent_password(self, sip_username: str) -> str:
         return self.get("sip:" + sip_username)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from ivr.citizens.governorates import LABEL_VALUES as GOVERNORATE_LABELS
 from ivr.configuration import Config
 
 AGI_VERBS = ("STREAM", "WAIT", "SET", "GET", "CHANNEL", "other")
@@ -27,7 +28,9 @@ class EngineMetrics:
         # The `program` label is the queue id: one queue per programme plus
         # the shared fallback queue, labelled `shared`. `request_type` is what
         # the caller chose in the menus, `none` when the caller chose nothing.
-        queue_labels = ["program", "request_type"]
+        # `governorate` comes from the caller's national ID or landline area
+        # code: 27 governorates, `abroad` and `unknown`.
+        queue_labels = ["program", "request_type", "governorate"]
         self.queue_offered = Counter(
             "ivr_queue_offered", "Calls that entered a queue (app_queue QueueCallerJoin), once per call and queue.",
             queue_labels, registry=r)
@@ -39,14 +42,20 @@ class EngineMetrics:
             queue_labels, registry=r)
         for q in self.queue_ids:
             for t in self.request_types:
-                for c in (self.queue_offered, self.queue_answered, self.queue_abandoned):
-                    c.labels(program=q, request_type=t)
+                for g in GOVERNORATE_LABELS:
+                    for c in (self.queue_offered, self.queue_answered, self.queue_abandoned):
+                        c.labels(program=q, request_type=t, governorate=g)
         self.menu_exits = Counter(
             "ivr_menu_exits", "Callers leaving the menus, by hotline, where they went, what for, and why.",
             ["hotline", "program", "request_type", "outcome"], registry=r)
         for h in config.hotlines:
             for queue, request_type, outcome in _reachable_routes(config, h):
                 self.menu_exits.labels(hotline=h.number, program=queue, request_type=request_type, outcome=outcome)
+        self.national_id_entries = Counter(
+            "ivr_national_id_entries", "National ID entry steps: invalid entries, re-entries, and how entry ended.",
+            ["outcome"], registry=r)
+        for outcome in ("invalid", "reentered", "confirmed", "gave_up"):
+            self.national_id_entries.labels(outcome=outcome)
         self.agi_sessions = Counter(
             "ivr_fastagi_sessions", "FastAGI sessions handled, by route and outcome.",
             ["route", "outcome"], registry=r)

@@ -21,6 +21,8 @@ from __future__ import annotations
 import logging
 from typing import Mapping
 
+from ivr.citizens.governorates import LABEL_VALUES as GOVERNORATE_LABELS
+from ivr.citizens.governorates import UNKNOWN as UNKNOWN_GOVERNORATE
 from metrics.registry import NO_REQUEST_TYPE, EngineMetrics
 
 from .call_state import CallStateStore, now
@@ -111,10 +113,14 @@ class QueueAccounting:
     async def _labels(self, uid: str, queue: str) -> dict[str, str]:
         # The IVR recorded what the call is about before it reached the queue;
         # a caller who skipped the IVR (engine down) has no request type.
-        request_type = (await self._store.facts(uid)).get("request_type", "")
+        facts = await self._store.facts(uid)
+        request_type = facts.get("request_type", "")
         if request_type not in self._request_types:
             request_type = NO_REQUEST_TYPE
-        return {"program": queue, "request_type": request_type}
+        governorate = facts.get("governorate", "")
+        if governorate not in GOVERNORATE_LABELS:
+            governorate = UNKNOWN_GOVERNORATE
+        return {"program": queue, "request_type": request_type, "governorate": governorate}
 
     def _known(self, queue: str, event: Mapping[str, str]) -> bool:
         if queue in self._queues:

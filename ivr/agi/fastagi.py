@@ -105,6 +105,15 @@ class AgiSession:
             await self._raise_for_failure("WAIT FOR DIGIT")
         return None
 
+    async def read_digits(self, prompt: str, timeout_seconds: float, max_digits: int) -> str | None:
+        # GET DATA plays the prompt (keys cut it short) and collects keys until
+        # '#', max_digits, or timeout_seconds of silence after the last key.
+        reply = await self.send(command("GET DATA", prompt, int(timeout_seconds * 1000), max_digits),
+                                timeout=600)
+        if reply.raw_result.startswith("-"):
+            await self._raise_for_failure(f"GET DATA {prompt}")
+        return reply.raw_result or None
+
     async def set_variable(self, name: str, value: str) -> None:
         reply = await self.send(command("SET VARIABLE", name, value))
         if reply.result != 1:

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 
 MAX_LINE = 8192
 MAX_ENV = 65536  # the whole AGI environment block
-_REPLY = re.compile(r"^(?P<code>\d{3}) result=(?P<result>-?\d+)(?: \((?P<data>.*?)\))?(?P<rest>.*)$")
+# GET DATA answers with the digits typed, possibly none: "200 result= (timeout)".
+_REPLY = re.compile(r"^(?P<code>\d{3}) result=(?P<result>-?[0-9*#]*)(?: \((?P<data>.*?)\))?(?P<rest>.*)$")
 _ENDPOS = re.compile(r"endpos=(-?\d+)")
 
 
@@ -42,6 +43,7 @@ class AgiReply:
     data: str | None = None
     endpos: int | None = None
     text: str = ""
+    raw_result: str = ""  # the result as sent: GET DATA's digits keep their leading zeros
 
     @property
     def ok(self) -> bool:
@@ -86,9 +88,11 @@ class ReplyParser:
         if m:
             rest = m.group("rest") or ""
             endpos = _ENDPOS.search(rest)
+            raw = m.group("result")
             return AgiReply(
                 code=int(m.group("code")),
-                result=int(m.group("result")),
+                result=int(raw) if raw.lstrip("-").isdigit() else 0,
+                raw_result=raw,
                 data=m.group("data"),
                 endpos=int(endpos.group(1)) if endpos else None,
                 text=line,

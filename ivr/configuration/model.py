@@ -104,6 +104,8 @@ class Program(Frozen):
     id: Identifier
     name: str = Field(min_length=1, description="Arabic name, said to callers")
     name_en: str = Field(min_length=1)
+    collect_national_id: bool = Field(
+        default=False, description="Ask callers of this programme for their national ID before the queue")
 
 
 class Queue(Frozen):
@@ -152,6 +154,10 @@ class MenuOption(Frozen):
             raise ValueError("`request_type` goes with `program`, not with `menu`")
         return self
 
+
+# Said during national ID entry (ivr/flow/national_id.py).
+NATIONAL_ID_PROMPTS = ("national-id-enter", "national-id-invalid", "national-id-you-entered",
+                       "national-id-confirm")
 
 # `*` goes back one menu and `0` repeats the prompt, on every menu.
 RESERVED_KEYS = ("*", "0")
@@ -239,6 +245,10 @@ class Config(Frozen):
             if p.id not in queue_ids:
                 errors.append((("programs", i, "id"), f"program {p.id!r} has no queue with the same id"))
         request_type_ids = {r.id for r in self.request_types}
+        if any(p.collect_national_id for p in self.programs):
+            for prompt in NATIONAL_ID_PROMPTS:
+                if prompt not in self.prompts:
+                    errors.append((("prompts",), f"prompt {prompt!r} is needed for national ID entry"))
         for i, p in enumerate(self.programs):
             if sum(1 for q in self.queues if q.program == p.id) > 1:
                 errors.append((("programs", i, "id"), f"program {p.id!r} has more than one queue"))

@@ -28,4 +28,7 @@ class Channel(Protocol):
     async def wait_digit(self, timeout_seconds: float) -> str | None:
         """Return the next key, or None after ``timeout_seconds`` of silence."""
 
+    async def read_digits(self, prompt: str, timeout_seconds: float, max_digits: int) -> str | None:
+        """Play ``prompt`` and collect keys until '#' (not returned), ``max_digits`` or silence."""
+
     async def set_variable(self, name: str, value: str) -> None: ...

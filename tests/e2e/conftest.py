@@ -196,7 +196,8 @@ def hotline(tmp_path_factory):
         "redis": s.redis.model_copy(update={"port": redis_port, "key_prefix": "ivr-e2e:"}),
         "ami": s.ami.model_copy(update={"port": proxy_port}),
     })})
-    engine = EngineThread(Engine(config=config, ami_secret=secrets.ami_secret(config)), loop=loop, thread=thread)
+    engine = EngineThread(Engine(config=config, ami_secret=secrets.ami_secret(config),
+                                 national_id_key=secrets.national_id_key()), loop=loop, thread=thread)
     engine.start()
     deadline = time.monotonic() + 20
     while not engine.engine.ami.logged_in.is_set() and time.monotonic() < deadline:
