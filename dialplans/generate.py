@@ -245,10 +245,13 @@ exten => s,1,GotoIf($["${{CHANNEL(pjsip,local_addr)}}" != "{carrier_addr}"]?refu
  ; that drops the socket mid-call makes AGI() return -1, which would end the
  ; dialplan; TryExec keeps going, so the caller is queued all the same.
  same => n,TryExec(AGI({agi}/hotline,${{IVR_HOTLINE}}))
+ ; Outside opening hours the IVR has said so and offered a callback: end here.
+ same => n,GotoIf($["${{IVR_ACTION}}" = "closed"]?closed,1)
  same => n,Set(IVR_TARGET=${{IF($[${{DIALPLAN_EXISTS(ivr-queue,${{IVR_QUEUE}},1)}}]?${{IVR_QUEUE}}:${{IVR_FALLBACK}})}})
  same => n,GotoIf($["${{IVR_TARGET}}" = "${{IVR_QUEUE}}"]?queue)
  same => n,Log(WARNING,IVR gave no valid queue - AGISTATUS=${{AGISTATUS}} TRYSTATUS=${{TRYSTATUS}} - using fallback ${{IVR_FALLBACK}})
  same => n(queue),Goto(ivr-queue,${{IVR_TARGET}},1)
+exten => closed,1,Hangup(16)
 exten => refuse,1,Log(NOTICE,Refused anonymous call on ${{CHANNEL(pjsip,local_addr)}})
  same => n,Hangup(21)
 """

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from typing import Callable
 from zoneinfo import ZoneInfo
 
@@ -29,6 +29,9 @@ from ivr.citizens.area_codes import governorate_from_caller
 from ivr.citizens.national_id import hash_national_id, mask_national_id
 from ivr.flow.menu import Route, prompt_path, run_hotline
 from ivr.flow.national_id import collect_national_id
+from ivr.flow.schedule import describe, is_open
+from ivr.privacy import mask_number
+from queues.callbacks import CallbackStore, MemoryCallbackStore, RedisCallbackStore
 from metrics.exporter import MetricsExporter
 from metrics.registry import NO_REQUEST_TYPE, EngineMetrics
 from queues.accounting import QueueAccounting
@@ -46,18 +49,27 @@ class HotlineHandler:
     """FastAGI route ``hotline``: the menu tree, then the queue for the dialplan."""
 
     def __init__(self, *, config: Config, metrics: EngineMetrics, store: CallStateStore,
-                 national_id_key: bytes = b"", today: Callable[[], date] = lambda: datetime.now(CAIRO).date()):
+                 callbacks: CallbackStore | None = None, national_id_key: bytes = b"",
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         self._config = config
         self._metrics = metrics
         self._store = store
+        self._callbacks = callbacks or MemoryCallbackStore()
         self._national_id_key = national_id_key
-        self._today = today
+        self._clock = clock
+
+    def _today(self) -> date:
+        return self._clock().astimezone(CAIRO).date()
 
     async def __call__(self, session: AgiSession) -> None:
         number = session.env.get("arg_1", "")
         hotline = self._config.hotline(number)
         if hotline is None:
             log.warning("FastAGI: unknown hotline %r (%s); the dialplan falls back", number, session.describe())
+            return
+        schedule = self._config.schedules.get(hotline.schedule) if hotline.schedule else None
+        if schedule is not None and not is_open(schedule, self._clock()):
+            await self._closed(session, hotline, schedule)
             return
         route = await run_hotline(session, hotline, self._config)
         uid = session.env.get("uniqueid", "")
@@ -97,6 +109,32 @@ class HotlineHandler:
         if hotline.transfer_prompt and route.outcome == "choice":
             await session.play(prompt_path(hotline.transfer_prompt), "")
 
+    async def _closed(self, session: AgiSession, hotline, schedule) -> None:
+        """Outside hours: the closed message, the opening hours, a callback offer."""
+        self._metrics.closed_calls.labels(hotline=hotline.number).inc()
+        log.info("hotline %s closed now: %s", hotline.number, session.describe())
+        await session.play(prompt_path(schedule.closed_prompt), "")
+        await session.play(prompt_path("closed-hours-are"), "")
+        key = None
+        for fragment in describe(schedule):
+            key = await session.play(prompt_path(fragment), "1" if schedule.callback_offer_prompt else "")
+            if key is not None:
+                break
+        if schedule.callback_offer_prompt:
+            if key is None:
+                key = await session.play(prompt_path(schedule.callback_offer_prompt), "1")
+            if key is None:
+                key = await session.wait_digit(5.0)
+            if key == "1":
+                number = session.env.get("callerid", "")
+                await self._callbacks.request(hotline=hotline.number, number=number, reason="closed",
+                                              call_uid=session.env.get("uniqueid", ""))
+                self._metrics.callback_requests.labels(hotline=hotline.number, reason="closed").inc()
+                log.info("hotline %s: callback requested by %s", hotline.number, mask_number(number))
+                await session.play(prompt_path(schedule.callback_registered_prompt), "")
+        # Tells the dialplan to end the call instead of queueing it.
+        await session.set_variable("IVR_ACTION", "closed")
+
     def _caller_name(self, route: Route, hotline_name: str) -> str:
         parts = []
         if route.program:
@@ -109,7 +147,7 @@ class HotlineHandler:
 
 class Engine:
     def __init__(self, *, config: Config, ami_secret: str | None, national_id_key: bytes = b"",
-                 enable_agi: bool = True,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc), enable_agi: bool = True,
                  enable_ami: bool = True, metrics: EngineMetrics | None = None,
                  redis_client: aioredis.Redis | None = None):
         disable_created_metrics()
@@ -123,8 +161,9 @@ class Engine:
         self.accounting = QueueAccounting(store=self.store, metrics=self.metrics)
         self.exporter = MetricsExporter(registry=self.metrics.registry, host=s.metrics.host, port=s.metrics.port)
         self.fastagi = FastAgiServer(
-            routes={"hotline": HotlineHandler(config=config, metrics=self.metrics, store=self.store,
-                                              national_id_key=national_id_key)},
+            routes={"hotline": HotlineHandler(
+                config=config, metrics=self.metrics, store=self.store, national_id_key=national_id_key,
+                callbacks=RedisCallbackStore(self.redis, prefix=s.redis.key_prefix), clock=clock)},
             host=s.fastagi.host, port=s.fastagi.port,
             on_session_end=self.metrics.count_session, on_latency=self.metrics.observe_agi_command,
         ) if enable_agi else None

@@ -121,6 +121,7 @@ def build_music_on_hold(moh_dir: Path) -> Path:
 def all_prompt_texts(config: Config) -> dict[str, str]:
     """The configuration's prompts and the Arabic number fragments (said by
     concatenation at run time: positions, waits, read-back of IDs)."""
+    from ivr.arabic import clock
     from ivr.arabic.numbers import FRAGMENT_TEXTS
 
-    return {**FRAGMENT_TEXTS, **config.prompts}
+    return {**FRAGMENT_TEXTS, **clock.FRAGMENT_TEXTS, **config.prompts}

@@ -56,6 +56,14 @@ class EngineMetrics:
             ["outcome"], registry=r)
         for outcome in ("invalid", "reentered", "confirmed", "gave_up"):
             self.national_id_entries.labels(outcome=outcome)
+        self.closed_calls = Counter("ivr_closed_calls", "Calls that arrived outside opening hours.",
+                                    ["hotline"], registry=r)
+        self.callback_requests = Counter("ivr_callback_requests", "Callers who asked to be called back.",
+                                         ["hotline", "reason"], registry=r)
+        for h in config.hotlines:
+            if h.schedule:
+                self.closed_calls.labels(hotline=h.number)
+                self.callback_requests.labels(hotline=h.number, reason="closed")
         self.agi_sessions = Counter(
             "ivr_fastagi_sessions", "FastAGI sessions handled, by route and outcome.",
             ["route", "outcome"], registry=r)

@@ -13,7 +13,9 @@ with ``extra="forbid"`` give both guarantees above in one declaration.
 from __future__ import annotations
 
 import ipaddress
+from datetime import date
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -185,6 +187,35 @@ class Menu(Frozen):
         return self
 
 
+Weekday = Literal["sat", "sun", "mon", "tue", "wed", "thu", "fri"]
+TimeRange = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):(00|15|30|45)-([01][0-9]|2[0-4]):(00|15|30|45)$")]
+
+
+class Schedule(Frozen):
+    """Opening hours of a hotline, in local (Cairo) time. Days not listed are closed."""
+
+    timezone: str = "Africa/Cairo"
+    open: dict[Weekday, tuple[TimeRange, ...]] = Field(min_length=1)
+    holidays: tuple[date, ...] = Field(default=(), description="Whole days closed (official holidays)")
+    closed_prompt: PromptId = "closed"
+    callback_offer_prompt: PromptId | None = Field(
+        default="closed-callback-offer", description="Offer a call back (key 1); none: no offer")
+    callback_registered_prompt: PromptId = "callback-registered"
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "Schedule":
+        for day, ranges in self.open.items():
+            for r in ranges:
+                start, end = r.split("-")
+                if start >= end:
+                    raise ValueError(f"{day}: range {r} ends before it starts")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {self.timezone!r}") from None
+        return self
+
+
 class Hotline(Frozen):
     number: Annotated[str, StringConstraints(pattern=r"^[0-9]{3,15}$")]
     name: str = Field(min_length=1)
@@ -197,6 +228,7 @@ class Hotline(Frozen):
     transfer_prompt: PromptId | None = Field(
         default=None, description="Said once the caller's choice is made, before the queue"
     )
+    schedule: PromptId | None = Field(default=None, description="Opening hours (schedules.yaml); none: always open")
 
 
 class Agent(Frozen):
@@ -216,6 +248,7 @@ class Config(Frozen):
     queues: tuple[Queue, ...] = Field(min_length=1)
     request_types: tuple[RequestType, ...] = ()
     menus: dict[PromptId, Menu] = Field(min_length=1)
+    schedules: dict[PromptId, Schedule] = {}
     hotlines: tuple[Hotline, ...] = Field(min_length=1)
     agents: tuple[Agent, ...] = ()
 
@@ -272,10 +305,19 @@ class Config(Frozen):
                 errors.append((("hotlines", i, "fallback_queue"), f"unknown queue {h.fallback_queue!r}"))
             if h.menu not in self.menus:
                 errors.append((("hotlines", i, "menu"), f"unknown menu {h.menu!r}"))
+            if h.schedule is not None and h.schedule not in self.schedules:
+                errors.append((("hotlines", i, "schedule"), f"unknown schedule {h.schedule!r}"))
             for field in ("welcome_prompt", "transfer_prompt"):
                 value = getattr(h, field)
                 if value is not None and value not in self.prompts:
                     errors.append((("hotlines", i, field), f"unknown prompt {value!r}"))
+        if self.schedules and "closed-hours-are" not in self.prompts:
+            errors.append((("prompts",), "prompt 'closed-hours-are' is needed to say the opening hours"))
+        for name, schedule in self.schedules.items():
+            for field in ("closed_prompt", "callback_offer_prompt", "callback_registered_prompt"):
+                value = getattr(schedule, field)
+                if value is not None and value not in self.prompts:
+                    errors.append((("schedules", name, field), f"unknown prompt {value!r}"))
         for i, a in enumerate(self.agents):
             for j, prog in enumerate(a.programs):
                 if prog not in program_ids:

@@ -18,6 +18,8 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from datetime import datetime
+from zoneinfo import ZoneInfo
 from pathlib import Path
 
 import pytest
@@ -69,11 +71,26 @@ class EngineThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def stop(self, *after) -> None:
-        self.run(self.engine.stop())
-        for coro in after:
-            self.run(coro)
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        try:
+            self.run(self.engine.stop())
+        finally:
+            for coro in after:
+                self.run(coro)
+            self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+
+
+class SwitchableClock:
+    """The engine's clock in the tests: pinned inside opening hours (a Sunday
+    morning in Cairo) so that tests pass at any hour; a test may move it."""
+
+    OPEN = datetime(2026, 11, 22, 10, 0, tzinfo=ZoneInfo("Africa/Cairo"))  # Sunday 10:00
+
+    def __init__(self):
+        self.now = self.OPEN
+
+    def __call__(self) -> datetime:
+        return self.now
 
 
 class TcpProxy:
@@ -196,8 +213,9 @@ def hotline(tmp_path_factory):
         "redis": s.redis.model_copy(update={"port": redis_port, "key_prefix": "ivr-e2e:"}),
         "ami": s.ami.model_copy(update={"port": proxy_port}),
     })})
+    clock = SwitchableClock()
     engine = EngineThread(Engine(config=config, ami_secret=secrets.ami_secret(config),
-                                 national_id_key=secrets.national_id_key()), loop=loop, thread=thread)
+                                 national_id_key=secrets.national_id_key(), clock=clock), loop=loop, thread=thread)
     engine.start()
     deadline = time.monotonic() + 20
     while not engine.engine.ami.logged_in.is_set() and time.monotonic() < deadline:
@@ -206,7 +224,9 @@ def hotline(tmp_path_factory):
         pytest.fail("the engine could not log in to AMI")
     sipp = Sipp(workdir=tmp_path_factory.mktemp("sipp"))
     try:
-        yield Hotline(config, secrets, sipp, engine, asterisk, proxy)
+        hotline = Hotline(config, secrets, sipp, engine, asterisk, proxy)
+        hotline.clock = clock
+        yield hotline
     finally:
         engine.stop(proxy.close())
         # The test calls' journal must not be replayed into `make run`'s Redis.

@@ -1,0 +1,53 @@
+"""Outside opening hours: the closed path, said in Arabic, with a callback offer."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+import redis
+
+from ivr.simulate.sipp import CallerScript
+
+pytestmark = pytest.mark.e2e
+
+FRIDAY = datetime(2026, 11, 27, 10, 0, tzinfo=ZoneInfo("Africa/Cairo"))
+
+
+def test_a_call_on_friday_hears_the_closed_path_and_can_ask_for_a_callback(hotline):
+    closed = hotline.metric("ivr_closed_calls_total", hotline="1442")
+    callbacks = hotline.metric("ivr_callback_requests_total", hotline="1442", reason="closed")
+    offered = sum(hotline.metric("ivr_queue_offered_total", program=q.id) for q in hotline.config.queues)
+    r = hotline.config.service.redis
+    client = redis.Redis(host=r.host, port=r.port)
+    stream = f"{r.key_prefix}callbacks"
+    before = client.xlen(stream)
+    hotline.clock.now = FRIDAY
+    try:
+        # The closed message, the hours, the offer: 1 accepts it. The IVR then
+        # ends the call itself (the caller receives the BYE).
+        caller = hotline.sipp.call(CallerScript(number="1442", keys=((12_000, "1"),), hold_ms=60_000,
+                                                caller_id="0862345678"), target=hotline.carrier)
+        assert caller.wait(timeout=90) == 0, caller.output()[-2000:]
+    finally:
+        hotline.clock.now = hotline.clock.OPEN
+    assert hotline.metric("ivr_closed_calls_total", hotline="1442") == closed + 1
+    assert hotline.metric("ivr_callback_requests_total", hotline="1442", reason="closed") == callbacks + 1
+    assert client.xlen(stream) == before + 1
+    entry = client.xrevrange(stream, count=1)[0][1]
+    assert entry[b"number"] == b"0862345678" and entry[b"reason"] == b"closed"
+    # Closed means closed: nobody was queued.
+    assert sum(hotline.metric("ivr_queue_offered_total", program=q.id) for q in hotline.config.queues) == offered
+
+
+def test_a_direct_line_without_a_schedule_is_open_on_friday(hotline):
+    offered = hotline.metric("ivr_queue_offered_total", program="forsa")
+    hotline.clock.now = FRIDAY
+    try:
+        caller = hotline.sipp.call(CallerScript(number="14406", keys=((1200, "1"),), hold_ms=14_000),
+                                   target=hotline.carrier)
+        assert hotline.wait_metric("ivr_queue_offered_total", offered + 1, program="forsa") == offered + 1
+        assert caller.wait(timeout=60) == 0, caller.output()[-2000:]
+    finally:
+        hotline.clock.now = hotline.clock.OPEN
