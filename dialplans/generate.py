@@ -260,10 +260,14 @@ exten => refuse,1,Log(NOTICE,Refused anonymous call on ${{CHANNEL(pjsip,local_ad
     for q in config.queues:
         out.append(
             f"exten => {q.id},1,Set(IVR_IN_QUEUE={q.id})\n"
-            # Asterisk 22: Queue(name,options,URL,announceoverride,timeout,AGI,gosub,...)
-            f" same => n,Queue({q.id},b(ivr-agent-predial^s^1),,,{q.max_wait_seconds},,ivr-agent-connect)\n"
-            # Queue() returned: the caller left without hanging up (timeout,
-            # queue left empty, ...). QUEUESTATUS says why.
+            # Asterisk 22: Queue(name,options,URL,announceoverride,timeout,AGI,gosub,...).
+            # c: when the agent hangs up, the caller stays (for the survey);
+            # b(): headers on each agent channel before it rings.
+            f" same => n,Queue({q.id},cb(ivr-agent-predial^s^1),,,{q.max_wait_seconds},,ivr-agent-connect)\n"
+            # Queue() returned. After a conversation (MEMBERINTERFACE set), the
+            # agent hung up: survey. Otherwise the caller left the queue alive
+            # (timeout, queue left empty...); QUEUESTATUS says why.
+            f" same => n,GotoIf($[\"${{MEMBERINTERFACE}}\" != \"\"]?ivr-survey,s,1)\n"
             f" same => n,Set(IVR_IN_QUEUE=)\n"
             f" same => n,UserEvent(IvrQueueExit,Queue: {q.id},QueueStatus: ${{QUEUESTATUS}},CallUid: ${{IVR_CALL_UID}})\n"
             f" same => n,GotoIf($[\"{q.id}\" != \"${{IVR_FALLBACK}}\"]?ivr-queue,${{IVR_FALLBACK}},1)\n"
@@ -271,7 +275,13 @@ exten => refuse,1,Log(NOTICE,Refused anonymous call on ${{CHANNEL(pjsip,local_ad
         )
     out.append("")
     out.append(
-        """; Runs on each agent channel before it rings (Queue's b() option): the
+        f"""; After the agent hung up: the post-call survey (programmes with survey:
+; true; the service returns at once for others), then the end of the call.
+[ivr-survey]
+exten => s,1,TryExec(AGI({agi}/survey,${{IVR_PROGRAM}}))
+ same => n,Hangup(16)
+
+""" + """; Runs on each agent channel before it rings (Queue's b() option): the
 ; softphone sees what the call is about in SIP headers, and in the caller
 ; name the IVR set (programme - request type).
 [ivr-agent-predial]

@@ -30,6 +30,7 @@ from ivr.citizens.national_id import hash_national_id, mask_national_id
 from ivr.flow.menu import Route, prompt_path, run_hotline
 from ivr.flow.national_id import collect_national_id
 from ivr.flow.schedule import describe, is_open
+from ivr.flow.survey import run_survey
 from ivr.privacy import mask_number
 from queues.callbacks import CallbackStore, MemoryCallbackStore, RedisCallbackStore
 from metrics.exporter import MetricsExporter
@@ -55,6 +56,9 @@ class HotlineHandler:
         self._metrics = metrics
         self._store = store
         self._callbacks = callbacks or MemoryCallbackStore()
+        if not national_id_key and any(p.collect_national_id for p in config.programs):
+            # Refuse at start-up rather than fail a caller after they typed their ID.
+            raise ValueError("a national ID key is needed to hash IDs (SecretStore.national_id_key)")
         self._national_id_key = national_id_key
         self._clock = clock
 
@@ -145,6 +149,27 @@ class HotlineHandler:
         return " - ".join(parts) or hotline_name
 
 
+class SurveyHandler:
+    """FastAGI route ``survey``: runs after the agent hung up (Queue's c option)."""
+
+    def __init__(self, *, config: Config, metrics: EngineMetrics, store: CallStateStore):
+        self._config = config
+        self._metrics = metrics
+        self._store = store
+
+    async def __call__(self, session: AgiSession) -> None:
+        program = session.env.get("arg_1", "")
+        if program not in {p.id for p in self._config.programs} or not self._config.program(program).survey:
+            return
+        score = await run_survey(session)
+        label = str(score) if score is not None else "none"
+        self._metrics.survey_ratings.labels(program=program, score=label).inc()
+        uid = session.env.get("uniqueid", "")
+        if uid:
+            await self._store.set_fact(uid, "survey_score", label)
+        log.info("survey %s: %s rated %s", program, session.describe(), label)
+
+
 class Engine:
     def __init__(self, *, config: Config, ami_secret: str | None, national_id_key: bytes = b"",
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc), enable_agi: bool = True,
@@ -161,9 +186,12 @@ class Engine:
         self.accounting = QueueAccounting(store=self.store, metrics=self.metrics)
         self.exporter = MetricsExporter(registry=self.metrics.registry, host=s.metrics.host, port=s.metrics.port)
         self.fastagi = FastAgiServer(
-            routes={"hotline": HotlineHandler(
-                config=config, metrics=self.metrics, store=self.store, national_id_key=national_id_key,
-                callbacks=RedisCallbackStore(self.redis, prefix=s.redis.key_prefix), clock=clock)},
+            routes={
+                "hotline": HotlineHandler(
+                    config=config, metrics=self.metrics, store=self.store, national_id_key=national_id_key,
+                    callbacks=RedisCallbackStore(self.redis, prefix=s.redis.key_prefix), clock=clock),
+                "survey": SurveyHandler(config=config, metrics=self.metrics, store=self.store),
+            },
             host=s.fastagi.host, port=s.fastagi.port,
             on_session_end=self.metrics.count_session, on_latency=self.metrics.observe_agi_command,
         ) if enable_agi else None

@@ -10,6 +10,10 @@ Synthesis runs espeak-ng's Arabic voice and sox, once per distinct
 an unrelated config change costs nothing. A recorded file
 ``config/sounds/ar/<id>.wav`` (any rate; sox converts it) replaces the
 synthesized one. No TTS ever runs during a call.
+
+The Arabic number fragments are synthesized from fully vowelled text
+(``ivr.arabic.numbers.FRAGMENT_SPEECH``; tashkeel makes espeak-ng say مئة as
+"mi'atu", not "m't"); their written form stays ``FRAGMENT_TEXTS``.
 """
 
 from __future__ import annotations
@@ -120,8 +124,12 @@ def build_music_on_hold(moh_dir: Path) -> Path:
 
 def all_prompt_texts(config: Config) -> dict[str, str]:
     """The configuration's prompts and the Arabic number fragments (said by
-    concatenation at run time: positions, waits, read-back of IDs)."""
-    from ivr.arabic import clock
-    from ivr.arabic.numbers import FRAGMENT_TEXTS
+    concatenation at run time: positions, waits, read-back of IDs).
 
-    return {**FRAGMENT_TEXTS, **clock.FRAGMENT_TEXTS, **config.prompts}
+    Number fragments are synthesized from their vowelled text
+    (``FRAGMENT_SPEECH``), not the written one: espeak-ng misreads Arabic
+    without tashkeel. A configured prompt with the same id still wins."""
+    from ivr.arabic import clock
+    from ivr.arabic.numbers import FRAGMENT_SPEECH
+
+    return {**FRAGMENT_SPEECH, **clock.FRAGMENT_TEXTS, **config.prompts}

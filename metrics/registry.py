@@ -64,6 +64,13 @@ class EngineMetrics:
             if h.schedule:
                 self.closed_calls.labels(hotline=h.number)
                 self.callback_requests.labels(hotline=h.number, reason="closed")
+        self.survey_ratings = Counter(
+            "ivr_survey_ratings", "Post-call survey answers by programme; score `none` when the caller gave none.",
+            ["program", "score"], registry=r)
+        for p in config.programs:
+            if p.survey:
+                for score in ("1", "2", "3", "4", "5", "none"):
+                    self.survey_ratings.labels(program=p.id, score=score)
         self.agi_sessions = Counter(
             "ivr_fastagi_sessions", "FastAGI sessions handled, by route and outcome.",
             ["route", "outcome"], registry=r)
@@ -83,12 +90,12 @@ class EngineMetrics:
     def observe_agi_command(self, verb: str, seconds: float) -> None:
         # Playback and digit waits last as long as the caller; they say
         # nothing about the service's speed.
-        if verb in ("STREAM", "WAIT"):
+        if verb in ("STREAM", "WAIT", "GET DATA"):
             return
         self.agi_command_seconds.labels(verb=verb if verb in AGI_VERBS else "other").observe(seconds)
 
     def count_session(self, route: str, outcome: str) -> None:
-        route = route if route in ("hotline",) else "other"
+        route = route if route in ("hotline", "survey") else "other"
         self.agi_sessions.labels(route=route, outcome=outcome).inc()
 
 

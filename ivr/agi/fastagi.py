@@ -78,7 +78,9 @@ class AgiSession:
             if reply is not None:
                 break
         if self._on_latency is not None:
-            self._on_latency(line.split(" ", 1)[0], time.perf_counter() - started)
+            # GET DATA lasts as long as the caller types; tell it from GET VARIABLE.
+            verb = "GET DATA" if line.startswith("GET DATA") else line.split(" ", 1)[0]
+            self._on_latency(verb, time.perf_counter() - started)
         if reply.code == 511:
             self.hung_up = True
             raise CallerHungUp(self.describe())

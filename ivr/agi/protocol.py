@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 MAX_LINE = 8192
 MAX_ENV = 65536  # the whole AGI environment block
 # GET DATA answers with the digits typed, possibly none: "200 result= (timeout)".
-_REPLY = re.compile(r"^(?P<code>\d{3}) result=(?P<result>-?[0-9*#]*)(?: \((?P<data>.*?)\))?(?P<rest>.*)$")
+_REPLY = re.compile(r"^(?P<code>\d{3}) result=(?P<result>-?[0-9*#]*)(?: \((?P<data>.*?)\))?(?P<rest>( .*)?)$")
 _ENDPOS = re.compile(r"endpos=(-?\d+)")
 
 

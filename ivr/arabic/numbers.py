@@ -96,6 +96,68 @@ al-Salik). The frequent journalistic alternatives "مئة وواحد دقيقة"
 Without a noun (``number_words``) the number is read as usual: مئة وواحد،
 ألف واثنان، مئة ألف وألف.
 
+Pronunciation: ``FRAGMENT_SPEECH``
+----------------------------------
+``FRAGMENT_SPEECH`` maps every fragment id to the same words fully vowelled
+(tashkeel). It is what ``ivr setup`` gives espeak-ng, which misreads
+unvowelled Arabic (مئة -> "m?t", يوماً -> "jwma:", ثوان -> "Tu:a:n") but
+reads tashkeel faithfully (مِئَةُ -> "mi?atu", يَوْمًا -> "jauman").
+``FRAGMENT_TEXTS`` stays the written form (phrases, tests, logs).
+
+Endings. A fragment is one file, played between short pauses and reused in
+several positions, so its last vowel cannot be right everywhere. Rule: full
+case vowels (i'rab), as in careful MSA reading, chosen for the fragment's
+most frequent use in the IVR. The pausal form (waqf) is not used: espeak-ng
+cannot say a pausal ة (it says "-at", not "-a"), and mixing pausal and full
+words would sound uneven.
+
+* Endings that are right in every position are simply written: the teens,
+  built on fatha (أَحَدَ عَشَرَ، ثَلَاثَ عَشْرَةَ); duals and sound plurals
+  with the vowel of their nun (اِثْنَانِ، عِشْرُونَ، مِئَتَانِ، دَقِيقَتَانِ،
+  مُتَّصِلِينَ); construct duals (مِئَتَا، أَلْفَيْ); إِحْدَى، ثَمَانِي; the
+  accusative tanween the spelling shows, said "-an" (يَوْمًا، دَقِيقَةً،
+  ثَلَاثًا، أَلْفًا); the genitive plurals said after 3..10 (دَقَائِقَ، أَيَّامٍ،
+  ثَوَانٍ).
+* ``num-N-f`` (3..10 said with a feminine noun) is in construct with the
+  plural that follows, no tanween: ثَلَاثُ دَقَائِقَ. (Compromise: before
+  وعشرون, and as a bare feminine number, the strict form is ثَلَاثٌ.)
+* ``num-0``, ``num-1-m``, ``num-1-f`` and ``num-N-m`` (3..10 with a masculine
+  noun) are first of all the digits of read-back and the bare number ("أنت
+  رقم ثلاثة"), so they are free nominatives with tanween, as numbers are
+  counted in careful Arabic: صِفْرٌ، وَاحِدٌ، اِثْنَانِ، ثَلَاثَةٌ. That is also
+  right before وعشرون (ثَلَاثَةٌ وَعِشْرُونَ). (Compromise: in construct,
+  ثلاثة أيام، ثلاثة آلاف, the strict form is ثَلَاثَةُ without tanween.)
+* مئة، ثلاثمئة..تسعمئة، ألف and آلاف mostly govern the word that follows, so
+  they take the construct ending, no tanween: مِئَةُ، أَلْفُ (nominative, the
+  case of a phrase said alone), ثَلَاثُمِئَةِ (its مئة is always genitive),
+  آلَافِ (always genitive, after 3..10). (Compromise: before و the strict form
+  has tanween, مِئَةٌ وَثَلَاثُ; after مئة and in 11..99 thousand, ألف is
+  strictly genitive or accusative: مِئَةُ أَلْفٍ، أَحَدَ عَشَرَ أَلْفَ.)
+* A singular noun is said as the count "one", nominative with tanween:
+  دَقِيقَةٌ، يَوْمٌ. (Compromise: after a round hundred or thousand it is
+  strictly genitive, مِئَةُ دَقِيقَةٍ.)
+* Hamzat al-wasl: a fragment starting with it is said after a pause, so its
+  alif carries kasra: اِثْنَانِ ("?iTna:ni"). After و the alif is silent and
+  written as alef wasla: وَٱثْنَانِ ("waTna:ni"; with a plain alif espeak-ng
+  says "wa:Tna:ni").
+
+Tashkeel conventions, checked by the tests:
+
+* Speech and writing never drift apart: removing the tashkeel (U+064B..U+0652
+  and U+0670) from a ``FRAGMENT_SPEECH`` text gives the ``FRAGMENT_TEXTS``
+  text, after two normalisations: alef wasla ٱ -> ا, and the fathatan of a
+  tanween alif moves after the alif. Vowelled text puts the fathatan on the
+  letter before the alif (يَوْمًا, said "-an"; espeak-ng says يَوْماً as
+  "-a:", the pausal form), the spelling puts it on the alif (يوماً). That
+  fathatan is kept in the comparison, so the accusatives agree too.
+* Every letter carries its vowel or sukun, except the alif, alif maqsura and
+  alif madda, and و/ي as long vowels (after damma/kasra).
+* Shadda comes before the vowel of its letter (ت + shadda + fatha):
+  espeak-ng drops the vowel or the gemination otherwise (سِتَّةٌ read
+  "sit:tun"). Unicode canonical order (NFC) puts the vowel first, so the table
+  goes through ``_shadda_first`` and ``FRAGMENT_SPEECH`` must never be
+  NFC-normalised.
+
 Fragment ids
 ------------
 ASCII, valid prompt ids (``^[a-z0-9][a-z0-9_-]{0,62}$``). A ``wa-`` prefix
@@ -129,6 +191,7 @@ from typing import Literal
 
 __all__ = [
     "CASES",
+    "FRAGMENT_SPEECH",
     "FRAGMENT_TEXTS",
     "MAX_NUMBER",
     "NOUNS",
@@ -298,6 +361,179 @@ FRAGMENT_TEXTS: dict[str, str] = fragment_texts()
 def all_fragment_ids() -> list[str]:
     """Sorted ids of ``FRAGMENT_TEXTS``: what ``ivr setup`` must synthesize."""
     return sorted(FRAGMENT_TEXTS)
+
+
+# ------------------------------------------------------- speech (tashkeel)
+
+# Every fragment without its و, fully vowelled (see "Pronunciation" in the
+# module docstring for the choice of endings). wa- fragments are derived.
+_BASE_SPEECH: dict[str, str] = {
+    # digits and bare numbers: free nominative, tanween
+    "num-0": "صِفْرٌ",
+    "num-1-m": "وَاحِدٌ",
+    "num-1-m-acc": "وَاحِدًا",
+    "num-1-f": "وَاحِدَةٌ",
+    "num-1-f-cpd": "إِحْدَى",
+    "num-2-m-nom": "اِثْنَانِ",
+    "num-2-m-accgen": "اِثْنَيْنِ",
+    "num-2-f-nom": "اِثْنَتَانِ",
+    "num-2-f-accgen": "اِثْنَتَيْنِ",
+    # 3..10: -m free nominative (digits), -f construct, -f-acc tanween
+    "num-3-m": "ثَلَاثَةٌ",
+    "num-3-f": "ثَلَاثُ",
+    "num-3-f-acc": "ثَلَاثًا",
+    "num-4-m": "أَرْبَعَةٌ",
+    "num-4-f": "أَرْبَعُ",
+    "num-4-f-acc": "أَرْبَعًا",
+    "num-5-m": "خَمْسَةٌ",
+    "num-5-f": "خَمْسُ",
+    "num-5-f-acc": "خَمْسًا",
+    "num-6-m": "سِتَّةٌ",
+    "num-6-f": "سِتُّ",
+    "num-6-f-acc": "سِتًّا",
+    "num-7-m": "سَبْعَةٌ",
+    "num-7-f": "سَبْعُ",
+    "num-7-f-acc": "سَبْعًا",
+    "num-8-m": "ثَمَانِيَةٌ",
+    "num-8-f": "ثَمَانِي",
+    "num-9-m": "تِسْعَةٌ",
+    "num-9-f": "تِسْعُ",
+    "num-9-f-acc": "تِسْعًا",
+    "num-10-m": "عَشَرَةٌ",
+    "num-10-f": "عَشْرُ",
+    "num-10-f-acc": "عَشْرًا",
+    # 11..19: built on fatha
+    "num-11-m": "أَحَدَ عَشَرَ",
+    "num-11-f": "إِحْدَى عَشْرَةَ",
+    "num-12-m-nom": "اِثْنَا عَشَرَ",
+    "num-12-m-accgen": "اِثْنَيْ عَشَرَ",
+    "num-12-f-nom": "اِثْنَتَا عَشْرَةَ",
+    "num-12-f-accgen": "اِثْنَتَيْ عَشْرَةَ",
+    "num-13-m": "ثَلَاثَةَ عَشَرَ",
+    "num-13-f": "ثَلَاثَ عَشْرَةَ",
+    "num-14-m": "أَرْبَعَةَ عَشَرَ",
+    "num-14-f": "أَرْبَعَ عَشْرَةَ",
+    "num-15-m": "خَمْسَةَ عَشَرَ",
+    "num-15-f": "خَمْسَ عَشْرَةَ",
+    "num-16-m": "سِتَّةَ عَشَرَ",
+    "num-16-f": "سِتَّ عَشْرَةَ",
+    "num-17-m": "سَبْعَةَ عَشَرَ",
+    "num-17-f": "سَبْعَ عَشْرَةَ",
+    "num-18-m": "ثَمَانِيَةَ عَشَرَ",
+    "num-18-f": "ثَمَانِيَ عَشْرَةَ",
+    "num-19-m": "تِسْعَةَ عَشَرَ",
+    "num-19-f": "تِسْعَ عَشْرَةَ",
+    # tens
+    "num-20-nom": "عِشْرُونَ",
+    "num-20-accgen": "عِشْرِينَ",
+    "num-30-nom": "ثَلَاثُونَ",
+    "num-30-accgen": "ثَلَاثِينَ",
+    "num-40-nom": "أَرْبَعُونَ",
+    "num-40-accgen": "أَرْبَعِينَ",
+    "num-50-nom": "خَمْسُونَ",
+    "num-50-accgen": "خَمْسِينَ",
+    "num-60-nom": "سِتُّونَ",
+    "num-60-accgen": "سِتِّينَ",
+    "num-70-nom": "سَبْعُونَ",
+    "num-70-accgen": "سَبْعِينَ",
+    "num-80-nom": "ثَمَانُونَ",
+    "num-80-accgen": "ثَمَانِينَ",
+    "num-90-nom": "تِسْعُونَ",
+    "num-90-accgen": "تِسْعِينَ",
+    # hundreds and thousands: construct endings
+    "num-100": "مِئَةُ",
+    "num-200-nom": "مِئَتَانِ",
+    "num-200-accgen": "مِئَتَيْنِ",
+    "num-200-cs-nom": "مِئَتَا",
+    "num-200-cs-accgen": "مِئَتَيْ",
+    "num-300": "ثَلَاثُمِئَةِ",
+    "num-400": "أَرْبَعُمِئَةِ",
+    "num-500": "خَمْسُمِئَةِ",
+    "num-600": "سِتُّمِئَةِ",
+    "num-700": "سَبْعُمِئَةِ",
+    "num-800": "ثَمَانِمِئَةِ",
+    "num-900": "تِسْعُمِئَةِ",
+    "thousand": "أَلْفُ",
+    "thousand-acc": "أَلْفًا",
+    "thousand-dual-nom": "أَلْفَانِ",
+    "thousand-dual-accgen": "أَلْفَيْنِ",
+    "thousand-dual-cs-nom": "أَلْفَا",
+    "thousand-dual-cs-accgen": "أَلْفَيْ",
+    "thousand-plural": "آلَافِ",
+    # nouns: singular (nominative, "one"), accusative, duals, genitive plural
+    "noun-minute": "دَقِيقَةٌ",
+    "noun-minute-acc": "دَقِيقَةً",
+    "noun-minute-dual-nom": "دَقِيقَتَانِ",
+    "noun-minute-dual-accgen": "دَقِيقَتَيْنِ",
+    "noun-minute-plural": "دَقَائِقَ",
+    "noun-hour": "سَاعَةٌ",
+    "noun-hour-acc": "سَاعَةً",
+    "noun-hour-dual-nom": "سَاعَتَانِ",
+    "noun-hour-dual-accgen": "سَاعَتَيْنِ",
+    "noun-hour-plural": "سَاعَاتٍ",
+    "noun-second": "ثَانِيَةٌ",
+    "noun-second-acc": "ثَانِيَةً",
+    "noun-second-dual-nom": "ثَانِيَتَانِ",
+    "noun-second-dual-accgen": "ثَانِيَتَيْنِ",
+    "noun-second-plural": "ثَوَانٍ",
+    "noun-day": "يَوْمٌ",
+    "noun-day-acc": "يَوْمًا",
+    "noun-day-dual-nom": "يَوْمَانِ",
+    "noun-day-dual-accgen": "يَوْمَيْنِ",
+    "noun-day-plural": "أَيَّامٍ",
+    "noun-week": "أُسْبُوعٌ",
+    "noun-week-acc": "أُسْبُوعًا",
+    "noun-week-dual-nom": "أُسْبُوعَانِ",
+    "noun-week-dual-accgen": "أُسْبُوعَيْنِ",
+    "noun-week-plural": "أَسَابِيعَ",
+    "noun-month": "شَهْرٌ",
+    "noun-month-acc": "شَهْرًا",
+    "noun-month-dual-nom": "شَهْرَانِ",
+    "noun-month-dual-accgen": "شَهْرَيْنِ",
+    "noun-month-plural": "أَشْهُرٍ",
+    "noun-caller": "مُتَّصِلٌ",
+    "noun-caller-acc": "مُتَّصِلًا",
+    "noun-caller-dual-nom": "مُتَّصِلَانِ",
+    "noun-caller-dual-accgen": "مُتَّصِلَيْنِ",
+    "noun-caller-plural": "مُتَّصِلِينَ",
+    "noun-call": "مُكَالَمَةٌ",
+    "noun-call-acc": "مُكَالَمَةً",
+    "noun-call-dual-nom": "مُكَالَمَتَانِ",
+    "noun-call-dual-accgen": "مُكَالَمَتَيْنِ",
+    "noun-call-plural": "مُكَالَمَاتٍ",
+}
+
+_VOWEL_THEN_SHADDA = re.compile("([\u064b-\u0650\u0652])\u0651")
+_WASL_KASRA = "\u0627\u0650"   # اِ: hamzat al-wasl said after a pause
+_ALEF_WASLA = "\u0671"         # ٱ: hamzat al-wasl, silent
+
+
+def _shadda_first(text: str) -> str:
+    """Put shadda before the vowel of its letter, the order espeak-ng reads."""
+    return _VOWEL_THEN_SHADDA.sub("\u0651\\1", text)
+
+
+def _speech_with_wa(text: str) -> str:
+    """وَ + word; a wasl alif after و is silent: اِثْنَانِ -> وَٱثْنَانِ."""
+    if text.startswith(_WASL_KASRA):
+        text = _ALEF_WASLA + text[len(_WASL_KASRA):]
+    return "و\u064e" + text
+
+
+def _fragment_speech() -> dict[str, str]:
+    out = {}
+    for fid in FRAGMENT_TEXTS:
+        if fid.startswith("wa-"):
+            out[fid] = _speech_with_wa(_BASE_SPEECH[fid[3:]])
+        else:
+            out[fid] = _BASE_SPEECH[fid]
+    return {fid: _shadda_first(text) for fid, text in out.items()}
+
+
+FRAGMENT_SPEECH: dict[str, str] = _fragment_speech()
+"""Fragment id -> its words fully vowelled, what the prompts are synthesized
+from. Same keys as ``FRAGMENT_TEXTS`` and the same words (see "Pronunciation"
+in the module docstring)."""
 
 
 # ------------------------------------------------------------------ grammar

@@ -108,6 +108,7 @@ class Program(Frozen):
     name_en: str = Field(min_length=1)
     collect_national_id: bool = Field(
         default=False, description="Ask callers of this programme for their national ID before the queue")
+    survey: bool = Field(default=False, description="After the agent hangs up, ask the caller for a 1-5 rating")
 
 
 class Queue(Frozen):
@@ -160,6 +161,9 @@ class MenuOption(Frozen):
 # Said during national ID entry (ivr/flow/national_id.py).
 NATIONAL_ID_PROMPTS = ("national-id-enter", "national-id-invalid", "national-id-you-entered",
                        "national-id-confirm")
+
+# Said by the post-call survey (ivr/flow/survey.py).
+SURVEY_PROMPTS = ("survey-question", "survey-thanks")
 
 # `*` goes back one menu and `0` repeats the prompt, on every menu.
 RESERVED_KEYS = ("*", "0")
@@ -311,6 +315,10 @@ class Config(Frozen):
                 value = getattr(h, field)
                 if value is not None and value not in self.prompts:
                     errors.append((("hotlines", i, field), f"unknown prompt {value!r}"))
+        if any(p.survey for p in self.programs):
+            for prompt in SURVEY_PROMPTS:
+                if prompt not in self.prompts:
+                    errors.append((("prompts",), f"prompt {prompt!r} is needed for the survey"))
         if self.schedules and "closed-hours-are" not in self.prompts:
             errors.append((("prompts",), "prompt 'closed-hours-are' is needed to say the opening hours"))
         for name, schedule in self.schedules.items():

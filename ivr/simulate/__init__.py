@@ -17,7 +17,7 @@ from ivr.paths import Paths
 from dataclasses import dataclass, field
 
 from .metrics_reader import read_samples, sample
-from .sipp import CallerScript, Sipp, start_agent, stop_agent
+from .sipp import CallerScript, Sipp, start_agent, stop_agent, typed_keys
 
 COUNTERS = ("ivr_queue_offered_total", "ivr_queue_answered_total", "ivr_queue_abandoned_total")
 
@@ -33,15 +33,24 @@ class SimulationResult:
         return sum(row[index] for row in self.per_queue.values())
 
 
-def random_walk(config: Config, menu_id: str, rng: random.Random) -> list[str]:
-    """Keys a caller presses to go from ``menu_id`` to some queue, chosen at random."""
+def random_walk(config: Config, menu_id: str, rng: random.Random) -> tuple[list[str], str]:
+    """Keys a caller presses to go from ``menu_id`` to some programme, chosen at random."""
     keys = []
     while True:
         key, option = rng.choice(sorted(config.menus[menu_id].options.items()))
         keys.append(key)
         if option.menu is None:
-            return keys
+            return keys, option.program
         menu_id = option.menu
+
+
+def random_national_id(rng: random.Random) -> str:
+    """A structurally valid ID: born 1950-1999, a real governorate, any sequence."""
+    from ivr.citizens.governorates import GOVERNORATES
+
+    year, month, day = rng.randint(50, 99), rng.randint(1, 12), rng.randint(1, 28)
+    code = rng.choice(GOVERNORATES).code
+    return f"2{year:02d}{month:02d}{day:02d}{code}{rng.randint(1, 9999):04d}{rng.randint(0, 9)}"
 
 
 def run_simulation(config: Config, paths: Paths, *, calls: int, rate: float, abandon_share: float,
@@ -68,9 +77,12 @@ def run_simulation(config: Config, paths: Paths, *, calls: int, rate: float, aba
         print(f"Placing {calls} call(s) to {hotline.number} at {rate}/s")
         for n in range(calls):
             gives_up = rng.random() < abandon_share
-            presses = random_walk(config, hotline.menu, rng)
+            presses, program = random_walk(config, hotline.menu, rng)
             keys = tuple((rng.randint(800, 2500) if i == 0 else rng.randint(1500, 3000), key)
                          for i, key in enumerate(presses))
+            if config.program(program).collect_national_id:
+                # Type a plausible ID, then confirm it during the read-back.
+                keys += typed_keys(random_national_id(rng), 2500) + ((2500, "1"),)
             script = CallerScript(number=hotline.number, keys=keys,
                                   hold_ms=rng.randint(12_000, 20_000) if gives_up else 90_000,
                                   caller_id=f"02{rng.randint(20000000, 29999999)}")

@@ -63,6 +63,12 @@ class CallerScript:
     expect: str = "answer"  # or a SIP final response code the call must get, e.g. "404"
 
 
+def typed_keys(number: str, first_delay_ms: int, gap_ms: int = 400, end: str = "#") -> tuple[tuple[int, str], ...]:
+    """Keys for typing ``number`` then ``end`` (e.g. a national ID and #)."""
+    keys = [(first_delay_ms, number[0])] + [(gap_ms, d) for d in number[1:]]
+    return tuple(keys) + (((gap_ms, end),) if end else ())
+
+
 def caller_scenario(script: CallerScript, dtmf_files: list[Path] | None = None) -> str:
     invite = f"""INVITE sip:{script.number}@[remote_ip]:[remote_port] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]

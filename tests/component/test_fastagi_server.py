@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+from datetime import datetime, timezone
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from ivr.agi.fastagi import FastAgiServer
+from ivr.arabic.numbers import digit_fragments
+from ivr.citizens.national_id import hash_national_id
 from ivr.engine import HotlineHandler
 from metrics.registry import EngineMetrics, sample_sum
+from queues.accounting import QueueAccounting
 from queues.call_state import MemoryCallStateStore
 
 TIMEOUT = 3.0          # upper bound for anything the test waits for
@@ -42,6 +47,15 @@ ENV = {
     "threadid": "140245",
     "arg_1": "1442",
 }
+
+# A structurally valid national ID: born 1990-01-01, registered in Assiut (25).
+VALID_ID = "29001012500015"
+NATIONAL_ID_KEY = b"component-test-national-id-key"
+# The handler's clock: Sunday 1 June 2025, 10:00 in Cairo, inside the 1442
+# line's opening hours (the tests must not depend on the wall clock).
+NOW = datetime(2025, 6, 1, 7, 0, tzinfo=timezone.utc)
+# Programmes that ask for the national ID after the menus (config/programs.yaml).
+ID_PROGRAMS = {"takaful_karama", "services_card"}
 
 _ARG = re.compile(r'"((?:[^"\\]|\\.)*)"')
 
@@ -110,7 +124,8 @@ class Rig:
         self.store = MemoryCallStateStore()
         self.outcomes: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self.server = FastAgiServer(
-            routes={"hotline": HotlineHandler(config=config, metrics=self.metrics, store=self.store)},
+            routes={"hotline": HotlineHandler(config=config, metrics=self.metrics, store=self.store,
+                                              national_id_key=NATIONAL_ID_KEY, clock=lambda: NOW)},
             host="127.0.0.1", port=0, env_timeout=ENV_TIMEOUT, reply_timeout=REPLY_TIMEOUT,
             on_session_end=self._ended, on_latency=self.metrics.observe_agi_command)
 
@@ -131,6 +146,9 @@ class Rig:
         return self.registry.get_sample_value(
             "ivr_menu_exits_total",
             {"hotline": hotline, "program": program, "request_type": request_type, "outcome": outcome})
+
+    def id_entries(self, outcome: str) -> float:
+        return self.registry.get_sample_value("ivr_national_id_entries_total", {"outcome": outcome})
 
     def caller_name(self, program: str | None, request_type: str | None, hotline: str = "1442") -> str:
         if program is None:
@@ -172,13 +190,36 @@ async def prompt(ast: FakeAsterisk, name: str, reply: str) -> None:
 
 
 async def expect_route(rig: Rig, ast: FakeAsterisk, queue: str, program: str | None,
-                       request_type: str | None, hotline: str = "1442") -> None:
-    """The four SET VARIABLEs, each answered with success."""
+                       request_type: str | None, hotline: str = "1442", governorate: str = "unknown") -> None:
+    """The five SET VARIABLEs, each answered with success. (ENV's caller is a
+    mobile: no governorate unless the caller gave a national ID.)"""
     for name, value in (("IVR_QUEUE", queue), ("__IVR_PROGRAM", program or ""),
                         ("__IVR_REQUEST_TYPE", request_type or "none"),
+                        ("__IVR_GOVERNORATE", governorate),
                         ("CALLERID(name)", rig.caller_name(program, request_type, hotline))):
         await ast.expect("SET VARIABLE", name, value)
         await ast.send("200 result=1")
+
+
+async def answer_id_entry(ast: FakeAsterisk, digits: str = VALID_ID, get_data_reply: str | None = None,
+                          confirm: str = "1") -> None:
+    """National ID entry: GET DATA answered with ``digits``, the read-back
+    heard to its end, ``confirm`` pressed during the confirmation prompt."""
+    await ast.expect("GET DATA", "ivr/national-id-enter", "6000", "20")
+    await ast.send(get_data_reply if get_data_reply is not None else f"200 result={digits}")
+    await ast.expect("STREAM FILE", "ivr/national-id-you-entered", "12")
+    await ast.send("200 result=0 endpos=16000")
+    for fragment in digit_fragments(digits):
+        await ast.expect("STREAM FILE", f"ivr/{fragment}", "12")
+        await ast.send("200 result=0 endpos=6000")
+    await ast.expect("STREAM FILE", "ivr/national-id-confirm", "12")
+    await ast.send(pressed(confirm, 9000))
+
+
+def id_facts(program: str, request_type: str, digits: str = VALID_ID, governorate: str = "assiut",
+             hotline: str = "1442") -> dict[str, str]:
+    return {"hotline": hotline, "program": program, "request_type": request_type, "governorate": governorate,
+            "national_id_hmac": hash_national_id(digits, NATIONAL_ID_KEY)}
 
 
 async def expect_transfer(ast: FakeAsterisk) -> None:
@@ -194,7 +235,8 @@ async def expect_transfer(ast: FakeAsterisk) -> None:
 async def good_session(rig: Rig, program: str = "services_card", request_type: str = "complaint",
                        uniqueid: str = ENV["uniqueid"]) -> FakeAsterisk:
     """Welcome played to the end, a key during the main menu, a key during the
-    programme's menu, the four variables set, the transfer prompt."""
+    programme's menu, the national ID for the programmes that ask for it, the
+    five variables set, the transfer prompt."""
     ast = await rig.connect()
     await ast.send_env(uniqueid=uniqueid)
     verb, args = await ast.command()
@@ -204,36 +246,56 @@ async def good_session(rig: Rig, program: str = "services_card", request_type: s
     await ast.send("200 result=0 endpos=48000")
     await prompt(ast, "ivr/main-menu-1442", pressed(MAIN_KEYS[program], 12345))
     await prompt(ast, sub_prompt(program), pressed(TYPE_KEYS[request_type], 2345))
-    await expect_route(rig, ast, program, program, request_type)
+    if program in ID_PROGRAMS:
+        await answer_id_entry(ast)
+    await expect_route(rig, ast, program, program, request_type,
+                       governorate="assiut" if program in ID_PROGRAMS else "unknown")
     await expect_transfer(ast)
     assert await rig.outcome() == ("hotline", "ok")
     return ast
 
 
 async def test_menu_choice_sets_the_queue(rig):
-    ast = await good_session(rig, "services_card", "complaint")
+    ast = await good_session(rig, "nasser_bank", "complaint")
     assert ast.commands[0].startswith('STREAM FILE "ivr/welcome-1442" "')
     assert ast.commands[1] == 'STREAM FILE "ivr/main-menu-1442" "0123456789*#"'
     assert ast.commands[2] == 'STREAM FILE "ivr/request-types" "0123456789*#"'
-    assert ast.commands[3] == 'SET VARIABLE "IVR_QUEUE" "services_card"'
-    assert ast.commands[4] == 'SET VARIABLE "__IVR_PROGRAM" "services_card"'
+    assert ast.commands[3] == 'SET VARIABLE "IVR_QUEUE" "nasser_bank"'
+    assert ast.commands[4] == 'SET VARIABLE "__IVR_PROGRAM" "nasser_bank"'
     assert ast.commands[5] == 'SET VARIABLE "__IVR_REQUEST_TYPE" "complaint"'
+    assert ast.commands[6] == 'SET VARIABLE "__IVR_GOVERNORATE" "unknown"'
     # The Arabic caller name survives the wire.
-    assert ast.commands[6] == 'SET VARIABLE "CALLERID(name)" "بطاقة الخدمات المتكاملة - شكوى"'
-    assert len(ast.commands) == 8
-    assert rig.menu_exits("services_card", "complaint", "choice") == 1
+    assert ast.commands[7] == 'SET VARIABLE "CALLERID(name)" "بنك ناصر الاجتماعي - شكوى"'
+    assert ast.commands[8] == 'STREAM FILE "ivr/transfer" ""'
+    assert len(ast.commands) == 9
+    assert rig.menu_exits("nasser_bank", "complaint", "choice") == 1
     assert sample_sum(rig.registry, "ivr_menu_exits_total") == 1
     assert rig.sessions("hotline", "ok") == 1
     # Command latency is measured for SET, not for playback.
     reg = rig.registry
-    assert reg.get_sample_value("ivr_fastagi_command_seconds_count", {"verb": "SET"}) == 4
+    assert reg.get_sample_value("ivr_fastagi_command_seconds_count", {"verb": "SET"}) == 5
     assert reg.get_sample_value("ivr_fastagi_command_seconds_count", {"verb": "STREAM"}) is None
+
+
+async def test_menu_choice_with_national_id_sets_the_queue(rig):
+    ast = await good_session(rig, "services_card", "complaint")
+    assert ast.commands[2] == 'STREAM FILE "ivr/request-types" "0123456789*#"'
+    assert ast.commands[3] == 'GET DATA "ivr/national-id-enter" "6000" "20"'
+    sets = [c for c in ast.commands if c.startswith("SET VARIABLE")]
+    assert sets == ['SET VARIABLE "IVR_QUEUE" "services_card"', 'SET VARIABLE "__IVR_PROGRAM" "services_card"',
+                    'SET VARIABLE "__IVR_REQUEST_TYPE" "complaint"', 'SET VARIABLE "__IVR_GOVERNORATE" "assiut"',
+                    'SET VARIABLE "CALLERID(name)" "بطاقة الخدمات المتكاملة - شكوى"']
+    # Every prompt before the variables, the transfer prompt after them.
+    first_set = ast.commands.index(sets[0])
+    assert all(not c.startswith(("STREAM", "GET")) for c in ast.commands[first_set:-1])
+    assert ast.commands[-1] == 'STREAM FILE "ivr/transfer" ""'
+    assert rig.id_entries("confirmed") == 1
+    assert rig.menu_exits("services_card", "complaint", "choice") == 1
 
 
 async def test_facts_are_stored_under_the_uniqueid(rig):
     await good_session(rig, "takaful_karama", "grievance", uniqueid="1732467000.42")
-    assert await rig.store.facts("1732467000.42") == {
-        "hotline": "1442", "program": "takaful_karama", "request_type": "grievance"}
+    assert await rig.store.facts("1732467000.42") == id_facts("takaful_karama", "grievance")
     assert await rig.store.facts(ENV["uniqueid"]) == {}
     assert rig.menu_exits("takaful_karama", "grievance", "choice") == 1
 
@@ -297,7 +359,8 @@ async def test_star_and_zero_are_never_failures(rig):
     await prompt(ast, "ivr/request-types", pressed("0"))
     await prompt(ast, "ivr/request-types", pressed("0"))
     await prompt(ast, "ivr/request-types", pressed("1"))
-    await expect_route(rig, ast, "services_card", "services_card", "inquiry")
+    await answer_id_entry(ast)
+    await expect_route(rig, ast, "services_card", "services_card", "inquiry", governorate="assiut")
     await expect_transfer(ast)
     assert await rig.outcome() == ("hotline", "ok")
 
@@ -316,7 +379,8 @@ async def test_wrong_keys_fall_back_to_shared(rig):
     assert not any(c.startswith("HANGUP") for c in ast.commands)
     assert await rig.outcome() == ("hotline", "ok")
     assert rig.menu_exits("shared", "none", "retries_exhausted") == 1
-    assert await rig.store.facts(ENV["uniqueid"]) == {"hotline": "1442", "program": "", "request_type": "none"}
+    assert await rig.store.facts(ENV["uniqueid"]) == {"hotline": "1442", "program": "", "request_type": "none",
+                                                      "governorate": "unknown"}
 
 
 async def test_wrong_keys_in_a_programme_menu_go_to_its_queue(rig):
@@ -348,7 +412,7 @@ async def test_direct_line_starts_in_the_programme_menu(rig):
     assert rig.menu_exits("nasser_bank", "complaint", "choice", hotline="14403") == 1
     assert rig.menu_exits("nasser_bank", "complaint", "choice", hotline="1442") == 0
     assert await rig.store.facts("1732467000.9") == {
-        "hotline": "14403", "program": "nasser_bank", "request_type": "complaint"}
+        "hotline": "14403", "program": "nasser_bank", "request_type": "complaint", "governorate": "unknown"}
 
 
 async def test_unknown_hotline_number_ends_without_commands(rig):
@@ -403,6 +467,184 @@ async def test_hotline_argument_with_extra_text_is_not_a_hotline(rig):
     await ast.expect_closed()   # nothing is sent: the dialplan falls back
     assert ast.commands == []
     assert await rig.outcome() == ("hotline", "ok")
+
+
+# --- national ID entry over the wire --------------------------------------------------------
+
+
+async def test_takaful_session_with_national_id(rig, caplog):
+    caplog.set_level(logging.DEBUG)
+    ast = await rig.connect()
+    await ast.send_env(uniqueid="1732467000.50")
+    await prompt(ast, "ivr/welcome-1442", "200 result=0 endpos=48000")
+    await prompt(ast, "ivr/main-menu-1442", pressed("1"))                 # Takaful & Karama
+    await prompt(ast, "ivr/request-types-takaful", pressed("1"))          # inquiry
+    await ast.expect("GET DATA", "ivr/national-id-enter", "6000", "20")
+    await ast.send(f"200 result={VALID_ID} (timeout)")
+    # "You entered", then the ID digit by digit; 1 or 2 may cut any of them short.
+    await ast.expect("STREAM FILE", "ivr/national-id-you-entered", "12")
+    await ast.send("200 result=0 endpos=16000")
+    for fragment in digit_fragments(VALID_ID):
+        await ast.expect("STREAM FILE", f"ivr/{fragment}", "12")
+        await ast.send("200 result=0 endpos=6000")
+    await ast.expect("STREAM FILE", "ivr/national-id-confirm", "12")
+    await ast.send("200 result=49 endpos=4000")                           # '1': confirmed
+    await expect_route(rig, ast, "takaful_karama", "takaful_karama", "inquiry", governorate="assiut")
+    await expect_transfer(ast)
+    assert await rig.outcome() == ("hotline", "ok")
+    assert 'SET VARIABLE "__IVR_GOVERNORATE" "assiut"' in ast.commands
+    read_back = [c for c in ast.commands if c.startswith('STREAM FILE "ivr/num-')]
+    assert len(read_back) == 14
+    assert read_back[0] == 'STREAM FILE "ivr/num-2-m-nom" "12"'
+    facts = await rig.store.facts("1732467000.50")
+    assert facts == id_facts("takaful_karama", "inquiry")
+    # The ID goes to no variable, no fact and no log line.
+    assert not any(VALID_ID in c for c in ast.commands if not c.startswith("GET DATA"))
+    assert VALID_ID not in "".join(facts.values())
+    assert not any(VALID_ID in r.getMessage() for r in caplog.records)
+    assert rig.id_entries("confirmed") == 1
+    assert rig.menu_exits("takaful_karama", "inquiry", "choice") == 1
+
+
+async def test_national_id_confirmed_during_the_read_back(rig):
+    ast = await rig.connect()
+    await ast.send_env(arg_1="14401", dnid="14401", uniqueid="1732467000.51")
+    await prompt(ast, "ivr/request-types-takaful", pressed("3"))          # service request
+    await ast.expect("GET DATA", "ivr/national-id-enter", "6000", "20")
+    await ast.send(f"200 result={VALID_ID}")
+    await ast.expect("STREAM FILE", "ivr/national-id-you-entered", "12")
+    await ast.send("200 result=0 endpos=16000")
+    await ast.expect("STREAM FILE", "ivr/num-2-m-nom", "12")
+    await ast.send("200 result=49 endpos=300")                            # '1' during the first digit
+    await expect_route(rig, ast, "takaful_karama", "takaful_karama", "service_request", hotline="14401",
+                       governorate="assiut")
+    await expect_transfer(ast)
+    assert await rig.outcome() == ("hotline", "ok")
+    assert not any("national-id-confirm" in c for c in ast.commands)
+
+
+async def test_national_id_empty_entry_then_a_valid_one(rig):
+    ast = await rig.connect()
+    await ast.send_env(arg_1="14402", dnid="14402", uniqueid="1732467000.52")
+    await prompt(ast, "ivr/request-types", pressed("2"))
+    await ast.expect("GET DATA", "ivr/national-id-enter", "6000", "20")
+    await ast.send("200 result= (timeout)")                               # nothing typed
+    await ast.expect("STREAM FILE", "ivr/national-id-invalid", "")
+    await ast.send("200 result=0 endpos=8000")
+    await ast.expect("GET DATA", "ivr/national-id-enter", "6000", "20")
+    await ast.send("200 result=")                                         # # alone
+    await ast.expect("STREAM FILE", "ivr/national-id-invalid", "")
+    await ast.send("200 result=0 endpos=8000")
+    await answer_id_entry(ast)
+    await expect_route(rig, ast, "services_card", "services_card", "complaint", hotline="14402",
+                       governorate="assiut")
+    await expect_transfer(ast)
+    assert await rig.outcome() == ("hotline", "ok")
+    assert (rig.id_entries("invalid"), rig.id_entries("confirmed"), rig.id_entries("gave_up")) == (2, 1, 0)
+
+
+async def test_national_id_leading_zero_entry_is_kept_and_rejected(rig, caplog):
+    # "0123..." keeps its leading zero over the wire: 14 digits with century 0,
+    # not the 13 digits of the number 123... .
+    caplog.set_level(logging.INFO, logger="ivr.flow.national_id")
+    ast = await rig.connect()
+    await ast.send_env(arg_1="14401", dnid="14401", uniqueid="1732467000.53")
+    await prompt(ast, "ivr/request-types-takaful", pressed("1"))
+    for attempt in range(3):
+        await ast.expect("GET DATA", "ivr/national-id-enter", "6000", "20")
+        await ast.send("200 result=01234567890123")
+        if attempt < 2:
+            await ast.expect("STREAM FILE", "ivr/national-id-invalid", "")
+            await ast.send("200 result=0 endpos=8000")
+    # Three failures: on to the programme's queue without an ID, never a hang-up.
+    await expect_route(rig, ast, "takaful_karama", "takaful_karama", "inquiry", hotline="14401")
+    await expect_transfer(ast)
+    assert await rig.outcome() == ("hotline", "ok")
+    assert await rig.store.facts("1732467000.53") == {
+        "hotline": "14401", "program": "takaful_karama", "request_type": "inquiry", "governorate": "unknown"}
+    assert (rig.id_entries("invalid"), rig.id_entries("gave_up")) == (3, 1)
+    rejected = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
+    assert len(rejected) == 3
+    assert all("(century)" in m for m in rejected), rejected
+
+
+async def test_hangup_during_national_id_entry(rig):
+    ast = await rig.connect()
+    await ast.send_env(arg_1="14401", dnid="14401", uniqueid="1732467000.54")
+    await prompt(ast, "ivr/request-types-takaful", pressed("1"))
+    await ast.expect("GET DATA", "ivr/national-id-enter", "6000", "20")
+    await ast.send("HANGUP", "200 result=-1")
+    await ast.expect_closed()
+    await ast.close()
+    assert await rig.outcome() == ("hotline", "hangup")
+    assert not any(c.startswith("SET VARIABLE") for c in ast.commands)
+    assert await rig.store.facts("1732467000.54") == {}
+
+
+async def test_get_data_failure_checks_the_channel(rig):
+    ast = await rig.connect()
+    await ast.send_env(arg_1="14401", dnid="14401", uniqueid="1732467000.55")
+    await prompt(ast, "ivr/request-types-takaful", pressed("1"))
+    await ast.expect("GET DATA", "ivr/national-id-enter", "6000", "20")
+    await ast.send("200 result=-1")
+    await ast.expect("CHANNEL STATUS")
+    await ast.send("511 Command Not Permitted on a dead channel or intercepted channel")
+    await ast.expect_closed()
+    await ast.close()
+    assert await rig.outcome() == ("hotline", "hangup")
+
+
+async def test_landline_caller_gets_its_governorate(rig):
+    ast = await rig.connect()
+    await ast.send_env(arg_1="14403", dnid="14403", uniqueid="1732467000.56", callerid="0862345678")
+    await prompt(ast, "ivr/request-types", pressed("1"))                 # Nasser Social Bank: no ID asked
+    await expect_route(rig, ast, "nasser_bank", "nasser_bank", "inquiry", hotline="14403", governorate="minya")
+    await expect_transfer(ast)
+    assert await rig.outcome() == ("hotline", "ok")
+    assert not any(c.startswith("GET DATA") for c in ast.commands)
+    assert (await rig.store.facts("1732467000.56"))["governorate"] == "minya"
+
+
+async def test_get_data_is_not_timed_as_a_command(rig):
+    await good_session(rig, "services_card", "inquiry")
+    # The caller's typing says nothing about the service's speed, like playback.
+    assert rig.registry.get_sample_value("ivr_fastagi_command_seconds_count", {"verb": "GET"}) is None
+
+
+# --- the session's facts label the queue counters -----------------------------------------
+
+
+def caller_join(uid: str, queue: str = "takaful_karama") -> dict:
+    return {"Event": "QueueCallerJoin", "Privilege": "agent,all", "Channel": "PJSIP/anonymous-00000001",
+            "CallerIDNum": "01001234567", "Context": "ivr-queue", "Exten": queue, "Priority": "2",
+            "Uniqueid": uid, "Linkedid": uid, "Queue": queue, "Position": "1", "Count": "1"}
+
+
+def offered(rig: Rig, program: str, request_type: str, governorate: str) -> float | None:
+    return rig.registry.get_sample_value(
+        "ivr_queue_offered_total", {"program": program, "request_type": request_type, "governorate": governorate})
+
+
+async def test_accounting_labels_the_session_with_its_governorate(rig):
+    await good_session(rig, "takaful_karama", "inquiry", uniqueid="1732467000.60")
+    accounting = QueueAccounting(store=rig.store, metrics=rig.metrics)
+    assert await accounting.handle(caller_join("1732467000.60")) == "accounted"
+    assert offered(rig, "takaful_karama", "inquiry", "assiut") == 1
+    assert offered(rig, "takaful_karama", "inquiry", "unknown") == 0
+    assert sample_sum(rig.registry, "ivr_queue_offered_total") == 1
+
+
+async def test_accounting_labels_from_stored_facts(rig):
+    accounting = QueueAccounting(store=rig.store, metrics=rig.metrics)
+    await rig.store.set_fact("u.assiut", "request_type", "inquiry")
+    await rig.store.set_fact("u.assiut", "governorate", "assiut")
+    await rig.store.set_fact("u.atlantis", "request_type", "inquiry")
+    await rig.store.set_fact("u.atlantis", "governorate", "atlantis")
+    await accounting.handle(caller_join("u.assiut"))
+    await accounting.handle(caller_join("u.atlantis"))
+    assert offered(rig, "takaful_karama", "inquiry", "assiut") == 1
+    assert offered(rig, "takaful_karama", "inquiry", "unknown") == 1
+    assert offered(rig, "takaful_karama", "inquiry", "atlantis") is None
 
 
 # --- bad input: each ends its session only -------------------------------------------------
@@ -493,6 +735,7 @@ async def bad_silent_after_command(rig):
     await ast.command()
     await ast.send("200 result=49 endpos=100")           # '1'
     await prompt(ast, "ivr/request-types-takaful", pressed("2"))
+    await answer_id_entry(ast)
     await ast.expect("SET VARIABLE", "IVR_QUEUE", "takaful_karama")
     # ...and never answer it.
     await ast.expect_closed()
@@ -524,6 +767,7 @@ async def bad_set_variable_refused(rig):
     await ast.command()
     await ast.send("200 result=49 endpos=100")
     await prompt(ast, "ivr/request-types-takaful", pressed("1"))
+    await answer_id_entry(ast)
     await ast.expect("SET VARIABLE", "IVR_QUEUE", "takaful_karama")
     await ast.send("510 Invalid or unknown command")
     await ast.expect_closed()
@@ -591,8 +835,12 @@ async def test_concurrent_sessions(rig):
     assert len(results) == 4
     assert rig.sessions("hotline", "ok") == 4
     for program, request_type, uid in calls:
-        assert await rig.store.facts(uid) == {"hotline": "1442", "program": program, "request_type": request_type}
+        expected = {"hotline": "1442", "program": program, "request_type": request_type, "governorate": "unknown"}
+        if program in ID_PROGRAMS:
+            expected = id_facts(program, request_type)
+        assert await rig.store.facts(uid) == expected
         assert rig.menu_exits(program, request_type, "choice") == 1
+    assert rig.id_entries("confirmed") == 2
 
 
 async def test_close_ends_open_sessions(config):

@@ -10,7 +10,7 @@ import asyncio
 
 import pytest
 
-from ivr.simulate.sipp import CallerScript, start_agent, stop_agent
+from ivr.simulate.sipp import CallerScript, start_agent, stop_agent, typed_keys
 
 pytestmark = pytest.mark.e2e
 
@@ -22,9 +22,11 @@ def test_a_caller_presses_1_and_an_agent_answers(hotline):
     agent = start_agent(hotline.sipp, user="agent1001", password=hotline.password("1001"),
                         target=hotline.agent_port, talk_ms=2000)
     try:
-        caller = hotline.sipp.call(CallerScript(number="1442", keys=((1200, "1"), (2000, "1")), hold_ms=60_000),
-                                   target=hotline.carrier)
-        assert hotline.wait_metric("ivr_queue_answered_total", answered + 1, program="takaful_karama") == answered + 1
+        # 1 Takaful & Karama, 1 inquiry, the national ID and #, 1 to confirm it.
+        keys = ((1200, "1"), (2000, "1")) + typed_keys("29001012500015", 2500) + ((2500, "1"),)
+        caller = hotline.sipp.call(CallerScript(number="1442", keys=keys, hold_ms=60_000), target=hotline.carrier)
+        assert hotline.wait_metric("ivr_queue_answered_total", answered + 1, timeout=90,
+                                   program="takaful_karama") == answered + 1
         # The agent hangs up after talking; the caller's scenario ends cleanly.
         assert caller.wait(timeout=60) == 0, caller.output()[-2000:]
     finally:

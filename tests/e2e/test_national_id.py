@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ivr.simulate.sipp import CallerScript
+from ivr.simulate.sipp import CallerScript, typed_keys as typed
 
 pytestmark = pytest.mark.e2e
 
@@ -12,11 +12,6 @@ pytestmark = pytest.mark.e2e
 VALID_ASSIUT = "29001012500015"
 # Month 13: structurally invalid.
 INVALID_MONTH = "29013012500015"
-
-
-def typed(number: str, first_delay_ms: int) -> tuple[tuple[int, str], ...]:
-    keys = [(first_delay_ms, number[0])] + [(400, d) for d in number[1:]]
-    return tuple(keys) + ((400, "#"),)
 
 
 def test_a_valid_id_is_confirmed_and_its_governorate_labels_the_call(hotline):

@@ -303,3 +303,63 @@ async def test_full_call_lifecycle(rig):
         await rig.handle(e)
     assert rig.counts("takaful_karama") == (2, 1, 1)
     assert rig.counts("shared") == (1, 0, 0)
+
+
+# --- labels from the call's facts (what the IVR stored before the queue) -----------------------
+
+
+def queue_sample(rig, metric: str, program: str, request_type: str, governorate: str) -> float | None:
+    return rig.registry.get_sample_value(
+        f"ivr_queue_{metric}_total", {"program": program, "request_type": request_type, "governorate": governorate})
+
+
+def test_every_governorate_label_starts_at_zero(rig, config):
+    from ivr.citizens.governorates import LABEL_VALUES
+
+    assert "assiut" in LABEL_VALUES and "abroad" in LABEL_VALUES and "unknown" in LABEL_VALUES
+    samples = {(s.name, s.labels["program"], s.labels["request_type"], s.labels["governorate"]): s.value
+               for m in rig.registry.collect() for s in m.samples
+               if s.name in ("ivr_queue_offered_total", "ivr_queue_answered_total", "ivr_queue_abandoned_total")}
+    for q in config.queues:
+        for g in LABEL_VALUES:
+            for metric in ("offered", "answered", "abandoned"):
+                assert samples[(f"ivr_queue_{metric}_total", q.id, "none", g)] == 0, (q.id, g, metric)
+    assert all(v == 0 for v in samples.values())
+
+
+async def test_labels_come_from_the_calls_facts(rig):
+    await rig.store.set_fact(CALLER_UID, "request_type", "inquiry")
+    await rig.store.set_fact(CALLER_UID, "governorate", "assiut")
+    await rig.handle(queue_caller_join())
+    await rig.handle(agent_connect())
+    assert queue_sample(rig, "offered", "takaful_karama", "inquiry", "assiut") == 1
+    assert queue_sample(rig, "answered", "takaful_karama", "inquiry", "assiut") == 1
+    assert queue_sample(rig, "offered", "takaful_karama", "inquiry", "unknown") == 0
+    assert queue_sample(rig, "offered", "takaful_karama", "none", "assiut") == 0
+    assert rig.counts() == (1, 1, 0)
+
+
+async def test_abandon_is_labelled_with_the_governorate(rig):
+    await rig.store.set_fact(CALLER_UID, "request_type", "complaint")
+    await rig.store.set_fact(CALLER_UID, "governorate", "minya")
+    await rig.handle(queue_caller_join())
+    await rig.handle(ivr_call_end())
+    assert queue_sample(rig, "abandoned", "takaful_karama", "complaint", "minya") == 1
+
+
+@pytest.mark.parametrize("facts", [
+    {"governorate": "atlantis"},                 # not a label value
+    {"governorate": ""},
+    {"governorate": "Assiut"},                   # label values are exact
+    {"governorate": "29001012500015"},           # never an ID as a label
+    {},                                          # the caller skipped the IVR
+], ids=["atlantis", "empty", "capitalised", "an-id", "missing"])
+async def test_unknown_governorate_is_labelled_unknown(rig, facts):
+    await rig.store.set_fact(CALLER_UID, "request_type", "inquiry")
+    for fact, value in facts.items():
+        await rig.store.set_fact(CALLER_UID, fact, value)
+    await rig.handle(queue_caller_join())
+    assert queue_sample(rig, "offered", "takaful_karama", "inquiry", "unknown") == 1
+    governorates = {s.labels["governorate"] for m in rig.registry.collect() for s in m.samples
+                    if s.name == "ivr_queue_offered_total" and s.value}
+    assert governorates == {"unknown"}

@@ -80,6 +80,51 @@ def test_reply_with_data_and_endpos():
     assert (reply.result, reply.data, reply.endpos) == (0, "timeout", 8000)
 
 
+# GET DATA answers with the digits typed, as typed: none at all when the caller
+# pressed only # or nothing, "(timeout)" when the entry ended on silence.
+
+
+def test_reply_get_data_digits_then_timeout():
+    reply = feed_one("200 result=29001012500015 (timeout)")
+    assert (reply.code, reply.raw_result, reply.data) == (200, "29001012500015", "timeout")
+    assert reply.ok
+    assert reply.result == 29001012500015
+
+
+def test_reply_get_data_nothing_typed():
+    reply = feed_one("200 result= (timeout)")
+    assert (reply.code, reply.raw_result, reply.data) == (200, "", "timeout")
+    assert reply.result == 0
+    assert reply.ok
+
+
+def test_reply_get_data_hash_alone():
+    reply = feed_one("200 result=")
+    assert (reply.code, reply.raw_result, reply.data, reply.result) == (200, "", None, 0)
+
+
+def test_reply_get_data_keeps_leading_zeros():
+    reply = feed_one("200 result=0123")
+    assert reply.raw_result == "0123"
+    assert reply.result == 123
+    assert reply.data is None
+
+
+def test_reply_get_data_hangup():
+    reply = feed_one("200 result=-1")
+    assert (reply.code, reply.raw_result, reply.result) == (200, "-1", -1)
+
+
+@pytest.mark.parametrize("line, raw", [
+    ("200 result=49 endpos=12345", "49"),
+    ("200 result=0 endpos=0", "0"),
+    ("200 result=-1 endpos=0", "-1"),
+    ("200 result=1 (takaful_karama)", "1"),
+])
+def test_reply_raw_result_of_other_commands(line, raw):
+    assert feed_one(line).raw_result == raw
+
+
 def test_reply_510():
     reply = feed_one("510 Invalid or unknown command")
     assert reply.code == 510
@@ -163,6 +208,10 @@ def test_command_quotes_every_argument():
     assert command("STREAM FILE", "ivr/transfer", "") == 'STREAM FILE "ivr/transfer" ""'
     assert command("WAIT FOR DIGIT", 5000) == 'WAIT FOR DIGIT "5000"'
     assert command("CHANNEL STATUS") == "CHANNEL STATUS"
+
+
+def test_command_get_data():
+    assert command("GET DATA", "ivr/national-id-enter", 6000, 20) == 'GET DATA "ivr/national-id-enter" "6000" "20"'
 
 
 def test_command_escapes_quotes_and_backslashes():

@@ -8,6 +8,8 @@ accusative tanween where it is written with an alif or on the counted noun
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 
 import pytest
 
@@ -26,6 +28,7 @@ from ivr.arabic import (
     number_words,
     strip_diacritics,
 )
+from ivr.arabic.numbers import FRAGMENT_SPEECH
 
 # (n, noun id, case, expected phrase)
 COUNT_CASES = [
@@ -378,3 +381,131 @@ def test_custom_noun():
         for case in CASES_TO_CHECK:
             assert " ".join(texts[f] for f in count_fragments(n, request, case)) == \
                 count_phrase(n, request, case)
+
+
+# ------------------------------------------------ vowelled text for the TTS
+
+TASHKEEL = re.compile("[\u064b-\u0652\u0670]")
+FATHATAN, SHADDA, ALEF, ALEF_WASLA = "\u064b", "\u0651", "\u0627", "\u0671"
+
+
+def written_form(speech: str) -> str:
+    """The spelling of FRAGMENT_TEXTS from a vowelled text: alef wasla is an
+    alif; the fathatan of a tanween alif goes after the alif (يَوْمًا -> يوماً)
+    and is kept, every other mark is removed."""
+    text = speech.replace(ALEF_WASLA, ALEF).replace(FATHATAN + ALEF, ALEF + FATHATAN)
+    return re.sub("[\u064c-\u0652\u0670]", "", text)
+
+
+def test_speech_covers_exactly_the_fragments():
+    assert list(FRAGMENT_SPEECH) == list(FRAGMENT_TEXTS)
+
+
+@pytest.mark.parametrize("fid", sorted(FRAGMENT_TEXTS))
+def test_speech_says_the_written_words(fid):
+    speech, text = FRAGMENT_SPEECH[fid], FRAGMENT_TEXTS[fid]
+    assert speech and speech == speech.strip() and "  " not in speech
+    assert written_form(speech) == text
+    plain = TASHKEEL.sub("", speech.replace(ALEF_WASLA, ALEF))
+    assert plain == strip_diacritics(text)
+    assert TASHKEEL.search(speech), "not vowelled"
+    if fid.startswith("wa-"):
+        assert speech.startswith("و\u064e")
+
+
+def test_speech_is_fully_vowelled():
+    """Every letter has its vowel or sukun, except the alifs and و/ي said as
+    long vowels (after damma/kasra)."""
+    for fid, speech in FRAGMENT_SPEECH.items():
+        for word in speech.split():
+            prev_vowel = ""
+            for i, ch in enumerate(word):
+                if TASHKEEL.match(ch):
+                    continue
+                marks = ""
+                for nxt in word[i + 1:]:
+                    if not TASHKEEL.match(nxt):
+                        break
+                    marks += nxt
+                long_vowel = (ch == "و" and prev_vowel == "\u064f") or (ch == "ي" and prev_vowel == "\u0650")
+                if ch not in "اآىٱ" and not long_vowel:
+                    assert marks, (fid, speech, i, ch)
+                prev_vowel = marks[-1:] if marks else ""
+
+
+def test_shadda_comes_before_its_vowel():
+    """espeak-ng loses the gemination or the vowel otherwise; NFC order would break it."""
+    for fid, speech in FRAGMENT_SPEECH.items():
+        assert not re.search(f"[\u064b-\u0650\u0652]{SHADDA}", speech), fid
+    assert SHADDA + "\u064e" in FRAGMENT_SPEECH["num-6-m"]  # سِتَّةٌ
+
+
+def test_hamzat_al_wasl():
+    assert FRAGMENT_SPEECH["num-2-m-nom"] == "اِثْنَانِ"      # after a pause: "ithnaani"
+    assert FRAGMENT_SPEECH["wa-num-2-m-nom"] == "وَٱثْنَانِ"  # after و: silent
+    assert FRAGMENT_SPEECH["wa-num-1-f-cpd"] == "وَإِحْدَى"   # hamzat qat' stays
+
+
+@pytest.mark.parametrize("fid, speech", [
+    ("num-100", "مِئَةُ"),
+    ("num-3-f", "ثَلَاثُ"),              # construct: ثَلَاثُ دَقَائِقَ
+    ("num-3-m", "ثَلَاثَةٌ"),            # digit / bare number
+    ("num-8-f", "ثَمَانِي"),
+    ("num-11-f", "إِحْدَى عَشْرَةَ"),
+    ("num-800", "ثَمَانِمِئَةِ"),
+    ("noun-day-acc", "يَوْمًا"),
+    ("noun-minute-dual-nom", "دَقِيقَتَانِ"),
+    ("noun-second-plural", "ثَوَانٍ"),
+    ("wa-num-20-nom", "وَعِشْرُونَ"),
+])
+def test_speech_examples(fid, speech):
+    assert FRAGMENT_SPEECH[fid] == speech
+
+
+def test_phrases_in_speech():
+    def say(frags):
+        return " ".join(FRAGMENT_SPEECH[f] for f in frags)
+    assert say(count_fragments(3, NOUNS["minute"])) == "ثَلَاثُ دَقَائِقَ"
+    assert say(count_fragments(11, NOUNS["minute"])) == "إِحْدَى عَشْرَةَ دَقِيقَةً"
+    assert say(count_fragments(21, NOUNS["day"])) == "وَاحِدٌ وَعِشْرُونَ يَوْمًا"
+    assert say(count_fragments(2, NOUNS["minute"])) == "دَقِيقَتَانِ"
+    assert say(digit_fragments("2980")) == "اِثْنَانِ تِسْعَةٌ ثَمَانِيَةٌ صِفْرٌ"
+
+
+def test_prompts_are_synthesized_from_the_vowelled_text():
+    from types import SimpleNamespace
+
+    from ivr.prompts import all_prompt_texts
+
+    texts = all_prompt_texts(SimpleNamespace(prompts={"num-0": "صفر مسجل", "welcome": "أهلاً"}))
+    for fid in FRAGMENT_TEXTS:
+        if fid != "num-0":
+            assert texts[fid] == FRAGMENT_SPEECH[fid], fid
+    assert texts["num-0"] == "صفر مسجل"   # the configuration still wins
+    assert texts["welcome"] == "أهلاً"
+
+
+ESPEAK = shutil.which("espeak-ng")
+
+
+def phonemes(text: str) -> str:
+    """espeak-ng's phonemes for text, without stress marks: مِئَةُ -> "mi?atu"."""
+    result = subprocess.run([ESPEAK, "-v", "ar", "-q", "-x", text],
+                            capture_output=True, text=True, timeout=10)
+    assert result.returncode == 0, result.stderr
+    return re.sub(r"[',_!%=\s]", "", result.stdout)
+
+
+@pytest.mark.skipif(ESPEAK is None, reason="espeak-ng is not installed")
+@pytest.mark.parametrize("fid, expected", [
+    ("num-100", r"^mi\?at"),            # مِئَةُ, not "m?t"
+    ("noun-day-acc", r"^jaum.*an$"),     # يَوْمًا, not "jwma:"
+    ("num-3-f", r"^Tala:T"),             # ثَلَاثُ
+    ("noun-minute-dual-nom", r"^daqi:qata:n"),  # دَقِيقَتَانِ
+    ("noun-second-plural", r"^Taua:n"),  # ثَوَانٍ, not "Tu:a:n"
+    ("num-6-m", r"^sit:a"),              # سِتَّةٌ: gemination and its vowel
+    ("wa-num-2-m-nom", r"^waTna:n"),     # وَٱثْنَانِ: the wasl alif is silent
+])
+def test_espeak_reads_the_vowels(fid, expected):
+    said = phonemes(FRAGMENT_SPEECH[fid])
+    assert re.search(expected, said), (fid, FRAGMENT_SPEECH[fid], said)

@@ -295,7 +295,8 @@ def test_queue_gosub_is_in_the_gosub_argument(rendered, config):
         named = queue_args(body, q.id)
         assert named["gosub"] == "ivr-agent-connect", named
         # The predial gosub on each agent channel adds the SIP headers.
-        assert named["options"] == "b(ivr-agent-predial^s^1)", named
+        # c: the caller stays when the agent hangs up (survey); b(): headers per agent channel.
+        assert named["options"] == "cb(ivr-agent-predial^s^1)", named
 
 
 # --- manager.conf ---------------------------------------------------------------------
@@ -387,7 +388,7 @@ def test_secret_file_is_private(config, tmp_path):
     assert store.ensure(config) is True
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     data = json.loads(path.read_text())
-    assert set(data) == {"ami:ivr_engine"} | {f"sip:{a.sip_username}" for a in config.agents}
+    assert set(data) == {"ami:ivr_engine", "hmac:national_id"} | {f"sip:{a.sip_username}" for a in config.agents}
     assert all(len(v) >= 32 for v in data.values())
     assert len(set(data.values())) == len(data)
 
@@ -405,6 +406,36 @@ def test_secret_ensure_is_idempotent(config, tmp_path):
     assert again.ami_secret(config) == ami
     for a in config.agents:
         assert again.agent_password(a.sip_username) == first.agent_password(a.sip_username)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_secret_national_id_key(config, tmp_path):
+    path = tmp_path / "s.json"
+    store = SecretStore(path)
+    store.ensure(config)
+    key = store.national_id_key()
+    assert isinstance(key, bytes) and len(key) >= 32
+    assert SecretStore(path).national_id_key() == key
+    assert key.decode() not in (store.ami_secret(config),
+                                *(store.agent_password(a.sip_username) for a in config.agents))
+
+
+def test_secret_ensure_adds_the_national_id_key_to_an_older_file(config, tmp_path):
+    # A secret file written before national ID entry existed: ensure adds the
+    # HMAC key and keeps every existing secret.
+    path = tmp_path / "s.json"
+    store = SecretStore(path)
+    store.ensure(config)
+    data = json.loads(path.read_text())
+    del data["hmac:national_id"]
+    path.write_text(json.dumps(data))
+    older = SecretStore(path)
+    with pytest.raises(KeyError, match="ivr setup"):
+        older.national_id_key()
+    assert older.ensure(config) is True
+    after = json.loads(path.read_text())
+    assert {k: after[k] for k in data} == data
+    assert SecretStore(path).national_id_key() == after["hmac:national_id"].encode()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
 

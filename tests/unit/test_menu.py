@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Mapping
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from ivr.arabic.numbers import digit_fragments
 from ivr.configuration import load_config
 from ivr.configuration.model import Menu, MenuOption
 from ivr.engine import HotlineHandler
 from ivr.flow.channel import CallerHungUp
 from ivr.flow.menu import ALL_KEYS, MenuWalk, Route, prompt_path, run_hotline
+from ivr.flow.national_id import ENTRY_TIMEOUT_SECONDS, MAX_DIGITS
 from metrics.registry import NO_REQUEST_TYPE, EngineMetrics, sample_sum
 from queues.call_state import MemoryCallStateStore
 
@@ -25,6 +28,18 @@ REQ_TAKAFUL = "ivr/request-types-takaful"
 INVALID = "ivr/invalid-option"
 NO_INPUT = "ivr/no-input"
 TRANSFER = "ivr/transfer"
+ID_ENTER = "ivr/national-id-enter"
+ID_INVALID = "ivr/national-id-invalid"
+ID_YOU_ENTERED = "ivr/national-id-you-entered"
+ID_CONFIRM = "ivr/national-id-confirm"
+
+# A structurally valid national ID: born 1990-01-01, registered in Assiut (25).
+VALID_ID = "29001012500015"
+# The handler's clock: Sunday 1 June 2025, 10:00 in Cairo (UTC+3), inside the
+# 1442 line's opening hours. IDs are judged against that Cairo date.
+NOW = datetime(2025, 6, 1, 7, 0, tzinfo=timezone.utc)
+TODAY = date(2025, 6, 1)
+NATIONAL_ID_KEY = b"unit-test-national-id-key"
 
 PROGRAMS_BY_KEY = {"1": "takaful_karama", "2": "services_card", "3": "nasser_bank",
                    "4": "addiction_fund", "5": "abnaa_misr", "6": "forsa"}
@@ -55,9 +70,10 @@ def with_menus(config, **menus: Menu):
 class ScriptedChannel:
     """A Channel whose caller presses keys from a script.
 
-    Each play() or wait_digit() call consumes the next script entry: a key,
-    None (the prompt ended / silence), or an exception instance to raise.
-    Running out of script is a test failure, not a silent None.
+    Each play(), wait_digit() or read_digits() call consumes the next script
+    entry: a key (for read_digits: the digits typed), None (the prompt ended /
+    silence), or an exception instance to raise. Running out of script is a
+    test failure, not a silent None.
     """
 
     def __init__(self, script, env: Mapping[str, str] | None = None):
@@ -85,6 +101,10 @@ class ScriptedChannel:
         self.calls.append(("wait", timeout_seconds))
         return self._next()
 
+    async def read_digits(self, prompt: str, timeout_seconds: float, max_digits: int) -> str | None:
+        self.calls.append(("read", prompt, timeout_seconds, max_digits))
+        return self._next()
+
     async def set_variable(self, name: str, value: str) -> None:
         self.calls.append(("set", name, value))
         self.variables[name] = value
@@ -95,7 +115,8 @@ class ScriptedChannel:
 
     @property
     def prompts(self) -> list[str]:
-        return [c[1] for c in self.calls if c[0] == "play"]
+        """Every prompt played, in order (GET DATA plays its prompt too)."""
+        return [c[1] for c in self.calls if c[0] in ("play", "read")]
 
     @property
     def remaining(self) -> int:
@@ -635,31 +656,51 @@ def make_handler(config, calls=None):
     registry = CollectorRegistry()
     metrics = EngineMetrics(config, registry=registry)
     store = RecordingStore(calls)
-    return HotlineHandler(config=config, metrics=metrics, store=store), registry, store
+    handler = HotlineHandler(config=config, metrics=metrics, store=store, national_id_key=NATIONAL_ID_KEY,
+                             clock=lambda: NOW)
+    return handler, registry, store
+
+
+def id_entry_script(digits: str = VALID_ID, confirm: str | None = "1") -> list:
+    """The caller's side of a national ID entry: the digits typed, the read-back
+    heard to its end, then ``confirm`` pressed during the confirmation prompt."""
+    return [digits, None, *[None] * len(digit_fragments(digits)), confirm]
+
+
+def id_entry_prompts(digits: str = VALID_ID) -> list[str]:
+    return [ID_ENTER, ID_YOU_ENTERED, *(prompt_path(f) for f in digit_fragments(digits)), ID_CONFIRM]
 
 
 def caller_name(config, program, request_type):
     return f"{config.program(program).name} - {config.request_type(request_type).name}"
 
 
-async def test_handler_stores_facts_and_sets_the_four_variables(config):
-    session = ScriptedChannel([None, "2", "2", None],
+async def test_handler_stores_facts_and_sets_the_variables(config):
+    # Services Card collects the national ID after the menus.
+    session = ScriptedChannel([None, "2", "2", *id_entry_script(), None],
                               env={"arg_1": "1442", "network_script": "hotline", "uniqueid": "1732467000.7"})
     handler, registry, store = make_handler(config, session.calls)
     assert menu_exits(registry, "services_card", "complaint", "choice") == 0
     await handler(session)
+    assert session.prompts == [WELCOME, MAIN, REQ, *id_entry_prompts(), TRANSFER]
     name = caller_name(config, "services_card", "complaint")
     assert name == "بطاقة الخدمات المتكاملة - شكوى"
     assert session.variables == {"IVR_QUEUE": "services_card", "__IVR_PROGRAM": "services_card",
-                                 "__IVR_REQUEST_TYPE": "complaint", "CALLERID(name)": name}
-    assert await store.facts("1732467000.7") == {"hotline": "1442", "program": "services_card",
-                                                 "request_type": "complaint"}
+                                 "__IVR_REQUEST_TYPE": "complaint", "__IVR_GOVERNORATE": "assiut",
+                                 "CALLERID(name)": name}
+    facts = await store.facts("1732467000.7")
+    assert facts == {"hotline": "1442", "program": "services_card", "request_type": "complaint",
+                     "governorate": "assiut", "national_id_hmac": facts["national_id_hmac"]}
+    assert VALID_ID not in facts.values()
     # Facts first (accounting needs them when the call joins the queue), then
     # IVR_QUEUE, the inherited variables and the caller name, then the transfer prompt.
     tail = [c for c in session.calls if c[0] in ("fact", "set")]
-    assert [c[0] for c in tail] == ["fact"] * 3 + ["set"] * 4
+    assert [c[0] for c in tail] == ["fact"] * 5 + ["set"] * 5
     assert [c[1] for c in tail if c[0] == "set"] == ["IVR_QUEUE", "__IVR_PROGRAM", "__IVR_REQUEST_TYPE",
-                                                     "CALLERID(name)"]
+                                                     "__IVR_GOVERNORATE", "CALLERID(name)"]
+    # The ID is collected before anything is stored or set.
+    first_fact = next(i for i, c in enumerate(session.calls) if c[0] == "fact")
+    assert [c for c in session.calls[first_fact:] if c[0] in ("play", "read", "wait")] == [("play", TRANSFER, "")]
     assert session.calls[-1] == ("play", TRANSFER, "")
     assert session.remaining == 0
     assert menu_exits(registry, "services_card", "complaint", "choice") == 1
@@ -671,11 +712,13 @@ async def test_handler_stores_facts_and_sets_the_four_variables(config):
 
 
 async def test_handler_takaful_grievance(config):
-    session = ScriptedChannel(["1", "4", None], env={"arg_1": "1442", "uniqueid": "u-1"})
+    session = ScriptedChannel(["1", "4", *id_entry_script(), None], env={"arg_1": "1442", "uniqueid": "u-1"})
     handler, registry, store = make_handler(config)
     await handler(session)
+    assert session.remaining == 0
     assert session.variables["IVR_QUEUE"] == "takaful_karama"
     assert session.variables["__IVR_REQUEST_TYPE"] == "grievance"
+    assert session.variables["__IVR_GOVERNORATE"] == "assiut"
     assert session.variables["CALLERID(name)"] == "تكافل وكرامة - تظلم من إيقاف الصرف"
     assert (await store.facts("u-1"))["request_type"] == "grievance"
     assert menu_exits(registry, "takaful_karama", "grievance", "choice") == 1
@@ -686,8 +729,9 @@ async def test_handler_fallback_after_retries_on_the_main_menu(config):
     handler, registry, store = make_handler(config)
     await handler(session)
     assert session.variables == {"IVR_QUEUE": "shared", "__IVR_PROGRAM": "", "__IVR_REQUEST_TYPE": "none",
-                                 "CALLERID(name)": config.hotline("1442").name}
-    assert await store.facts("u-2") == {"hotline": "1442", "program": "", "request_type": "none"}
+                                 "__IVR_GOVERNORATE": "unknown", "CALLERID(name)": config.hotline("1442").name}
+    assert await store.facts("u-2") == {"hotline": "1442", "program": "", "request_type": "none",
+                                        "governorate": "unknown"}
     # No "transferring you" promise after a failed menu.
     assert TRANSFER not in session.prompts
     assert session.remaining == 0
@@ -700,9 +744,10 @@ async def test_handler_fallback_after_retries_in_a_submenu(config):
     handler, registry, store = make_handler(config)
     await handler(session)
     assert session.variables == {"IVR_QUEUE": "nasser_bank", "__IVR_PROGRAM": "nasser_bank",
-                                 "__IVR_REQUEST_TYPE": "none",
+                                 "__IVR_REQUEST_TYPE": "none", "__IVR_GOVERNORATE": "unknown",
                                  "CALLERID(name)": config.program("nasser_bank").name}
-    assert await store.facts("u-3") == {"hotline": "1442", "program": "nasser_bank", "request_type": "none"}
+    assert await store.facts("u-3") == {"hotline": "1442", "program": "nasser_bank", "request_type": "none",
+                                        "governorate": "unknown"}
     assert TRANSFER not in session.prompts
     assert session.remaining == 0
     assert menu_exits(registry, "nasser_bank", NO_REQUEST_TYPE, "retries_exhausted") == 1
@@ -715,11 +760,37 @@ async def test_handler_direct_line(config):
     await handler(session)
     assert session.prompts == [REQ, TRANSFER]
     assert session.variables == {"IVR_QUEUE": "nasser_bank", "__IVR_PROGRAM": "nasser_bank",
-                                 "__IVR_REQUEST_TYPE": "complaint",
+                                 "__IVR_REQUEST_TYPE": "complaint", "__IVR_GOVERNORATE": "unknown",
                                  "CALLERID(name)": caller_name(config, "nasser_bank", "complaint")}
-    assert await store.facts("u-4") == {"hotline": "14403", "program": "nasser_bank", "request_type": "complaint"}
+    assert await store.facts("u-4") == {"hotline": "14403", "program": "nasser_bank", "request_type": "complaint",
+                                        "governorate": "unknown"}
     assert menu_exits(registry, "nasser_bank", "complaint", "choice", hotline="14403") == 1
     assert menu_exits(registry, "nasser_bank", "complaint", "choice", hotline="1442") == 0
+
+
+async def test_handler_retries_exhausted_in_an_id_programme_asks_no_id(config):
+    # The caller chose Takaful & Karama but no request type: no ID entry, the
+    # programme's queue at once.
+    session = ScriptedChannel([None, "1", "9", None, "9", None, "9"], env={"arg_1": "1442", "uniqueid": "u-8"})
+    handler, registry, store = make_handler(config)
+    await handler(session)
+    assert not [c for c in session.calls if c[0] == "read"]
+    assert ID_ENTER not in session.prompts
+    assert session.variables["IVR_QUEUE"] == "takaful_karama"
+    assert session.variables["__IVR_GOVERNORATE"] == "unknown"
+    assert "national_id_hmac" not in await store.facts("u-8")
+    assert session.remaining == 0
+
+
+async def test_handler_hangup_during_id_entry_sets_nothing(config):
+    session = ScriptedChannel([None, "1", "1", CallerHungUp("gone")], env={"arg_1": "1442", "uniqueid": "u-9"})
+    handler, registry, store = make_handler(config)
+    with pytest.raises(CallerHungUp):
+        await handler(session)
+    assert session.calls[-1] == ("read", ID_ENTER, ENTRY_TIMEOUT_SECONDS, MAX_DIGITS)
+    assert session.variables == {}
+    assert store.log == []
+    assert sample_sum(registry, "ivr_menu_exits_total") == 0
 
 
 async def test_handler_without_uniqueid_still_routes(config):
