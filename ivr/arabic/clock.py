@@ -16,7 +16,8 @@ HOUR_ORDINALS = {1: "الواحدة", 2: "الثانية", 3: "الثالثة", 
 PERIODS = {"morning": "صباحاً", "noon": "ظهراً", "afternoon": "عصراً", "evening": "مساءً", "night": "ليلاً"}
 QUARTERS = {15: "والربع", 30: "والنصف", 45: "إلا ربعاً"}
 WORDS = {"from": "من", "to": "إلى", "and": "و", "day": "يوم", "from-hour": "من الساعة",
-         "until-hour": "حتى الساعة", "and-day": "ويوم", "and-from": "ومن"}
+         "until-hour": "حتى الساعة", "and-day": "ويوم", "and-from": "ومن",
+         "and-from-hour": "ومن الساعة"}
 
 FRAGMENT_TEXTS: dict[str, str] = {
     **{f"day-{d}": name for d, name in DAY_NAMES.items()},
@@ -41,7 +42,7 @@ def _period(hour24: int) -> str:
 
 def time_fragments(hour24: int, minute: int) -> list[str]:
     """``8, 0`` -> الثامنة صباحاً; ``20, 30`` -> الثامنة والنصف مساءً; ``16, 45`` -> الخامسة إلا ربعاً عصراً."""
-    if minute not in (0, 15, 30, 45) or not 0 <= hour24 <= 24:
+    if minute not in (0, 15, 30, 45) or not 0 <= hour24 <= 24 or (hour24 == 24 and minute):
         raise ValueError(f"only quarter hours are said: {hour24:02d}:{minute:02d}")
     shown = hour24 + 1 if minute == 45 else hour24
     twelve = shown % 12 or 12

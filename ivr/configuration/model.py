@@ -192,7 +192,8 @@ class Menu(Frozen):
 
 
 Weekday = Literal["sat", "sun", "mon", "tue", "wed", "thu", "fri"]
-TimeRange = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):(00|15|30|45)-([01][0-9]|2[0-4]):(00|15|30|45)$")]
+TimeRange = Annotated[str, StringConstraints(
+    pattern=r"^([01][0-9]|2[0-3]):(00|15|30|45)-(([01][0-9]|2[0-3]):(00|15|30|45)|24:00)$")]
 
 
 class Schedule(Frozen):

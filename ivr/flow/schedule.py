@@ -56,6 +56,6 @@ def describe(schedule: Schedule) -> list[str]:
             fragments += ["word-and-from" if n else "word-from", f"day-{days[0]}", "word-to", f"day-{days[-1]}"]
         for m, r in enumerate(ranges):
             start, end = r.split("-")
-            fragments += ["word-from-hour", *time_fragments(*map(int, start.split(":"))),
+            fragments += ["word-and-from-hour" if m else "word-from-hour", *time_fragments(*map(int, start.split(":"))),
                           "word-until-hour", *time_fragments(*map(int, end.split(":")))]
     return fragments

@@ -17,9 +17,12 @@ ANSWER_TIMEOUT_SECONDS = 5.0
 async def run_survey(channel: Channel) -> int | None:
     """Ask for a rating; return 1..5, or None when the caller gave none."""
     for attempt in range(ATTEMPTS):
+        key = None
         if attempt:
-            await channel.play(prompt_path("invalid-option"), SCORES)
-        key = await channel.play(prompt_path("survey-question"), SCORES)
+            # A rating pressed during the apology counts.
+            key = await channel.play(prompt_path("invalid-option"), SCORES)
+        if key is None:
+            key = await channel.play(prompt_path("survey-question"), SCORES)
         if key is None:
             key = await channel.wait_digit(ANSWER_TIMEOUT_SECONDS)
         if key is not None and key in SCORES:

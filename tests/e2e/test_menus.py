@@ -51,3 +51,15 @@ def test_star_goes_back_to_the_main_menu(hotline):
     assert hotline.wait_metric("ivr_queue_offered_total", offered + 1, program="forsa",
                                request_type="service_request") == offered + 1
     assert caller.wait(timeout=60) == 0, caller.output()[-2000:]
+
+
+def test_three_wrong_keys_fall_back_to_the_programmes_queue_not_a_hang_up(hotline):
+    label = dict(program="abnaa_misr", request_type="none")
+    offered = hotline.metric("ivr_queue_offered_total", **label)
+    exhausted = hotline.metric("ivr_menu_exits_total", hotline="14405", outcome="retries_exhausted")
+    # The Abnaa Misr line's menu offers 1-3; 9 three times exhausts the retries.
+    caller = hotline.sipp.call(CallerScript(number="14405", keys=((1200, "9"), (4500, "9"), (4500, "9")),
+                                            hold_ms=12_000), target=hotline.carrier)
+    assert hotline.wait_metric("ivr_queue_offered_total", offered + 1, **label) == offered + 1
+    assert hotline.metric("ivr_menu_exits_total", hotline="14405", outcome="retries_exhausted") == exhausted + 1
+    assert caller.wait(timeout=60) == 0, caller.output()[-2000:]
