@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ivr.simulate.sipp import CallerScript, start_agent
+from ivr.simulate.sipp import CallerScript, start_agent, typed_keys
 
 pytestmark = pytest.mark.e2e
 
@@ -14,11 +14,14 @@ TAKAFUL_TYPES = {"1": "inquiry", "2": "complaint", "3": "service_request", "4": 
 def test_each_request_type_reaches_the_queue_with_its_label(hotline):
     before = {t: hotline.metric("ivr_queue_offered_total", program="takaful_karama", request_type=t)
               for t in TAKAFUL_TYPES.values()}
-    callers = [hotline.sipp.call(CallerScript(number="1442", keys=((1200, "1"), (2000, key)), hold_ms=16_000,
-                                              caller_id=f"022555020{key}"), target=hotline.carrier)
+    # Takaful & Karama asks for the national ID after the request type.
+    callers = [hotline.sipp.call(CallerScript(number="1442", keys=((1200, "1"), (2000, key))
+                                              + typed_keys("29001012500015", 2500) + ((2500, "1"),),
+                                              hold_ms=16_000, caller_id=f"022555020{key}"), target=hotline.carrier)
                for key in TAKAFUL_TYPES]
     for request_type in TAKAFUL_TYPES.values():
-        assert hotline.wait_metric("ivr_queue_offered_total", before[request_type] + 1, program="takaful_karama",
+        assert hotline.wait_metric("ivr_queue_offered_total", before[request_type] + 1, timeout=90,
+                                   program="takaful_karama",
                                    request_type=request_type) == before[request_type] + 1, request_type
     for caller in callers:
         assert caller.wait(timeout=60) == 0, caller.output()[-2000:]
