@@ -170,6 +170,36 @@ class SurveyHandler:
         log.info("survey %s: %s rated %s", program, session.describe(), label)
 
 
+def build_handlers(*, config: Config, metrics: EngineMetrics, store: CallStateStore, callbacks: CallbackStore,
+                   national_id_key: bytes, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+    """The AGI routes, shared by the FastAGI service and classic AGI."""
+    return {
+        "hotline": HotlineHandler(config=config, metrics=metrics, store=store, callbacks=callbacks,
+                                  national_id_key=national_id_key, clock=clock),
+        "survey": SurveyHandler(config=config, metrics=metrics, store=store),
+    }
+
+
+async def handlers_for(config: Config, *, national_id_key: bytes):
+    """Handlers for one classic-AGI call: Redis when reachable, else memory
+    (the call still works; only its facts are not shared)."""
+    from queues.call_state import MemoryCallStateStore
+
+    r = config.service.redis
+    client = aioredis.Redis(host=r.host, port=r.port, db=r.db, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        await client.ping()
+        store = RedisCallStateStore(client, prefix=r.key_prefix, ttl_seconds=r.call_state_ttl_seconds)
+        callbacks = RedisCallbackStore(client, prefix=r.key_prefix)
+    except RedisError as exc:
+        log.warning("Redis unreachable (%s): this call's facts stay in memory", exc)
+        store, callbacks = MemoryCallStateStore(), MemoryCallbackStore()
+    metrics = EngineMetrics(config)  # a private registry: nothing scrapes a per-call process
+    handlers = build_handlers(config=config, metrics=metrics, store=store, callbacks=callbacks,
+                              national_id_key=national_id_key)
+    return handlers, client.aclose
+
+
 class Engine:
     def __init__(self, *, config: Config, ami_secret: str | None, national_id_key: bytes = b"",
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc), enable_agi: bool = True,
@@ -186,12 +216,9 @@ class Engine:
         self.accounting = QueueAccounting(store=self.store, metrics=self.metrics)
         self.exporter = MetricsExporter(registry=self.metrics.registry, host=s.metrics.host, port=s.metrics.port)
         self.fastagi = FastAgiServer(
-            routes={
-                "hotline": HotlineHandler(
-                    config=config, metrics=self.metrics, store=self.store, national_id_key=national_id_key,
-                    callbacks=RedisCallbackStore(self.redis, prefix=s.redis.key_prefix), clock=clock),
-                "survey": SurveyHandler(config=config, metrics=self.metrics, store=self.store),
-            },
+            routes=build_handlers(config=config, metrics=self.metrics, store=self.store,
+                                  callbacks=RedisCallbackStore(self.redis, prefix=s.redis.key_prefix),
+                                  national_id_key=national_id_key, clock=clock),
             host=s.fastagi.host, port=s.fastagi.port,
             on_session_end=self.metrics.count_session, on_latency=self.metrics.observe_agi_command,
         ) if enable_agi else None
