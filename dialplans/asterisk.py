@@ -13,6 +13,7 @@ capabilities and cannot read its own configuration files.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -24,7 +25,11 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 DEBIAN_MIRROR = os.environ.get("IVR_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-PACKAGES = "asterisk,asterisk-modules"
+# python3-venv: the classic-AGI script (ivr-agi) runs inside the root, where
+# Asterisk can execute it.
+PACKAGES = "asterisk,asterisk-modules,python3-venv"
+# Where `ivr setup` installs the engine inside the root for classic AGI.
+CLASSIC_HOME = Path("/opt/ivr-hotline")
 
 
 class AsteriskError(RuntimeError):
@@ -93,6 +98,91 @@ class AsteriskInstall:
         # never mistaken for a good one.
         os.replace(tmp, self.root)
         progress("Asterisk root ready.")
+
+    def classic_agi_paths(self) -> dict[str, str]:
+        """Paths as Asterisk sees them: the ivr-agi script, its config and state."""
+        if not self.chrooted:
+            import sys
+
+            from ivr.paths import REPO_ROOT, Paths
+
+            return {"script": str(Path(sys.executable).with_name("ivr-agi")), "config": str(REPO_ROOT / "config"),
+                    "state": str(Paths.from_environment().state)}
+        return {"script": str(CLASSIC_HOME / "venv" / "bin" / "ivr-agi"), "config": str(CLASSIC_HOME / "config"),
+                "state": str(CLASSIC_HOME / "state")}
+
+    def install_classic_agi(self, repo_root: Path, secrets_file: Path, progress=print) -> None:
+        """Make ``ivr-agi`` runnable by Asterisk inside the root (idempotent).
+
+        The root gets python3-venv, the configuration, and a venv with the
+        engine installed from wheels prepared on the host; a stamp of the
+        source's content skips all that when nothing changed. The secrets file is copied (mode 600) because the
+        script hashes national IDs with the same key as the service.
+        """
+        if not self.chrooted:
+            return
+        home = self.root / CLASSIC_HOME.relative_to("/")
+        if not (self.root / "usr" / "bin" / "python3").exists():
+            progress("Installing python3 in the Asterisk root for classic AGI...")
+            # The mirror may serve an older sid snapshot: do not reject it for its date.
+            for cmd in (["apt-get", "-o", "Acquire::Check-Valid-Until=false", "update", "-q"],
+                        ["apt-get", "install", "-y", "-q", "--no-install-recommends", "python3-venv"]):
+                result = subprocess.run(["chroot", str(self.root), *cmd], capture_output=True, text=True,
+                                        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+                if result.returncode != 0:
+                    raise AsteriskError(f"{' '.join(cmd)} in the root failed: {result.stderr[-1500:]}")
+        digest = hashlib.sha256()
+        for folder in ("ivr", "dialplans", "queues", "metrics", "config"):
+            for path in sorted((repo_root / folder).rglob("*")):
+                if path.is_file() and "__pycache__" not in path.parts:
+                    digest.update(str(path.relative_to(repo_root)).encode() + path.read_bytes())
+        digest.update((repo_root / "pyproject.toml").read_bytes())
+        stamp = home / "installed.sha256"
+        if not stamp.exists() or stamp.read_text() != digest.hexdigest():
+            progress("Installing the engine in the Asterisk root for classic AGI...")
+            self._install_engine(repo_root, home)
+            stamp.write_text(digest.hexdigest())
+        state = home / "state"
+        state.mkdir(parents=True, exist_ok=True)
+        target = state / "secrets.json"
+        shutil.copyfile(secrets_file, target)
+        os.chmod(target, 0o600)
+
+    def _install_engine(self, repo_root: Path, home: Path) -> None:
+        # Wheels are fetched on the host, with the host's pip settings (its
+        # index and certificates), for the root's Python; the root then
+        # installs them offline. The root's own network setup never matters.
+        import sys
+        import tomllib
+
+        version = self._run_in_root(["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]).strip()
+        wheels = home / "wheels"
+        if wheels.exists():
+            shutil.rmtree(wheels)
+        wheels.mkdir(parents=True)
+        requirements = tomllib.loads((repo_root / "pyproject.toml").read_text())["project"]["dependencies"]
+        pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+        for cmd in ([*pip, "download", "-d", str(wheels), "--only-binary=:all:", "--python-version", version,
+                     "--implementation", "cp", "--platform", "manylinux_2_28_x86_64", "--platform",
+                     "manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64", *requirements],
+                    [*pip, "wheel", "--no-deps", "-w", str(wheels), str(repo_root)]):
+            result = subprocess.run(cmd, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise AsteriskError(f"preparing wheels for the root failed: {result.stderr[-1500:]}")
+        config = home / "config"
+        if config.exists():
+            shutil.rmtree(config)
+        shutil.copytree(repo_root / "config", config)
+        venv = CLASSIC_HOME / "venv"
+        self._run_in_root(["python3", "-m", "venv", "--clear", str(venv)])
+        self._run_in_root([str(venv / "bin" / "pip"), "install", "-q", "--no-index", "--find-links",
+                           str(CLASSIC_HOME / "wheels"), "ivr-hotline"])
+
+    def _run_in_root(self, cmd: list[str]) -> str:
+        result = subprocess.run(["chroot", str(self.root), *cmd], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise AsteriskError(f"{' '.join(cmd)} in the root failed: {result.stderr[-1500:]}")
+        return result.stdout
 
     def command(self, *args: str) -> list[str]:
         base = ["chroot", str(self.root), "asterisk"] if self.chrooted else ["asterisk"]

@@ -44,13 +44,13 @@ MODULES = [
 ]
 
 
-def render_all(config: Config, secrets: SecretStore) -> dict[str, str]:
+def render_all(config: Config, secrets: SecretStore, classic_agi: dict[str, str] | None = None) -> dict[str, str]:
     return {
         "asterisk.conf": render_asterisk_conf(),
         "modules.conf": render_modules(),
         "logger.conf": render_logger(),
         "pjsip.conf": render_pjsip(config, secrets),
-        "extensions.conf": render_extensions(config),
+        "extensions.conf": render_extensions(config, classic_agi),
         "queues.conf": render_queues(config),
         "manager.conf": render_manager(config, secrets),
         "musiconhold.conf": render_musiconhold(),
@@ -63,13 +63,14 @@ def render_all(config: Config, secrets: SecretStore) -> dict[str, str]:
     }
 
 
-def write_all(config: Config, secrets: SecretStore, root: Path) -> list[Path]:
+def write_all(config: Config, secrets: SecretStore, root: Path,
+              classic_agi: dict[str, str] | None = None) -> list[Path]:
     etc = root / "etc" / "asterisk"
     etc.mkdir(parents=True, exist_ok=True)
     # Debian's users.conf only produces a deprecation warning at each load.
     (etc / "users.conf").unlink(missing_ok=True)
     written = []
-    for name, text in render_all(config, secrets).items():
+    for name, text in render_all(config, secrets, classic_agi).items():
         path = etc / name
         if not path.exists() or path.read_text() != text:
             path.write_text(text)
@@ -202,9 +203,12 @@ remove_existing=yes
     return "\n".join(out)
 
 
-def render_extensions(config: Config) -> str:
+def render_extensions(config: Config, classic_agi: dict[str, str] | None = None) -> str:
     s = config.service
     agi = f"agi://{s.fastagi.host}:{s.fastagi.port}"
+    classic = classic_agi or {"script": "ivr-agi", "config": "config", "state": "state"}
+    # Classic AGI: the ivr-agi script, told where its files are as Asterisk sees them.
+    classic_cmd = f"{classic['script']},--config={classic['config']},--state={classic['state']}"
     carrier_addr = f"{s.carrier_sip.host}:{s.carrier_sip.port}"
     out = [HEADER]
     out.append(
@@ -221,6 +225,7 @@ clearglobalvars=yes
         out.append(
             f"exten => {h.number},1,Set(__IVR_HOTLINE={h.number})\n"
             f" same => n,Set(__IVR_FALLBACK={h.fallback_queue})\n"
+            f" same => n,Set(__IVR_AGI_MODE={h.agi})\n"
             f" same => n,Goto(ivr-answer,s,1)"
         )
     out.append(
@@ -244,7 +249,12 @@ exten => s,1,GotoIf($["${{CHANNEL(pjsip,local_addr)}}" != "{carrier_addr}"]?refu
  ; caller still goes to the hotline's fallback queue below. A FastAGI peer
  ; that drops the socket mid-call makes AGI() return -1, which would end the
  ; dialplan; TryExec keeps going, so the caller is queued all the same.
+ same => n,GotoIf($["${{IVR_AGI_MODE}}" = "classic"]?classic)
  same => n,TryExec(AGI({agi}/hotline,${{IVR_HOTLINE}}))
+ same => n,Goto(routed)
+ ; A hotline in classic mode: one ivr-agi process per call (pyst2), same flows.
+ same => n(classic),TryExec(AGI({classic_cmd},hotline,${{IVR_HOTLINE}}))
+ same => n(routed),NoOp(IVR done: AGISTATUS=${{AGISTATUS}})
  ; Outside opening hours the IVR has said so and offered a callback: end here.
  same => n,GotoIf($["${{IVR_ACTION}}" = "closed"]?closed,1)
  same => n,Set(IVR_TARGET=${{IF($[${{DIALPLAN_EXISTS(ivr-queue,${{IVR_QUEUE}},1)}}]?${{IVR_QUEUE}}:${{IVR_FALLBACK}})}})
@@ -278,7 +288,10 @@ exten => refuse,1,Log(NOTICE,Refused anonymous call on ${{CHANNEL(pjsip,local_ad
         f"""; After the agent hung up: the post-call survey (programmes with survey:
 ; true; the service returns at once for others), then the end of the call.
 [ivr-survey]
-exten => s,1,TryExec(AGI({agi}/survey,${{IVR_PROGRAM}}))
+exten => s,1,GotoIf($["${{IVR_AGI_MODE}}" = "classic"]?classic)
+ same => n,TryExec(AGI({agi}/survey,${{IVR_PROGRAM}}))
+ same => n,Hangup(16)
+ same => n(classic),TryExec(AGI({classic_cmd},survey,${{IVR_PROGRAM}}))
  same => n,Hangup(16)
 
 """ + """; Runs on each agent channel before it rings (Queue's b() option): the

@@ -71,6 +71,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a setup step that failed: say which, without a traceback
+        from dialplans.asterisk import AsteriskError
+        from ivr.prompts import PromptError
+
+        if isinstance(exc, (AsteriskError, PromptError)):
+            print(f"ivr {args.command}: {exc}", file=sys.stderr)
+            return 1
+        raise
 
 
 def cmd_check_config(args) -> int:
@@ -94,8 +102,10 @@ def setup(config: Config, config_dir: Path, paths: Paths, say=print):
     secrets = SecretStore(paths.secrets_file)
     if secrets.ensure(config):
         say(f"Generated credentials in {paths.secrets_file} (mode 600)")
-    write_all(config, secrets, asterisk.root)
+    write_all(config, secrets, asterisk.root, classic_agi=asterisk.classic_agi_paths())
     say(f"Asterisk configuration written to {asterisk.etc}")
+    if any(h.agi == "classic" for h in config.hotlines):
+        asterisk.install_classic_agi(REPO_ROOT, paths.secrets_file, progress=say)
     library = PromptLibrary(sounds_dir=asterisk.sounds, cache_dir=paths.prompt_cache,
                             overrides_dir=config_dir / "sounds" / config.service.language,
                             language=config.service.language, voice=config.service.tts_voice)

@@ -185,8 +185,13 @@ async def handlers_for(config: Config, *, national_id_key: bytes):
     (the call still works; only its facts are not shared)."""
     from queues.call_state import MemoryCallStateStore
 
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
     r = config.service.redis
-    client = aioredis.Redis(host=r.host, port=r.port, db=r.db, socket_timeout=2, socket_connect_timeout=2)
+    # No retries: a caller is waiting, and the call works without Redis.
+    client = aioredis.Redis(host=r.host, port=r.port, db=r.db, socket_timeout=1, socket_connect_timeout=1,
+                            retry=Retry(NoBackoff(), 0))
     try:
         await client.ping()
         store = RedisCallStateStore(client, prefix=r.key_prefix, ttl_seconds=r.call_state_ttl_seconds)

@@ -21,7 +21,7 @@ import os
 import sys
 from typing import Mapping
 
-from asterisk.agi import AGI, AGIAppError, AGIHangup
+from asterisk.agi import AGI, AGIAppError, AGIError, AGIHangup
 
 from ivr.flow.channel import CallerHungUp, PromptUnavailable
 
@@ -63,6 +63,10 @@ class PystChannel:
             if self._channel_gone():
                 raise CallerHungUp(self.describe()) from exc
             raise PromptUnavailable(str(exc)) from exc
+        except (AGIError, ValueError, OSError) as exc:
+            # Asterisk closed the pipe or sent something pyst2 cannot read: this
+            # call's flow ends here and the dialplan goes on (fallback queue).
+            raise CallerHungUp(f"{self.describe()}: {exc!r}") from exc
 
     def _channel_gone(self) -> bool:
         try:
@@ -88,14 +92,22 @@ def main(argv: list[str] | None = None) -> int:
     from ivr.configuration import load_config
     from ivr.paths import REPO_ROOT, Paths
 
-    argv = sys.argv[1:] if argv is None else argv
+    argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s ivr-agi: %(message)s")
+    # Leading --config=DIR / --state=DIR: where the engine's files are as
+    # Asterisk sees them (inside its root, they are not where the repo is).
+    options = {}
+    while argv and argv[0].startswith("--") and "=" in argv[0]:
+        key, _, value = argv.pop(0)[2:].partition("=")
+        options[key] = value
     if not argv:
-        print("usage: ivr-agi hotline <number> | survey <program>", file=sys.stderr)
+        print("usage: ivr-agi [--config=DIR] [--state=DIR] hotline <number> | survey <program>", file=sys.stderr)
         return 2
     route, args = argv[0], argv[1:]
-    config = load_config(os.environ.get("IVR_CONFIG_DIR") or REPO_ROOT / "config")
+    config = load_config(options.get("config") or os.environ.get("IVR_CONFIG_DIR") or REPO_ROOT / "config")
+    if "state" in options:
+        os.environ["IVR_STATE_DIR"] = options["state"]
     # pyst2 echoes the whole AGI environment (caller number included) on its
     # stderr; that must not reach a log, so it gets /dev/null.
     with open(os.devnull, "w") as quiet:

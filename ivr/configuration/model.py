@@ -234,6 +234,9 @@ class Hotline(Frozen):
         default=None, description="Said once the caller's choice is made, before the queue"
     )
     schedule: PromptId | None = Field(default=None, description="Opening hours (schedules.yaml); none: always open")
+    agi: Literal["fastagi", "classic"] = Field(
+        default="fastagi",
+        description="fastagi: the `ivr serve` service; classic: the ivr-agi script, one process per call")
 
 
 class Agent(Frozen):

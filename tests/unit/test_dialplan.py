@@ -204,9 +204,11 @@ def test_hotline_sets_fallback_and_enters_the_ivr(rendered, config):
 def test_agi_points_to_the_fastagi_service(rendered):
     answer = dialplan(rendered["extensions.conf"])["ivr-answer"]
     agi = [line for line in answer if "AGI(" in line]
-    assert len(agi) == 1
-    assert "AGI(agi://127.0.0.1:4573/hotline," in agi[0]
-    assert "${IVR_HOTLINE}" in agi[0]
+    # One FastAGI call, and one classic-AGI call for hotlines with agi: classic.
+    assert len(agi) == 2
+    assert "TryExec(AGI(agi://127.0.0.1:4573/hotline,${IVR_HOTLINE}))" in agi[0]
+    assert "n(classic),TryExec(AGI(ivr-agi,--config=config,--state=state,hotline,${IVR_HOTLINE}))" in agi[1]
+    assert any('GotoIf($["${IVR_AGI_MODE}" = "classic"]?classic)' in line for line in answer)
 
 
 def test_fallback_when_the_ivr_gives_no_queue(rendered):

@@ -87,9 +87,12 @@ def test_the_hotline_agi_runs_inside_tryexec(extensions):
 def test_survey_context(extensions):
     survey = context(extensions, "ivr-survey")
     s = extension(survey, "s")
-    assert s[0] == "exten => s,1,TryExec(AGI(agi://127.0.0.1:4573/survey,${IVR_PROGRAM}))"
-    assert re.fullmatch(r"same => n,Hangup\(\d*\)", s[1])
-    assert len(s) == 2
+    assert s[0] == 'exten => s,1,GotoIf($["${IVR_AGI_MODE}" = "classic"]?classic)'
+    assert s[1] == "same => n,TryExec(AGI(agi://127.0.0.1:4573/survey,${IVR_PROGRAM}))"
+    assert re.fullmatch(r"same => n,Hangup\(\d*\)", s[2])
+    assert s[3] == "same => n(classic),TryExec(AGI(ivr-agi,--config=config,--state=state,survey,${IVR_PROGRAM}))"
+    assert re.fullmatch(r"same => n,Hangup\(\d*\)", s[4])
+    assert len(s) == 5
     assert all(line.startswith("exten => s,") or line.startswith("same =>") for line in survey)
 
 
@@ -97,7 +100,7 @@ def test_survey_context_follows_the_fastagi_address(config):
     fastagi = config.service.fastagi.model_copy(update={"port": 4999})
     other = config.model_copy(update={"service": config.service.model_copy(update={"fastagi": fastagi})})
     s = extension(context(render_extensions(other), "ivr-survey"), "s")
-    assert "TryExec(AGI(agi://127.0.0.1:4999/survey,${IVR_PROGRAM}))" in s[0]
+    assert "TryExec(AGI(agi://127.0.0.1:4999/survey,${IVR_PROGRAM}))" in s[1]
 
 
 def test_every_queue_goes_to_the_survey_after_a_conversation(config, extensions):
