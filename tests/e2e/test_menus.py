@@ -66,3 +66,17 @@ def test_three_wrong_keys_fall_back_to_the_programmes_queue_not_a_hang_up(hotlin
     assert hotline.wait_metric("ivr_queue_offered_total", offered + 1, **label) == offered + 1
     assert hotline.metric("ivr_menu_exits_total", hotline="14405", outcome="retries_exhausted") == exhausted + 1
     assert caller.wait(timeout=60) == 0, caller.output()[-2000:]
+
+
+def test_silence_re_prompts_then_falls_back_to_the_programmes_queue(hotline):
+    label = dict(program="addiction_fund", request_type="none")
+    offered = hotline.metric("ivr_queue_offered_total", **label)
+    # A caller on the Addiction Fund line who never presses a key: the menu,
+    # "no input", the menu again... after the third silence, the queue.
+    caller = hotline.sipp.call(CallerScript(number="14404", hold_ms=100_000), target=hotline.carrier)
+    try:
+        assert hotline.wait_metric("ivr_queue_offered_total", offered + 1, timeout=120, **label) == offered + 1
+        assert hotline.metric("ivr_menu_exits_total", hotline="14404", program="addiction_fund",
+                              request_type="none", outcome="retries_exhausted") >= 1
+    finally:
+        caller.stop()
