@@ -13,7 +13,8 @@ import subprocess
 
 import pytest
 
-from ivr.arabic import (
+from ivr.arabic.numbers import (
+    FRAGMENT_SPEECH,
     FRAGMENT_TEXTS,
     NOUNS,
     Noun,
@@ -28,7 +29,6 @@ from ivr.arabic import (
     number_words,
     strip_diacritics,
 )
-from ivr.arabic.numbers import FRAGMENT_SPEECH
 
 # (n, noun id, case, expected phrase)
 COUNT_CASES = [
