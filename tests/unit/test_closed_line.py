@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from prometheus_client import CollectorRegistry
 
+from scripted_channel import ScriptedChannel
+
 from ivr.configuration import load_config
 from ivr.engine import HotlineHandler
 from ivr.flow.channel import CallerHungUp
@@ -39,50 +41,7 @@ OFFER = "ivr/closed-callback-offer"
 REGISTERED = "ivr/callback-registered"
 
 
-class FakeSession:
-    def __init__(self, script, env: Mapping[str, str] | None = None):
-        self._script = list(script)
-        self._env = dict(env or {})
-        self.calls: list[tuple] = []
-        self.variables: dict[str, str] = {}
-
-    @property
-    def env(self) -> Mapping[str, str]:
-        return self._env
-
-    def _next(self):
-        assert self._script, f"the flow asked for more input than scripted; calls so far: {self.calls}"
-        item = self._script.pop(0)
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    async def play(self, prompt: str, escape_digits: str = "") -> str | None:
-        self.calls.append(("play", prompt, escape_digits))
-        return self._next()
-
-    async def wait_digit(self, timeout_seconds: float) -> str | None:
-        self.calls.append(("wait", timeout_seconds))
-        return self._next()
-
-    async def read_digits(self, prompt: str, timeout_seconds: float, max_digits: int) -> str | None:
-        self.calls.append(("read", prompt, timeout_seconds, max_digits))
-        return self._next()
-
-    async def set_variable(self, name: str, value: str) -> None:
-        self.calls.append(("set", name, value))
-        self.variables[name] = value
-
-    def describe(self) -> str:
-        return f"fake session uid={self._env.get('uniqueid', '?')}"
-
-    @property
-    def prompts(self) -> list[str]:
-        return [c[1] for c in self.calls if c[0] in ("play", "read")]
-
-    @property
-    def remaining(self) -> int:
-        return len(self._script)
+FakeSession = ScriptedChannel
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,8 @@ from typing import Mapping
 import pytest
 from prometheus_client import CollectorRegistry
 
+from scripted_channel import ScriptedChannel
+
 from ivr.configuration import load_config
 from ivr.engine import SurveyHandler
 from ivr.flow.channel import CallerHungUp
@@ -23,54 +25,7 @@ THANKS = "ivr/survey-thanks"
 INVALID = "ivr/invalid-option"
 
 
-class FakeChannel:
-    """play() and wait_digit() each take the next scripted answer: a key, None, or an exception to raise."""
-
-    def __init__(self, script, env: Mapping[str, str] | None = None):
-        self._script = list(script)
-        self._env = dict(env or {})
-        self.calls: list[tuple] = []
-        self.variables: dict[str, str] = {}
-
-    @property
-    def env(self) -> Mapping[str, str]:
-        return self._env
-
-    def _next(self):
-        assert self._script, f"the flow asked for more input than scripted; calls so far: {self.calls}"
-        item = self._script.pop(0)
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    async def play(self, prompt: str, escape_digits: str = "") -> str | None:
-        self.calls.append(("play", prompt, escape_digits))
-        return self._next()
-
-    async def wait_digit(self, timeout_seconds: float) -> str | None:
-        self.calls.append(("wait", timeout_seconds))
-        return self._next()
-
-    async def read_digits(self, prompt: str, timeout_seconds: float, max_digits: int) -> str | None:
-        raise AssertionError("the survey never reads several digits")
-
-    async def set_variable(self, name: str, value: str) -> None:
-        self.calls.append(("set", name, value))
-        self.variables[name] = value
-
-    def describe(self) -> str:
-        return "fake session"
-
-    @property
-    def prompts(self) -> list[str]:
-        return [c[1] for c in self.calls if c[0] == "play"]
-
-    @property
-    def remaining(self) -> int:
-        return len(self._script)
-
-
-# --- run_survey ---------------------------------------------------------------------------
+FakeChannel = ScriptedChannel
 
 
 def test_constants():
