@@ -229,7 +229,10 @@ def hotline(tmp_path_factory):
         yield hotline
     finally:
         engine.stop(proxy.close())
-        # The test calls' journal must not be replayed into `make run`'s Redis.
+        # No test call may outlive the session, and their journal must not be
+        # replayed into `make run`'s Redis.
+        if asterisk.is_running():
+            asterisk.cli("channel request hangup all")
         _clear_journal(asterisk)
         if not was_running:
             asterisk.stop(proc)
