@@ -460,7 +460,7 @@ def fmt_ms(s: float) -> str:
 def describe_round(r: dict, total: int) -> str:
     if "failed" in r:
         return f"  {r['server']:<11} FAILED: {r['failed']} outcomes={r['outcomes']} logs={r['logs']}"
-    lat, first, con = r["latency"], r["first_command"], r["connect"]
+    lat, first = r["latency"], r["first_command"]
     text = (f"  {r['server']:<11} {r['ok']:>5}/{total} ok {r['sessions_per_s']:6.0f} sessions/s  "
             f"cmd p50/p95/p99 {fmt_ms(lat['p50'])}/{fmt_ms(lat['p95'])}/{fmt_ms(lat['p99'])} ms  "
             f"(1st cmd p95 {fmt_ms(first['p95'])})  "

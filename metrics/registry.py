@@ -13,8 +13,6 @@ from ivr.citizens.governorates import LABEL_VALUES as GOVERNORATE_LABELS
 from ivr.configuration import Config
 
 AGI_VERBS = ("STREAM", "WAIT", "SET", "GET", "CHANNEL", "other")
-SESSION_OUTCOMES = ("ok", "hangup", "unknown_route", "protocol_error", "connection_lost", "error", "cancelled")
-MENU_OUTCOMES = ("choice", "retries_exhausted")
 # The request_type label of a call whose caller chose none (fallback paths).
 NO_REQUEST_TYPE = "none"
 

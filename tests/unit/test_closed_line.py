@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from pathlib import Path
-from typing import Mapping
 from zoneinfo import ZoneInfo
 
 import pytest
