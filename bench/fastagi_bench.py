@@ -66,7 +66,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 HOST = "127.0.0.1"
 ROUTE = "hotline"
-HOTLINE = "1442"
+# The Nasser Social Bank direct line: one menu, no national ID, no opening
+# hours, so every session runs the same commands whatever the time of day.
+HOTLINE = "14403"
 CONNECT_TIMEOUT = 15.0     # per connect (a dropped SYN is retried after 1 s, 3 s, ...)
 SESSION_TIMEOUT = 20.0     # one session's conversation, after the connect
 ROUND_DEADLINE = 30.0      # the whole round, client side (at most)
@@ -295,10 +297,12 @@ class Ours:
         from ivr.configuration import load_config
         from ivr.engine import HotlineHandler
         from metrics.registry import EngineMetrics
+        from queues.call_state import MemoryCallStateStore
 
         config = load_config(REPO_ROOT / "config")
         self.metrics = EngineMetrics(config)
-        handler = HotlineHandler(config=config, metrics=self.metrics) if mode == "engine" else script_handler
+        handler = HotlineHandler(config=config, metrics=self.metrics, store=MemoryCallStateStore(),
+                                 national_id_key=b"bench" * 8) if mode == "engine" else script_handler
         self.outcomes: collections.Counter[str] = collections.Counter()
 
         def on_end(route: str, outcome: str) -> None:
@@ -562,7 +566,7 @@ def main() -> None:
     p.add_argument("--per-slot", type=int, default=3,
                    help="sessions each concurrent slot runs back to back (default 3)")
     p.add_argument("--handler", choices=("engine", "script"), default="engine",
-                   help="engine: ours runs ivr.engine.HotlineHandler, panoramisk replays its commands; "
+                   help="engine: ours runs ivr.engine.HotlineHandler (line 14403), panoramisk replays its commands; "
                         "script: both run the fixed five-command script")
     p.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the 100-session warm-up")
     p.add_argument("--json", help="also write every round's figures to this file")

@@ -1,0 +1,18 @@
+"""The benchmark keeps running as the engine changes (a small run, real sockets)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from ivr.paths import REPO_ROOT
+
+
+def test_the_fastagi_benchmark_completes_every_session():
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "bench" / "fastagi_bench.py"), "--sessions", "30", "--rounds", "1",
+         "--per-slot", "1", "--no-warmup", "--budget", "60"],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "rounds with errors or missing sessions: 0" in result.stdout
+    assert 'SET VARIABLE "IVR_QUEUE" "nasser_bank"' in result.stdout
