@@ -85,6 +85,8 @@ class ServiceSettings(Frozen):
     metrics: Listen = Listen(port=9108)
     carrier_sip: Listen = Listen(port=5080)
     agent_sip: Listen = Listen(port=5060)
+    # Where callbacks to citizens are sent (the carrier's SIP address).
+    carrier_outbound: Listen = Listen(port=5090)
     ami: AmiSettings = AmiSettings()
     redis: RedisSettings = RedisSettings()
     rtp_port_start: int = Field(default=10000, ge=1024, le=65000)
@@ -124,7 +126,22 @@ class Queue(Frozen):
     ring_timeout_seconds: int = Field(default=15, ge=5, le=120)
     retry_seconds: int = Field(default=2, ge=0, le=60)
     wrapup_seconds: int = Field(default=5, ge=0, le=600)
-    max_wait_seconds: int = Field(default=1800, ge=10, le=7200)
+    max_wait_seconds: int = Field(
+        default=1800, ge=10, le=7200,
+        description="After this long in the queue the caller is offered a callback or moved to the overflow queue")
+    max_callers: int = Field(default=0, ge=0, le=10000,
+                             description="Callers allowed to wait at once (0: no limit); beyond it, overflow")
+    overflow_queue: Identifier | None = Field(
+        default=None, description="Where callers go after max_wait_seconds or when max_callers is reached "
+        "and they decline a callback; none: they stay in this queue")
+    secondary_after_seconds: int = Field(
+        default=30, ge=0, le=3600,
+        description="Secondary-skill agents are rung once a caller has waited this long (0: at once)")
+    announce_every_seconds: int = Field(
+        default=60, ge=0, le=3600, description="Say position and estimated wait every N seconds (0: only on joining)")
+    default_handle_seconds: int = Field(
+        default=180, ge=10, le=7200,
+        description="Handle time assumed for wait estimates until the queue has answered calls of its own")
     served_by_all_agents: bool = False
 
     @model_validator(mode="after")
@@ -164,6 +181,16 @@ NATIONAL_ID_PROMPTS = ("national-id-enter", "national-id-invalid", "national-id-
 
 # Said by the post-call survey (ivr/flow/survey.py).
 SURVEY_PROMPTS = ("survey-question", "survey-thanks")
+
+# Said by queues, callbacks and agents' feature codes (queues/, ivr/flow/).
+DISTRIBUTION_PROMPTS = (
+    "queue-position-is", "queue-you-are-next", "queue-wait-about", "queue-wait-under-minute",
+    "queue-wait-unknown", "queue-callback-offer", "callback-number-is", "callback-confirm",
+    "callback-enter-number", "callback-invalid-number", "queue-callback-registered", "callback-intro",
+    "queue-overflow-offer", "agent-logged-in", "agent-logged-out", "agent-already-logged-in",
+    "agent-moved-phone", "agent-not-logged-in", "agent-paused", "agent-resumed", "agent-pause-reason",
+    "agent-unknown-reason", "agent-unknown", "agent-service-unavailable",
+)
 
 # `*` goes back one menu and `0` repeats the prompt, on every menu.
 RESERVED_KEYS = ("*", "0")
@@ -239,14 +266,116 @@ class Hotline(Frozen):
         description="fastagi: the `ivr serve` service; classic: the ivr-agi script, one process per call")
 
 
+SkillLevel = Literal["primary", "secondary"]
+# Member penalty per skill level: app_queue rings penalty 0 first; penalty 1
+# only once the queue rule raises the caller's maximum penalty.
+SKILL_PENALTY = {"primary": 0, "secondary": 1}
+
+
 class Agent(Frozen):
     id: Annotated[str, StringConstraints(pattern=r"^[0-9]{3,8}$")]
     name: str = Field(min_length=1)
-    programs: tuple[Identifier, ...] = Field(min_length=1)
+    skills: dict[Identifier, SkillLevel] = Field(
+        min_length=1, description="programme id -> primary or secondary")
 
     @property
     def sip_username(self) -> str:
         return f"agent{self.id}"
+
+    @property
+    def programs(self) -> tuple[str, ...]:
+        return tuple(self.skills)
+
+    @property
+    def interface(self) -> str:
+        return f"PJSIP/{self.sip_username}"
+
+
+class PauseReason(Frozen):
+    """Why an agent pauses; dialled after the pause feature code (e.g. *23 1)."""
+
+    code: Annotated[str, StringConstraints(pattern=r"^[1-9]$")]
+    id: Identifier
+    name: str = Field(min_length=1, description="Arabic name, said back to the agent")
+
+
+class FeatureCodes(Frozen):
+    """What agents dial from their softphone."""
+
+    login: Annotated[str, StringConstraints(pattern=r"^\*[0-9]{1,3}$")] = "*21"
+    logout: Annotated[str, StringConstraints(pattern=r"^\*[0-9]{1,3}$")] = "*22"
+    pause: Annotated[str, StringConstraints(pattern=r"^\*[0-9]{1,3}$")] = "*23"
+    resume: Annotated[str, StringConstraints(pattern=r"^\*[0-9]{1,3}$")] = "*24"
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "FeatureCodes":
+        codes = [self.login, self.logout, self.pause, self.resume]
+        for a in codes:
+            if sum(1 for b in codes if b.startswith(a)) > 1:
+                raise ValueError(f"feature code {a} is used twice or is the start of another one")
+        return self
+
+
+# The pause reason the engine itself uses for an agent who missed calls.
+AUTO_PAUSE_REASON = "no_answer"
+
+
+class AgentPolicy(Frozen):
+    """How agents work: feature codes, pause reasons, auto-pause."""
+
+    feature_codes: FeatureCodes = FeatureCodes()
+    pause_reasons: tuple[PauseReason, ...] = Field(min_length=1)
+    auto_pause_after_missed: int = Field(
+        default=2, ge=0, le=10, description="Pause an agent who lets this many calls in a row ring out (0: never)")
+
+    def pause_reason(self, code_or_id: str) -> PauseReason | None:
+        return next((r for r in self.pause_reasons if code_or_id in (r.code, r.id)), None)
+
+    @model_validator(mode="after")
+    def _unique(self) -> "AgentPolicy":
+        for field in ("code", "id"):
+            values = [getattr(r, field) for r in self.pause_reasons]
+            if len(set(values)) != len(values):
+                raise ValueError(f"pause reasons: duplicate {field}")
+        if any(r.id == AUTO_PAUSE_REASON for r in self.pause_reasons):
+            raise ValueError(f"pause reason id {AUTO_PAUSE_REASON!r} is kept for the engine's auto-pause")
+        return self
+
+
+class PriorityRule(Frozen):
+    """Raises a caller's queue priority when every condition given matches.
+
+    The highest priority of the matching rules wins; callers with a higher
+    priority are answered first (app_queue QUEUE_PRIO)."""
+
+    name: Identifier
+    priority: int = Field(ge=1, le=100)
+    program: Identifier | None = Field(default=None, description="Callers for this programme")
+    callback: bool = Field(default=False, description="A callback placed back in the queue (retry, after hours), "
+                           "or a caller who calls in while a callback is pending")
+    repeat_within_hours: int | None = Field(
+        default=None, ge=1, le=168, description="Callers who called the same line within this many hours")
+
+    @model_validator(mode="after")
+    def _has_condition(self) -> "PriorityRule":
+        if self.program is None and not self.callback and self.repeat_within_hours is None:
+            raise ValueError("a priority rule needs a condition: program, callback or repeat_within_hours")
+        return self
+
+
+class CallbackPolicy(Frozen):
+    """Queued callbacks (virtual hold) and after-hours callbacks."""
+
+    queue_key: Digit = Field(default="1", description="Key a waiting caller presses to be called back")
+    attempts: int = Field(default=3, ge=1, le=10, description="Calls to the citizen before giving up")
+    retry_after_seconds: int = Field(default=300, ge=5, le=86400)
+    ring_seconds: int = Field(default=30, ge=5, le=120, description="How long the citizen's phone rings")
+    max_pending: int = Field(default=10000, ge=1, description="Callbacks waiting at once; beyond it none is offered")
+
+
+class Distribution(Frozen):
+    priorities: tuple[PriorityRule, ...] = ()
+    callbacks: CallbackPolicy = CallbackPolicy()
 
 
 class Config(Frozen):
@@ -259,6 +388,9 @@ class Config(Frozen):
     schedules: dict[PromptId, Schedule] = {}
     hotlines: tuple[Hotline, ...] = Field(min_length=1)
     agents: tuple[Agent, ...] = ()
+    agent_policy: AgentPolicy = AgentPolicy(pause_reasons=(
+        PauseReason(code="1", id="break", name="استراحة"),))
+    distribution: Distribution = Distribution()
 
     def cross_reference_errors(self) -> list[tuple[tuple, str]]:
         """Errors pydantic cannot see field by field: ids that point nowhere.
@@ -331,9 +463,27 @@ class Config(Frozen):
                 if value is not None and value not in self.prompts:
                     errors.append((("schedules", name, field), f"unknown prompt {value!r}"))
         for i, a in enumerate(self.agents):
-            for j, prog in enumerate(a.programs):
+            for prog in a.skills:
                 if prog not in program_ids:
-                    errors.append((("agents", i, "programs", j), f"unknown program {prog!r}"))
+                    errors.append((("agents", i, "skills", prog), f"unknown program {prog!r}"))
+        for i, q in enumerate(self.queues):
+            if q.overflow_queue is not None:
+                target = self.queue(q.overflow_queue)
+                if target is None:
+                    errors.append((("queues", i, "overflow_queue"), f"unknown queue {q.overflow_queue!r}"))
+                elif target.max_callers:
+                    errors.append((("queues", i, "overflow_queue"),
+                                   f"overflow queue {target.id!r} must not have max_callers: "
+                                   "callers who overflow must always find room"))
+            if q.max_callers and q.overflow_queue is None:
+                errors.append((("queues", i, "max_callers"),
+                               "a queue with max_callers needs an overflow_queue for callers who find it full"))
+        for i, rule in enumerate(self.distribution.priorities):
+            if rule.program is not None and rule.program not in program_ids:
+                errors.append((("distribution", "priorities", i, "program"), f"unknown program {rule.program!r}"))
+        for prompt in DISTRIBUTION_PROMPTS:
+            if self.agents and prompt not in self.prompts:
+                errors.append((("prompts",), f"prompt {prompt!r} is needed for queues and agents"))
         return errors
 
     # Look-ups used on every call; the tuples are small, so a scan is cheapest.
@@ -355,7 +505,23 @@ class Config(Frozen):
     def queue_members(self, queue: Queue) -> tuple[Agent, ...]:
         if queue.served_by_all_agents:
             return self.agents
-        return tuple(a for a in self.agents if queue.program in a.programs)
+        return tuple(a for a in self.agents if queue.program in a.skills)
+
+    def agent_queues(self, agent: Agent) -> list[tuple[Queue, int]]:
+        """The queues an agent joins on login, with the member penalty of each."""
+        out = []
+        for q in self.queues:
+            if q.served_by_all_agents:
+                out.append((q, 0))
+            elif q.program in agent.skills:
+                out.append((q, SKILL_PENALTY[agent.skills[q.program]]))
+        return out
+
+    def agent(self, agent_id: str) -> Agent | None:
+        return next((a for a in self.agents if a.id == agent_id), None)
+
+    def agent_by_endpoint(self, endpoint: str) -> Agent | None:
+        return next((a for a in self.agents if a.sip_username == endpoint), None)
 
     def prompt_text(self, prompt_id: str) -> str:
         return self.prompts[prompt_id]

@@ -346,7 +346,8 @@ def test_removed_request_type_still_used_by_a_menu(cfg_dir: Path):
 def test_yaml_syntax_error_names_file_and_line(cfg_dir: Path):
     path = cfg_dir / "programs.yaml"
     # An unclosed flow mapping.
-    replace_in(path, "  - {id: forsa, program: forsa}", "  - {id: forsa, program: forsa")
+    replace_in(path, "  - {id: forsa, program: forsa, max_wait_seconds: 600, overflow_queue: shared}",
+               "  - {id: forsa, program: forsa, max_wait_seconds: 600, overflow_queue: shared")
     problems = problems_of(cfg_dir)
     assert len(problems) == 1
     problem = problems[0]
@@ -456,8 +457,8 @@ def test_missing_section_is_not_blamed_on_an_unrelated_file(cfg_dir: Path):
 
 def test_cross_reference_errors_point_at_the_right_line(cfg_dir: Path):
     path = cfg_dir / "agents.yaml"
-    replace_in(path, "programs: [nasser_bank]", "programs: [nasser_bnk]")
-    problem = find(problems_of(cfg_dir), "agents[1].programs[0]")
+    replace_in(path, "skills: {nasser_bank: primary,", "skills: {nasser_bnk: primary,")
+    problem = find(problems_of(cfg_dir), "agents[1].skills.nasser_bnk")
     assert problem.file.endswith("agents.yaml")
     assert problem.line == line_of(path, "nasser_bnk")
     assert "nasser_bnk" in problem.message
