@@ -98,7 +98,7 @@ def env_block(port: int, n: int) -> bytes:
         "agi_type: PJSIP",
         f"agi_uniqueid: 1700000000.{n}",
         "agi_version: 20.5.0",
-        "agi_callerid: 0225550100",
+        f"agi_callerid: 02{n % 10**8:08d}",  # a different caller each session (no repeat-caller priority)
         "agi_calleridname: unknown",
         "agi_callingpres: 0",
         "agi_callingani2: 0",

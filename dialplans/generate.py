@@ -37,7 +37,7 @@ MODULES = [
     "res_pjsip_caller_id", "res_pjsip_header_funcs", "res_pjsip_rfc3326", "res_pjsip_pubsub", "res_pjsip_logger",
     "res_rtp_asterisk", "codec_ulaw", "codec_alaw", "codec_a_mu",
     "format_wav", "format_pcm", "format_sln", "pbx_config", "res_agi", "res_speech",
-    "app_queue", "app_playback", "app_userevent", "app_stack", "app_verbose", "app_senddtmf",
+    "app_queue", "app_playback", "app_dial", "app_chanspy", "app_userevent", "app_stack", "app_verbose", "app_senddtmf",
     "app_db", "app_exec", "res_musiconhold", "func_channel", "func_cut", "func_strings", "func_logic",
     "func_callerid", "func_dialplan", "func_db", "func_global", "func_devstate",
     "bridge_simple", "bridge_native_rtp", "bridge_holding", "bridge_builtin_features",
@@ -52,6 +52,7 @@ def render_all(config: Config, secrets: SecretStore, classic_agi: dict[str, str]
         "pjsip.conf": render_pjsip(config, secrets),
         "extensions.conf": render_extensions(config, classic_agi),
         "queues.conf": render_queues(config),
+        "queuerules.conf": render_queuerules(config),
         "manager.conf": render_manager(config, secrets),
         "musiconhold.conf": render_musiconhold(),
         "rtp.conf": render_rtp(config),
@@ -165,6 +166,25 @@ media_address={s.carrier_sip.host}
 bind_rtp_to_media_address=yes
 allow_subscribe=no
 allow_transfer=no
+
+; Callbacks to citizens leave through the carrier (outbound only: nothing is
+; identified as this endpoint, so nothing comes in through it).
+[carrier-out]
+type=endpoint
+context=carrier-out-inbound
+{_codecs()}dtmf_mode=rfc4733
+language={s.language}
+transport=transport-carrier
+aors=carrier-out
+media_address={s.carrier_sip.host}
+bind_rtp_to_media_address=yes
+allow_subscribe=no
+allow_transfer=no
+send_pai=no
+
+[carrier-out]
+type=aor
+contact=sip:{s.carrier_outbound.host}:{s.carrier_outbound.port}
 """
     )
     for agent in config.agents:
@@ -266,23 +286,7 @@ exten => refuse,1,Log(NOTICE,Refused anonymous call on ${{CHANNEL(pjsip,local_ad
  same => n,Hangup(21)
 """
     )
-    out.append("; One extension per queue; the IVR can only send callers to these.\n[ivr-queue]")
-    for q in config.queues:
-        out.append(
-            f"exten => {q.id},1,Set(IVR_IN_QUEUE={q.id})\n"
-            # Asterisk 22: Queue(name,options,URL,announceoverride,timeout,AGI,gosub,...).
-            # c: when the agent hangs up, the caller stays (for the survey);
-            # b(): headers on each agent channel before it rings.
-            f" same => n,Queue({q.id},cb(ivr-agent-predial^s^1),,,{q.max_wait_seconds},,ivr-agent-connect)\n"
-            # Queue() returned. After a conversation (MEMBERINTERFACE set), the
-            # agent hung up: survey. Otherwise the caller left the queue alive
-            # (timeout, queue left empty...); QUEUESTATUS says why.
-            f" same => n,GotoIf($[\"${{MEMBERINTERFACE}}\" != \"\"]?ivr-survey,s,1)\n"
-            f" same => n,Set(IVR_IN_QUEUE=)\n"
-            f" same => n,UserEvent(IvrQueueExit,Queue: {q.id},QueueStatus: ${{QUEUESTATUS}},CallUid: ${{IVR_CALL_UID}})\n"
-            f" same => n,GotoIf($[\"{q.id}\" != \"${{IVR_FALLBACK}}\"]?ivr-queue,${{IVR_FALLBACK}},1)\n"
-            f" same => n,Hangup(16)"
-        )
+    out.append(render_queue_contexts(config, agi, classic_cmd))
     out.append("")
     out.append(
         f"""; After the agent hung up: the post-call survey (programmes with survey:
@@ -322,13 +326,12 @@ exten => s,1,UserEvent(IvrCallEnd,Hotline: ${IVR_HOTLINE},Queue: ${IVR_IN_QUEUE}
  same => n,DBdeltree({JOURNAL_FAMILY}${STRFTIME($[${EPOCH}-14400],UTC,%d%H)})
  same => n(done),Return()
 
-; Agents' softphones. Nothing here reaches another context or the outside;
-; feature codes (log in, pause) are added by the call-distribution work.
-[agents]
-exten => _X.,1,Log(NOTICE,Agent ${CHANNEL(endpoint)} dialled an unknown feature code)
- same => n,Hangup(1)
 """.replace("{JOURNAL_FAMILY}", JOURNAL_FAMILY)
     )
+    out.append("; The outbound carrier endpoint's context: nothing enters here.\n[carrier-out-inbound]\n"
+               "exten => _[0-9a-zA-Z*#+].,1,Hangup(21)\nexten => i,1,Hangup(21)\n")
+    out.append(render_callback_contexts(config))
+    out.append(render_agent_context(config, agi))
     return "\n".join(out)
 
 
@@ -336,7 +339,9 @@ def render_queues(config: Config) -> str:
     out = [
         HEADER,
         """[general]
-persistentmembers = no
+; Agents log in and out (AMI QueueAdd/QueueRemove from the engine); Asterisk
+; keeps the members across its own restarts.
+persistentmembers = yes
 autofill = yes
 shared_lastcall = yes
 log_membername_as_agent = yes
@@ -353,6 +358,12 @@ ringinuse = no
 ; Callers may wait while no agent is logged in: the queue fills as agents come.
 joinempty = yes
 leavewhenempty = no
+; Callers beyond max_callers are not queued (QUEUESTATUS=FULL): overflow.
+maxlen = {q.max_callers}
+; A waiting caller may press the callback key: see [ivr-queue-keys].
+context = ivr-queue-keys
+; Missed calls are counted by the engine, which pauses after repeated misses.
+autopause = no
 ; app_queue's own announcements speak English grammar (its say-number code has
 ; no Arabic); position and wait are announced by the engine instead.
 announce-frequency = 0
@@ -363,10 +374,7 @@ musicclass = default
 setinterfacevar = yes
 setqueueentryvar = yes"""
         )
-        for agent in config.queue_members(q):
-            iface = f"PJSIP/{agent.sip_username}"
-            out.append(f"member => {iface},0,{agent.name},{iface}")
-        out.append("")
+        out.append("; No static members: agents log in (ivr agents login, or *21 on the softphone).\n")
     return "\n".join(out)
 
 
@@ -380,14 +388,17 @@ displayconnects = no
 webenabled = no
 
 ; The engine's only AMI user. Least privilege: it reads call, agent (queue)
-; and user events, may run agent-class actions (queue membership) and read
-; reports (QueueStatus, DBGetTree of the call journal); nothing else.
+; and user events; writes agent (QueueAdd/Remove/Pause: log-in, pause),
+; reporting (QueueStatus, DBGetTree of the call journal, CoreShowChannels),
+; originate (callback placeholders and announcements, always into the
+; engine's own dialplan contexts, never an application) and call (Hangup of
+; an announcement that is no longer needed). No system or command class.
 [{ami.username}]
 secret = {secrets.ami_secret(config)}
 deny = 0.0.0.0/0.0.0.0
 permit = 127.0.0.1/255.255.255.255
 read = call,agent,user
-write = agent,reporting
+write = agent,reporting,originate,call
 writetimeout = 5000
 """
 
@@ -405,3 +416,185 @@ def render_rtp(config: Config) -> str:
 rtpstart = {s.rtp_port_start}
 rtpend = {s.rtp_port_end}
 """
+
+
+def _queue_timeout(q) -> str:
+    # A caller returning from the callback menu keeps their remaining wait.
+    return f"${{IF($[0${{IVR_QUEUE_TIMEOUT}} > 0]?${{IVR_QUEUE_TIMEOUT}}:{q.max_wait_seconds})}}"
+
+
+def render_queue_contexts(config: Config, agi: str, classic_cmd: str) -> str:
+    """[ivr-queue] (wait for an agent), [ivr-overflow] (limits reached) and
+    [ivr-queue-keys] (a key pressed while waiting). See docs/distribution.md."""
+    out = ["; One extension per queue; the IVR can only send callers to these.\n[ivr-queue]"]
+    for q in config.queues:
+        target = q.overflow_queue or q.id
+        out.append(
+            f"exten => {q.id},1,Set(IVR_IN_QUEUE={q.id})\n"
+            # Priority rules (set by the IVR): higher is answered first.
+            f" same => n,Set(QUEUE_PRIO=${{IF($[0${{IVR_PRIORITY}} > 0]?${{IVR_PRIORITY}}:0)}})\n"
+            f" same => n,Gosub(ivr-queue-skills,{q.id},1)\n"
+            f" same => n,Set(IVR_Q_TIMEOUT={_queue_timeout(q)})\n"
+            f" same => n,Set(IVR_Q_POSITION=${{IVR_QUEUE_POSITION}})\n"
+            f" same => n,Set(IVR_QUEUE_TIMEOUT=)\n"
+            f" same => n,Set(IVR_QUEUE_POSITION=)\n"
+            # Asterisk 22: Queue(name,options,URL,announceoverride,timeout,AGI,gosub,rule,position).
+            # c: when the agent hangs up, the caller stays (for the survey);
+            # b(): headers on each agent channel before it rings.
+            f" same => n,Queue({q.id},cb(ivr-agent-predial^s^1),,,${{IVR_Q_TIMEOUT}},,ivr-agent-connect,"
+            f"${{IVR_Q_RULE}},${{IVR_Q_POSITION}})\n"
+            # Queue() returned. After a conversation (MEMBERINTERFACE set), the
+            # agent hung up: survey. Otherwise the caller left the queue alive
+            # (max wait, queue full...); QUEUESTATUS says why.
+            f" same => n,GotoIf($[\"${{MEMBERINTERFACE}}\" != \"\"]?ivr-survey,s,1)\n"
+            f" same => n,Set(IVR_IN_QUEUE=)\n"
+            f" same => n,UserEvent(IvrQueueExit,Queue: {q.id},QueueStatus: ${{QUEUESTATUS}},CallUid: ${{IVR_CALL_UID}})\n"
+            f" same => n,GotoIf($[\"${{QUEUESTATUS}}\" = \"TIMEOUT\" | \"${{QUEUESTATUS}}\" = \"FULL\"]"
+            f"?ivr-overflow,{q.id},1)\n"
+            f" same => n,GotoIf($[\"{q.id}\" != \"${{IVR_FALLBACK}}\"]?ivr-queue,${{IVR_FALLBACK}},1)\n"
+            # The fallback queue itself could not take the caller: wait there again.
+            f" same => n,Wait(1)\n"
+            f" same => n,Goto(ivr-queue,{q.id},1)"
+        )
+    out.append("")
+    out.append("; Skills: primary agents (member penalty 0) only, until the queue rule\n"
+               "; skills-<queue> raises the maximum penalty to 1 after secondary_after_seconds.\n"
+               "[ivr-queue-skills]")
+    for q in config.queues:
+        if q.secondary_after_seconds:
+            out.append(f"exten => {q.id},1,Set(QUEUE_MAX_PENALTY=0)\n"
+                       f" same => n,Set(IVR_Q_RULE=skills-{q.id})\n"
+                       f" same => n,Return()")
+        else:
+            out.append(f"exten => {q.id},1,Set(IVR_Q_RULE=)\n same => n,Return()")
+    out.append("")
+    out.append(
+        "; A queue's limit was reached (max wait: TIMEOUT; max callers: FULL). The\n"
+        "; caller is offered a callback; otherwise, or without the engine, they go\n"
+        "; to the overflow queue (or back into the same one). Nobody is hung up on.\n"
+        "[ivr-overflow]"
+    )
+    for q in config.queues:
+        target = q.overflow_queue or q.id
+        out.append(
+            f"exten => {q.id},1,Set(IVR_ACTION=)\n"
+            f" same => n,TryExec(AGI({agi}/overflow,{q.id},${{QUEUESTATUS}}))\n"
+            f" same => n,GotoIf($[\"${{IVR_ACTION}}\" = \"callback\"]?ivr-overflow,done,1)\n"
+            f" same => n,Goto(ivr-queue,{target},1)"
+        )
+    out.append("exten => done,1,Hangup(16)\n")
+    key = config.distribution.callbacks.queue_key
+    out.append(
+        f"""; The queues' `context`: a waiting caller who presses {key} leaves Queue()
+; for the callback menu; IVR_IN_QUEUE stays set meanwhile (hanging up here is
+; an abandon). Registered: the call ends, the callback keeps the place.
+; Otherwise (or without the engine) the caller goes back to waiting.
+[ivr-queue-keys]
+exten => {key},1,Set(IVR_LEFT_QUEUE=${{IVR_IN_QUEUE}})
+ same => n,Set(IVR_ACTION=)
+ same => n,TryExec(AGI({agi}/callback,${{IVR_LEFT_QUEUE}}))
+ same => n,GotoIf($["${{IVR_ACTION}}" = "callback"]?done)
+ same => n,Goto(ivr-queue,${{IVR_LEFT_QUEUE}},1)
+ same => n(done),Set(IVR_IN_QUEUE=)
+ same => n,UserEvent(IvrQueueExit,Queue: ${{IVR_LEFT_QUEUE}},QueueStatus: CALLBACK,CallUid: ${{IVR_CALL_UID}})
+ same => n,Hangup(16)
+"""
+    )
+    return "\n".join(out)
+
+
+def render_callback_contexts(config: Config) -> str:
+    """Placeholders of queued callbacks and position announcements. Only AMI
+    Originate (the engine) enters these contexts: no carrier or agent context
+    reaches them (tests/unit/test_dialplan.py walks the dialplan to check)."""
+    return f"""; A queued callback's placeholder (the ;2 side of Local/<id>@ivr-callback-hold):
+; it waits in the queue in the citizen's place, and is never answered before
+; an agent takes it.
+[ivr-callback-hold]
+exten => _X!,1,Set(QUEUE_PRIO=${{IF($[0${{IVR_PRIORITY}} > 0]?${{IVR_PRIORITY}}:0)}})
+ same => n,Gosub(ivr-queue-skills,${{IVR_CB_QUEUE}},1)
+ same => n,Set(CALLERID(name)=callback ${{IVR_PROGRAM}})
+ same => n,Queue(${{IVR_CB_QUEUE}},b(ivr-agent-predial^s^1),,,${{IVR_CB_TIMEOUT}},,ivr-agent-connect,${{IVR_Q_RULE}},${{IVR_CB_POSITION}})
+ same => n,UserEvent(IvrCallbackResult,CallbackId: ${{EXTEN}},Stage: queue,Status: ${{QUEUESTATUS}},Member: ${{MEMBERINTERFACE}})
+ same => n,Hangup()
+
+; The placeholder's ;1 side, once an agent has answered: call the citizen.
+; How it ended is reported by the hang-up handler (it runs however the call
+; ends, e.g. when the agent hangs up after the conversation).
+[ivr-callback-dial]
+exten => _X!,1,Set(CHANNEL(hangup_handler_push)=ivr-callback-end,s,1(${{EXTEN}}))
+ same => n,GotoIf($[${{REGEX("^0[0-9]{{9,10}}$" ${{IVR_CB_NUMBER}})}}]?dial)
+ same => n,Set(DIALSTATUS=INVALIDNUMBER)
+ same => n,Hangup()
+ same => n(dial),Set(CALLERID(all)="${{IVR_HOTLINE}}" <${{IVR_HOTLINE}}>)
+ ; r: the agent hears ringing while the citizen's phone rings.
+ same => n,Dial(PJSIP/${{IVR_CB_NUMBER}}@carrier-out,${{IVR_CB_RING}},rU(ivr-callback-answered^${{EXTEN}}))
+ same => n,Hangup()
+
+[ivr-callback-end]
+exten => s,1,UserEvent(IvrCallbackResult,CallbackId: ${{ARG1}},Stage: dial,Status: ${{DIALSTATUS}})
+ same => n,Return()
+
+; On the citizen's channel when they answer, before they meet the agent
+; (Dial's U() option: Gosub to s,1 with the callback id as ARG1).
+[ivr-callback-answered]
+exten => s,1,UserEvent(IvrCallbackAnswered,CallbackId: ${{ARG1}})
+ same => n,Playback(ivr/callback-intro)
+ same => n,Return()
+
+; Position and wait announcements, whispered to a waiting caller: the ;2
+; side of Local/<n>@ivr-announce plays the fragments, the ;1 side whispers
+; what it hears into the caller's channel (ChanSpy w), who stays queued.
+[ivr-announce]
+exten => _X!,1,Answer()
+ same => n,Wait(0.3)
+ same => n,Playback(${{IVR_ANNOUNCE_FILES}})
+ same => n,UserEvent(IvrAnnounced,Queue: ${{IVR_ANNOUNCE_QUEUE}},CallUid: ${{IVR_ANNOUNCE_UID}},Status: ${{PLAYBACKSTATUS}})
+ same => n,Hangup()
+
+[ivr-announce-spy]
+exten => s,1,ChanSpy(${{IVR_ANNOUNCE_TARGET}},qwES)
+ same => n,Hangup()
+"""
+
+
+def render_agent_context(config: Config, agi: str) -> str:
+    codes = config.agent_policy.feature_codes
+    lines = [
+        "; Agents' softphones: feature codes only. Nothing here reaches a queue, a",
+        "; carrier or another context. Each code is answered in Arabic by the",
+        "; engine (FastAGI route `agent`); without the engine the agent hears so.",
+        "[agents]",
+    ]
+    args = "${CHANNEL(endpoint)}"
+    remote = "${CHANNEL(pjsip,remote_addr)}"
+    for action, code in (("login", codes.login), ("logout", codes.logout), ("resume", codes.resume),
+                         ("pause", codes.pause)):
+        lines.append(f"exten => {code},1,Answer()\n"
+                     f" same => n,TryExec(AGI({agi}/agent,{action},{args},,{remote}))\n"
+                     f" same => n,Goto(agents-done,${{AGISTATUS}},1)")
+    lines.append(f"exten => _{codes.pause}X,1,Answer()\n"
+                 f" same => n,TryExec(AGI({agi}/agent,pause,{args},${{EXTEN:{len(codes.pause)}}},{remote}))\n"
+                 f" same => n,Goto(agents-done,${{AGISTATUS}},1)")
+    lines.append(
+        "exten => _[0-9*#+].,1,Log(NOTICE,Agent ${CHANNEL(endpoint)} dialled an unknown feature code)\n"
+        " same => n,Answer()\n"
+        " same => n,Playback(ivr/invalid-option)\n"
+        " same => n,Hangup(16)\n"
+        "exten => i,1,Hangup(1)\n"
+        "\n[agents-done]\n"
+        "exten => SUCCESS,1,Hangup(16)\n"
+        "exten => _[A-Z].,1,Playback(ivr/agent-service-unavailable)\n"
+        " same => n,Hangup(16)\n"
+    )
+    return "\n".join(lines)
+
+
+def render_queuerules(config: Config) -> str:
+    """One rule per queue with secondary skills: after secondary_after_seconds
+    the caller's maximum member penalty becomes 1, so secondary agents ring."""
+    out = [HEADER]
+    for q in config.queues:
+        if q.secondary_after_seconds:
+            out.append(f"[skills-{q.id}]\npenaltychange => {q.secondary_after_seconds},1\n")
+    return "\n".join(out)

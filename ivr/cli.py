@@ -5,7 +5,8 @@
     ivr serve                the engine: FastAGI + AMI accounting + /metrics
     ivr run                  setup, then Redis + Asterisk + the engine until Ctrl-C
     ivr simulate --calls N   SIPp callers and agents against the running engine
-    ivr agents credentials   SIP accounts for the agents' softphones
+    ivr agents login|logout|pause|resume|list|credentials
+                             agents' state, and SIP accounts for their softphones
 """
 
 from __future__ import annotations
@@ -47,9 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("run", help="setup, start Redis and Asterisk, serve until Ctrl-C")
     _config_arg(p)
 
-    p = sub.add_parser("agents", help="agent accounts")
+    from ivr.agents_cli import AGENT_ACTIONS
+
+    p = sub.add_parser("agents", help="agents: log in/out, pause, resume, list, credentials")
     _config_arg(p)
-    p.add_argument("action", choices=["credentials"], help="credentials: print SIP accounts for softphones")
+    p.add_argument("action", choices=AGENT_ACTIONS,
+                   help="login|logout|pause|resume an agent, list them, or print their SIP credentials")
+    p.add_argument("agent", nargs="?", help="agent id, e.g. 1001 (login, logout, pause, resume)")
+    p.add_argument("--reason", help="pause reason id or code, e.g. break or 1 (pause)")
 
     p = sub.add_parser("simulate", help="place SIPp calls against the running engine")
     _config_arg(p)
@@ -213,21 +219,10 @@ def cmd_run(args) -> int:
 
 
 def cmd_agents(args) -> int:
-    from ivr.secrets import SecretStore
+    from ivr.agents_cli import run_agents_command
 
     config = load_config(args.config)
-    paths = Paths.from_environment()
-    secrets = SecretStore(paths.secrets_file)
-    sip = config.service.agent_sip
-    print(f"SIP server (registrar and proxy): {sip.host}:{sip.port} over UDP")
-    print(f"{'agent':<10}{'name':<22}{'username':<14}password")
-    for agent in config.agents:
-        try:
-            password = secrets.agent_password(agent.sip_username)
-        except KeyError:
-            password = "(not generated yet: run `ivr setup`)"
-        print(f"{agent.id:<10}{agent.name:<22}{agent.sip_username:<14}{password}")
-    return 0
+    return asyncio.run(run_agents_command(args, config, Paths.from_environment()))
 
 
 def cmd_simulate(args) -> int:

@@ -33,9 +33,17 @@ from ivr.flow.schedule import describe, is_open
 from ivr.flow.survey import run_survey
 from ivr.privacy import mask_number
 from queues.callbacks import CallbackStore, MemoryCallbackStore, RedisCallbackStore
+from queues.priority import (MemoryRecentCallers, RecentCallers, RedisRecentCallers, caller_priority,
+                             count_priority, hash_caller, keep_seconds)
 from metrics.exporter import MetricsExporter
 from metrics.registry import NO_REQUEST_TYPE, EngineMetrics
+from ivr.flow.agent_codes import AgentCodeHandler
+from ivr.flow.callback import OverflowHandler, QueueCallbackHandler
 from queues.accounting import QueueAccounting
+from queues.agents import AgentDesk, AgentState, AgentTracker, NoAmi, RedisAgentStateStore, derive_state, queues_of
+from queues.announcer import Announcer
+from queues.callbacks import CallbackDispatcher
+from queues.waiting import RedisWaitingStore, WaitingTracker, priority_from_call_state
 from queues.ami import AmiConnection
 from queues.call_state import CallStateStore, RedisCallStateStore
 from queues.journal import entries_to_events, journal_families
@@ -51,15 +59,19 @@ class HotlineHandler:
 
     def __init__(self, *, config: Config, metrics: EngineMetrics, store: CallStateStore,
                  callbacks: CallbackStore | None = None, national_id_key: bytes = b"",
+                 recent: RecentCallers | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         self._config = config
         self._metrics = metrics
         self._store = store
         self._callbacks = callbacks or MemoryCallbackStore()
+        self._recent = recent or MemoryRecentCallers(keep_seconds=keep_seconds(config))
         if not national_id_key and any(p.collect_national_id for p in config.programs):
             # Refuse at start-up rather than fail a caller after they typed their ID.
             raise ValueError("a national ID key is needed to hash IDs (SecretStore.national_id_key)")
         self._national_id_key = national_id_key
+        # Caller numbers are kept only as a keyed hash (repeat-caller rule).
+        self._caller_key = national_id_key or b"ivr-caller-numbers"
         self._clock = clock
 
     def _today(self) -> date:
@@ -91,15 +103,19 @@ class HotlineHandler:
         # The call's context first (accounting labels its queue events with
         # it), then the queue: if anything fails after this, the caller still
         # goes to the chosen queue.
+        priority, rule = await self._priority(session, hotline.number, route)
         if uid:
             facts = {"hotline": hotline.number, "program": route.program or "", "request_type": request_type,
-                     "governorate": governorate}
+                     "governorate": governorate, "priority": str(priority), "priority_rule": rule or ""}
             if national_id is not None:
                 # Only a keyed hash is kept; the ID itself is never stored or logged.
                 facts["national_id_hmac"] = hash_national_id(national_id.digits, self._national_id_key)
             for fact, value in facts.items():
                 await self._store.set_fact(uid, fact, value)
         await session.set_variable("IVR_QUEUE", route.queue)
+        if priority:  # unset means normal priority in the dialplan
+            await session.set_variable("IVR_PRIORITY", str(priority))
+        count_priority(self._metrics, queue=route.queue, rule=rule)
         await session.set_variable("__IVR_PROGRAM", route.program or "")
         await session.set_variable("__IVR_REQUEST_TYPE", request_type)
         await session.set_variable("__IVR_GOVERNORATE", governorate)
@@ -112,6 +128,26 @@ class HotlineHandler:
                  f", national ID {mask_national_id(national_id.digits)}" if national_id else "")
         if hotline.transfer_prompt and route.outcome == "choice":
             await session.play(prompt_path(hotline.transfer_prompt), "")
+
+    async def _priority(self, session: AgiSession, hotline: str, route: Route) -> tuple[int, str | None]:
+        """The caller's queue priority from the rules (distribution.yaml), then
+        this call is remembered for the repeat-caller rule. Never fails the call."""
+        try:
+            caller = hash_caller(session.env.get("callerid"), self._caller_key)
+        except ValueError:
+            caller = None
+        now = self._clock().timestamp()
+        try:
+            # The `callback` rule applies to callback placeholders (queues/callbacks.py).
+            result = await caller_priority(config=self._config, program=route.program, caller_hash=caller,
+                                           hotline=hotline, recent_store=self._recent, callback_pending=False,
+                                           now=now)
+            if caller:
+                await self._recent.record(hotline, caller, now)
+            return result
+        except Exception:
+            log.exception("priority rules failed for %s; normal priority", session.describe())
+            return 0, None
 
     async def _closed(self, session: AgiSession, hotline, schedule) -> None:
         """Outside hours: the closed message, the opening hours, a callback offer."""
@@ -171,11 +207,12 @@ class SurveyHandler:
 
 
 def build_handlers(*, config: Config, metrics: EngineMetrics, store: CallStateStore, callbacks: CallbackStore,
-                   national_id_key: bytes, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+                   national_id_key: bytes, recent: RecentCallers | None = None,
+                   clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
     """The AGI routes, shared by the FastAGI service and classic AGI."""
     return {
         "hotline": HotlineHandler(config=config, metrics=metrics, store=store, callbacks=callbacks,
-                                  national_id_key=national_id_key, clock=clock),
+                                  national_id_key=national_id_key, recent=recent, clock=clock),
         "survey": SurveyHandler(config=config, metrics=metrics, store=store),
     }
 
@@ -206,6 +243,13 @@ async def handlers_for(config: Config, *, national_id_key: bytes):
 
 
 class Engine:
+    """``ivr serve``: FastAGI routes, AMI consumers and /metrics, wired here.
+
+    AMI events go, in Asterisk's order, to every consumer: queue accounting,
+    agent state, the waiting callers, callbacks and announcements. Periodic
+    work: the agents gauge, callback placement, announcements.
+    """
+
     def __init__(self, *, config: Config, ami_secret: str | None, national_id_key: bytes = b"",
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc), enable_agi: bool = True,
                  enable_ami: bool = True, metrics: EngineMetrics | None = None,
@@ -213,39 +257,66 @@ class Engine:
         disable_created_metrics()
         self.config = config
         s = config.service
+        prefix = s.redis.key_prefix
+        self.clock = clock
         self.metrics = metrics or EngineMetrics(config)
         self.redis = redis_client or aioredis.Redis(host=s.redis.host, port=s.redis.port, db=s.redis.db,
                                                     socket_timeout=5, socket_connect_timeout=5)
-        self.store = RedisCallStateStore(self.redis, prefix=s.redis.key_prefix,
-                                         ttl_seconds=s.redis.call_state_ttl_seconds)
-        self.accounting = QueueAccounting(store=self.store, metrics=self.metrics)
+        self.store = RedisCallStateStore(self.redis, prefix=prefix, ttl_seconds=s.redis.call_state_ttl_seconds)
         self.exporter = MetricsExporter(registry=self.metrics.registry, host=s.metrics.host, port=s.metrics.port)
-        self.fastagi = FastAgiServer(
-            routes=build_handlers(config=config, metrics=self.metrics, store=self.store,
-                                  callbacks=RedisCallbackStore(self.redis, prefix=s.redis.key_prefix),
-                                  national_id_key=national_id_key, clock=clock),
-            host=s.fastagi.host, port=s.fastagi.port,
-            on_session_end=self.metrics.count_session, on_latency=self.metrics.observe_agi_command,
-        ) if enable_agi else None
         self.ami = AmiConnection(
             host=s.ami.host, port=s.ami.port, username=s.ami.username, secret=ami_secret or "",
             action_timeout=s.ami.action_timeout_seconds, ping_interval=s.ami.ping_interval_seconds,
             on_login=self._resync, on_state=lambda up: self.metrics.ami_connected.set(1 if up else 0),
         ) if enable_ami else None
+        ami = self.ami or NoAmi()
+        # --- the AMI consumers ------------------------------------------------
+        self.accounting = QueueAccounting(store=self.store, metrics=self.metrics)
+        self.agent_store = RedisAgentStateStore(self.redis, prefix=prefix)
+        self.agent_desk = AgentDesk(ami=ami, store=self.agent_store, config=config, metrics=self.metrics)
+        self.agent_tracker = AgentTracker(store=self.agent_store, config=config, metrics=self.metrics,
+                                          desk=self.agent_desk)
+        self.waiting = WaitingTracker(store=RedisWaitingStore(self.redis, prefix=prefix), config=config,
+                                      priority_of=priority_from_call_state(self.store))
+        self.announcer = Announcer(config=config, tracker=self.waiting, ami=ami, redis=self.redis,
+                                   agents_counts=self.agents_counts, metrics=self.metrics, prefix=prefix)
+        self.callbacks = RedisCallbackStore(self.redis, prefix=prefix)
+        self.dispatcher = CallbackDispatcher(config=config, metrics=self.metrics, store=self.callbacks, ami=ami,
+                                             clock=clock, call_state=self.store)
+        self.recent = RedisRecentCallers(self.redis, prefix=prefix, keep_seconds=keep_seconds(config))
+        self._consumers = (self.accounting, self.agent_tracker, self.waiting, self.dispatcher, self.announcer)
+        # --- the FastAGI routes -------------------------------------------------
+        routes = build_handlers(config=config, metrics=self.metrics, store=self.store, callbacks=self.callbacks,
+                                national_id_key=national_id_key, recent=self.recent, clock=clock)
+        routes["agent"] = AgentCodeHandler(config=config, desk=self.agent_desk)
+        callback_args = dict(config=config, metrics=self.metrics, callbacks=self.callbacks,
+                             place_of=self.place_of, call_state=self.store, clock=clock)
+        routes["callback"] = QueueCallbackHandler(**callback_args)
+        routes["overflow"] = OverflowHandler(**callback_args)
+        self.fastagi = FastAgiServer(
+            routes=routes, host=s.fastagi.host, port=s.fastagi.port,
+            on_session_end=self.metrics.count_session, on_latency=self.metrics.observe_agi_command,
+        ) if enable_agi else None
         self._tasks: list[asyncio.Task] = []
+        self._side_tasks: set[asyncio.Task] = set()
 
     async def start(self) -> None:
         self.exporter.start()
         if self.fastagi is not None:
             await self.fastagi.start()
+        self._tasks.append(asyncio.create_task(self.agent_tracker.run_gauge(interval=2.0), name="agents-gauge"))
         if self.ami is not None:
             await self.ami.start()
-            self._tasks.append(asyncio.create_task(self._consume_events(), name="ami-accounting"))
+            self._tasks += [
+                asyncio.create_task(self._consume_events(), name="ami-consumers"),
+                asyncio.create_task(self.dispatcher.run(interval=1.0), name="callbacks"),
+                asyncio.create_task(self._announce(), name="announcements"),
+            ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        for task in self._tasks + list(self._side_tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._side_tasks, return_exceptions=True)
         if self.ami is not None:
             await self.ami.close()
         if self.fastagi is not None:
@@ -253,38 +324,117 @@ class Engine:
         self.exporter.stop()
         await self.redis.aclose()
 
+    # --- live figures ---------------------------------------------------------
+    async def agents_counts(self, queue_id: str) -> tuple[int, int]:
+        """(agents serving the queue now, of whom idle): logged in to it, not
+        paused, softphone reachable. For wait estimates."""
+        now = self.clock().timestamp()
+        records = await self.agent_store.get_many(a.id for a in self.config.agents)
+        serving = idle = 0
+        for record in records.values():
+            if queue_id not in queues_of(record):
+                continue
+            state, reason = derive_state(record, now)
+            if state in (AgentState.OFFLINE, AgentState.PAUSED) or reason == "unreachable":
+                continue
+            serving += 1
+            idle += state is AgentState.AVAILABLE
+        return serving, idle
+
+    async def place_of(self, queue: str, uid: str) -> int | None:
+        """A caller's place in ``queue`` (1 = next), counted from the callers
+        still waiting: those of a higher priority, or of the same priority who
+        joined earlier, are ahead. Works after the caller left Queue()."""
+        facts = await self.store.facts(uid)
+        try:
+            joined = float(facts.get(f"offered:{queue}", "") or "nan")
+            priority = int(facts.get("priority") or 0)
+        except ValueError:
+            return None
+        if joined != joined:  # never joined: no place to keep
+            return None
+        now = self.clock().timestamp()
+        ahead = 0
+        for w in await self.waiting.waiting(queue):
+            if w.uid == uid:
+                continue
+            if w.priority > priority or (w.priority == priority and now - w.waited_s <= joined):
+                ahead += 1
+        return ahead + 1
+
+    # --- AMI --------------------------------------------------------------------
     async def _consume_events(self) -> None:
         assert self.ami is not None
         while True:
             event = await self.ami.events.get()
-            delay = 0.2
-            while True:
-                try:
-                    await self.accounting.handle(event)
-                    break
-                except RedisError as exc:
-                    # Keep the event and its order; nothing is counted twice
-                    # or lost while Redis is away.
-                    log.error("Redis unavailable while accounting %s (%s); retrying in %.1fs",
-                              event.get("Event"), exc, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
-                except Exception:
-                    log.exception("accounting failed on AMI event %s; event skipped", event.get("Event"))
-                    break
+            for consumer in self._consumers:
+                await self._deliver(consumer, event)
+            self._side_effects(event)
+
+    async def _deliver(self, consumer, event) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await consumer.handle(event)
+                return
+            except RedisError as exc:
+                # Keep the event and its order; nothing is counted twice
+                # or lost while Redis is away.
+                log.error("Redis unavailable while handling %s in %s (%s); retrying in %.1fs",
+                          event.get("Event"), type(consumer).__name__, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except Exception:
+                log.exception("%s failed on AMI event %s; event skipped", type(consumer).__name__,
+                              event.get("Event"))
+                return
+
+    def _side_effects(self, event) -> None:
+        """AMI actions an event calls for, run aside so that events keep flowing."""
+        name, uid, queue = event.get("Event"), event.get("Uniqueid", ""), event.get("Queue", "")
+        if name == "QueueCallerJoin" and uid and not uid.startswith("cb"):
+            self._aside(self._announce_join(queue, uid))
+        elif name == "AgentConnect" and uid:
+            self._aside(self.announcer.cancel(uid))
+
+    def _aside(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    async def _announce_join(self, queue: str, uid: str) -> None:
+        try:
+            said = await self.announcer.announce_join(queue, uid, offer=["queue-callback-offer"])
+            if said is not None:
+                position, wait = said
+                await self.store.set_fact(uid, f"announced:{queue}",
+                                          f"{position}|{'' if wait is None else round(wait, 1)}")
+        except Exception:
+            log.exception("join announcement for call %s in %s failed", uid, queue)
+
+    async def _announce(self) -> None:
+        while True:
+            await asyncio.sleep(3.0)
+            if self.ami is not None and self.ami.logged_in.is_set():
+                await self.announcer.tick()
 
     async def _resync(self) -> None:
         """After a (re)login: catch up on what happened while we were away.
 
         Callers who joined a queue meanwhile are still listed by QueueStatus;
         calls that ended meanwhile are in the dialplan's AstDB journal. Both go
-        through the same accounting, which counts each fact once.
+        through the same accounting, which counts each fact once. Agents and
+        waiting callers are rebuilt from the same QueueStatus; callbacks whose
+        placeholder vanished are placed again.
         """
         assert self.ami is not None
         if self.ami.logins > 1:
             self.metrics.ami_reconnects.inc()
-        replies = await self.ami.action({"Action": "QueueStatus"}, as_list=True, timeout=15)
-        entries = [dict(m) for m in (replies or []) if m.get("Event") == "QueueEntry"]
+        replies = [dict(m) for m in (await self.ami.action({"Action": "QueueStatus"}, as_list=True, timeout=15)
+                                     or [])]
+        entries = [m for m in replies if m.get("Event") == "QueueEntry"]
+        await self.agent_tracker.apply_queue_status(replies)
+        await self.waiting.resync(entries)
         for entry in entries:
             await self.ami.events.put({str(k): str(v) for k, v in entry.items()})
         ended = []
@@ -293,5 +443,8 @@ class Engine:
             ended += entries_to_events(dict(m) for m in (replies or []))
         for event in ended:
             await self.ami.events.put(event)
-        log.info("AMI re-sync: %d caller(s) waiting in queues, %d ended call(s) in the journal",
-                 len(entries), len(ended))
+        channels = await self.ami.action({"Action": "CoreShowChannels"}, as_list=True, timeout=15)
+        live = {m.get("Uniqueid", "") for m in (channels or []) if m.get("Event") == "CoreShowChannel"}
+        replaced = await self.dispatcher.recover(live)
+        log.info("AMI re-sync: %d caller(s) waiting in queues, %d ended call(s) in the journal, "
+                 "%d callback(s) placed again", len(entries), len(ended), len(replaced))

@@ -11,8 +11,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ivr.citizens.governorates import LABEL_VALUES as GOVERNORATE_LABELS
 from ivr.configuration import Config
+from ivr.configuration.model import AUTO_PAUSE_REASON
 
 AGI_VERBS = ("STREAM", "WAIT", "SET", "GET", "CHANNEL", "other")
+AGENT_STATES = ("offline", "available", "ringing", "on_call", "wrapup", "paused")
+CALLBACK_OUTCOMES = ("connected", "no_answer", "busy", "failed", "invalid_number", "cancelled")
 # The request_type label of a call whose caller chose none (fallback paths).
 NO_REQUEST_TYPE = "none"
 
@@ -85,6 +88,50 @@ class EngineMetrics:
         for kind in ("accounted", "duplicate", "ignored", "unknown_queue", "malformed"):
             self.ami_events.labels(kind=kind)
 
+        # --- call distribution (queues/) ---------------------------------
+        self.agents_by_state = Gauge(
+            "ivr_agents", "Agents by programme (a queue they serve) and state: offline, available, ringing, "
+            "on_call, wrapup, paused.", ["program", "state"], registry=r)
+        for q in self.queue_ids:
+            for state in AGENT_STATES:
+                self.agents_by_state.labels(program=q, state=state)
+        self.agent_pauses = Counter(
+            "ivr_agent_pauses", "Agent pauses by reason; no_answer is the engine's auto-pause.",
+            ["reason"], registry=r)
+        for reason in tuple(pr.id for pr in config.agent_policy.pause_reasons) + (AUTO_PAUSE_REASON,):
+            self.agent_pauses.labels(reason=reason)
+        self.agent_actions = Counter(
+            "ivr_agent_actions", "Agent log-in/log-out/pause/resume requests, by source (phone, cli) and result.",
+            ["action", "source", "result"], registry=r)
+        self.queue_priority_calls = Counter(
+            "ivr_queue_priority_calls", "Callers queued with a raised priority, by the rule that raised it.",
+            ["program", "rule"], registry=r)
+        self.queue_overflows = Counter(
+            "ivr_queue_overflows", "Callers who reached a queue's limit (reason: max_wait or full) and what they "
+            "chose (outcome: callback or overflow).", ["program", "reason", "outcome"], registry=r)
+        for q in self.queue_ids:
+            for reason in ("max_wait", "full"):
+                for outcome in ("callback", "overflow"):
+                    self.queue_overflows.labels(program=q, reason=reason, outcome=outcome)
+        self.queue_announcements = Counter(
+            "ivr_queue_announcements", "Position and wait announcements to waiting callers (kind: join, periodic).",
+            ["program", "kind"], registry=r)
+        self.queue_estimated_wait = Histogram(
+            "ivr_queue_estimated_wait_seconds", "Wait announced to callers when they joined a queue.",
+            ["program"], registry=r,
+            buckets=(15, 30, 60, 120, 180, 300, 600, 900, 1200, 1800, 3600))
+        self.callbacks = Counter(
+            "ivr_callbacks", "Callbacks that ended, by programme (queue) and outcome: connected, no_answer, busy, "
+            "failed, invalid_number, cancelled.", ["program", "outcome"], registry=r)
+        for q in self.queue_ids:
+            for outcome in CALLBACK_OUTCOMES:
+                self.callbacks.labels(program=q, outcome=outcome)
+        self.callbacks_pending = Gauge("ivr_callbacks_pending", "Callbacks not yet ended (waiting, queued or "
+                                       "dialling).", registry=r)
+        for h in config.hotlines:
+            for reason in ("queue", "overflow"):
+                self.callback_requests.labels(hotline=h.number, reason=reason)
+
     def observe_agi_command(self, verb: str, seconds: float) -> None:
         # Playback and digit waits last as long as the caller; they say
         # nothing about the service's speed.
@@ -93,7 +140,7 @@ class EngineMetrics:
         self.agi_command_seconds.labels(verb=verb if verb in AGI_VERBS else "other").observe(seconds)
 
     def count_session(self, route: str, outcome: str) -> None:
-        route = route if route in ("hotline", "survey") else "other"
+        route = route if route in ("hotline", "survey", "agent", "callback", "overflow") else "other"
         self.agi_sessions.labels(route=route, outcome=outcome).inc()
 
 

@@ -351,8 +351,8 @@ class PriorityRule(Frozen):
     name: Identifier
     priority: int = Field(ge=1, le=100)
     program: Identifier | None = Field(default=None, description="Callers for this programme")
-    callback: bool = Field(default=False, description="A callback placed back in the queue (retry, after hours), "
-                           "or a caller who calls in while a callback is pending")
+    callback: bool = Field(default=False, description="A callback placed in a queue again (a retry, or an "
+                           "after-hours callback when the line opens)")
     repeat_within_hours: int | None = Field(
         default=None, ge=1, le=168, description="Callers who called the same line within this many hours")
 

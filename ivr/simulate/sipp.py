@@ -322,3 +322,126 @@ def stop_agent(sipp: Sipp, agent: SippAgent, *, password: str, target: str) -> N
                      target=target)
     reg.wait(timeout=15)
     agent.uas.stop()
+
+
+def unanswering_agent_scenario(user: str) -> str:
+    """A softphone that rings and is never picked up: Asterisk gives up
+    (CANCEL) after the queue's ring timeout; we answer 200 to the CANCEL and
+    487 to the INVITE, as a real phone does."""
+    return f"""<?xml version="1.0" encoding="UTF-8" ?>
+<scenario name="agent {user} who does not answer">
+  <recv request="INVITE" crlf="true">
+    <action>
+      <ereg regexp="[0-9]+" search_in="hdr" header="CSeq:" assign_to="invite_cseq"/>
+    </action>
+  </recv>
+  <send><![CDATA[
+      SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:{user}@[local_ip]:[local_port]>
+      Content-Length: 0
+    ]]></send>
+  <recv request="CANCEL"/>
+  <send><![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]></send>
+  <send><![CDATA[
+      SIP/2.0 487 Request Terminated
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      CSeq: [$invite_cseq] INVITE
+      Content-Length: 0
+    ]]></send>
+  <recv request="ACK"/>
+  <Reference variables="invite_cseq"/>
+</scenario>
+"""
+
+
+def feature_code_scenario(user: str, password: str, code: str, hold_ms: int = 20_000) -> str:
+    """An agent's softphone dials a feature code (e.g. *21) with its digest
+    credentials, listens to the spoken confirmation, and the engine hangs up."""
+    def invite(cseq: int, auth: str) -> str:
+        return f"""  <send retrans="500"><![CDATA[
+      INVITE sip:{code}@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:{user}@[remote_ip]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:{code}@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: {cseq} INVITE
+      Contact: <sip:{user}@[local_ip]:[local_port]>
+      Max-Forwards: 70{auth}
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      {_SDP.replace(chr(10), chr(10) + '      ')}
+    ]]></send>"""
+
+    def ack(cseq: int) -> str:
+        return f"""  <send><![CDATA[
+      ACK sip:{code}@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:{user}@[remote_ip]>;tag=[pid]SIPpTag00[call_number]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: {cseq} ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]></send>"""
+
+    return "\n".join([
+        f'<?xml version="1.0" encoding="UTF-8" ?>\n<scenario name="feature code {code} by {user}">',
+        invite(1, ""),
+        '  <recv response="100" optional="true"/>',
+        '  <recv response="401" auth="true"/>',
+        ack(1),
+        invite(2, f"\n      [authentication username={user} password={password}]"),
+        '  <recv response="100" optional="true"/>',
+        '  <recv response="180" optional="true"/>',
+        '  <recv response="183" optional="true"/>',
+        '  <recv response="200" rtd="true"/>',
+        ack(2),
+        f'  <recv request="BYE" timeout="{hold_ms}"/>',
+        _OK_TO_BYE,
+        '  <label id="end"/>',
+        "</scenario>",
+    ]) + "\n"
+
+
+def dial_feature_code(sipp: Sipp, *, user: str, password: str, code: str, target: str,
+                      timeout: float = 40.0) -> SippProcess:
+    """Dial a feature code from an agent's account and wait for the engine to hang up."""
+    proc = sipp.start(f"code-{user}", feature_code_scenario(user, password, code), target=target)
+    proc.wait(timeout=timeout)
+    return proc
+
+
+def start_unanswering_agent(sipp: Sipp, *, user: str, password: str, target: str, calls: int = 100) -> SippAgent:
+    port = sipp.ports.take()
+    uas = sipp.start(f"agent-noanswer-{user}", unanswering_agent_scenario(user), target=None, port=port,
+                     calls=calls, timeout_s=3600)
+    time.sleep(0.2)
+    reg = sipp.start(f"register-{user}", register_scenario(user, password, port), target=target)
+    if reg.wait(timeout=15) != 0:
+        uas.stop()
+        raise RuntimeError(f"agent {user} could not register: {reg.output()[-800:]}")
+    return SippAgent(user, uas, port)
+
+
+def start_citizen_phone(sipp: Sipp, *, port: int, answer: bool = True, ring_ms: int = 1000,
+                        talk_ms: int = 5000, calls: int = 10) -> SippProcess:
+    """The citizen's phone behind the outbound carrier (callbacks ring here)."""
+    scenario = agent_scenario("citizen", ring_ms, talk_ms) if answer else unanswering_agent_scenario("citizen")
+    return sipp.start("citizen", scenario, target=None, port=port, calls=calls, timeout_s=3600)

@@ -1,55 +1,74 @@
-"""RedisCallbackStore against a real redis-server: callback requests in a stream."""
+"""RedisCallbackStore against a real redis-server: a callback request is a hash
+(<prefix>callback:<id>, id from <prefix>callbacks:seq), due in
+<prefix>callbacks:due, pending in <prefix>callbacks:active, and logged in the
+<prefix>callbacks stream."""
 
 from __future__ import annotations
 
-import re
 import time
 
 from queues.callbacks import RedisCallbackStore
 
-FIELDS = {"hotline", "number", "reason", "call_uid", "program", "requested_at"}
+STREAM_FIELDS = {"event", "id", "hotline", "number", "reason", "call_uid", "program", "queue", "requested_at"}
 
 
 def decode(fields: dict) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in fields.items()}
 
 
-async def test_request_appends_to_the_stream(redis_client):
+async def test_request_creates_the_callback_and_logs_it(redis_client):
     store = RedisCallbackStore(redis_client, prefix="ivr:")
     assert store.key == "ivr:callbacks"
     before = time.time()
-    entry_id = await store.request(hotline="1442", number="01001234567", reason="closed", call_uid="17.1")
+    callback_id = await store.request(hotline="1442", number="01001234567", reason="closed", call_uid="17.1")
     after = time.time()
-    assert isinstance(entry_id, str)
-    assert re.fullmatch(r"\d+-\d+", entry_id)
-    assert await redis_client.exists("ivr:callbacks") == 1
+    assert callback_id == "1"
     assert (await redis_client.type("ivr:callbacks")) == b"stream"
     entries = await redis_client.xrange("ivr:callbacks")
     assert len(entries) == 1
-    raw_id, fields = entries[0]
-    assert raw_id.decode() == entry_id
-    fields = decode(fields)
-    assert set(fields) == FIELDS
+    fields = decode(entries[0][1])
+    assert set(fields) == STREAM_FIELDS
+    assert fields["event"] == "requested" and fields["id"] == "1"
     assert fields["hotline"] == "1442"
     assert fields["number"] == "01001234567"
     assert fields["reason"] == "closed"
     assert fields["call_uid"] == "17.1"
-    assert fields["program"] == ""
+    assert fields["program"] == "" and fields["queue"] == ""
     assert before - 1 <= float(fields["requested_at"]) <= after + 1
+    raw = decode(await redis_client.hgetall("ivr:callback:1"))
+    assert raw["state"] == "waiting" and raw["attempts"] == "0" and raw["placement"] == "1"
+    assert raw["number"] == "01001234567" and raw["reason"] == "closed"
+    assert before - 1 <= await redis_client.zscore("ivr:callbacks:due", "1") <= after + 1
+    assert await redis_client.smembers("ivr:callbacks:active") == {b"1"}
+    assert await store.pending_count() == 1
+    cb = await store.get("1")
+    assert cb.number == "01001234567" and cb.state == "waiting" and cb.hotline == "1442"
+    assert "01001234567" not in repr(cb)
 
 
 async def test_two_requests(redis_client):
     store = RedisCallbackStore(redis_client, prefix="ivr:")
     first = await store.request(hotline="1442", number="0225551234", reason="closed", call_uid="a")
-    second = await store.request(hotline="1442", number="01112223334", reason="closed", call_uid="b",
-                                 program="nasser_bank")
-    assert first != second
+    second = await store.request(hotline="1442", number="01112223334", reason="queue", call_uid="b",
+                                 program="nasser_bank", queue="nasser_bank", position=3, priority=5)
+    assert (first, second) == ("1", "2")
     assert await redis_client.xlen("ivr:callbacks") == 2
     entries = await redis_client.xrange("ivr:callbacks")
-    assert [e[0].decode() for e in entries] == [first, second]  # in order
-    assert [decode(e[1])["call_uid"] for e in entries] == ["a", "b"]
+    assert [decode(e[1])["call_uid"] for e in entries] == ["a", "b"]  # in order
     assert decode(entries[1][1])["program"] == "nasser_bank"
     assert decode(entries[0][1])["number"] == "0225551234"
+    cb = await store.get(second)
+    assert (cb.queue, cb.position, cb.priority, cb.reason) == ("nasser_bank", 3, 5, "queue")
+    assert await store.active_ids() == ["1", "2"]
+
+
+async def test_numbers_are_stored_in_national_form(redis_client):
+    store = RedisCallbackStore(redis_client, prefix="ivr:")
+    callback_id = await store.request(hotline="1442", number="+20 100 123 4567", reason="closed", call_uid="c")
+    assert (await store.get(callback_id)).number == "01001234567"
+    # A caller ID that is no callable number is kept as given (ended as invalid_number later).
+    other = await store.request(hotline="1442", number="anonymous", reason="closed", call_uid="d")
+    assert (await store.get(other)).number == "anonymous"
 
 
 async def test_prefix_is_used(redis_client):
@@ -57,6 +76,8 @@ async def test_prefix_is_used(redis_client):
     await store.request(hotline="1442", number="0100", reason="closed", call_uid="c")
     assert store.key == "test:x:callbacks"
     assert await redis_client.xlen("test:x:callbacks") == 1
+    assert await redis_client.exists("test:x:callback:1", "test:x:callbacks:seq", "test:x:callbacks:due",
+                                     "test:x:callbacks:active") == 4
     assert await redis_client.exists("ivr:callbacks") == 0
 
 
@@ -64,28 +85,36 @@ async def test_default_prefix(redis_client):
     store = RedisCallbackStore(redis_client)
     await store.request(hotline="1442", number="0100", reason="closed", call_uid="d")
     assert await redis_client.xlen("ivr:callbacks") == 1
+    assert await redis_client.exists("ivr:callback:1") == 1
 
 
 async def test_arabic_and_empty_values_round_trip(redis_client):
     store = RedisCallbackStore(redis_client, prefix="ivr:")
-    await store.request(hotline="1442", number="", reason="مغلق", call_uid="")
+    callback_id = await store.request(hotline="1442", number="", reason="closed", call_uid="",
+                                      program="", request_type="استعلام")
     (_, fields), = await redis_client.xrange("ivr:callbacks")
     fields = {k.decode(): v.decode("utf-8") for k, v in fields.items()}
-    assert fields["reason"] == "مغلق"
     assert fields["number"] == ""
     assert fields["call_uid"] == ""
+    assert (await store.get(callback_id)).request_type == "استعلام"
 
 
-async def test_decoded_client_returns_the_id_as_is(redis_server):
+async def test_decoded_client_works_the_same(redis_server):
     import redis.asyncio as aioredis
 
     client = aioredis.Redis(host=redis_server.host, port=redis_server.port, decode_responses=True)
     try:
         await client.flushall()
         store = RedisCallbackStore(client, prefix="ivr:")
-        entry_id = await store.request(hotline="1442", number="0100", reason="closed", call_uid="e")
-        assert isinstance(entry_id, str) and re.fullmatch(r"\d+-\d+", entry_id)
-        assert (await client.xrange("ivr:callbacks"))[0][0] == entry_id
+        callback_id = await store.request(hotline="1442", number="0100", reason="closed", call_uid="e")
+        assert callback_id == "1"
+        assert (await client.xrange("ivr:callbacks"))[0][1]["id"] == "1"
+        claimed = await store.claim_due(time.time() + 1, 10)
+        assert [cb.id for cb in claimed] == ["1"] and claimed[0].state == "placing"
+        assert await store.transition("1", from_states=("placing",), state="done", changes={"outcome": "failed"},
+                                      event="failed")
+        assert (await store.get("1")).outcome == "failed"
+        assert await store.active_ids() == []
     finally:
         await client.flushall()
         await client.aclose()

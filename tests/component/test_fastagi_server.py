@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 from datetime import datetime, timezone
@@ -19,6 +20,7 @@ from queues.accounting import QueueAccounting
 from queues.call_state import MemoryCallStateStore
 
 TIMEOUT = 3.0          # upper bound for anything the test waits for
+CALLER_SERIAL = itertools.count(1234567)
 ENV_TIMEOUT = 0.5      # the server's bounds, kept small for the silence cases
 REPLY_TIMEOUT = 0.5
 
@@ -89,6 +91,9 @@ class FakeAsterisk:
         await self.send_raw("".join(line + "\n" for line in lines).encode())
 
     async def send_env(self, **overrides: str) -> None:
+        # Each session is a different caller unless the test says otherwise
+        # (the same number twice within a day is a repeat caller: priority 3).
+        overrides.setdefault("callerid", f"0100{next(CALLER_SERIAL):07d}")
         env = {**ENV, **overrides}
         await self.send(*(f"agi_{k}: {v}" for k, v in env.items()), "")
 
@@ -191,9 +196,11 @@ async def prompt(ast: FakeAsterisk, name: str, reply: str) -> None:
 
 async def expect_route(rig: Rig, ast: FakeAsterisk, queue: str, program: str | None,
                        request_type: str | None, hotline: str = "1442", governorate: str = "unknown") -> None:
-    """The five SET VARIABLEs, each answered with success. (ENV's caller is a
-    mobile: no governorate unless the caller gave a national ID.)"""
-    for name, value in (("IVR_QUEUE", queue), ("__IVR_PROGRAM", program or ""),
+    """The SET VARIABLEs, each answered with success. (ENV's caller is a
+    mobile: no governorate unless the caller gave a national ID.) Services
+    Card callers also get IVR_PRIORITY (distribution.yaml)."""
+    priority = (("IVR_PRIORITY", "5"),) if program == "services_card" else ()
+    for name, value in (("IVR_QUEUE", queue), *priority, ("__IVR_PROGRAM", program or ""),
                         ("__IVR_REQUEST_TYPE", request_type or "none"),
                         ("__IVR_GOVERNORATE", governorate),
                         ("CALLERID(name)", rig.caller_name(program, request_type, hotline))):
@@ -219,7 +226,14 @@ async def answer_id_entry(ast: FakeAsterisk, digits: str = VALID_ID, get_data_re
 def id_facts(program: str, request_type: str, digits: str = VALID_ID, governorate: str = "assiut",
              hotline: str = "1442") -> dict[str, str]:
     return {"hotline": hotline, "program": program, "request_type": request_type, "governorate": governorate,
-            "national_id_hmac": hash_national_id(digits, NATIONAL_ID_KEY)}
+            **priority_facts(program), "national_id_hmac": hash_national_id(digits, NATIONAL_ID_KEY)}
+
+
+def priority_facts(program: str | None) -> dict[str, str]:
+    """The priority the rules give a first-time caller (distribution.yaml)."""
+    if program == "services_card":
+        return {"priority": "5", "priority_rule": "services_card"}
+    return {"priority": "0", "priority_rule": ""}
 
 
 async def expect_transfer(ast: FakeAsterisk) -> None:
@@ -282,7 +296,9 @@ async def test_menu_choice_with_national_id_sets_the_queue(rig):
     assert ast.commands[2] == 'STREAM FILE "ivr/request-types" "0123456789*#"'
     assert ast.commands[3] == 'GET DATA "ivr/national-id-enter" "6000" "20"'
     sets = [c for c in ast.commands if c.startswith("SET VARIABLE")]
-    assert sets == ['SET VARIABLE "IVR_QUEUE" "services_card"', 'SET VARIABLE "__IVR_PROGRAM" "services_card"',
+    # Services Card callers are answered first (priority rule, distribution.yaml).
+    assert sets == ['SET VARIABLE "IVR_QUEUE" "services_card"', 'SET VARIABLE "IVR_PRIORITY" "5"',
+                    'SET VARIABLE "__IVR_PROGRAM" "services_card"',
                     'SET VARIABLE "__IVR_REQUEST_TYPE" "complaint"', 'SET VARIABLE "__IVR_GOVERNORATE" "assiut"',
                     'SET VARIABLE "CALLERID(name)" "بطاقة الخدمات المتكاملة - شكوى"']
     # Every prompt before the variables, the transfer prompt after them.
@@ -380,7 +396,7 @@ async def test_wrong_keys_fall_back_to_shared(rig):
     assert await rig.outcome() == ("hotline", "ok")
     assert rig.menu_exits("shared", "none", "retries_exhausted") == 1
     assert await rig.store.facts(ENV["uniqueid"]) == {"hotline": "1442", "program": "", "request_type": "none",
-                                                      "governorate": "unknown"}
+                                                      "governorate": "unknown", **priority_facts(None)}
 
 
 async def test_wrong_keys_in_a_programme_menu_go_to_its_queue(rig):
@@ -412,7 +428,8 @@ async def test_direct_line_starts_in_the_programme_menu(rig):
     assert rig.menu_exits("nasser_bank", "complaint", "choice", hotline="14403") == 1
     assert rig.menu_exits("nasser_bank", "complaint", "choice", hotline="1442") == 0
     assert await rig.store.facts("1732467000.9") == {
-        "hotline": "14403", "program": "nasser_bank", "request_type": "complaint", "governorate": "unknown"}
+        "hotline": "14403", "program": "nasser_bank", "request_type": "complaint", "governorate": "unknown",
+        **priority_facts("nasser_bank")}
 
 
 async def test_unknown_hotline_number_ends_without_commands(rig):
@@ -561,7 +578,8 @@ async def test_national_id_leading_zero_entry_is_kept_and_rejected(rig, caplog):
     await expect_transfer(ast)
     assert await rig.outcome() == ("hotline", "ok")
     assert await rig.store.facts("1732467000.53") == {
-        "hotline": "14401", "program": "takaful_karama", "request_type": "inquiry", "governorate": "unknown"}
+        "hotline": "14401", "program": "takaful_karama", "request_type": "inquiry", "governorate": "unknown",
+        **priority_facts("takaful_karama")}
     assert (rig.id_entries("invalid"), rig.id_entries("gave_up")) == (3, 1)
     rejected = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
     assert len(rejected) == 3
@@ -835,7 +853,8 @@ async def test_concurrent_sessions(rig):
     assert len(results) == 4
     assert rig.sessions("hotline", "ok") == 4
     for program, request_type, uid in calls:
-        expected = {"hotline": "1442", "program": program, "request_type": request_type, "governorate": "unknown"}
+        expected = {"hotline": "1442", "program": program, "request_type": request_type, "governorate": "unknown",
+                    **priority_facts(program)}
         if program in ID_PROGRAMS:
             expected = id_facts(program, request_type)
         assert await rig.store.facts(uid) == expected

@@ -50,6 +50,34 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def e2e_config(config):
+    """The shipped configuration with shorter timings where a test would
+    otherwise wait for minutes (a queue's 10-minute max wait, say).
+
+    * forsa: a caller overflows after 25 s; an agent's phone rings 6 s.
+    * abnaa_misr: wait estimates start from a 12 s handle time; no wrap-up;
+      announcements every 15 s.
+    """
+    changes = {
+        "forsa": {"max_wait_seconds": 25, "ring_timeout_seconds": 6, "retry_seconds": 1},
+        "abnaa_misr": {"default_handle_seconds": 12, "wrapup_seconds": 0, "announce_every_seconds": 15},
+    }
+    queues = tuple(q.model_copy(update=changes.get(q.id, {})) for q in config.queues)
+    return config.model_copy(update={"queues": queues})
+
+
+def _clear_members(asterisk: AsteriskInstall) -> None:
+    if asterisk.is_running():
+        asterisk.cli("database deltree Queue/PersistentMembers")
+        for line in asterisk.cli("queue show").splitlines():
+            line = line.strip()
+            if line.startswith("PJSIP/agent"):
+                iface = line.split()[0]
+                for q in ("takaful_karama", "services_card", "nasser_bank", "addiction_fund", "abnaa_misr",
+                          "forsa", "shared"):
+                    asterisk.cli(f"queue remove member {iface} from {q}")
+
+
 def _clear_journal(asterisk: AsteriskInstall) -> None:
     if asterisk.is_running():
         for family in journal_families():
@@ -186,13 +214,13 @@ def hotline(tmp_path_factory):
     missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None]
     if missing:
         pytest.fail(f"end-to-end tests need {', '.join(missing)}: run `make test`, which installs them")
-    base = load_config(REPO_ROOT / "config")
+    base = e2e_config(load_config(REPO_ROOT / "config"))
     s = base.service
     busy = [p for p in (s.fastagi.port, s.metrics.port) if not port_is_free(p)]
     if busy:
         pytest.fail(f"ports {busy} are in use (is `make run` running?); stop it before the end-to-end tests")
     paths = Paths.from_environment()
-    # Asterisk gets the configuration as shipped.
+    # Asterisk gets the configuration as shipped, with the few test timings above.
     asterisk, secrets = setup(base, REPO_ROOT / "config", paths, say=lambda *_: None)
     redis_port = _free_port()
     redis = RedisServer(port=redis_port, data_dir=tmp_path_factory.mktemp("redis"), persist=False)
@@ -202,6 +230,9 @@ def hotline(tmp_path_factory):
     # Leftovers from an earlier interrupted run would keep agents "in use".
     asterisk.cli("channel request hangup all")
     _clear_journal(asterisk)
+    # Agents logged in by an earlier run (members persist in AstDB) are
+    # forgotten: each test logs in whom it needs.
+    _clear_members(asterisk)
     # The engine gets a private Redis on a free port (tests never touch a real
     # deployment's state) and reaches AMI through a relay the tests can cut.
     proxy = TcpProxy(s.ami.port)
@@ -222,6 +253,10 @@ def hotline(tmp_path_factory):
         time.sleep(0.1)
     if not engine.engine.ami.logged_in.is_set():
         pytest.fail("the engine could not log in to AMI")
+    # Every agent logged in, as at the start of a shift (tests that need
+    # another state set it and put it back).
+    for agent in config.agents:
+        engine.run(engine.engine.agent_desk.login(agent.id, source="cli"))
     sipp = Sipp(workdir=tmp_path_factory.mktemp("sipp"))
     try:
         hotline = Hotline(config, secrets, sipp, engine, asterisk, proxy)
@@ -234,6 +269,7 @@ def hotline(tmp_path_factory):
         if asterisk.is_running():
             asterisk.cli("channel request hangup all")
         _clear_journal(asterisk)
+        _clear_members(asterisk)
         if not was_running:
             asterisk.stop(proc)
         redis.stop()

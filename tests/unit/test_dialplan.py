@@ -233,9 +233,17 @@ def test_fallback_queue_extension_exists_for_every_hotline(rendered, config):
 
 def test_nothing_reachable_from_the_carrier_dials_or_reaches_agents(rendered):
     contexts = dialplan(rendered["extensions.conf"])
+    # A waiting caller's key press leads to the queues' `context` too.
+    queue_contexts = {dict(items)["context"] for _, items in queue_sections(rendered["queues.conf"])}
+    assert queue_contexts == {"ivr-queue-keys"}
+    contexts["from-carrier"] = contexts["from-carrier"] + [f"; queues.conf context {c}" for c in queue_contexts]
     reach = reachable(contexts, "from-carrier")
     # Sanity: the walk really follows the call.
-    assert {"from-carrier", "ivr-answer", "ivr-queue", "ivr-hangup"} <= reach
+    assert {"from-carrier", "ivr-answer", "ivr-queue", "ivr-hangup", "ivr-overflow", "ivr-queue-keys",
+            "ivr-queue-skills"} <= reach
+    # Only the engine's Originate enters these.
+    assert not {"ivr-callback-hold", "ivr-callback-dial", "ivr-announce", "ivr-announce-spy", "agents",
+                "carrier-out-inbound"} & reach
     assert "agents" not in reach
     for ctx in reach:
         for line in contexts[ctx]:
@@ -267,8 +275,37 @@ def test_queue_extensions_enter_their_own_queue(rendered, config):
     for q in config.queues:
         assert f"exten => {q.id},1,Set(IVR_IN_QUEUE={q.id})" in body
         args = queue_args(body, q.id)
-        assert args["timeout"] == str(q.max_wait_seconds)
+        # The queue's max wait, unless the IVR gave the caller's remaining wait.
+        assert args["timeout"] == "${IVR_Q_TIMEOUT}"
+        assert (f"Set(IVR_Q_TIMEOUT=${{IF($[0${{IVR_QUEUE_TIMEOUT}} > 0]?${{IVR_QUEUE_TIMEOUT}}:"
+                f"{q.max_wait_seconds})}})") in body
+        assert args["rule"] == "${IVR_Q_RULE}" and args["position"] == "${IVR_Q_POSITION}"
+        assert f"Gosub(ivr-queue-skills,{q.id},1)" in body
         assert f"UserEvent(IvrQueueExit,Queue: {q.id}," in body
+        # Max wait or a full queue: the overflow offer, never a hang-up.
+        assert f'"${{QUEUESTATUS}}" = "FULL"]?ivr-overflow,{q.id},1)' in body
+
+
+def test_overflow_offers_then_moves_to_the_overflow_queue(rendered, config):
+    body = "\n".join(dialplan(rendered["extensions.conf"])["ivr-overflow"])
+    for q in config.queues:
+        target = q.overflow_queue or q.id
+        assert f"exten => {q.id},1,Set(IVR_ACTION=)" in body
+        assert f"/overflow,{q.id},${{QUEUESTATUS}}))" in body
+        assert f"same => n,Goto(ivr-queue,{target},1)" in body
+    # The demo: every programme overflows into the general queue.
+    assert {q.overflow_queue for q in config.queues if q.program} == {"shared"}
+
+
+def test_skills_rules_raise_the_penalty_after_the_configured_wait(rendered, config):
+    rules = rendered["queuerules.conf"]
+    skills = "\n".join(dialplan(rendered["extensions.conf"])["ivr-queue-skills"])
+    for q in config.queues:
+        if q.secondary_after_seconds:
+            assert section(rules, f"skills-{q.id}")["penaltychange"] == f"{q.secondary_after_seconds},1"
+            assert f"exten => {q.id},1,Set(QUEUE_MAX_PENALTY=0)" in skills
+        else:
+            assert f"exten => {q.id},1,Set(IVR_Q_RULE=)" in skills
 
 
 QUEUE_ARGS = ["queuename", "options", "URL", "announceoverride", "timeout", "AGI", "gosub", "rule", "position"]
@@ -316,7 +353,9 @@ def test_manager_is_loopback_only_and_least_privilege(rendered, config, secrets)
     user = section(manager, "ivr_engine")
     assert set(user["read"].split(",")) == {"call", "agent", "user"}
     # reporting: DBGetTree of the call journal (read-only); nothing system- or command-class.
-    assert user["write"] == "agent,reporting"
+    # agent: queue membership; reporting: QueueStatus, DBGetTree; originate:
+    # callback placeholders and announcements; call: Hangup of an announcement.
+    assert user["write"] == "agent,reporting,originate,call"
     assert user["secret"] == secrets.ami_secret(config)
     assert len(user["secret"]) >= 32
     # deny everything, then permit loopback: order matters in manager.conf.
@@ -334,26 +373,28 @@ def queue_sections(text: str) -> list[tuple[str, list[tuple[str, str]]]]:
     return [(n, items) for n, items in sections(text) if "strategy" in dict(items)]
 
 
-def test_queues_one_section_per_queue_with_its_members(rendered, config):
+def test_queues_one_section_per_queue_with_dynamic_members(rendered, config):
     queues = queue_sections(rendered["queues.conf"])
     assert [n for n, _ in queues] == [q.id for q in config.queues]
+    assert section(rendered["queues.conf"], "general")["persistentmembers"] == "yes"
     for (name, items), q in zip(queues, config.queues):
         d = dict(items)
         assert d["strategy"] == q.strategy
         assert d["timeout"] == str(q.ring_timeout_seconds)
         assert d["wrapuptime"] == str(q.wrapup_seconds)
         assert d["setinterfacevar"] == "yes"
-        members = [v for k, v in items if k == "member"]
-        expected = [f"PJSIP/{a.sip_username}" for a in config.queue_members(q)]
-        assert [m.split(",")[0] for m in members] == expected
-        assert members, f"queue {name} has nobody to answer"
+        assert d["maxlen"] == str(q.max_callers)
+        assert d["context"] == "ivr-queue-keys"
+        # The engine pauses after repeated misses, not app_queue after one.
+        assert d["autopause"] == "no"
+        # Agents log in: no static member.
+        assert not [v for k, v in items if k == "member"]
 
 
-def test_shared_fallback_queue_is_served_by_every_agent(rendered, config):
-    shared = [items for n, items in queue_sections(rendered["queues.conf"]) if n == "shared"]
-    assert len(shared) == 1
-    members = {v.split(",")[0] for k, v in shared[0] if k == "member"}
-    assert members == {f"PJSIP/{a.sip_username}" for a in config.agents}
+def test_shared_fallback_queue_is_served_by_every_agent(config):
+    shared = config.queue("shared")
+    for agent in config.agents:
+        assert (shared, 0) in config.agent_queues(agent)
 
 
 def test_no_queue_uses_the_reserved_general_section(rendered, config):

@@ -630,19 +630,21 @@ async def test_handler_stores_facts_and_sets_the_variables(config):
     assert session.prompts == [WELCOME, MAIN, REQ, *id_entry_prompts(), TRANSFER]
     name = caller_name(config, "services_card", "complaint")
     assert name == "بطاقة الخدمات المتكاملة - شكوى"
+    # Integrated Services Card callers go first (distribution.yaml: priority 5).
     assert session.variables == {"IVR_QUEUE": "services_card", "__IVR_PROGRAM": "services_card",
                                  "__IVR_REQUEST_TYPE": "complaint", "__IVR_GOVERNORATE": "assiut",
-                                 "CALLERID(name)": name}
+                                 "CALLERID(name)": name, "IVR_PRIORITY": "5"}
     facts = await store.facts("1732467000.7")
     assert facts == {"hotline": "1442", "program": "services_card", "request_type": "complaint",
-                     "governorate": "assiut", "national_id_hmac": facts["national_id_hmac"]}
+                     "governorate": "assiut", "priority": "5", "priority_rule": "services_card",
+                     "national_id_hmac": facts["national_id_hmac"]}
     assert VALID_ID not in facts.values()
     # Facts first (accounting needs them when the call joins the queue), then
     # IVR_QUEUE, the inherited variables and the caller name, then the transfer prompt.
     tail = [c for c in session.calls if c[0] in ("fact", "set")]
-    assert [c[0] for c in tail] == ["fact"] * 5 + ["set"] * 5
-    assert [c[1] for c in tail if c[0] == "set"] == ["IVR_QUEUE", "__IVR_PROGRAM", "__IVR_REQUEST_TYPE",
-                                                     "__IVR_GOVERNORATE", "CALLERID(name)"]
+    assert [c[0] for c in tail] == ["fact"] * 7 + ["set"] * 6
+    assert [c[1] for c in tail if c[0] == "set"] == ["IVR_QUEUE", "IVR_PRIORITY", "__IVR_PROGRAM",
+                                                     "__IVR_REQUEST_TYPE", "__IVR_GOVERNORATE", "CALLERID(name)"]
     # The ID is collected before anything is stored or set.
     first_fact = next(i for i, c in enumerate(session.calls) if c[0] == "fact")
     assert [c for c in session.calls[first_fact:] if c[0] in ("play", "read", "wait")] == [("play", TRANSFER, "")]
@@ -676,7 +678,7 @@ async def test_handler_fallback_after_retries_on_the_main_menu(config):
     assert session.variables == {"IVR_QUEUE": "shared", "__IVR_PROGRAM": "", "__IVR_REQUEST_TYPE": "none",
                                  "__IVR_GOVERNORATE": "unknown", "CALLERID(name)": config.hotline("1442").name}
     assert await store.facts("u-2") == {"hotline": "1442", "program": "", "request_type": "none",
-                                        "governorate": "unknown"}
+                                        "governorate": "unknown", "priority": "0", "priority_rule": ""}
     # No "transferring you" promise after a failed menu.
     assert TRANSFER not in session.prompts
     assert session.remaining == 0
@@ -692,7 +694,7 @@ async def test_handler_fallback_after_retries_in_a_submenu(config):
                                  "__IVR_REQUEST_TYPE": "none", "__IVR_GOVERNORATE": "unknown",
                                  "CALLERID(name)": config.program("nasser_bank").name}
     assert await store.facts("u-3") == {"hotline": "1442", "program": "nasser_bank", "request_type": "none",
-                                        "governorate": "unknown"}
+                                        "governorate": "unknown", "priority": "0", "priority_rule": ""}
     assert TRANSFER not in session.prompts
     assert session.remaining == 0
     assert menu_exits(registry, "nasser_bank", NO_REQUEST_TYPE, "retries_exhausted") == 1
@@ -708,7 +710,7 @@ async def test_handler_direct_line(config):
                                  "__IVR_REQUEST_TYPE": "complaint", "__IVR_GOVERNORATE": "unknown",
                                  "CALLERID(name)": caller_name(config, "nasser_bank", "complaint")}
     assert await store.facts("u-4") == {"hotline": "14403", "program": "nasser_bank", "request_type": "complaint",
-                                        "governorate": "unknown"}
+                                        "governorate": "unknown", "priority": "0", "priority_rule": ""}
     assert menu_exits(registry, "nasser_bank", "complaint", "choice", hotline="14403") == 1
     assert menu_exits(registry, "nasser_bank", "complaint", "choice", hotline="1442") == 0
 

@@ -394,7 +394,7 @@ async def test_handler_takaful_with_a_valid_id(config, caplog):
     assert session.variables["IVR_QUEUE"] == "takaful_karama"
     assert facts["national_id_hmac"] == hash_national_id(VALID_ID, NATIONAL_ID_KEY)
     assert facts["national_id_hmac"] != VALID_ID
-    assert set(facts) == {"hotline", "program", "request_type", "governorate", "national_id_hmac"}
+    assert set(facts) == {"hotline", "program", "request_type", "governorate", "priority", "priority_rule", "national_id_hmac"}
     # The ID itself is in no stored fact, no variable and no log record.
     assert not any(VALID_ID in value for value in facts.values())
     assert not any(VALID_ID in value for value in session.variables.values())
@@ -439,7 +439,7 @@ async def test_handler_nasser_bank_from_a_minya_landline(config):
     assert session.prompts == [WELCOME, MAIN, REQ, TRANSFER]
     assert not [c for c in session.calls if c[0] == "read"]
     assert await store.facts("u-13") == {"hotline": "1442", "program": "nasser_bank", "request_type": "inquiry",
-                                         "governorate": "minya"}
+                                         "governorate": "minya", "priority": "0", "priority_rule": ""}
     assert session.variables["__IVR_GOVERNORATE"] == "minya"
     assert sample_sum(registry, "ivr_national_id_entries_total") == 0
 

@@ -1,0 +1,339 @@
+"""Callback routes: a waiting caller asks to be called back, or accepts the
+offer when a queue's limit is reached (docs/distribution.md).
+
+``NumberEntry`` is the state machine (no I/O) for the number to call: the
+caller's own number is offered first when it is a callable Egyptian number
+("we will call you on 0 1 0 ...": 1 confirms, 2 enters another, * goes back
+to the queue); a typed number is read back and confirmed the same way.
+Three failures (an invalid number, silence, a wrong key, rejecting a typed
+number) send the caller back to the queue: never a hang-up.
+``confirm_callback_number`` does the talking.
+
+Two FastAGI routes use it:
+
+* ``callback,<queue>`` (``QueueCallbackHandler``), from ``[ivr-queue-keys]``:
+  the caller pressed the callback key while waiting. On confirmation the
+  callback keeps the caller's place (position and original join time) and
+  the route sets ``IVR_ACTION=callback``; otherwise it sets
+  ``IVR_QUEUE_POSITION`` and ``IVR_QUEUE_TIMEOUT`` (the rest of their
+  ``max_wait_seconds``) and the caller returns to the queue where they were.
+* ``overflow,<queue>,<QUEUESTATUS>`` (``OverflowHandler``), from
+  ``[ivr-overflow]``: the caller reached ``max_wait_seconds`` (TIMEOUT) or
+  found the queue full (FULL). Key 1 registers a callback placed where the
+  caller would otherwise wait (the queue's ``overflow_queue``, else the same
+  queue); anything else sets nothing and the dialplan moves them on.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Awaitable, Callable, Mapping
+
+from ivr.arabic.numbers import digit_fragments
+from ivr.citizens.phone_numbers import normalize_egyptian_number
+from ivr.configuration import Config
+from ivr.configuration.model import Queue
+from ivr.privacy import mask_number
+
+from .channel import Channel
+from .menu import prompt_path
+
+if TYPE_CHECKING:
+    from metrics.registry import EngineMetrics
+    from queues.call_state import CallStateStore
+    from queues.callbacks import CallbackStore
+
+log = logging.getLogger(__name__)
+
+CONFIRM, OTHER, BACK = "1", "2", "*"
+ESCAPE = CONFIRM + OTHER + BACK
+ACCEPT_OFFER, KEEP_WAITING = "1", "2"
+# A national number has at most 11 digits; 13 leaves room for a typed "20"
+# country code and lets a too-long entry be seen as such.
+MAX_DIGITS = 13
+ENTRY_TIMEOUT_SECONDS = 6.0
+CONFIRM_TIMEOUT_SECONDS = 5.0
+OFFER_TIMEOUT_SECONDS = 5.0
+# A caller going back to the queue always gets at least this long before the
+# overflow offer comes again.
+MIN_QUEUE_TIMEOUT_SECONDS = 30
+# QUEUESTATUS -> the `reason` label of ivr_queue_overflows.
+OVERFLOW_REASONS = {"TIMEOUT": "max_wait", "FULL": "full"}
+
+PlaceOf = Callable[[str, str], Awaitable[int | None]]
+JoinedAtOf = Callable[[str, str], Awaitable[float | None]]
+
+
+@dataclass(frozen=True)
+class NumberEntry:
+    max_failures: int = 3
+    failures: int = 0
+    candidate: str | None = field(default=None, repr=False)  # national form, waiting for confirmation
+    typed: bool = False  # the candidate was typed (not the caller's own number)
+    confirmed: str | None = field(default=None, repr=False)
+    back: bool = False   # the caller pressed * : back to the queue
+    gave_up: bool = False
+    apology: str | None = None
+
+    @classmethod
+    def start(cls, caller_id: str | None) -> "NumberEntry":
+        """Offer the caller's own number when it is callable; else ask for one."""
+        return cls(candidate=normalize_egyptian_number(caller_id))
+
+    @property
+    def done(self) -> bool:
+        return self.confirmed is not None or self.back or self.gave_up
+
+    def on_confirm(self, key: str | None) -> "NumberEntry":
+        if key == CONFIRM and self.candidate is not None:
+            return replace(self, confirmed=self.candidate, apology=None)
+        if key == BACK:
+            return replace(self, back=True, apology=None)
+        if key == OTHER:
+            # Another number than the caller ID is a normal choice; rejecting a
+            # number one has just typed is a failed entry.
+            state = self._fail(None) if self.typed else replace(self, apology=None)
+            return replace(state, candidate=None, typed=False)
+        return self._fail("no-input" if key is None else "invalid-option")
+
+    def on_digits(self, digits: str | None) -> "NumberEntry":
+        if digits and digits.startswith(BACK):
+            return replace(self, back=True, apology=None)
+        number = normalize_egyptian_number(digits)
+        if number is None:
+            log.info("callback number rejected: %s", mask_number(digits))
+            return self._fail("callback-invalid-number")
+        return replace(self, candidate=number, typed=True, apology=None)
+
+    def _fail(self, apology: str | None) -> "NumberEntry":
+        failures = self.failures + 1
+        if failures >= self.max_failures:
+            return replace(self, failures=failures, gave_up=True, apology=None)
+        return replace(self, failures=failures, apology=apology)
+
+
+async def confirm_callback_number(channel: Channel, caller_id: str | None, *,
+                                  read_back: Callable[[str], list[str]] = digit_fragments) -> NumberEntry:
+    """Agree with the caller on the number to call; the final state says how it ended."""
+    state = NumberEntry.start(caller_id)
+    while not state.done:
+        if state.candidate is None:
+            if state.apology:
+                await channel.play(prompt_path(state.apology), "")
+            digits = await channel.read_digits(prompt_path("callback-enter-number"), ENTRY_TIMEOUT_SECONDS,
+                                               MAX_DIGITS)
+            state = state.on_digits(digits)
+            continue
+        # "We will call you on 0 1 0 ...; 1 to confirm, 2 for another, * to go
+        # back": a key may answer before the end.
+        key = None
+        if state.apology:
+            key = await channel.play(prompt_path(state.apology), ESCAPE)
+        if key is None:
+            key = await channel.play(prompt_path("callback-number-is"), ESCAPE)
+        for fragment in read_back(state.candidate):
+            if key is not None:
+                break
+            key = await channel.play(prompt_path(fragment), ESCAPE)
+        if key is None:
+            key = await channel.play(prompt_path("callback-confirm"), ESCAPE)
+        if key is None:
+            key = await channel.wait_digit(CONFIRM_TIMEOUT_SECONDS)
+        state = state.on_confirm(key)
+    return state
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class _CallbackRoute:
+    """What both routes share: the call's facts, the hotline, registering."""
+
+    def __init__(self, *, config: Config, metrics: "EngineMetrics", callbacks: "CallbackStore", place_of: PlaceOf,
+                 call_state: "CallStateStore | None" = None, joined_at_of: JoinedAtOf | None = None,
+                 clock: Callable[[], datetime] = _utcnow):
+        """``callbacks``: where callbacks are registered. ``place_of(queue, uid)``:
+        the caller's place in the queue when they left it (1 = next), None if
+        unknown. ``call_state``: the CallStateStore with the facts the hotline
+        route and queue accounting recorded (hotline, program, priority, and the
+        join time ``offered:<queue>``). ``joined_at_of(queue, uid)``: the caller's
+        first join time (Unix seconds), when known elsewhere; it wins over the facts."""
+        self._config = config
+        self._metrics = metrics
+        self._callbacks = callbacks
+        self._place_of = place_of
+        self._call_state = call_state
+        self._joined_at_of = joined_at_of
+        self._clock = clock
+
+    async def _facts(self, uid: str) -> dict[str, str]:
+        if self._call_state is None or not uid:
+            return {}
+        try:
+            return await self._call_state.facts(uid)
+        except Exception:
+            # The callback still works without them: counted under the dnid's hotline.
+            log.exception("callback: facts of call %s unavailable", uid)
+            return {}
+
+    async def _place(self, queue: str, uid: str) -> int | None:
+        try:
+            place = await self._place_of(queue, uid)
+        except Exception:
+            log.exception("callback: position of %s in %s unknown", uid, queue)
+            return None
+        return place if place and place > 0 else None
+
+    def _hotline(self, facts: Mapping[str, str], env: Mapping[str, str], queue: str) -> str:
+        for candidate in (facts.get("hotline"), env.get("dnid")):
+            if candidate and self._config.hotline(candidate) is not None:
+                return candidate
+        # Engine restarted since the call's facts were written, or a caller
+        # routed around the IVR: the line that owns this queue is the best guess.
+        owner = next((h for h in self._config.hotlines if h.fallback_queue == queue), self._config.hotlines[0])
+        log.warning("callback in %s: hotline of the call unknown; counted under %s", queue, owner.number)
+        return owner.number
+
+    async def _room_for_one_more(self) -> bool:
+        limit = self._config.distribution.callbacks.max_pending
+        try:
+            pending = await self._callbacks.pending_count()
+        except Exception:
+            # Nowhere to keep a callback: do not promise one.
+            log.exception("callbacks: store unavailable; no callback offered")
+            return False
+        if pending >= limit:
+            log.warning("callbacks: %d pending (limit %d); no callback offered", pending, limit)
+            return False
+        return True
+
+    async def _register(self, session: Channel, *, queue: str, number: str, reason: str,
+                        facts: Mapping[str, str], position: int | None, joined_at: float | None) -> str:
+        env = session.env
+        hotline = self._hotline(facts, env, queue)
+        uid = env.get("uniqueid", "")
+        try:
+            priority = int(facts.get("priority") or 0)
+        except ValueError:
+            priority = 0
+        callback_id = await self._callbacks.request(
+            hotline=hotline, number=number, reason=reason, call_uid=uid, program=facts.get("program", ""),
+            queue=queue, priority=priority, position=position or 0, request_type=facts.get("request_type", ""),
+            governorate=facts.get("governorate", ""), joined_at=joined_at, now=self._clock().timestamp())
+        self._metrics.callback_requests.labels(hotline=hotline, reason=reason).inc()
+        log.info("callback %s (%s) registered in %s for %s at position %s (%s)", callback_id, reason, queue,
+                 mask_number(number), position or "-", session.describe())
+        return callback_id
+
+    async def _joined_at(self, facts: Mapping[str, str], queue: str, uid: str) -> float | None:
+        if self._joined_at_of is not None:
+            try:
+                joined = await self._joined_at_of(queue, uid)
+            except Exception:
+                log.exception("callback: join time of %s in %s unknown", uid, queue)
+                joined = None
+            if joined is not None:
+                return joined
+        # Queue accounting records the first QueueCallerJoin of the call per queue.
+        try:
+            return float(facts[f"offered:{queue}"])
+        except (KeyError, ValueError):
+            return None
+
+
+class QueueCallbackHandler(_CallbackRoute):
+    """FastAGI route ``callback``: arg_1 = the queue the caller was waiting in."""
+
+    async def __call__(self, session: Channel) -> None:
+        queue_id = session.env.get("arg_1", "")
+        queue = self._config.queue(queue_id)
+        if queue is None:
+            log.warning("callback route: unknown queue %r (%s); the caller goes back", queue_id, session.describe())
+            return
+        uid = session.env.get("uniqueid", "")
+        facts = await self._facts(uid)
+        place = await self._place(queue_id, uid)
+        joined_at = await self._joined_at(facts, queue_id, uid)
+        if not await self._room_for_one_more():
+            await self._back_to_queue(session, queue, place, joined_at)
+            return
+        entry = await confirm_callback_number(session, session.env.get("callerid"))
+        if entry.confirmed is None:
+            log.info("callback in %s: %s; back to the queue at position %s (%s)", queue_id,
+                     "caller went back" if entry.back else f"no number after {entry.failures} failure(s)",
+                     place or "-", session.describe())
+            await self._back_to_queue(session, queue, place, joined_at)
+            return
+        try:
+            await self._register(session, queue=queue_id, number=entry.confirmed, reason="queue", facts=facts,
+                                 position=place, joined_at=joined_at)
+        except Exception:
+            log.exception("callback in %s: could not be registered; back to the queue (%s)", queue_id,
+                          session.describe())
+            await self._back_to_queue(session, queue, place, joined_at)
+            return
+        await session.play(prompt_path("queue-callback-registered"), "")
+        # Tells the dialplan to end the call: the callback holds the place now.
+        await session.set_variable("IVR_ACTION", "callback")
+
+    async def _back_to_queue(self, session: Channel, queue: Queue, place: int | None,
+                             joined_at: float | None) -> None:
+        waited = max(0.0, self._clock().timestamp() - joined_at) if joined_at is not None else 0.0
+        remaining = max(MIN_QUEUE_TIMEOUT_SECONDS, queue.max_wait_seconds - int(waited))
+        # Always set both: a value left from an earlier visit to this menu would be stale.
+        await session.set_variable("IVR_QUEUE_POSITION", str(place) if place else "")
+        await session.set_variable("IVR_QUEUE_TIMEOUT", str(remaining))
+
+
+class OverflowHandler(_CallbackRoute):
+    """FastAGI route ``overflow``: arg_1 = the queue, arg_2 = QUEUESTATUS (TIMEOUT or FULL)."""
+
+    async def __call__(self, session: Channel) -> None:
+        queue_id = session.env.get("arg_1", "")
+        status = session.env.get("arg_2", "").upper()
+        queue = self._config.queue(queue_id)
+        if queue is None:
+            log.warning("overflow route: unknown queue %r (%s); the dialplan moves the caller on", queue_id,
+                        session.describe())
+            return
+        reason = OVERFLOW_REASONS.get(status)
+        if reason is None:
+            log.warning("overflow route: %s left with QUEUESTATUS %r; offered a callback, not counted", queue_id,
+                        status)
+        if not await self._room_for_one_more():
+            self._count(queue_id, reason, "overflow")
+            return
+        key = await session.play(prompt_path("queue-overflow-offer"), ACCEPT_OFFER + KEEP_WAITING)
+        if key is None:
+            key = await session.wait_digit(OFFER_TIMEOUT_SECONDS)
+        number = None
+        if key == ACCEPT_OFFER:
+            number = (await confirm_callback_number(session, session.env.get("callerid"))).confirmed
+        if number is None:
+            self._count(queue_id, reason, "overflow")
+            log.info("overflow %s (%s): the caller waits on in %s (%s)", queue_id, status,
+                     queue.overflow_queue or queue_id, session.describe())
+            return
+        uid = session.env.get("uniqueid", "")
+        facts = await self._facts(uid)
+        # Placed where the caller would otherwise have waited; their place in
+        # the full or timed-out queue means nothing there.
+        target = queue.overflow_queue or queue_id
+        try:
+            await self._register(session, queue=target, number=number, reason="overflow", facts=facts,
+                                 position=None, joined_at=await self._joined_at(facts, queue_id, uid))
+        except Exception:
+            log.exception("overflow %s: callback could not be registered; the caller waits on (%s)", queue_id,
+                          session.describe())
+            self._count(queue_id, reason, "overflow")
+            return
+        self._count(queue_id, reason, "callback")
+        await session.play(prompt_path("queue-callback-registered"), "")
+        await session.set_variable("IVR_ACTION", "callback")
+
+    def _count(self, queue_id: str, reason: str | None, outcome: str) -> None:
+        if reason is not None:
+            self._metrics.queue_overflows.labels(program=queue_id, reason=reason, outcome=outcome).inc()

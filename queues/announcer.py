@@ -1,0 +1,262 @@
+"""Periodic position and wait announcements, whispered to waiting callers.
+
+Every ``announce_every_seconds`` of a caller's wait, the engine starts a
+short-lived Local channel pair by AMI Originate::
+
+    Channel:  Local/<n>@ivr-announce/n     ; ;2 side: Playback(${IVR_ANNOUNCE_FILES})
+    Context:  ivr-announce-spy  Exten: s   ; ;1 side: ChanSpy(${IVR_ANNOUNCE_TARGET},qwES)
+    Variable: IVR_ANNOUNCE_FILES=ivr/queue-position-is&ivr/num-3-m&...
+              IVR_ANNOUNCE_TARGET=<the caller's channel>, IVR_ANNOUNCE_QUEUE, IVR_ANNOUNCE_UID
+
+The ;1 side whispers what the ;2 side plays into the caller's channel (ChanSpy
+``w``): the caller hears it over the music on hold and stays in the queue;
+an agent who answers meanwhile never hears it, and ``cancel`` hangs it up.
+Local channels have two halves; Originate's variables are set on ;1 and
+copied to ;2 when the Local channel is called, so both halves see them.
+
+``<n>`` is the caller's Uniqueid with only its digits kept
+(``1732467000.42`` -> ``173246700042``): the ``[ivr-announce]`` extension is
+a digit pattern, and the name lets ``cancel`` find the channel with a
+Hangup regex without remembering the name Asterisk gave it.
+
+Several engine workers may tick at once: announcement k of a caller (due at
+k x N seconds of wait) is claimed with ``SET NX`` on
+``<prefix>announce:<queue>:<uid>:<k>``, so exactly one worker sends it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+
+from ivr.configuration import Config
+from ivr.flow.announce import announcement_files, announcement_fragments
+from metrics.registry import EngineMetrics
+
+from .ami import AmiTimeout
+from .estimate import estimated_wait
+from .waiting import Waiter, WaitingTracker
+
+log = logging.getLogger(__name__)
+
+ANNOUNCE_CONTEXT = "ivr-announce"
+SPY_CONTEXT = "ivr-announce-spy"
+# Callback placeholders wait in queues in a citizen's place; nobody listens.
+NOT_ANNOUNCED = ("@ivr-callback-hold",)
+# Asterisk's Originate Timeout is in milliseconds.
+ORIGINATE_TIMEOUT_MS = 10_000
+# An announcement lasts a few seconds; after this its record is stale.
+RUNNING_TTL_SECONDS = 120
+
+AgentsCounts = Callable[[str], "tuple[int, int] | Awaitable[tuple[int, int]]"]
+
+
+class AmiActions(Protocol):
+    async def action(self, fields: dict[str, Any], *, as_list: bool | None = None,
+                     timeout: float | None = None) -> Any: ...
+
+
+def announce_exten(uid: str) -> str:
+    """The Local channel's extension for a caller: the uid's digits."""
+    digits = re.sub(r"\D", "", uid)
+    if not digits:
+        raise ValueError(f"uid {uid!r} has no digits")
+    return digits
+
+
+def originate_fields(*, uid: str, queue: str, target_channel: str, fragments: list[str]) -> dict[str, Any]:
+    """The AMI Originate of one announcement (see the module docstring)."""
+    return {
+        "Action": "Originate",
+        "Channel": f"Local/{announce_exten(uid)}@{ANNOUNCE_CONTEXT}/n",
+        "Context": SPY_CONTEXT,
+        "Exten": "s",
+        "Priority": "1",
+        "Async": "true",
+        "Timeout": str(ORIGINATE_TIMEOUT_MS),
+        # A list goes out as repeated Variable headers (panoramisk), one
+        # variable each: no value is ever split on a comma.
+        "Variable": [
+            f"IVR_ANNOUNCE_FILES={announcement_files(fragments)}",
+            f"IVR_ANNOUNCE_TARGET={target_channel}",
+            f"IVR_ANNOUNCE_QUEUE={queue}",
+            f"IVR_ANNOUNCE_UID={uid}",
+        ],
+    }
+
+
+def hangup_fields(uid: str) -> dict[str, str]:
+    # AMI Hangup takes a POSIX regex between slashes; it matches both halves
+    # (Local/<n>@ivr-announce-0000001a;1 and ;2).
+    return {"Action": "Hangup", "Channel": f"/^Local/{announce_exten(uid)}@{ANNOUNCE_CONTEXT}-/"}
+
+
+class Announcer:
+    def __init__(self, *, config: Config, tracker: WaitingTracker, ami: AmiActions, redis: aioredis.Redis,
+                 agents_counts: AgentsCounts, metrics: EngineMetrics, prefix: str = "ivr:",
+                 clock: Callable[[], float] = time.time, action_timeout: float | None = None):
+        self._queues = list(config.queues)
+        self._tracker = tracker
+        self._ami = ami
+        self._redis = redis
+        self._agents_counts = agents_counts
+        self._metrics = metrics
+        self._prefix = prefix
+        self._clock = clock
+        self._timeout = action_timeout
+
+    # ---------------------------------------------------------------- keys
+    def _claim_key(self, queue: str, uid: str, k: int) -> str:
+        return f"{self._prefix}announce:{queue}:{uid}:{k}"
+
+    def _running_key(self, uid: str) -> str:
+        return f"{self._prefix}announcing:{uid}"
+
+    # ------------------------------------------------------------ estimates
+    async def counts(self, queue: str) -> tuple[int, int]:
+        """(agents serving the queue, of which idle), from the injected source."""
+        result = self._agents_counts(queue)
+        if inspect.isawaitable(result):
+            result = await result
+        serving, idle = result
+        return int(serving), int(idle)
+
+    async def estimate(self, queue: str, position: int) -> float | None:
+        """Expected wait in seconds at ``position`` now; None if nobody serves the queue."""
+        serving, idle = await self.counts(queue)
+        return estimated_wait(position, serving, idle, await self._tracker.handle_seconds(queue))
+
+    async def join_announcement(self, queue: str, priority: int) -> tuple[int, float | None, list[str]]:
+        """What the IVR says as the caller joins: (position, estimate, fragments).
+
+        Counts the announcement and observes the announced wait.
+        """
+        position = await self._tracker.position_for_new_caller(queue, priority)
+        wait = await self.estimate(queue, position)
+        self._metrics.queue_announcements.labels(program=queue, kind="join").inc()
+        if wait is not None:
+            self._metrics.queue_estimated_wait.labels(program=queue).observe(wait)
+        return position, wait, announcement_fragments(position, wait)
+
+    async def announce_join(self, queue: str, uid: str, *, offer: list[str] = ()) -> tuple[int, float | None] | None:
+        """Whisper position and wait to a caller who has just joined ``queue``
+        (call it after the tracker saw the QueueCallerJoin), followed by
+        ``offer`` (the callback offer). Returns (position, estimate) when sent.
+
+        Whispered rather than played before Queue(): the caller is already in
+        the queue (no time lost, a key pressed during it reaches the queue's
+        key context) and classic-AGI lines get it too.
+        """
+        if queue not in {q.id for q in self._queues}:
+            return None
+        waiter = next((w for w in await self._tracker.waiting(queue) if w.uid == uid), None)
+        if waiter is None or not waiter.channel or any(s in waiter.channel for s in NOT_ANNOUNCED):
+            return None
+        if not await self._redis.set(self._claim_key(queue, uid, 0), "1", nx=True, ex=3600):
+            return None  # another worker, or a repeated join event
+        wait = await self.estimate(queue, waiter.position)
+        fragments = announcement_fragments(waiter.position, wait) + list(offer)
+        if not await self._send(queue, waiter, fragments, kind="join"):
+            return None
+        if wait is not None:
+            self._metrics.queue_estimated_wait.labels(program=queue).observe(wait)
+        return waiter.position, wait
+
+    # ------------------------------------------------------------- periodic
+    async def tick(self, now: float | None = None) -> int:
+        """Announce to every caller who is due; return how many were sent.
+
+        Call it every few seconds (the interval bounds how late an
+        announcement can be; 5 s is plenty for N >= 30 s).
+        """
+        now = self._clock() if now is None else now
+        sent = 0
+        for queue in self._queues:
+            if queue.announce_every_seconds <= 0:
+                continue
+            try:
+                sent += await self._tick_queue(queue.id, queue.announce_every_seconds, now)
+            except Exception:  # one queue's trouble (Redis, agents source) must not silence the others
+                log.exception("announcements for queue %s failed", queue.id)
+        return sent
+
+    async def _tick_queue(self, queue: str, every: int, now: float) -> int:
+        due = [w for w in await self._tracker.waiting(queue, now)
+               if w.waited_s >= every and w.channel and not any(s in w.channel for s in NOT_ANNOUNCED)]
+        if not due:
+            return 0
+        serving, idle = await self.counts(queue)
+        handle_s = await self._tracker.handle_seconds(queue)
+        sent = 0
+        for waiter in due:
+            # Announcement k is due at k x N seconds of wait.
+            k = int(waiter.waited_s // every)
+            if not await self._redis.set(self._claim_key(queue, waiter.uid, k), "1", nx=True,
+                                         ex=max(2 * every, 60)):
+                continue  # another worker (or an earlier tick) has it
+            wait = estimated_wait(waiter.position, serving, idle, handle_s)
+            if await self._announce(queue, waiter, wait):
+                sent += 1
+        return sent
+
+    async def _announce(self, queue: str, waiter: Waiter, wait: float | None) -> bool:
+        return await self._send(queue, waiter, announcement_fragments(waiter.position, wait), kind="periodic")
+
+    async def _send(self, queue: str, waiter: Waiter, fragments: list[str], *, kind: str) -> bool:
+        fields = originate_fields(uid=waiter.uid, queue=queue, target_channel=waiter.channel, fragments=fragments)
+        await self._redis.set(self._running_key(waiter.uid), queue, ex=RUNNING_TTL_SECONDS)
+        try:
+            # as_list=False: the answer is "Originate successfully queued";
+            # do not wait for the OriginateResponse event.
+            reply = await self._ami.action(fields, as_list=False, timeout=self._timeout)
+        except (AmiTimeout, OSError) as exc:  # AMI down or slow: skip this one, the next is due in N s
+            log.warning("announcement to call %s in %s not sent: %s", waiter.uid, queue, exc)
+            await self._redis.delete(self._running_key(waiter.uid))
+            return False
+        if _response(reply) not in ("", "success"):
+            log.warning("announcement to call %s in %s refused: %s", waiter.uid, queue, _message(reply))
+            await self._redis.delete(self._running_key(waiter.uid))
+            return False
+        self._metrics.queue_announcements.labels(program=queue, kind=kind).inc()
+        log.info("announced (%s) position %d to call %s in %s", kind, waiter.position, waiter.uid, queue)
+        return True
+
+    # --------------------------------------------------------------- cancel
+    async def cancel(self, uid: str) -> bool:
+        """Hang up the caller's announcement if one is running (call on AgentConnect)."""
+        if not await self._redis.delete(self._running_key(uid)):
+            return False
+        try:
+            await self._ami.action(hangup_fields(uid), as_list=False, timeout=self._timeout)
+        except (AmiTimeout, OSError) as exc:
+            log.warning("announcement of call %s not hung up: %s", uid, exc)
+            return False
+        return True
+
+    async def handle(self, event: dict[str, str]) -> str:
+        """``UserEvent IvrAnnounced`` (end of the playback): nothing left to cancel."""
+        if event.get("Event") == "UserEvent" and event.get("UserEvent") == "IvrAnnounced":
+            uid = event.get("CallUid", "")
+            if uid:
+                await self._redis.delete(self._running_key(uid))
+                return "announced"
+        return "ignored"
+
+
+def _response(reply: Any) -> str:
+    if isinstance(reply, list):
+        reply = reply[0] if reply else None
+    value = getattr(reply, "get", lambda *_: None)("Response")
+    return str(value).lower() if value is not None else ""
+
+
+def _message(reply: Any) -> str:
+    if isinstance(reply, list):
+        reply = reply[0] if reply else None
+    return str(getattr(reply, "get", lambda *_: None)("Message") or "?")
