@@ -326,8 +326,8 @@ class Engine:
 
     # --- live figures ---------------------------------------------------------
     async def agents_counts(self, queue_id: str) -> tuple[int, int]:
-        """(agents serving the queue now, of whom idle): logged in to it, not
-        paused, softphone reachable. For wait estimates."""
+        """(agents serving the queue now, of whom idle or ringing): logged in
+        to it, not paused, softphone reachable. For wait estimates."""
         now = self.clock().timestamp()
         records = await self.agent_store.get_many(a.id for a in self.config.agents)
         serving = idle = 0
@@ -338,7 +338,9 @@ class Engine:
             if state in (AgentState.OFFLINE, AgentState.PAUSED) or reason == "unreachable":
                 continue
             serving += 1
-            idle += state is AgentState.AVAILABLE
+            # A ringing agent is about to take the caller at the head of a
+            # queue: for the callers behind, as good as idle.
+            idle += state in (AgentState.AVAILABLE, AgentState.RINGING)
         return serving, idle
 
     async def place_of(self, queue: str, uid: str) -> int | None:
