@@ -141,9 +141,18 @@ def governorate_from_caller(number: str | None) -> str:
         return UNKNOWN
     if len(n) == MOBILE_LENGTH and n.startswith(MOBILE_PREFIXES):
         return UNKNOWN
-    for code in (n[:3], n[:2]):
+    entry = area_code_entry(n)
+    if entry is None:
+        return UNKNOWN
+    governorate, lengths = entry
+    return governorate if len(n) in lengths else UNKNOWN
+
+
+def area_code_entry(national: str) -> tuple[str, tuple[int, ...]] | None:
+    """(governorate, allowed lengths) of a national landline number's area
+    code (three digits tried before two), or None."""
+    for code in (national[:3], national[:2]):
         entry = AREA_CODES.get(code)
         if entry is not None:
-            governorate, lengths = entry
-            return governorate if len(n) in lengths else UNKNOWN
-    return UNKNOWN
+            return entry
+    return None

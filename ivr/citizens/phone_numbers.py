@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import re
 
-from .area_codes import AREA_CODES, GREATER_CAIRO_CODE, MOBILE_LENGTH, MOBILE_PREFIXES
+from .area_codes import GREATER_CAIRO_CODE, MOBILE_LENGTH, MOBILE_PREFIXES, area_code_entry
 
 __all__ = ["normalize_egyptian_number", "is_mobile"]
 
@@ -102,12 +102,11 @@ def normalize_egyptian_number(raw: str | None) -> str | None:
         return n if _CAIRO.fullmatch(n) else None
     if n.startswith("013"):
         return n if _BANHA.fullmatch(n) else None
-    for code in (n[:3], n[:2]):
-        entry = AREA_CODES.get(code)
-        if entry is not None:
-            _, lengths = entry
-            return n if len(n) in lengths else None
-    return None
+    entry = area_code_entry(n)
+    if entry is None:
+        return None
+    _, lengths = entry
+    return n if len(n) in lengths else None
 
 
 def is_mobile(national: str) -> bool:

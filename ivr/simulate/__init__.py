@@ -17,7 +17,7 @@ from ivr.paths import Paths
 from dataclasses import dataclass, field
 
 from .metrics_reader import read_samples, sample
-from .sipp import CallerScript, Sipp, start_agent, stop_agent, typed_keys
+from .sipp import CallerScript, Sipp, dial_feature_code, start_agent, stop_agent, typed_keys
 
 COUNTERS = ("ivr_queue_offered_total", "ivr_queue_answered_total", "ivr_queue_abandoned_total")
 
@@ -67,11 +67,16 @@ def run_simulation(config: Config, paths: Paths, *, calls: int, rate: float, aba
     sipp = sipp or Sipp()
     hotline = config.hotlines[0]
     agents = []
-    print(f"Registering {len(config.agents)} SIPp agent(s); logs in {sipp.workdir}")
+    print(f"Registering {len(config.agents)} SIPp agent(s) and logging them in ({config.agent_policy.feature_codes.login}); "
+          f"logs in {sipp.workdir}")
     for agent in config.agents:
-        agents.append(start_agent(sipp, user=agent.sip_username,
-                                  password=secrets.agent_password(agent.sip_username),
+        password = secrets.agent_password(agent.sip_username)
+        agents.append(start_agent(sipp, user=agent.sip_username, password=password,
                                   target=agent_target, talk_ms=rng.randint(3000, 8000)))
+        # Log in from the softphone, as an agent starting a shift does (an
+        # agent logged in already hears so; nothing changes).
+        dial_feature_code(sipp, user=agent.sip_username, password=password,
+                          code=config.agent_policy.feature_codes.login, target=agent_target)
     callers = []
     try:
         print(f"Placing {calls} call(s) to {hotline.number} at {rate}/s")

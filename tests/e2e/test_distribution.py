@@ -102,6 +102,13 @@ def test_agent_feature_codes_from_the_softphone(hotline, desk):
     assert hotline.wait_until(lambda: desk.view("1004").state is not AgentState.OFFLINE, 10)
     for queue in ("forsa", "abnaa_misr", "addiction_fund", "nasser_bank", "shared"):
         assert "agent1004" in hotline.asterisk.cli(f"queue show {queue}"), queue
+    # Logged in already, and now from another phone (another address): the
+    # login moves there, and the agent is told so.
+    first_device = desk.view("1004").device
+    moved = hotline.metric("ivr_agent_actions_total", action="login", source="phone", result="moved")
+    dial("*21")
+    assert hotline.metric("ivr_agent_actions_total", action="login", source="phone", result="moved") == moved + 1
+    assert desk.view("1004").device not in ("", first_device)
     dial("*232")  # training
     assert hotline.wait_until(lambda: desk.view("1004").state is AgentState.PAUSED, 10)
     assert desk.view("1004").reason == "training"
@@ -313,3 +320,29 @@ async def _answered_calls(hotline, line: str, queue: str) -> list[dict[str, str]
         if facts.get("hotline") == line and f"answered:{queue}" in facts:
             calls.append(facts)
     return calls
+
+
+def test_agent_state_is_rebuilt_from_asterisk_after_losing_it(hotline, desk):
+    """The engine's agent records are gone (a fresh Redis, say); after its next
+    AMI login they are rebuilt from QueueStatus: who is logged in, who is
+    paused and why."""
+    desk.pause("1003", "training", source="cli")
+    engine = hotline.engine.engine
+    prefix = hotline.config.service.redis.key_prefix
+
+    async def forget() -> int:
+        keys = [k async for k in engine.redis.scan_iter(match=f"{prefix}agent:*")]
+        return await engine.redis.delete(*keys) if keys else 0
+
+    assert hotline.engine.run(forget()) == len(hotline.config.agents)
+    assert desk.view("1003").state is AgentState.OFFLINE   # nothing known any more
+    logins = engine.ami.logins
+    hotline.engine.run(hotline.ami_proxy.cut())
+    hotline.engine.run(hotline.ami_proxy.restore())
+    assert hotline.wait_until(lambda: engine.ami.logins > logins, timeout=30)
+    assert hotline.wait_until(lambda: desk.view("1003").state is AgentState.PAUSED, timeout=15)
+    assert desk.view("1003").reason == "training"
+    for agent_id in ("1001", "1002", "1004"):
+        view = desk.view(agent_id)
+        assert view.state is not AgentState.OFFLINE, view
+        assert "shared" in view.queues
