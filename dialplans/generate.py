@@ -507,38 +507,38 @@ def render_callback_contexts(config: Config) -> str:
     """Placeholders of queued callbacks and position announcements. Only AMI
     Originate (the engine) enters these contexts: no carrier or agent context
     reaches them (tests/unit/test_dialplan.py walks the dialplan to check)."""
-    return f"""; A queued callback's placeholder (the ;2 side of Local/<id>@ivr-callback-hold):
+    return """; A queued callback's placeholder (the ;2 side of Local/<id>@ivr-callback-hold):
 ; it waits in the queue in the citizen's place, and is never answered before
 ; an agent takes it.
 [ivr-callback-hold]
-exten => _X!,1,Set(QUEUE_PRIO=${{IF($[0${{IVR_PRIORITY}} > 0]?${{IVR_PRIORITY}}:0)}})
- same => n,Gosub(ivr-queue-skills,${{IVR_CB_QUEUE}},1)
- same => n,Set(CALLERID(name)=callback ${{IVR_PROGRAM}})
- same => n,Queue(${{IVR_CB_QUEUE}},b(ivr-agent-predial^s^1),,,${{IVR_CB_TIMEOUT}},,ivr-agent-connect,${{IVR_Q_RULE}},${{IVR_CB_POSITION}})
- same => n,UserEvent(IvrCallbackResult,CallbackId: ${{EXTEN}},Stage: queue,Status: ${{QUEUESTATUS}},Member: ${{MEMBERINTERFACE}})
+exten => _X!,1,Set(QUEUE_PRIO=${IF($[0${IVR_PRIORITY} > 0]?${IVR_PRIORITY}:0)})
+ same => n,Gosub(ivr-queue-skills,${IVR_CB_QUEUE},1)
+ same => n,Set(CALLERID(name)=callback ${IVR_PROGRAM})
+ same => n,Queue(${IVR_CB_QUEUE},b(ivr-agent-predial^s^1),,,${IVR_CB_TIMEOUT},,ivr-agent-connect,${IVR_Q_RULE},${IVR_CB_POSITION})
+ same => n,UserEvent(IvrCallbackResult,CallbackId: ${EXTEN},Stage: queue,Status: ${QUEUESTATUS},Member: ${MEMBERINTERFACE})
  same => n,Hangup()
 
 ; The placeholder's ;1 side, once an agent has answered: call the citizen.
 ; How it ended is reported by the hang-up handler (it runs however the call
 ; ends, e.g. when the agent hangs up after the conversation).
 [ivr-callback-dial]
-exten => _X!,1,Set(CHANNEL(hangup_handler_push)=ivr-callback-end,s,1(${{EXTEN}}))
- same => n,GotoIf($[${{REGEX("^0[0-9]{{9,10}}$" ${{IVR_CB_NUMBER}})}}]?dial)
+exten => _X!,1,Set(CHANNEL(hangup_handler_push)=ivr-callback-end,s,1(${EXTEN}))
+ same => n,GotoIf($[${REGEX("^0[0-9]{9,10}$" ${IVR_CB_NUMBER})}]?dial)
  same => n,Set(DIALSTATUS=INVALIDNUMBER)
  same => n,Hangup()
- same => n(dial),Set(CALLERID(all)="${{IVR_HOTLINE}}" <${{IVR_HOTLINE}}>)
+ same => n(dial),Set(CALLERID(all)="${IVR_HOTLINE}" <${IVR_HOTLINE}>)
  ; r: the agent hears ringing while the citizen's phone rings.
- same => n,Dial(PJSIP/${{IVR_CB_NUMBER}}@carrier-out,${{IVR_CB_RING}},rU(ivr-callback-answered^${{EXTEN}}))
+ same => n,Dial(PJSIP/${IVR_CB_NUMBER}@carrier-out,${IVR_CB_RING},rU(ivr-callback-answered^${EXTEN}))
  same => n,Hangup()
 
 [ivr-callback-end]
-exten => s,1,UserEvent(IvrCallbackResult,CallbackId: ${{ARG1}},Stage: dial,Status: ${{DIALSTATUS}})
+exten => s,1,UserEvent(IvrCallbackResult,CallbackId: ${ARG1},Stage: dial,Status: ${DIALSTATUS})
  same => n,Return()
 
 ; On the citizen's channel when they answer, before they meet the agent
 ; (Dial's U() option: Gosub to s,1 with the callback id as ARG1).
 [ivr-callback-answered]
-exten => s,1,UserEvent(IvrCallbackAnswered,CallbackId: ${{ARG1}})
+exten => s,1,UserEvent(IvrCallbackAnswered,CallbackId: ${ARG1})
  same => n,Playback(ivr/callback-intro)
  same => n,Return()
 
@@ -548,12 +548,12 @@ exten => s,1,UserEvent(IvrCallbackAnswered,CallbackId: ${{ARG1}})
 [ivr-announce]
 exten => _X!,1,Answer()
  same => n,Wait(0.3)
- same => n,Playback(${{IVR_ANNOUNCE_FILES}})
- same => n,UserEvent(IvrAnnounced,Queue: ${{IVR_ANNOUNCE_QUEUE}},CallUid: ${{IVR_ANNOUNCE_UID}},Status: ${{PLAYBACKSTATUS}})
+ same => n,Playback(${IVR_ANNOUNCE_FILES})
+ same => n,UserEvent(IvrAnnounced,Queue: ${IVR_ANNOUNCE_QUEUE},CallUid: ${IVR_ANNOUNCE_UID},Status: ${PLAYBACKSTATUS})
  same => n,Hangup()
 
 [ivr-announce-spy]
-exten => s,1,ChanSpy(${{IVR_ANNOUNCE_TARGET}},qwES)
+exten => s,1,ChanSpy(${IVR_ANNOUNCE_TARGET},qwES)
  same => n,Hangup()
 """
 

@@ -486,3 +486,12 @@ def test_secret_missing_is_a_clear_error(config, tmp_path):
     store = SecretStore(tmp_path / "none.json")
     with pytest.raises(KeyError, match="ivr setup"):
         store.ami_secret(config)
+
+
+def test_no_brace_escape_leaks_into_the_dialplan(rendered):
+    """Dialplan text is built with f-strings ({{ escapes): a doubled brace in
+    the output is a template bug that Asterisk would not evaluate."""
+    for name in ("extensions.conf", "queues.conf", "queuerules.conf", "pjsip.conf"):
+        assert "{{" not in rendered[name] and "}}" not in rendered[name], name
+    callback = "\n".join(dialplan(rendered["extensions.conf"])["ivr-callback-dial"])
+    assert 'REGEX("^0[0-9]{9,10}$" ${IVR_CB_NUMBER})' in callback

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Mapping
 
 import pytest
 from prometheus_client import CollectorRegistry
