@@ -2,7 +2,7 @@
 #   make run    install what is missing, set up Asterisk, Redis and prompts,
 #               run the engine in the foreground until Ctrl-C
 #   make test   install what is missing, then unit, component and end-to-end tests
-.PHONY: run test deps setup unit bench check-config
+.PHONY: run test deps setup unit bench bench-queues check-config
 
 deps:
 	@bash scripts/install-deps.sh
@@ -26,3 +26,6 @@ check-config: deps
 
 bench: deps
 	.venv/bin/python bench/fastagi_bench.py
+
+bench-queues: deps
+	.venv/bin/python bench/queue_capacity_bench.py

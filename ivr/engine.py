@@ -286,15 +286,8 @@ class Engine:
         self.recent = RedisRecentCallers(self.redis, prefix=prefix, keep_seconds=keep_seconds(config))
         self._consumers = (self.accounting, self.agent_tracker, self.waiting, self.dispatcher, self.announcer)
         # --- the FastAGI routes -------------------------------------------------
-        routes = build_handlers(config=config, metrics=self.metrics, store=self.store, callbacks=self.callbacks,
-                                national_id_key=national_id_key, recent=self.recent, clock=clock)
-        routes["agent"] = AgentCodeHandler(config=config, desk=self.agent_desk)
-        callback_args = dict(config=config, metrics=self.metrics, callbacks=self.callbacks,
-                             place_of=self.place_of, call_state=self.store, clock=clock)
-        routes["callback"] = QueueCallbackHandler(**callback_args)
-        routes["overflow"] = OverflowHandler(**callback_args)
         self.fastagi = FastAgiServer(
-            routes=routes, host=s.fastagi.host, port=s.fastagi.port,
+            routes=self._routes(national_id_key), host=s.fastagi.host, port=s.fastagi.port,
             on_session_end=self.metrics.count_session, on_latency=self.metrics.observe_agi_command,
         ) if enable_agi else None
         self._tasks: list[asyncio.Task] = []
@@ -323,6 +316,17 @@ class Engine:
             await self.fastagi.close()
         self.exporter.stop()
         await self.redis.aclose()
+
+    def _routes(self, national_id_key: bytes) -> dict:
+        config, clock = self.config, self.clock
+        routes = build_handlers(config=config, metrics=self.metrics, store=self.store, callbacks=self.callbacks,
+                                national_id_key=national_id_key, recent=self.recent, clock=clock)
+        routes["agent"] = AgentCodeHandler(config=config, desk=self.agent_desk)
+        callback_args = dict(config=config, metrics=self.metrics, callbacks=self.callbacks,
+                             place_of=self.place_of, call_state=self.store, clock=clock)
+        routes["callback"] = QueueCallbackHandler(**callback_args)
+        routes["overflow"] = OverflowHandler(**callback_args)
+        return routes
 
     # --- live figures ---------------------------------------------------------
     async def agents_counts(self, queue_id: str) -> tuple[int, int]:
