@@ -35,9 +35,13 @@ One step
   AMI Originate of a Local channel pair + ChanSpy), and hangs up
   ``--hold`` seconds after the key. Every caller has its own mobile number
   (no repeat-caller priority).
-* Sampled every 0.5 s: CPU time and RSS of the four processes, the
-  machine's CPU, and the engine's view of the queue (ZCARD of its waiting
-  set in Redis); every 5 s Asterisk's own count (``queue show``).
+* Sampled every 0.5 s: CPU time and RSS of the four processes (and the
+  CPU time of every process on the machine), the UDP datagrams the machine
+  sent (/proc/net/snmp: nearly all of them are Asterisk's RTP, the music
+  and announcements the callers hear), CPU pressure (/proc/pressure/cpu:
+  how long some runnable task waited for a core), and the engine's view of
+  the queue (ZCARD of its waiting set in Redis); every 5 s Asterisk's own
+  count (``queue show``).
 * The **plateau** is the time all N callers are waiting (engine view):
   from 2 s after the last one joined until the first one hangs up. CPU per
   waiting caller per minute is measured over it, after subtracting each
@@ -49,11 +53,14 @@ One step
 A step passes when every call completes: SIPp reports N successful calls
 and 0 failed; the engine counted N offered to the queue (all of them after
 a recognised key 1: inquiry) and N abandoned, no answer, no overflow; and
-the announcements kept up: N join announcements, no periodic announcement
-missing (each caller gets one per ``--announce-every`` s of wait, read from
-the engine's log), none more than ``--late`` s (5) after it was due, and the
-engine not behind on AMI events (the delay from a call's creation to the
-engine counting its offer no more than ``--late`` s above the baseline's).
+nobody was short-changed while waiting: N join announcements, no periodic
+announcement missing (each caller gets one per ``--announce-every`` s of
+wait, read from the engine's log), none more than ``--late`` s (5) after
+it was due, the engine not behind on AMI events (the delay from a call's
+creation to the engine counting its offer no more than ``--late`` s above
+the baseline's), and the music not falling behind (RTP datagrams sent per
+waiting caller per second at least ``--moh-min`` (0.9) of the baseline's,
+which is 50/s: one 20 ms frame each).
 The steps stop at the first failure or at ``--max-callers``; a step that
 would not fit in what is left of ``--budget`` (900 s) is not started.
 

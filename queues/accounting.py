@@ -14,6 +14,10 @@ Every fact is recorded once per call and queue through the shared
 reconnect or a second worker never counts a call twice. ``IvrCallEnd`` also
 fills in an offer or an answer whose own event was missed while AMI was
 down.
+
+A queued callback waits in the queue as a placeholder channel; its events
+count for the call that asked for the callback (offered once, answered when
+an agent takes the placeholder), so a callback is never a second call.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ from metrics.registry import NO_REQUEST_TYPE, EngineMetrics
 from .call_state import CallStateStore, now
 
 log = logging.getLogger(__name__)
+
+# Uniqueids of callback placeholders (queues/callbacks.py: cbq<id>a<n>).
+PLACEHOLDER_PREFIX = "cbq"
 
 
 class QueueAccounting:
@@ -50,6 +57,11 @@ class QueueAccounting:
         if not uid:
             log.warning("AMI %s without Uniqueid; ignored", name)
             return self._count("malformed")
+        if uid.startswith(PLACEHOLDER_PREFIX):
+            # A callback's placeholder stands for the call that asked for it:
+            # its offer is that call's offer (counted once), its answer that
+            # call's answer.
+            uid = (await self._store.facts(uid)).get("call_uid") or uid
         return await handler(self, uid, queue, event)
 
     async def _caller_join(self, uid: str, queue: str, event: Mapping[str, str]) -> str:

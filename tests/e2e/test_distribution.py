@@ -240,6 +240,8 @@ def test_a_queued_callback_connects_the_agent_then_the_citizen(hotline, phones):
     requested = hotline.metric("ivr_callback_requests_total", hotline="14403", reason="queue")
     connected = hotline.metric("ivr_callbacks_total", program="nasser_bank", outcome="connected")
     abandoned = hotline.metric("ivr_queue_abandoned_total", program="nasser_bank")
+    offered = hotline.metric("ivr_queue_offered_total", program="nasser_bank")
+    answered = hotline.metric("ivr_queue_answered_total", program="nasser_bank")
     # 1 inquiry; in the queue, 1 for a callback; then 1 to confirm the number.
     caller = nasser_call(hotline, mobile, hold_ms=40_000, keys=((1200, "1"), (14_000, "1"), (14_000, "1")))
     assert hotline.wait_metric("ivr_callback_requests_total", requested + 1, timeout=90, hotline="14403",
@@ -255,8 +257,11 @@ def test_a_queued_callback_connects_the_agent_then_the_citizen(hotline, phones):
         assert citizen.wait(timeout=30) == 0, citizen.output()[-2000:]
     finally:
         citizen.stop()
-    # The caller who chose a callback did not abandon.
+    # The caller who chose a callback did not abandon; the callback is the same
+    # call, offered once and answered once.
     assert hotline.metric("ivr_queue_abandoned_total", program="nasser_bank") == abandoned
+    assert hotline.metric("ivr_queue_offered_total", program="nasser_bank") == offered + 1
+    assert hotline.metric("ivr_queue_answered_total", program="nasser_bank") == answered + 1
 
 
 def test_an_agent_who_does_not_answer_twice_is_paused(hotline, desk, phones):

@@ -363,3 +363,40 @@ async def test_unknown_governorate_is_labelled_unknown(rig, facts):
     governorates = {s.labels["governorate"] for m in rig.registry.collect() for s in m.samples
                     if s.name == "ivr_queue_offered_total" and s.value}
     assert governorates == {"unknown"}
+
+
+async def test_a_callback_placeholder_counts_for_the_call_that_asked_for_it():
+    """The caller was offered to nasser_bank, pressed 1 for a callback and hung
+    up; the placeholder (cbq...) that later joins and is answered is the same
+    call: offered once, answered once, never abandoned."""
+    from ivr.configuration import load_config
+    from metrics.registry import EngineMetrics
+    from prometheus_client import CollectorRegistry
+    from queues.accounting import QueueAccounting
+    from queues.call_state import MemoryCallStateStore
+    from ivr.paths import REPO_ROOT
+
+    config = load_config(REPO_ROOT / "config")
+    registry = CollectorRegistry()
+    store = MemoryCallStateStore()
+    accounting = QueueAccounting(store=store, metrics=EngineMetrics(config, registry=registry))
+    for fact, value in (("program", "nasser_bank"), ("request_type", "inquiry"), ("governorate", "minya")):
+        await store.set_fact("1732.1", fact, value)
+        await store.set_fact("cbq7a1", fact, value)
+    await store.set_fact("cbq7a1", "call_uid", "1732.1")
+
+    def count(name: str) -> float:
+        return registry.get_sample_value(name, {"program": "nasser_bank", "request_type": "inquiry",
+                                               "governorate": "minya"})
+
+    await accounting.handle({"Event": "QueueCallerJoin", "Queue": "nasser_bank", "Uniqueid": "1732.1"})
+    # The caller left for the callback menu and the call ended outside the queue.
+    await accounting.handle({"Event": "UserEvent", "UserEvent": "IvrCallEnd", "Queue": "", "Uniqueid": "1732.1",
+                             "CallUid": "1732.1"})
+    assert await accounting.handle({"Event": "QueueCallerJoin", "Queue": "nasser_bank",
+                                    "Uniqueid": "cbq7a1"}) == "duplicate"
+    assert await accounting.handle({"Event": "AgentConnect", "Queue": "nasser_bank", "Uniqueid": "cbq7a1",
+                                    "Interface": "PJSIP/agent1002"}) == "accounted"
+    assert count("ivr_queue_offered_total") == 1
+    assert count("ivr_queue_answered_total") == 1
+    assert count("ivr_queue_abandoned_total") == 0
