@@ -155,6 +155,20 @@ def register_scenario(user: str, password: str, contact_port: int, expires: int 
     ]) + "\n"
 
 
+def _ringing(user: str) -> str:
+    """A softphone's 180 Ringing to the INVITE just received."""
+    return f"""  <send><![CDATA[
+      SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:{user}@[local_ip]:[local_port]>
+      Content-Length: 0
+    ]]></send>"""
+
+
 def agent_scenario(user: str, ring_ms: int = 500, talk_ms: int = 3000,
                    expect_headers: dict[str, str] | None = None) -> str:
     # A header the call must carry (e.g. X-IVR-Request-Type): the call fails otherwise.
@@ -173,16 +187,7 @@ def agent_scenario(user: str, ring_ms: int = 500, talk_ms: int = 3000,
       <ereg regexp="sip:[^>;]*" search_in="hdr" header="Contact:" assign_to="peer_contact"/>
     </action>
   </recv>
-  <send><![CDATA[
-      SIP/2.0 180 Ringing
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:{user}@[local_ip]:[local_port]>
-      Content-Length: 0
-    ]]></send>
+{_ringing(user)}
   <pause milliseconds="{ring_ms}"/>
   <send retrans="500"><![CDATA[
       SIP/2.0 200 OK
@@ -335,16 +340,7 @@ def unanswering_agent_scenario(user: str) -> str:
       <ereg regexp="[0-9]+" search_in="hdr" header="CSeq:" assign_to="invite_cseq"/>
     </action>
   </recv>
-  <send><![CDATA[
-      SIP/2.0 180 Ringing
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:{user}@[local_ip]:[local_port]>
-      Content-Length: 0
-    ]]></send>
+{_ringing(user)}
   <recv request="CANCEL"/>
   <send><![CDATA[
       SIP/2.0 200 OK
