@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -68,14 +69,21 @@ def e2e_config(config):
 
 def _clear_members(asterisk: AsteriskInstall) -> None:
     if asterisk.is_running():
-        asterisk.cli("database deltree Queue/PersistentMembers")
+        # A member line reads "Amina Hassan (PJSIP/agent1001) (ringinuse ...": the
+        # member name comes first, the interface in the first parentheses.
+        queue = None
         for line in asterisk.cli("queue show").splitlines():
-            line = line.strip()
-            if line.startswith("PJSIP/agent"):
-                iface = line.split()[0]
-                for q in ("takaful_karama", "services_card", "nasser_bank", "addiction_fund", "abnaa_misr",
-                          "forsa", "shared"):
-                    asterisk.cli(f"queue remove member {iface} from {q}")
+            header = re.match(r"^(\w+) has \d+ calls", line)
+            if header:
+                queue = header.group(1)
+                continue
+            member = re.search(r"\((PJSIP/[^\s)]+)\)", line)
+            if member and queue:
+                asterisk.cli(f"queue remove member {member.group(1)} from {queue}")
+        left = [line for line in asterisk.cli("queue show").splitlines() if "(PJSIP/" in line]
+        if left:
+            raise RuntimeError(f"queue members left after clearing: {left}")
+        asterisk.cli("database deltree Queue/PersistentMembers")
 
 
 def _clear_journal(asterisk: AsteriskInstall) -> None:
