@@ -261,6 +261,8 @@ clearglobalvars=yes
 exten => s,1,GotoIf($["${{CHANNEL(pjsip,local_addr)}}" != "{carrier_addr}"]?refuse,1)
  same => n,Set(CHANNEL(language)={s.language})
  same => n,Set(__IVR_CALL_UID=${{UNIQUEID}})
+ ; A call received on this hotline (accounting counts it once).
+ same => n,UserEvent(IvrCallStart,Hotline: ${{IVR_HOTLINE}},CallUid: ${{IVR_CALL_UID}})
  ; The hang-up handler reports how the call ended, wherever it ends.
  same => n,Set(CHANNEL(hangup_handler_push)=ivr-hangup,s,1)
  same => n,Answer()
@@ -321,7 +323,7 @@ exten => s,1,UserEvent(IvrCallEnd,Hotline: ${IVR_HOTLINE},Queue: ${IVR_IN_QUEUE}
  ; The same fact goes to a journal in AstDB, so an engine that was cut off
  ; from AMI when the call ended still accounts for it after reconnecting.
  ; One family per UTC hour; buckets three and four hours old are dropped.
- same => n,Set(DB({JOURNAL_FAMILY}${STRFTIME(${EPOCH},UTC,%d%H)}/${IVR_CALL_UID})=${IVR_IN_QUEUE}|${MEMBERINTERFACE}|${IVR_HOTLINE})
+ same => n,Set(DB({JOURNAL_FAMILY}${STRFTIME(${EPOCH},UTC,%d%H)}/${IVR_CALL_UID})=${IVR_IN_QUEUE}|${MEMBERINTERFACE}|${IVR_HOTLINE}|${EPOCH})
  same => n,DBdeltree({JOURNAL_FAMILY}${STRFTIME($[${EPOCH}-10800],UTC,%d%H)})
  same => n,DBdeltree({JOURNAL_FAMILY}${STRFTIME($[${EPOCH}-14400],UTC,%d%H)})
  same => n(done),Return()
@@ -386,6 +388,9 @@ bindaddr = {ami.host}
 port = {ami.port}
 displayconnects = no
 webenabled = no
+; Every event carries Asterisk's time (Timestamp: epoch.micro): waits and
+; talk times are measured on it, not on when the engine read the event.
+timestampevents = yes
 
 ; The engine's only AMI user. Least privilege: it reads call, agent (queue)
 ; and user events; writes agent (QueueAdd/Remove/Pause: log-in, pause),

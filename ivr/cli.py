@@ -5,6 +5,8 @@
     ivr serve                the engine: FastAGI + AMI accounting + /metrics
     ivr run                  setup, then Redis + Asterisk + the engine until Ctrl-C
     ivr simulate --calls N   SIPp callers and agents against the running engine
+    ivr report --month YYYY-MM   the ministry's monthly figures from the call records
+    ivr staffing [--last 1h]     agents needed per programme (Erlang C)
     ivr agents login|logout|pause|resume|list|credentials
                              agents' state, and SIP accounts for their softphones
 """
@@ -64,6 +66,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--abandon", type=float, default=0.2,
                    help="share of callers who give up while waiting (default: %(default)s)")
     p.add_argument("--seed", type=int, default=None, help="random seed for a repeatable run")
+
+    from metrics.report import add_period_arguments
+
+    p = sub.add_parser("report", help="monthly report from the call records (Arabic table, csv or json)")
+    _config_arg(p)
+    add_period_arguments(p, month_help="calendar month, Cairo time, e.g. 2025-03")
+    p.add_argument("--format", choices=("text", "csv", "json"), default="text", help="(default: %(default)s)")
+
+    p = sub.add_parser("staffing", help="agents needed per programme (Erlang C) from the call records")
+    _config_arg(p)
+    add_period_arguments(p, month_help="planning view: each programme's busiest hour of the month")
+    p.add_argument("--last", metavar="DURATION", help="window ending now, e.g. 30m, 1h (default: 1h)")
+    p.add_argument("--target", type=float, default=None,
+                   help="service-level target ratio (default: config supervision, else 0.80)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="service-level threshold in seconds (default: config supervision, else 20)")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="(default: %(default)s)")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -238,12 +257,26 @@ def cmd_simulate(args) -> int:
     return 0 if result.failed == 0 else 1
 
 
+def cmd_report(args) -> int:
+    from metrics.report import run_report_command
+
+    return run_report_command(args, load_config(args.config))
+
+
+def cmd_staffing(args) -> int:
+    from metrics.staffing import run_staffing_command
+
+    return run_staffing_command(args, load_config(args.config))
+
+
 COMMANDS = {
     "check-config": cmd_check_config,
     "setup": cmd_setup,
     "serve": cmd_serve,
     "run": cmd_run,
     "simulate": cmd_simulate,
+    "report": cmd_report,
+    "staffing": cmd_staffing,
     "agents": cmd_agents,
 }
 

@@ -27,6 +27,7 @@ from ivr.configuration import Config
 from ivr.arabic.numbers import digit_fragments
 from ivr.citizens.area_codes import governorate_from_caller
 from ivr.citizens.national_id import hash_national_id, mask_national_id
+from ivr.agi.protocol import AgiHangup
 from ivr.flow.menu import Route, prompt_path, run_hotline
 from ivr.flow.national_id import collect_national_id
 from ivr.flow.schedule import describe, is_open
@@ -35,8 +36,11 @@ from ivr.privacy import mask_number
 from queues.callbacks import CallbackStore, MemoryCallbackStore, RedisCallbackStore
 from queues.priority import (MemoryRecentCallers, RecentCallers, RedisRecentCallers, caller_priority,
                              count_priority, hash_caller, keep_seconds)
+from metrics.call_records import RedisCallRecords
 from metrics.exporter import MetricsExporter
-from metrics.registry import NO_REQUEST_TYPE, EngineMetrics
+from metrics.staffing import staffing_advice
+from metrics.wallboard.server import WallboardServer
+from metrics.registry import AGENT_STATES, NO_REQUEST_TYPE, EngineMetrics
 from ivr.flow.agent_codes import AgentCodeHandler
 from ivr.flow.callback import OverflowHandler, QueueCallbackHandler
 from queues.accounting import QueueAccounting
@@ -87,8 +91,15 @@ class HotlineHandler:
         if schedule is not None and not is_open(schedule, self._clock()):
             await self._closed(session, hotline, schedule)
             return
-        route = await run_hotline(session, hotline, self._config)
         uid = session.env.get("uniqueid", "")
+        try:
+            route = await run_hotline(session, hotline, self._config)
+        except AgiHangup as exc:
+            node = getattr(exc, "ivr_menu", hotline.menu)
+            self._metrics.menu_node_exits.labels(hotline=hotline.number, node=node, outcome="hangup").inc()
+            await self._remember(uid, {"hotline": hotline.number, "ivr_left": node})
+            raise
+        self._metrics.menu_node_exits.labels(hotline=hotline.number, node=route.menu, outcome=route.outcome).inc()
         request_type = route.request_type or NO_REQUEST_TYPE
         national_id = None
         if route.outcome == "choice" and route.program and self._config.program(route.program).collect_national_id:
@@ -149,9 +160,20 @@ class HotlineHandler:
             log.exception("priority rules failed for %s; normal priority", session.describe())
             return 0, None
 
+    async def _remember(self, uid: str, facts: dict[str, str]) -> None:
+        """Facts for the call record; the call goes on without them."""
+        if not uid:
+            return
+        try:
+            for fact, value in facts.items():
+                await self._store.set_fact(uid, fact, value)
+        except Exception:
+            log.exception("facts of call %s not recorded", uid)
+
     async def _closed(self, session: AgiSession, hotline, schedule) -> None:
         """Outside hours: the closed message, the opening hours, a callback offer."""
         self._metrics.closed_calls.labels(hotline=hotline.number).inc()
+        await self._remember(session.env.get("uniqueid", ""), {"hotline": hotline.number, "closed": "1"})
         log.info("hotline %s closed now: %s", hotline.number, session.describe())
         await session.play(prompt_path(schedule.closed_prompt), "")
         await session.play(prompt_path("closed-hours-are"), "")
@@ -253,7 +275,7 @@ class Engine:
     def __init__(self, *, config: Config, ami_secret: str | None, national_id_key: bytes = b"",
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc), enable_agi: bool = True,
                  enable_ami: bool = True, metrics: EngineMetrics | None = None,
-                 redis_client: aioredis.Redis | None = None):
+                 redis_client: aioredis.Redis | None = None, enable_wallboard: bool = True):
         disable_created_metrics()
         self.config = config
         s = config.service
@@ -271,7 +293,9 @@ class Engine:
         ) if enable_ami else None
         ami = self.ami or NoAmi()
         # --- the AMI consumers ------------------------------------------------
-        self.accounting = QueueAccounting(store=self.store, metrics=self.metrics)
+        self.records = RedisCallRecords(self.redis, prefix=prefix,
+                                        max_length=config.supervision.call_records.max_length)
+        self.accounting = QueueAccounting(store=self.store, metrics=self.metrics, records=self.records)
         self.agent_store = RedisAgentStateStore(self.redis, prefix=prefix)
         self.agent_desk = AgentDesk(ami=ami, store=self.agent_store, config=config, metrics=self.metrics)
         self.agent_tracker = AgentTracker(store=self.agent_store, config=config, metrics=self.metrics,
@@ -290,6 +314,10 @@ class Engine:
             routes=self._routes(national_id_key), host=s.fastagi.host, port=s.fastagi.port,
             on_session_end=self.metrics.count_session, on_latency=self.metrics.observe_agi_command,
         ) if enable_agi else None
+        self.wallboard = WallboardServer(self.snapshot, host=s.wallboard.host, port=s.wallboard.port,
+                                         config=config) if enable_wallboard else None
+        self._staffing_at = 0.0
+        self._snapshot_cache: tuple[float, dict] | None = None
         self._tasks: list[asyncio.Task] = []
         self._side_tasks: set[asyncio.Task] = set()
 
@@ -297,7 +325,9 @@ class Engine:
         self.exporter.start()
         if self.fastagi is not None:
             await self.fastagi.start()
-        self._tasks.append(asyncio.create_task(self.agent_tracker.run_gauge(interval=2.0), name="agents-gauge"))
+        if self.wallboard is not None:
+            await self.wallboard.start()
+        self._tasks.append(asyncio.create_task(self._live_figures(interval=2.0), name="live-figures"))
         if self.ami is not None:
             await self.ami.start()
             self._tasks += [
@@ -314,6 +344,8 @@ class Engine:
             await self.ami.close()
         if self.fastagi is not None:
             await self.fastagi.close()
+        if self.wallboard is not None:
+            await self.wallboard.stop()
         self.exporter.stop()
         await self.redis.aclose()
 
@@ -329,6 +361,80 @@ class Engine:
         return routes
 
     # --- live figures ---------------------------------------------------------
+    async def _live_figures(self, *, interval: float) -> None:
+        """Refresh the gauges read from Redis (agents, waiting callers, the
+        longest wait; staffing once a minute). While Redis is unreachable
+        they are withheld from scrapes (metrics.registry.LiveFigures)."""
+        while True:
+            try:
+                await self.refresh_live_figures()
+            except Exception as exc:  # Redis down or slow: said, retried, never fatal
+                self.metrics.live.failed()
+                log.warning("live figures not refreshed: %s", exc)
+            await asyncio.sleep(interval)
+
+    async def refresh_live_figures(self) -> None:
+        await self.agent_tracker.refresh_gauge()
+        now = self.clock().timestamp()
+        for q in self.config.queues:
+            waiters = await self.waiting.waiting(q.id, now=now)
+            self.metrics.callers_waiting.labels(program=q.id).set(len(waiters))
+            self.metrics.longest_wait.labels(program=q.id).set(max((w.waited_s for w in waiters), default=0.0))
+        if now - self._staffing_at >= 60:
+            await self.refresh_staffing(now)
+            self._staffing_at = now
+        self.metrics.live.refreshed()
+
+    async def refresh_staffing(self, now: float) -> list:
+        """Agents needed per queue (Erlang C) from the last window's call records."""
+        sup = self.config.supervision
+        start = now - sup.staffing_window_seconds
+        records = await self.records.read(start, now, late_seconds=0)
+        advice = staffing_advice(records, config=self.config, start=start, end=now,
+                                 target_ratio=sup.service_level.target_ratio,
+                                 threshold_seconds=sup.service_level.threshold_seconds)
+        for a in advice:
+            self.metrics.staffing_needed.labels(program=a.queue).set(a.agents_needed)
+            self.metrics.staffing_offered_per_hour.labels(program=a.queue).set(a.offered_per_hour)
+            self.metrics.staffing_handle_seconds.labels(program=a.queue).set(a.handle_seconds)
+        return advice
+
+    async def snapshot(self) -> dict:
+        """The wallboard's figures: today's calls (Cairo time) from the call
+        records, and what is happening now. Raises if Redis is unreachable
+        (the wallboard then says the figures are unavailable)."""
+        cached = self._snapshot_cache
+        now = self.clock().timestamp()
+        if cached is not None and now - cached[0] < 2.0:
+            return cached[1]
+        midnight = datetime.fromtimestamp(now, CAIRO).replace(hour=0, minute=0, second=0, microsecond=0)
+        records = await self.records.read(midnight.timestamp(), now + 1, late_seconds=0)
+        sl_seconds = self.config.supervision.service_level.threshold_seconds
+        agents = await self.agent_store.get_many(a.id for a in self.config.agents)
+        programs = []
+        for q in self.config.queues:
+            figures = _day_figures([r for r in records if q.id in r.queues], q.id, sl_seconds)
+            waiters = await self.waiting.waiting(q.id, now=now)
+            states = {state: 0 for state in AGENT_STATES}
+            for agent_id, record in agents.items():
+                agent = self.config.agent(agent_id)
+                if agent is None or q.id not in {served.id for served, _ in self.config.agent_queues(agent)}:
+                    continue
+                state, _ = derive_state(record, now)
+                states[state.value] += 1
+            program = self.config.program(q.program) if q.program else None
+            programs.append({
+                "id": q.id, "name": program.name if program else q.id, **figures,
+                "target_answer_ratio": self.config.supervision.answer_rate_target(q.id),
+                "waiting": len(waiters), "longest_wait_seconds": max((w.waited_s for w in waiters), default=0.0),
+                "agents": states})
+        totals = _day_figures(records, None, sl_seconds)
+        totals.update(received=len(records), waiting=sum(p["waiting"] for p in programs),
+                      longest_wait_seconds=max((p["longest_wait_seconds"] for p in programs), default=0.0))
+        snap = {"generated_at": now, "live": True, "totals": totals, "programs": programs}
+        self._snapshot_cache = (now, snap)
+        return snap
+
     async def agents_counts(self, queue_id: str) -> tuple[int, int]:
         """(agents serving the queue now, of whom idle or ringing): logged in
         to it, not paused, softphone reachable. For wait estimates."""
@@ -454,3 +560,23 @@ class Engine:
         replaced = await self.dispatcher.recover(live)
         log.info("AMI re-sync: %d caller(s) waiting in queues, %d ended call(s) in the journal, "
                  "%d callback(s) placed again", len(entries), len(ended), len(replaced))
+
+
+def _day_figures(records, queue: str | None, sl_seconds: float) -> dict:
+    """offered/answered/abandoned/short-abandoned and the ratios of docs/metrics.md,
+    for one queue (records that entered it) or all (``queue`` None)."""
+    offered = answered = within = abandoned = short = 0
+    for r in records:
+        if not r.queues:
+            continue
+        offered += 1
+        if r.outcome == "answered" and (queue is None or r.program == queue):
+            answered += 1
+            within += r.wait_seconds is not None and r.wait_seconds <= sl_seconds
+        elif queue is None or r.program == queue:
+            abandoned += r.outcome == "abandoned"
+            short += r.outcome == "short_abandoned"
+    base = offered - short
+    return {"offered": offered, "answered": answered, "abandoned": abandoned, "short_abandoned": short,
+            "answer_ratio": answered / base if base > 0 else None,
+            "service_level_ratio": within / base if base > 0 else None}

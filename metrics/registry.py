@@ -7,13 +7,32 @@ to zero so that rates and alerts work from the first scrape.
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily
 
 from ivr.citizens.governorates import LABEL_VALUES as GOVERNORATE_LABELS
 from ivr.configuration import Config
 from ivr.configuration.model import AUTO_PAUSE_REASON
 
+# `*_created` series would double every counter's series for a timestamp
+# nobody here uses (Prometheus detects counter resets by itself).
+disable_created_metrics()
+
 AGI_VERBS = ("STREAM", "WAIT", "SET", "GET", "CHANNEL", "other")
+# How a finished call ended (the call record's `outcome`; docs/metrics.md).
+CALL_OUTCOMES = ("answered", "abandoned", "short_abandoned", "callback", "overflow_callback", "closed",
+                 "ivr_hangup", "no_queue")
+MENU_NODE_OUTCOMES = ("choice", "retries_exhausted", "hangup")
+# Hotline waits: the service-level thresholds (10, 20, 30, 60 s) are bucket
+# bounds, so `le="20"` over `_count` is the share answered within 20 s.
+WAIT_BUCKETS = (5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600, 900, 1200, 1800)
+TALK_BUCKETS = (30, 60, 120, 180, 240, 300, 420, 600, 900, 1200, 1800)
+# The hotline label of a call whose hotline is not known (never expected:
+# every call passes [ivr-answer], which names it).
+UNKNOWN_HOTLINE = "unknown"
 AGENT_STATES = ("offline", "available", "ringing", "on_call", "wrapup", "paused")
 CALLBACK_OUTCOMES = ("connected", "no_answer", "busy", "failed", "invalid_number", "cancelled")
 # The request_type label of a call whose caller chose none (fallback paths).
@@ -31,21 +50,96 @@ class EngineMetrics:
         # the caller chose in the menus, `none` when the caller chose nothing.
         # `governorate` comes from the caller's national ID or landline area
         # code: 27 governorates, `abroad` and `unknown`.
-        queue_labels = ["program", "request_type", "governorate"]
+        # `hotline` is the number the call came in on.
+        self.hotlines = tuple(h.number for h in config.hotlines)
+        sup = config.supervision
+        self.short_abandon_seconds = sup.short_abandon_seconds
+        self.service_level_seconds = sup.service_level.threshold_seconds
+        queue_labels = ["hotline", "program", "request_type", "governorate"]
+        self.calls_received = Counter(
+            "ivr_calls_received", "Calls delivered to a hotline number and answered by Asterisk, once per call.",
+            ["hotline"], registry=r)
+        self.calls_ended = Counter(
+            "ivr_calls_ended", "Finished calls by final outcome (the call record's outcome), once per call.",
+            ["hotline", "outcome"], registry=r)
+        for h in self.hotlines:
+            self.calls_received.labels(hotline=h)
+            for outcome in CALL_OUTCOMES:
+                self.calls_ended.labels(hotline=h, outcome=outcome)
         self.queue_offered = Counter(
             "ivr_queue_offered", "Calls that entered a queue (app_queue QueueCallerJoin), once per call and queue.",
             queue_labels, registry=r)
         self.queue_answered = Counter(
             "ivr_queue_answered", "Queued calls connected to an agent (AgentConnect), once per call and queue.",
             queue_labels, registry=r)
-        self.queue_abandoned = Counter(
-            "ivr_queue_abandoned", "Queued calls whose caller hung up while waiting, once per call and queue.",
+        self.queue_answered_within_threshold = Counter(
+            "ivr_queue_answered_within_threshold",
+            f"Answered calls that waited at most the service-level threshold ({self.service_level_seconds} s).",
             queue_labels, registry=r)
-        for q in self.queue_ids:
-            for t in self.request_types:
+        self.queue_abandoned = Counter(
+            "ivr_queue_abandoned", "Queued callers who hung up while waiting, after more than "
+            f"{self.short_abandon_seconds} s (short abandons are counted apart).", queue_labels, registry=r)
+        self.queue_short_abandoned = Counter(
+            "ivr_queue_short_abandoned", f"Queued callers who hung up within {self.short_abandon_seconds} s of "
+            "joining: left out of the rates.", queue_labels, registry=r)
+        queue_counters = (self.queue_offered, self.queue_answered, self.queue_answered_within_threshold,
+                          self.queue_abandoned, self.queue_short_abandoned)
+        for h in config.hotlines:
+            for q, t in _queue_routes(config, h):
                 for g in GOVERNORATE_LABELS:
-                    for c in (self.queue_offered, self.queue_answered, self.queue_abandoned):
-                        c.labels(program=q, request_type=t, governorate=g)
+                    for c in queue_counters:
+                        c.labels(hotline=h.number, program=q, request_type=t, governorate=g)
+        self.queue_wait_seconds = Histogram(
+            "ivr_queue_wait_seconds", "Time from joining a queue to an agent's connect (answered) or the caller's "
+            "hang-up (abandoned, short abandons included).", ["program", "outcome"], registry=r,
+            buckets=WAIT_BUCKETS)
+        self.queue_talk_seconds = Histogram(
+            "ivr_queue_talk_seconds", "Time from an agent's connect to the caller's hang-up.", ["program"],
+            registry=r, buckets=TALK_BUCKETS)
+        for q in self.queue_ids:
+            for outcome in ("answered", "abandoned"):
+                self.queue_wait_seconds.labels(program=q, outcome=outcome)
+            self.queue_talk_seconds.labels(program=q)
+        self.menu_node_exits = Counter(
+            "ivr_menu_node_exits", "Where callers leave the IVR: the menu they were in and how (choice, "
+            "retries_exhausted, hangup).", ["hotline", "node", "outcome"], registry=r)
+        for h in config.hotlines:
+            for node in _reachable_menus(config, h):
+                for outcome in MENU_NODE_OUTCOMES:
+                    self.menu_node_exits.labels(hotline=h.number, node=node, outcome=outcome)
+        self.call_records = Counter(
+            "ivr_call_records", "Call records written to the Redis stream (result: written, failed).",
+            ["result"], registry=r)
+        for result in ("written", "failed"):
+            self.call_records.labels(result=result)
+        # Targets from config/supervision.yaml, for alerts and dashboards.
+        self.target_answer_ratio = Gauge("ivr_target_answer_ratio", "Answer-rate target per programme.",
+                                         ["program"], registry=r)
+        self.target_service_level_ratio = Gauge(
+            "ivr_target_service_level_ratio", "Service-level target per programme (share answered within the "
+            "threshold).", ["program"], registry=r)
+        self.service_level_threshold = Gauge("ivr_service_level_threshold_seconds",
+                                             "The service-level threshold.", registry=r)
+        self.service_level_threshold.set(self.service_level_seconds)
+        for q in self.queue_ids:
+            self.target_answer_ratio.labels(program=q).set(sup.answer_rate_target(q))
+            self.target_service_level_ratio.labels(program=q).set(sup.service_level.target_ratio)
+        # Live figures read from Redis: exported only while fresh (LiveFigures).
+        self.live = LiveFigures()
+        r.register(self.live)
+        self.callers_waiting = self.live.gauge(
+            "ivr_queue_callers_waiting", "Callers waiting in the queue now (callback placeholders included).",
+            ["program"])
+        self.longest_wait = self.live.gauge(
+            "ivr_queue_longest_wait_seconds", "How long the longest-waiting caller has waited now.", ["program"])
+        self.staffing_needed = self.live.gauge(
+            "ivr_staffing_agents_needed", "Agents needed to reach the service-level target (Erlang C) at the "
+            "last hour's arrival rate and handle time.", ["program"])
+        self.staffing_offered_per_hour = self.live.gauge(
+            "ivr_staffing_offered_per_hour", "Calls offered per hour over the staffing window.", ["program"])
+        self.staffing_handle_seconds = self.live.gauge(
+            "ivr_staffing_handle_seconds", "Mean handle time (talk + wrap-up) over the staffing window.",
+            ["program"])
         self.menu_exits = Counter(
             "ivr_menu_exits", "Callers leaving the menus, by hotline, where they went, what for, and why.",
             ["hotline", "program", "request_type", "outcome"], registry=r)
@@ -89,9 +183,9 @@ class EngineMetrics:
             self.ami_events.labels(kind=kind)
 
         # --- call distribution (queues/) ---------------------------------
-        self.agents_by_state = Gauge(
+        self.agents_by_state = self.live.gauge(
             "ivr_agents", "Agents by programme (a queue they serve) and state: offline, available, ringing, "
-            "on_call, wrapup, paused.", ["program", "state"], registry=r)
+            "on_call, wrapup, paused.", ["program", "state"])
         for q in self.queue_ids:
             for state in AGENT_STATES:
                 self.agents_by_state.labels(program=q, state=state)
@@ -142,6 +236,76 @@ class EngineMetrics:
     def count_session(self, route: str, outcome: str) -> None:
         route = route if route in ("hotline", "survey", "agent", "callback", "overflow") else "other"
         self.agi_sessions.labels(route=route, outcome=outcome).inc()
+
+
+class LiveFigures:
+    """Gauges read from shared state (Redis), exported only while fresh.
+
+    A gauge keeps its last value when the refresh that sets it fails; shown
+    as current during a Redis outage it would be a wrong figure nobody
+    notices. So these gauges live outside the registry: this collector
+    yields them only if the last refresh succeeded within ``max_age``
+    seconds, and always yields ``ivr_live_figures_up`` (1 fresh, 0 stale).
+    """
+
+    def __init__(self, *, max_age: float = 10.0, clock=time.monotonic):
+        self._gauges: list[Gauge] = []
+        self._max_age = max_age
+        self._clock = clock
+        self._refreshed: float | None = None
+        self.failures = 0
+
+    def gauge(self, name: str, documentation: str, labels: list[str]) -> Gauge:
+        g = Gauge(name, documentation, labels, registry=None)
+        self._gauges.append(g)
+        return g
+
+    def refreshed(self) -> None:
+        """Call after a successful refresh of every live gauge."""
+        self._refreshed = self._clock()
+
+    def failed(self) -> None:
+        self.failures += 1
+
+    @property
+    def fresh(self) -> bool:
+        return self._refreshed is not None and self._clock() - self._refreshed <= self._max_age
+
+    def describe(self):
+        up = GaugeMetricFamily("ivr_live_figures_up", "1 when the live gauges were refreshed from Redis in the "
+                               "last 10 s; 0 and the live gauges absent otherwise.")
+        return [up]
+
+    def collect(self):
+        fresh = self.fresh
+        up = GaugeMetricFamily("ivr_live_figures_up", "1 when the live gauges were refreshed from Redis in the "
+                               "last 10 s; 0 and the live gauges absent otherwise.", value=1.0 if fresh else 0.0)
+        yield up
+        if fresh:
+            for g in self._gauges:
+                yield from g.collect()
+
+
+def _queue_routes(config: Config, hotline) -> set[tuple[str, str]]:
+    """Every (queue, request type) a call of this hotline can be offered to,
+    overflow queues included."""
+    routes = {(q, t) for q, t, _ in _reachable_routes(config, hotline)}
+    for q, t in list(routes):
+        overflow = config.queue(q).overflow_queue if config.queue(q) else None
+        if overflow:
+            routes.add((overflow, t))
+    return routes
+
+
+def _reachable_menus(config: Config, hotline) -> set[str]:
+    seen, todo = set(), [hotline.menu]
+    while todo:
+        menu_id = todo.pop()
+        if menu_id in seen:
+            continue
+        seen.add(menu_id)
+        todo.extend(o.menu for o in config.menus[menu_id].options.values() if o.menu)
+    return seen
 
 
 def _reachable_routes(config: Config, hotline) -> set[tuple[str, str, str]]:

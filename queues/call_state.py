@@ -22,6 +22,9 @@ class CallStateStore(Protocol):
 
     async def set_fact(self, call_uid: str, fact: str, value: str) -> None: ...
 
+    async def unmark(self, call_uid: str, fact: str) -> None:
+        """Forget ``fact`` (a claim whose work failed, to be retried)."""
+
 
 class MemoryCallStateStore:
     """For unit tests and single-process tools; same semantics, no persistence."""
@@ -41,6 +44,9 @@ class MemoryCallStateStore:
 
     async def set_fact(self, call_uid: str, fact: str, value: str) -> None:
         self._calls.setdefault(call_uid, {})[fact] = value
+
+    async def unmark(self, call_uid: str, fact: str) -> None:
+        self._calls.get(call_uid, {}).pop(fact, None)
 
 
 class RedisCallStateStore:
@@ -70,6 +76,10 @@ class RedisCallStateStore:
             pipe.hset(key, fact, value)
             pipe.expire(key, self._ttl)
             await pipe.execute()
+
+
+    async def unmark(self, call_uid: str, fact: str) -> None:
+        await self._redis.hdel(self._key(call_uid), fact)
 
 
 def now() -> str:

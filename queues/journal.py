@@ -35,10 +35,12 @@ def entries_to_events(messages: Iterable[Mapping[str, str]]) -> list[dict[str, s
         if len(parts) != 2 or not parts[0].startswith(JOURNAL_FAMILY):
             continue
         uid = parts[1]
-        queue, _, rest = msg.get("Val", "").partition("|")
-        member, _, hotline = rest.partition("|")
+        # queue|member|hotline|epoch of the hang-up (entries written before
+        # the epoch was added have three fields: their end time is unknown).
+        queue, member, hotline, ended = (msg.get("Val", "").split("|") + ["", "", "", ""])[:4]
         if not uid or not queue:
             continue
         events.append({"Event": "UserEvent", "UserEvent": "IvrCallEnd", "Uniqueid": uid, "CallUid": uid,
-                       "Queue": queue, "Member": member, "Hotline": hotline, "Source": "journal"})
+                       "Queue": queue, "Member": member, "Hotline": hotline, "Source": "journal",
+                       "Timestamp": ended if ended.isdigit() else ""})
     return events

@@ -14,6 +14,7 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v sox >/dev/null || need+=(sox)
+command -v chromium >/dev/null || need+=(chromium)   # headless test of the wallboard page
 command -v chroot >/dev/null || need+=(coreutils)
 command -v mount >/dev/null || need+=(mount)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)

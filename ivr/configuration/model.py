@@ -17,7 +17,7 @@ from datetime import date
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,39}$")]
 PromptId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,62}$")]
@@ -83,6 +83,8 @@ class ServiceSettings(Frozen):
 
     fastagi: Listen = Listen(port=4573)
     metrics: Listen = Listen(port=9108)
+    # The supervisors' wallboard page (metrics/wallboard), served by the engine.
+    wallboard: Listen = Listen(port=9110)
     carrier_sip: Listen = Listen(port=5080)
     agent_sip: Listen = Listen(port=5060)
     # Where callbacks to citizens are sent (the carrier's SIP address).
@@ -378,6 +380,44 @@ class Distribution(Frozen):
     callbacks: CallbackPolicy = CallbackPolicy()
 
 
+class ServiceLevel(Frozen):
+    # A call answered within threshold_seconds of joining the queue counts
+    # towards the service level; the target is the share of such calls.
+    threshold_seconds: int = Field(default=20, ge=1, le=3600)
+    target_ratio: float = Field(default=0.80, gt=0, le=1)
+
+
+class CallRecordPolicy(Frozen):
+    # Redis stream length (approximate trim): about 30 months of the
+    # ministry's 165,000 calls a month at the default.
+    max_length: int = Field(default=5_000_000, ge=1000)
+
+
+class Supervision(Frozen):
+    """Thresholds and targets behind the figures supervisors see (docs/metrics.md)."""
+
+    # A caller who hangs up within this many seconds of joining a queue is a
+    # short abandon: counted apart and left out of the rates.
+    short_abandon_seconds: int = Field(default=5, ge=0, le=120)
+    service_level: ServiceLevel = ServiceLevel()
+    # Answer-rate target per programme (queue id); `default` for the rest.
+    answer_rate_targets: dict[str, float] = {"default": 0.80}
+    # Staffing advice looks at this much recent traffic.
+    staffing_window_seconds: int = Field(default=3600, ge=300, le=86400)
+    call_records: CallRecordPolicy = CallRecordPolicy()
+
+    @field_validator("answer_rate_targets")
+    @classmethod
+    def _ratios(cls, value: dict[str, float]) -> dict[str, float]:
+        for key, ratio in value.items():
+            if not 0 < ratio <= 1:
+                raise ValueError(f"answer_rate_targets[{key}] must be a ratio in (0, 1], got {ratio}")
+        return value
+
+    def answer_rate_target(self, queue_id: str) -> float:
+        return self.answer_rate_targets.get(queue_id, self.answer_rate_targets.get("default", 0.80))
+
+
 class Config(Frozen):
     service: ServiceSettings = ServiceSettings()
     prompts: dict[PromptId, str] = Field(min_length=1)
@@ -391,6 +431,7 @@ class Config(Frozen):
     agent_policy: AgentPolicy = AgentPolicy(pause_reasons=(
         PauseReason(code="1", id="break", name="استراحة"),))
     distribution: Distribution = Distribution()
+    supervision: Supervision = Supervision()
 
     def cross_reference_errors(self) -> list[tuple[tuple, str]]:
         """Errors pydantic cannot see field by field: ids that point nowhere.
@@ -478,6 +519,9 @@ class Config(Frozen):
             if q.max_callers and q.overflow_queue is None:
                 errors.append((("queues", i, "max_callers"),
                                "a queue with max_callers needs an overflow_queue for callers who find it full"))
+        for key in self.supervision.answer_rate_targets:
+            if key != "default" and key not in queue_ids:
+                errors.append((("supervision", "answer_rate_targets", key), f"unknown queue {key!r}"))
         for i, rule in enumerate(self.distribution.priorities):
             if rule.program is not None and rule.program not in program_ids:
                 errors.append((("distribution", "priorities", i, "program"), f"unknown program {rule.program!r}"))

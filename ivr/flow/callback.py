@@ -224,6 +224,11 @@ class _CallbackRoute:
             queue=queue, priority=priority, position=position or 0, request_type=facts.get("request_type", ""),
             governorate=facts.get("governorate", ""), joined_at=joined_at, now=self._clock().timestamp())
         self._metrics.callback_requests.labels(hotline=hotline, reason=reason).inc()
+        if self._call_state is not None and uid:
+            try:  # the call record's outcome: callback (the call ends here)
+                await self._call_state.set_fact(uid, "callback", reason)
+            except Exception:
+                log.exception("callback %s: fact not recorded on call %s", callback_id, uid)
         log.info("callback %s (%s) registered in %s for %s at position %s (%s)", callback_id, reason, queue,
                  mask_number(number), position or "-", session.describe())
         return callback_id

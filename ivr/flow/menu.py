@@ -97,7 +97,24 @@ ALL_KEYS = "0123456789*#"
 
 async def run_hotline(channel: Channel, hotline: Hotline, config: Config) -> Route:
     walk = MenuWalk.start(config, hotline)
+    try:
+        return await _walk(channel, hotline, walk)
+    except Exception as exc:
+        # Where the caller left the IVR (a hang-up, usually): the caller of
+        # this function counts it per menu node.
+        exc.ivr_menu = getattr(exc, "ivr_menu", None) or _current_menu.get(id(channel), hotline.menu)
+        raise
+    finally:
+        _current_menu.pop(id(channel), None)
+
+
+# The menu each running walk is in, by channel (for the hang-up node).
+_current_menu: dict[int, str] = {}
+
+
+async def _walk(channel: Channel, hotline: Hotline, walk: MenuWalk) -> Route:
     key: str | None = None
+    _current_menu[id(channel)] = walk.menu_id
     if hotline.welcome_prompt:
         key = await channel.play(prompt_path(hotline.welcome_prompt), ALL_KEYS)
     while walk.route is None:
@@ -110,6 +127,7 @@ async def run_hotline(channel: Channel, hotline: Hotline, config: Config) -> Rou
                 key = await channel.wait_digit(walk.menu.timeout_seconds)
         before = walk
         walk = walk.on_key(key)
+        _current_menu[id(channel)] = walk.menu_id
         if walk.failures > before.failures and walk.route is None:
             log.info("hotline %s menu %s: %s (attempt %d)", hotline.number, before.menu_id,
                      "no input" if key is None else "invalid key", walk.failures)

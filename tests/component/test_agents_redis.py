@@ -102,6 +102,7 @@ async def test_two_workers_share_the_state(redis_client, config):
     assert (view.state, view.reason) == (AgentState.PAUSED, "no_answer")
     assert ami.actions[-1]["Reason"] == "no_answer"
     await tracker.refresh_gauge()
+    metrics.live.refreshed()
     assert metrics.registry.get_sample_value("ivr_agents", {"program": "shared", "state": "paused"}) == 1
 
 

@@ -3,6 +3,7 @@ agents serving a queue (and idle), and a waiting caller's place."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime, timezone
 
@@ -67,3 +68,77 @@ async def test_place_of_a_caller_who_left_the_queue(engine):
     assert await engine.place_of(queue, "b.2") == 3
     # A caller the engine never saw join has no place to keep.
     assert await engine.place_of(queue, "z.9") is None
+
+
+async def _one_answered_and_one_abandoned(engine, now):
+    """Two calls through the engine's own accounting (records go to Redis)."""
+    handle = engine.accounting.handle
+    for uid, answered in (("x.1", True), ("x.2", False)):
+        t0 = now - 600
+        await handle({"Event": "UserEvent", "UserEvent": "IvrCallStart", "Uniqueid": uid, "CallUid": uid,
+                      "Hotline": "14403", "Timestamp": f"{t0:.6f}"})
+        await handle({"Event": "UserEvent", "UserEvent": "IvrRoute", "Uniqueid": uid, "Hotline": "14403",
+                      "Queue": "nasser_bank", "Program": "nasser_bank", "RequestType": "inquiry",
+                      "Governorate": "minya", "Timestamp": f"{t0 + 1:.6f}"})
+        await handle({"Event": "QueueCallerJoin", "Uniqueid": uid, "Queue": "nasser_bank",
+                      "Timestamp": f"{t0 + 10:.6f}"})
+        if answered:
+            await handle({"Event": "AgentConnect", "Uniqueid": uid, "Queue": "nasser_bank", "HoldTime": "15",
+                          "Interface": "PJSIP/agent1002", "Timestamp": f"{t0 + 25:.6f}"})
+        await handle({"Event": "UserEvent", "UserEvent": "IvrCallEnd", "Uniqueid": uid, "CallUid": uid,
+                      "Hotline": "14403", "Queue": "nasser_bank", "Member": "PJSIP/agent1002" if answered else "",
+                      "Timestamp": f"{t0 + 205:.6f}"})
+
+
+async def test_the_wallboard_snapshot_from_records_and_live_state(engine):
+    engine, now = engine
+    await _one_answered_and_one_abandoned(engine, now)
+    await engine.agent_store.update("1002", member({"nasser_bank": 0, "shared": 0}))
+    await engine.waiting.handle({"Event": "QueueCallerJoin", "Queue": "nasser_bank", "Uniqueid": "w.1",
+                                 "Channel": "PJSIP/carrier-1", "Position": "1"}, now=now - 42)
+    snap = await engine.snapshot()
+    nasser = next(p for p in snap["programs"] if p["id"] == "nasser_bank")
+    assert (nasser["offered"], nasser["answered"], nasser["abandoned"]) == (2, 1, 1)
+    assert nasser["answer_ratio"] == 0.5 and nasser["service_level_ratio"] == 0.5
+    assert nasser["waiting"] == 1 and nasser["longest_wait_seconds"] == pytest.approx(42, abs=1)
+    assert nasser["agents"]["available"] == 1 and nasser["name"] == "بنك ناصر الاجتماعي"
+    assert snap["totals"]["received"] == 2 and snap["live"] is True
+    forsa = next(p for p in snap["programs"] if p["id"] == "forsa")
+    assert forsa["answer_ratio"] is None  # no call: no ratio, not 0 %
+
+
+async def test_live_gauges_and_staffing_are_refreshed_then_withheld_when_redis_fails(engine, redis_client):
+    engine, now = engine
+    await _one_answered_and_one_abandoned(engine, now)
+    registry = engine.metrics.registry
+    await engine.refresh_live_figures()
+    assert registry.get_sample_value("ivr_live_figures_up") == 1
+    assert registry.get_sample_value("ivr_staffing_offered_per_hour", {"program": "nasser_bank"}) == 2
+    assert registry.get_sample_value("ivr_staffing_agents_needed", {"program": "nasser_bank"}) >= 1
+    assert registry.get_sample_value("ivr_queue_callers_waiting", {"program": "nasser_bank"}) == 0
+    # Redis goes away (every read fails as redis-py fails on a refused connection):
+    # the loop survives, counts the failure, and once stale the figures are withheld.
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    async def refused(*_args, **_kwargs):
+        raise RedisConnectionError("Connection refused")
+
+    engine.agent_store.get_many = refused
+    engine.agent_tracker._store.get_many = refused
+    engine.waiting.waiting = refused
+    with pytest.raises(RedisConnectionError):
+        await engine.refresh_live_figures()
+    loop_task = asyncio.create_task(engine._live_figures(interval=0.05))
+    await asyncio.sleep(0.2)
+    loop_task.cancel()
+    assert engine.metrics.live.failures >= 2
+    engine.metrics.live._refreshed -= 11
+    assert registry.get_sample_value("ivr_live_figures_up") == 0
+    assert registry.get_sample_value("ivr_queue_callers_waiting", {"program": "nasser_bank"}) is None
+    assert registry.get_sample_value("ivr_agents", {"program": "nasser_bank", "state": "available"}) is None
+    # Counters are the engine's own: still exported.
+    assert registry.get_sample_value("ivr_calls_received_total", {"hotline": "14403"}) == 2
+    # The wallboard's snapshot fails loudly too (its page then says "unavailable").
+    engine._snapshot_cache = None
+    with pytest.raises(RedisConnectionError):
+        await engine.snapshot()

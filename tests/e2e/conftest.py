@@ -224,7 +224,7 @@ def hotline(tmp_path_factory):
         pytest.fail(f"end-to-end tests need {', '.join(missing)}: run `make test`, which installs them")
     base = e2e_config(load_config(REPO_ROOT / "config"))
     s = base.service
-    busy = [p for p in (s.fastagi.port, s.metrics.port) if not port_is_free(p)]
+    busy = [p for p in (s.fastagi.port, s.metrics.port, s.wallboard.port) if not port_is_free(p)]
     if busy:
         pytest.fail(f"ports {busy} are in use (is `make run` running?); stop it before the end-to-end tests")
     paths = Paths.from_environment()

@@ -21,6 +21,8 @@ from queues.call_state import MemoryCallStateStore
 DEMO = Path(__file__).resolve().parents[2] / "config"
 
 CALLER_UID = "1732467000.42"
+# Asterisk's event times (timestampevents = yes): the caller joins at T0.
+T0 = 1732467010.0
 CALLER_NUM = "01001234567"
 
 
@@ -45,9 +47,10 @@ def channel_fields(uid: str = CALLER_UID, *, prefix: str = "", channel: str = "P
     }
 
 
-def queue_caller_join(queue: str = "takaful_karama", uid: str = CALLER_UID, position: int = 1) -> dict:
-    return {"Event": "QueueCallerJoin", "Privilege": "agent,all", **channel_fields(uid, exten=queue),
-            "Queue": queue, "Position": str(position), "Count": str(position)}
+def queue_caller_join(queue: str = "takaful_karama", uid: str = CALLER_UID, position: int = 1,
+                      at: float = T0) -> dict:
+    return {"Event": "QueueCallerJoin", "Privilege": "agent,all", "Timestamp": f"{at:.6f}",
+            **channel_fields(uid, exten=queue), "Queue": queue, "Position": str(position), "Count": str(position)}
 
 
 def queue_entry(queue: str = "takaful_karama", uid: str = CALLER_UID) -> dict:
@@ -58,12 +61,14 @@ def queue_entry(queue: str = "takaful_karama", uid: str = CALLER_UID) -> dict:
             "Wait": "12", "Priority": "0"}
 
 
-def agent_connect(queue: str = "takaful_karama", uid: str = CALLER_UID, agent: str = "1001") -> dict:
-    return {"Event": "AgentConnect", "Privilege": "agent,all", **channel_fields(uid, exten=queue),
+def agent_connect(queue: str = "takaful_karama", uid: str = CALLER_UID, agent: str = "1001",
+                  at: float = T0 + 14, hold_time: str = "14") -> dict:
+    return {"Event": "AgentConnect", "Privilege": "agent,all", "Timestamp": f"{at:.6f}",
+            **channel_fields(uid, exten=queue),
             **channel_fields(f"{uid}1", prefix="Dest", channel=f"PJSIP/agent{agent}-0000002b", num=agent,
                              exten="s", context="agents"),
             "Queue": queue, "Interface": f"PJSIP/agent{agent}", "MemberName": "Amina Hassan",
-            "HoldTime": "14", "RingTime": "3"}
+            "HoldTime": hold_time, "RingTime": "3"}
 
 
 def user_event(name: str, uid: str = CALLER_UID, **fields) -> dict:
@@ -73,9 +78,9 @@ def user_event(name: str, uid: str = CALLER_UID, **fields) -> dict:
 
 
 def ivr_call_end(queue: str = "takaful_karama", member: str = "", uid: str = CALLER_UID,
-                 call_uid: str | None = None, status: str = "") -> dict:
+                 call_uid: str | None = None, status: str = "", at: float = T0 + 30) -> dict:
     return user_event("IvrCallEnd", uid, Hotline="1442", Queue=queue, Member=member, QueueStatus=status,
-                      CallUid=call_uid if call_uid is not None else uid, Cause="16")
+                      CallUid=call_uid if call_uid is not None else uid, Cause="16", Timestamp=f"{at:.6f}")
 
 
 def ivr_queue_exit(queue: str = "takaful_karama", status: str = "TIMEOUT", uid: str = CALLER_UID) -> dict:
@@ -243,13 +248,24 @@ async def test_resync_queue_entry_fills_a_missed_join(rig):
     assert await rig.handle(queue_caller_join()) == "duplicate"
 
 
-async def test_queue_timeout_then_hangup_outside_queue_is_not_abandoned(rig):
+async def test_hanging_up_during_the_offer_after_the_max_wait_is_an_abandon(rig):
+    # Timed out of the queue, then hung up while hearing the callback offer
+    # (outside Queue()): the caller gave up waiting.
     await rig.handle(queue_caller_join("shared"))
     assert await rig.handle(ivr_queue_exit("shared", "TIMEOUT")) == "accounted"
     assert await rig.handle(ivr_call_end(queue="", member="", status="TIMEOUT")) == "accounted"
-    assert rig.counts("shared") == (1, 0, 0)
+    assert rig.counts("shared") == (1, 0, 1)
     facts = await rig.store.facts(CALLER_UID)
     assert facts["exit:shared"] == "TIMEOUT"
+    assert facts["recorded"] == "abandoned"
+
+
+async def test_leaving_the_queue_for_a_callback_is_not_an_abandon(rig):
+    await rig.handle(queue_caller_join("nasser_bank"))
+    await rig.handle(ivr_queue_exit("nasser_bank", "CALLBACK"))
+    await rig.handle(ivr_call_end(queue="", member=""))
+    assert rig.counts("nasser_bank") == (1, 0, 0)
+    assert (await rig.store.facts(CALLER_UID))["recorded"] == "callback"
 
 
 async def test_timeout_moves_to_fallback_and_abandon_counts_there(rig):
@@ -294,7 +310,7 @@ async def test_full_call_lifecycle(rig):
         agent_connect("takaful_karama", a),
         ivr_call_end("takaful_karama", "", b),                   # b gives up
         ivr_queue_exit("shared", "TIMEOUT", c),
-        ivr_call_end("", "", c, status="TIMEOUT"),
+        ivr_call_end("", "", c, status="TIMEOUT"),              # c gives up during the offer
         ivr_call_end("takaful_karama", "PJSIP/agent1001", a),    # a's call ends after talking
     ]
     for e in events:
@@ -302,15 +318,16 @@ async def test_full_call_lifecycle(rig):
     for e in events:  # a second worker, or a replay: nothing changes
         await rig.handle(e)
     assert rig.counts("takaful_karama") == (2, 1, 1)
-    assert rig.counts("shared") == (1, 0, 0)
+    assert rig.counts("shared") == (1, 0, 1)
 
 
 # --- labels from the call's facts (what the IVR stored before the queue) -----------------------
 
 
 def queue_sample(rig, metric: str, program: str, request_type: str, governorate: str) -> float | None:
-    return rig.registry.get_sample_value(
-        f"ivr_queue_{metric}_total", {"program": program, "request_type": request_type, "governorate": governorate})
+    # Summed over hotlines (the call's hotline is a label too).
+    return sample_sum(rig.registry, f"ivr_queue_{metric}_total", program=program, request_type=request_type,
+                      governorate=governorate)
 
 
 def test_every_governorate_label_starts_at_zero(rig, config):
@@ -386,11 +403,12 @@ async def test_a_callback_placeholder_counts_for_the_call_that_asked_for_it():
     await store.set_fact("cbq7a1", "call_uid", "1732.1")
 
     def count(name: str) -> float:
-        return registry.get_sample_value(name, {"program": "nasser_bank", "request_type": "inquiry",
-                                               "governorate": "minya"})
+        return sample_sum(registry, name, program="nasser_bank", request_type="inquiry", governorate="minya")
 
     await accounting.handle({"Event": "QueueCallerJoin", "Queue": "nasser_bank", "Uniqueid": "1732.1"})
     # The caller left for the callback menu and the call ended outside the queue.
+    await accounting.handle({"Event": "UserEvent", "UserEvent": "IvrQueueExit", "Queue": "nasser_bank",
+                             "QueueStatus": "CALLBACK", "Uniqueid": "1732.1", "CallUid": "1732.1"})
     await accounting.handle({"Event": "UserEvent", "UserEvent": "IvrCallEnd", "Queue": "", "Uniqueid": "1732.1",
                              "CallUid": "1732.1"})
     assert await accounting.handle({"Event": "QueueCallerJoin", "Queue": "nasser_bank",

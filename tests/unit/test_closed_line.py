@@ -107,7 +107,8 @@ async def test_friday_key_1_during_the_offer_registers_a_callback(config, hours)
     assert session.calls[-1] == ("set", "IVR_ACTION", "closed")
     assert session.remaining == 0
     # No menu, no facts, no menu exit counted.
-    assert (await store.facts(UID)) == {}
+    # Only what the call record needs: the line and that it was closed.
+    assert (await store.facts(UID)) == {"hotline": "1442", "closed": "1"}
     assert "ivr/welcome-1442" not in session.prompts
 
 

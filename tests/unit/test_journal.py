@@ -53,3 +53,21 @@ async def test_a_call_that_ended_while_ami_was_away_is_counted_once():
     assert value("ivr_queue_offered_total") == 1
     assert value("ivr_queue_abandoned_total") == 1
     assert value("ivr_queue_answered_total") == 0
+
+
+async def test_the_journal_carries_the_hang_up_time():
+    """A caller who waited a minute then hung up while AMI was away is a full
+    abandon, not a short one: the wait is measured on the journal's time."""
+    config = load_config(REPO_ROOT / "config")
+    registry = CollectorRegistry()
+    accounting = QueueAccounting(store=MemoryCallStateStore(), metrics=EngineMetrics(config, registry=registry))
+    await accounting.handle({"Event": "QueueCallerJoin", "Uniqueid": "1795.5", "Queue": "forsa",
+                             "Timestamp": "1772400000.000000"})
+    journal = entries_to_events([{"Event": "DBGetTreeResponse", "Key": "/ivrjournal0118/1795.5",
+                                  "Val": "forsa||14406|1772400003"}])
+    assert journal[0]["Timestamp"] == "1772400003"
+    for event in journal:
+        await accounting.handle(event)
+    # 3 s after joining: a short abandon, measured on the journal's time.
+    assert sample_sum(registry, "ivr_queue_short_abandoned_total", program="forsa") == 1
+    assert sample_sum(registry, "ivr_queue_abandoned_total", program="forsa") == 0

@@ -1,0 +1,144 @@
+"""The supervisors' wallboard: one Arabic page and the JSON it polls.
+
+``GET /`` is a self-contained right-to-left page (no CDN, no web fonts: call
+centre screens may have no internet access); it fetches ``GET
+/wallboard.json`` every few seconds and redraws itself without reloading.
+Everything else is 404.
+
+The figures come from a ``snapshot`` coroutine the engine provides (its shape
+is in ``docs/metrics.md``'s wallboard contract, repeated in
+``tests/component/test_wallboard.py``). If it raises, times out or returns
+something that is not JSON, ``/wallboard.json`` answers 503 and the page
+shows "البيانات غير متاحة" with the old figures greyed out: a supervisor never
+reads stale figures as current ones.
+
+aiohttp serves it on the engine's own asyncio loop (no thread, no second
+loop), so the snapshot coroutine can read the engine's Redis client and
+counters directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import html
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from aiohttp import web
+
+from ivr.configuration.model import Config, is_loopback
+
+log = logging.getLogger(__name__)
+
+PAGE_TEMPLATE = Path(__file__).with_name("page.html")
+# How often the page polls. Five seconds: a waiting caller's figure moves
+# visibly, and even twenty screens add only four requests a second.
+REFRESH_SECONDS = 5
+# A snapshot slower than this is a failure: the page aborts its own fetch a
+# little before the next refresh, so the server must answer before that.
+SNAPSHOT_TIMEOUT_SECONDS = 3.0
+
+Snapshot = Callable[[], Awaitable[dict[str, Any]]]
+
+
+def _csp_hash(text: str) -> str:
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
+
+
+def render_page(config: Config) -> tuple[bytes, str]:
+    """The page for this hotline, and the Content-Security-Policy that allows
+    exactly its own inline script and style and nothing from elsewhere."""
+    main = config.hotlines[0]
+    text = Template(PAGE_TEMPLATE.read_text(encoding="utf-8")).substitute(
+        hotline_name=html.escape(f"{main.name} {main.number}"),
+        refresh_ms=str(REFRESH_SECONDS * 1000),
+        sl_threshold=str(config.supervision.service_level.threshold_seconds),
+    )
+    scripts = re.findall(r"<script>(.*?)</script>", text, flags=re.DOTALL)
+    styles = re.findall(r"<style>(.*?)</style>", text, flags=re.DOTALL)
+    policy = "; ".join((
+        "default-src 'none'",
+        "script-src " + " ".join(_csp_hash(s) for s in scripts),
+        "style-src " + " ".join(_csp_hash(s) for s in styles),
+        "connect-src 'self'",
+        "img-src data:",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    ))
+    return text.encode("utf-8"), policy
+
+
+class WallboardServer:
+    """Serves the wallboard page and its JSON on ``host:port`` (loopback unless
+    the configuration's ``service.wallboard.allow_public`` says otherwise)."""
+
+    def __init__(self, snapshot: Snapshot, *, host: str, port: int, config: Config,
+                 snapshot_timeout: float = SNAPSHOT_TIMEOUT_SECONDS):
+        if not is_loopback(host) and not config.service.wallboard.allow_public:
+            raise ValueError(f"wallboard host {host!r} is not a loopback address; set "
+                             "service.wallboard.allow_public: true to expose it on purpose")
+        self._snapshot = snapshot
+        self._host = host
+        self._port = port
+        self._snapshot_timeout = snapshot_timeout
+        self._page, self._policy = render_page(config)
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None  # the bound port once started (useful with port 0)
+
+    def _app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/", self._index)
+        app.router.add_get("/wallboard.json", self._json)
+        return app
+
+    async def start(self) -> None:
+        # access_log=None: every screen polls every 5 s; an access line per poll
+        # would drown the engine's log.
+        self._runner = web.AppRunner(self._app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError:
+            await self._runner.cleanup()
+            self._runner = None
+            raise
+        self.port = self._runner.addresses[0][1]
+        log.info("wallboard on http://%s:%d/", self._host, self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _index(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._page, content_type="text/html", charset="utf-8", headers={
+            "Content-Security-Policy": self._policy,
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-cache",
+        })
+
+    async def _json(self, request: web.Request) -> web.Response:
+        headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+        try:
+            async with asyncio.timeout(self._snapshot_timeout):
+                data = await self._snapshot()
+            # allow_nan=False: NaN is not JSON; a ratio with no calls is null.
+            body = json.dumps(data, ensure_ascii=False, allow_nan=False)
+        except Exception as exc:  # any failure means: no current figures
+            log.warning("wallboard snapshot failed: %s", type(exc).__name__)
+            log.debug("wallboard snapshot failure", exc_info=True)
+            return web.json_response(
+                {"error": "البيانات غير متاحة", "reason": f"snapshot failed ({type(exc).__name__})"},
+                status=503, headers=headers, dumps=lambda d: json.dumps(d, ensure_ascii=False))
+        return web.Response(text=body, content_type="application/json", charset="utf-8", headers=headers)
+
