@@ -2,7 +2,7 @@
 #   make run    install what is missing, set up Asterisk, Redis and prompts,
 #               run the engine in the foreground until Ctrl-C
 #   make test   install what is missing, then unit, component and end-to-end tests
-.PHONY: run test deps setup unit bench bench-queues check-config
+.PHONY: run test deps setup unit bench bench-queues bench-month check-config
 
 deps:
 	@bash scripts/install-deps.sh
@@ -29,3 +29,6 @@ bench: deps
 
 bench-queues: deps
 	.venv/bin/python bench/queue_capacity_bench.py
+
+bench-month: deps
+	.venv/bin/python bench/month_replay_bench.py --scale 1.0 --rounds 2

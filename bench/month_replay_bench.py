@@ -24,8 +24,9 @@ it moves less than wall time. Memory is measured in two
 child processes (this file with ``--_memory``), so that neither the timing
 rounds nor each other disturb it: one reads the RSS growth (``VmRSS`` before
 and after the feed, ``VmHWM``), the other runs the feed under ``tracemalloc``
-(peak, and what is still held at the end: the call state store keeps every
-call's facts, the in-memory stand-in for Redis' one-day TTL) and, for
+(peak, and what is still held at the end: the metrics' label sets and the
+call state store, which keeps every call's facts, the in-memory stand-in for
+Redis' one-day TTL) and, for
 comparison, the generator alone.
 
 After each (b) round the accounting's counters are compared with the
@@ -304,7 +305,8 @@ def main() -> None:
             print(f"    tracemalloc peak, feed (MiB)        {mib(tm['feed_peak']):>8}"
                   f"   (generator alone {mib(tm['generator_peak'])})")
             print(f"    held by accounting at the end (MiB) {mib(tm['feed_held']):>8}"
-                  f"   ({tm['feed_held'] / plan_total.offered:,.0f} bytes a call: the call state store)")
+                  f"   ({tm['feed_held'] / plan_total.offered:,.0f} bytes a call: the call state store, "
+                  f"and the metrics' label sets)")
     print(f"  accounting rounds disagreeing with the plan: {failures}; "
           f"warnings logged: {logs.counts.get('WARNING', 0)} {logs.first[:2]}")
     if args.json:

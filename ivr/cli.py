@@ -183,8 +183,9 @@ async def serve(config: Config, paths: Paths, *, enable_agi=True, enable_ami=Tru
                     enable_agi=enable_agi, enable_ami=enable_ami)
     await engine.start()
     s = config.service
-    log.info("engine running: FastAGI %s:%d, metrics http://%s:%d/metrics, AMI %s:%d",
-             s.fastagi.host, s.fastagi.port, s.metrics.host, s.metrics.port, s.ami.host, s.ami.port)
+    log.info("engine running: FastAGI %s:%d, metrics http://%s:%d/metrics, wallboard http://%s:%d/, AMI %s:%d",
+             s.fastagi.host, s.fastagi.port, s.metrics.host, s.metrics.port, s.wallboard.host, s.wallboard.port,
+             s.ami.host, s.ami.port)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import date, datetime, timezone
 from typing import Callable
 from zoneinfo import ZoneInfo
@@ -27,7 +28,7 @@ from ivr.configuration import Config
 from ivr.arabic.numbers import digit_fragments
 from ivr.citizens.area_codes import governorate_from_caller
 from ivr.citizens.national_id import hash_national_id, mask_national_id
-from ivr.agi.protocol import AgiHangup
+from ivr.flow.channel import CallerHungUp
 from ivr.flow.menu import Route, prompt_path, run_hotline
 from ivr.flow.national_id import collect_national_id
 from ivr.flow.schedule import describe, is_open
@@ -38,6 +39,7 @@ from queues.priority import (MemoryRecentCallers, RecentCallers, RedisRecentCall
                              count_priority, hash_caller, keep_seconds)
 from metrics.call_records import RedisCallRecords
 from metrics.exporter import MetricsExporter
+from metrics.report import figures
 from metrics.staffing import staffing_advice
 from metrics.wallboard.server import WallboardServer
 from metrics.registry import AGENT_STATES, NO_REQUEST_TYPE, EngineMetrics
@@ -94,7 +96,7 @@ class HotlineHandler:
         uid = session.env.get("uniqueid", "")
         try:
             route = await run_hotline(session, hotline, self._config)
-        except AgiHangup as exc:
+        except CallerHungUp as exc:
             node = getattr(exc, "ivr_menu", hotline.menu)
             self._metrics.menu_node_exits.labels(hotline=hotline.number, node=node, outcome="hangup").inc()
             await self._remember(uid, {"hotline": hotline.number, "ivr_left": node})
@@ -275,12 +277,17 @@ class Engine:
     def __init__(self, *, config: Config, ami_secret: str | None, national_id_key: bytes = b"",
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc), enable_agi: bool = True,
                  enable_ami: bool = True, metrics: EngineMetrics | None = None,
-                 redis_client: aioredis.Redis | None = None, enable_wallboard: bool = True):
+                 redis_client: aioredis.Redis | None = None, enable_wallboard: bool = True,
+                 wall_clock: Callable[[], float] = time.time):
         disable_created_metrics()
         self.config = config
         s = config.service
         prefix = s.redis.key_prefix
         self.clock = clock
+        # Supervision's clock: call records carry Asterisk's event times, so
+        # windows ("the last hour", "today") are on real time, even when a
+        # test pins the IVR's clock (``clock``, for opening hours) elsewhere.
+        self.wall_clock = wall_clock
         self.metrics = metrics or EngineMetrics(config)
         self.redis = redis_client or aioredis.Redis(host=s.redis.host, port=s.redis.port, db=s.redis.db,
                                                     socket_timeout=5, socket_connect_timeout=5)
@@ -375,7 +382,7 @@ class Engine:
 
     async def refresh_live_figures(self) -> None:
         await self.agent_tracker.refresh_gauge()
-        now = self.clock().timestamp()
+        now = self.wall_clock()
         for q in self.config.queues:
             waiters = await self.waiting.waiting(q.id, now=now)
             self.metrics.callers_waiting.labels(program=q.id).set(len(waiters))
@@ -404,7 +411,7 @@ class Engine:
         records, and what is happening now. Raises if Redis is unreachable
         (the wallboard then says the figures are unavailable)."""
         cached = self._snapshot_cache
-        now = self.clock().timestamp()
+        now = self.wall_clock()
         if cached is not None and now - cached[0] < 2.0:
             return cached[1]
         midnight = datetime.fromtimestamp(now, CAIRO).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -413,7 +420,7 @@ class Engine:
         agents = await self.agent_store.get_many(a.id for a in self.config.agents)
         programs = []
         for q in self.config.queues:
-            figures = _day_figures([r for r in records if q.id in r.queues], q.id, sl_seconds)
+            day = _wallboard_figures([r for r in records if q.id in r.queues], q.id, sl_seconds)
             waiters = await self.waiting.waiting(q.id, now=now)
             states = {state: 0 for state in AGENT_STATES}
             for agent_id, record in agents.items():
@@ -424,11 +431,11 @@ class Engine:
                 states[state.value] += 1
             program = self.config.program(q.program) if q.program else None
             programs.append({
-                "id": q.id, "name": program.name if program else q.id, **figures,
+                "id": q.id, "name": program.name if program else q.id, **day,
                 "target_answer_ratio": self.config.supervision.answer_rate_target(q.id),
                 "waiting": len(waiters), "longest_wait_seconds": max((w.waited_s for w in waiters), default=0.0),
                 "agents": states})
-        totals = _day_figures(records, None, sl_seconds)
+        totals = _wallboard_figures([r for r in records if r.queues], None, sl_seconds)
         totals.update(received=len(records), waiting=sum(p["waiting"] for p in programs),
                       longest_wait_seconds=max((p["longest_wait_seconds"] for p in programs), default=0.0))
         snap = {"generated_at": now, "live": True, "totals": totals, "programs": programs}
@@ -562,21 +569,10 @@ class Engine:
                  "%d callback(s) placed again", len(entries), len(ended), len(replaced))
 
 
-def _day_figures(records, queue: str | None, sl_seconds: float) -> dict:
-    """offered/answered/abandoned/short-abandoned and the ratios of docs/metrics.md,
-    for one queue (records that entered it) or all (``queue`` None)."""
-    offered = answered = within = abandoned = short = 0
-    for r in records:
-        if not r.queues:
-            continue
-        offered += 1
-        if r.outcome == "answered" and (queue is None or r.program == queue):
-            answered += 1
-            within += r.wait_seconds is not None and r.wait_seconds <= sl_seconds
-        elif queue is None or r.program == queue:
-            abandoned += r.outcome == "abandoned"
-            short += r.outcome == "short_abandoned"
-    base = offered - short
-    return {"offered": offered, "answered": answered, "abandoned": abandoned, "short_abandoned": short,
-            "answer_ratio": answered / base if base > 0 else None,
-            "service_level_ratio": within / base if base > 0 else None}
+
+def _wallboard_figures(records, queue: str | None, sl_seconds: float) -> dict:
+    """The report's figures (metrics/report.py), in the wallboard's words."""
+    f = figures(records, sl_seconds, queue=queue)
+    return {"offered": f.calls, "answered": f.answered, "abandoned": f.abandoned,
+            "short_abandoned": f.short_abandoned, "answer_ratio": f.answer_rate,
+            "service_level_ratio": f.service_level}

@@ -179,7 +179,7 @@ class EngineMetrics:
         self.ami_reconnects = Counter("ivr_ami_reconnects", "AMI logins after the first one.", registry=r)
         self.ami_events = Counter("ivr_ami_events", "AMI events received, by accounting relevance.",
                                   ["kind"], registry=r)
-        for kind in ("accounted", "duplicate", "ignored", "unknown_queue", "malformed"):
+        for kind in ("accounted", "duplicate", "ignored", "unknown_queue", "malformed", "clock_skew"):
             self.ami_events.labels(kind=kind)
 
         # --- call distribution (queues/) ---------------------------------

@@ -141,8 +141,10 @@ class Figures:
     average_wait_seconds: float | None
 
 
-def _figures(records: Iterable[CallRecord], threshold: float, *, queue: str | None = None) -> Figures:
-    """With ``queue``, outcomes count only where the call ended up (its last queue)."""
+def figures(records: Iterable[CallRecord], threshold: float, *, queue: str | None = None) -> Figures:
+    """The figures of docs/metrics.md over ``records`` (the report's, the wallboard's).
+
+    With ``queue``, outcomes count only where the call ended up (its last queue)."""
     calls = answered = abandoned = short = within = 0
     waits: list[float] = []
     for r in records:
@@ -230,20 +232,20 @@ def build_report(records: Iterable[CallRecord], *, config: Config, start: float,
     tz = report_timezone(config)
     threshold = service_level_threshold(config)
     kept = [r for r in records if start <= r.time < end]
-    total = _figures(kept, threshold)
+    total = figures(kept, threshold)
 
     per_line: dict[str, list[CallRecord]] = {h.number: [] for h in config.hotlines}
     for r in kept:
         per_line.setdefault(r.hotline, []).append(r)
     lines = [LineRow(hotline=number, name=(config.hotline(number).name if config.hotline(number) else number),
-                     figures=_figures(rs, threshold)) for number, rs in per_line.items()]
+                     figures=figures(rs, threshold)) for number, rs in per_line.items()]
 
     programs = []
     for q in config.queues:
         offered = [r for r in kept if q.id in r.queues]
         counts, busiest, quietest = _governorate_ranking(offered)
         programs.append(ProgramRow(queue=q.id, name=queue_name(config, q.id),
-                                   figures=_figures(offered, threshold, queue=q.id), governorates=counts,
+                                   figures=figures(offered, threshold, queue=q.id), governorates=counts,
                                    busiest_governorates=busiest, quietest_governorates=quietest))
     counts, busiest, quietest = _governorate_ranking(kept)
 

@@ -162,6 +162,16 @@ class QueueAccounting:
                 await self._write_record(uid, facts, in_queue="", answered_late=True)
         return self._count("accounted" if counted else "duplicate")
 
+    async def _agent_complete(self, uid: str, queue: str, event: Mapping[str, str]) -> str:
+        # The conversation ended (either side hung up); the caller may stay
+        # on for the survey, which is not talk time.
+        if not self._known(queue, event):
+            return self._count("unknown_queue")
+        at = event_time(event, self._clock)
+        if await self._store.mark_once(uid, "talk_end", f"{at:.3f}"):
+            return self._count("accounted")
+        return self._count("duplicate")
+
     async def _call_end(self, uid: str, queue: str, event: Mapping[str, str]) -> str:
         call_uid = event.get("CallUid") or uid
         if call_uid != uid:
@@ -261,7 +271,9 @@ class QueueAccounting:
         if start is not None:
             wait = at - start
             if 0 <= wait <= MAX_PLAUSIBLE_SECONDS and (held is None or abs(wait - held) <= 2):
-                return wait
+                # Milliseconds, as in the call record: the counters and a
+                # report rebuilt from the records classify every call alike.
+                return round(wait, 3)
         if held is not None and 0 <= held <= MAX_PLAUSIBLE_SECONDS:
             if start is not None:
                 self._skew(uid, at - start, "app_queue's HoldTime used")
@@ -330,8 +342,11 @@ class QueueAccounting:
         if wait is None and queued is not None and ended is not None and not answers:
             wait = max(0.0, ended - queued)
         talk = None
-        if answered is not None and ended is not None and ended >= answered:
-            talk = ended - answered
+        talk_end = _float(facts.get("talk_end"))
+        if talk_end is None or (ended is not None and talk_end > ended):
+            talk_end = ended
+        if answered is not None and talk_end is not None and talk_end >= answered:
+            talk = talk_end - answered
             if not facts.get("recorded"):
                 self._metrics.queue_talk_seconds.labels(program=program).observe(talk)
         request_type = facts.get("request_type", "")
@@ -388,6 +403,7 @@ class QueueAccounting:
         "QueueCallerJoin": _caller_join,
         "QueueEntry": _caller_join,  # from QueueStatus after a reconnect
         "AgentConnect": _agent_connect,
+        "AgentComplete": _agent_complete,
         "User:IvrCallEnd": _call_end,
         "User:IvrQueueExit": _queue_exit,
     }

@@ -19,15 +19,16 @@ from dataclasses import dataclass, field
 from .metrics_reader import read_samples, sample
 from .sipp import CallerScript, Sipp, dial_feature_code, start_agent, stop_agent, typed_keys
 
-COUNTERS = ("ivr_queue_offered_total", "ivr_queue_answered_total", "ivr_queue_abandoned_total")
+COUNTERS = ("ivr_queue_offered_total", "ivr_queue_answered_total", "ivr_queue_abandoned_total",
+            "ivr_queue_short_abandoned_total")
 
 
 @dataclass
 class SimulationResult:
     calls: int
     failed: int
-    # queue id -> (offered, answered, abandoned) added during the run
-    per_queue: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    # queue id -> (offered, answered, abandoned, short-abandoned) added during the run
+    per_queue: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
 
     def total(self, index: int) -> float:
         return sum(row[index] for row in self.per_queue.values())
@@ -106,8 +107,8 @@ def run_simulation(config: Config, paths: Paths, *, calls: int, rate: float, aba
         result.per_queue[q.id] = tuple(sample(after, name, program=q.id) - sample(before, name, program=q.id)
                                        for name in COUNTERS)
     print(f"\n{calls - failed} call(s) completed, {failed} failed (SIPp logs: {sipp.workdir})\n")
-    print(f"{'program':<16}{'offered':>9}{'answered':>10}{'abandoned':>11}")
+    print(f"{'program':<16}{'offered':>9}{'answered':>10}{'abandoned':>11}{'short':>7}")
     for queue_id, row in result.per_queue.items():
         if any(row):
-            print(f"{queue_id:<16}{row[0]:>9.0f}{row[1]:>10.0f}{row[2]:>11.0f}")
+            print(f"{queue_id:<16}{row[0]:>9.0f}{row[1]:>10.0f}{row[2]:>11.0f}{row[3]:>7.0f}")
     return result

@@ -16,3 +16,13 @@ def test_the_fastagi_benchmark_completes_every_session():
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "rounds with errors or missing sessions: 0" in result.stdout
     assert 'SET VARIABLE "IVR_QUEUE" "nasser_bank"' in result.stdout
+
+
+def test_the_month_replay_benchmark_runs_and_agrees_with_its_plan():
+    # A hundredth of March: the benchmark's own check (counters equal the
+    # month's plan) must pass, and it must print its ratio and memory.
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "bench" / "month_replay_bench.py"), "--scale", "0.01", "--rounds", "1"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "(b)/(a)" in result.stdout and "MiB" in result.stdout, result.stdout[-3000:]

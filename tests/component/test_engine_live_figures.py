@@ -25,7 +25,7 @@ def engine(redis_client):
     now = time.time()
     return Engine(config=config, ami_secret=None, enable_agi=False, enable_ami=False,
                   metrics=EngineMetrics(config, registry=CollectorRegistry()), redis_client=redis_client,
-                  clock=lambda: datetime.fromtimestamp(now, timezone.utc)), now
+                  clock=lambda: datetime.fromtimestamp(now, timezone.utc), wall_clock=lambda: now), now
 
 
 def member(queues: dict[str, int], **fields: str) -> dict[str, str]:
@@ -107,38 +107,74 @@ async def test_the_wallboard_snapshot_from_records_and_live_state(engine):
     assert forsa["answer_ratio"] is None  # no call: no ratio, not 0 %
 
 
-async def test_live_gauges_and_staffing_are_refreshed_then_withheld_when_redis_fails(engine, redis_client):
-    engine, now = engine
-    await _one_answered_and_one_abandoned(engine, now)
-    registry = engine.metrics.registry
-    await engine.refresh_live_figures()
-    assert registry.get_sample_value("ivr_live_figures_up") == 1
-    assert registry.get_sample_value("ivr_staffing_offered_per_hour", {"program": "nasser_bank"}) == 2
-    assert registry.get_sample_value("ivr_staffing_agents_needed", {"program": "nasser_bank"}) >= 1
-    assert registry.get_sample_value("ivr_queue_callers_waiting", {"program": "nasser_bank"}) == 0
-    # Redis goes away (every read fails as redis-py fails on a refused connection):
-    # the loop survives, counts the failure, and once stale the figures are withheld.
-    from redis.exceptions import ConnectionError as RedisConnectionError
+async def test_a_scrape_during_a_redis_outage_withholds_the_live_figures(tmp_path):
+    """A real outage: the engine's own redis-server is stopped. Scrapes then
+    say the live figures are down and show none of them (never stale ones as
+    current); the counters, kept by the engine, are still there. When Redis
+    comes back the figures come back."""
+    import urllib.request
 
-    async def refused(*_args, **_kwargs):
-        raise RedisConnectionError("Connection refused")
+    from conftest import free_port
+    import redis.asyncio as aioredis
+    from ivr.redis_server import RedisServer
+    from metrics.exporter import MetricsExporter
 
-    engine.agent_store.get_many = refused
-    engine.agent_tracker._store.get_many = refused
-    engine.waiting.waiting = refused
-    with pytest.raises(RedisConnectionError):
+    server = RedisServer(port=free_port(), data_dir=tmp_path, persist=False)
+    server.start()
+    client = aioredis.Redis(host=server.host, port=server.port, socket_timeout=2, socket_connect_timeout=2)
+    config = load_config(DEMO)
+    now = time.time()
+    engine = Engine(config=config, ami_secret=None, enable_agi=False, enable_ami=False, enable_wallboard=False,
+                    metrics=EngineMetrics(config, registry=CollectorRegistry()), redis_client=client,
+                    clock=lambda: datetime.fromtimestamp(now, timezone.utc), wall_clock=lambda: now)
+    engine.metrics.live._max_age = 1.0  # stale after 1 s (10 s in production), to keep the test short
+    port = free_port()
+    exporter = MetricsExporter(registry=engine.metrics.registry, host="127.0.0.1", port=port)
+    exporter.start()
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            return response.read().decode()
+
+    try:
+        await _one_answered_and_one_abandoned(engine, now)
         await engine.refresh_live_figures()
-    loop_task = asyncio.create_task(engine._live_figures(interval=0.05))
-    await asyncio.sleep(0.2)
-    loop_task.cancel()
-    assert engine.metrics.live.failures >= 2
-    engine.metrics.live._refreshed -= 11
-    assert registry.get_sample_value("ivr_live_figures_up") == 0
-    assert registry.get_sample_value("ivr_queue_callers_waiting", {"program": "nasser_bank"}) is None
-    assert registry.get_sample_value("ivr_agents", {"program": "nasser_bank", "state": "available"}) is None
-    # Counters are the engine's own: still exported.
-    assert registry.get_sample_value("ivr_calls_received_total", {"hotline": "14403"}) == 2
-    # The wallboard's snapshot fails loudly too (its page then says "unavailable").
-    engine._snapshot_cache = None
-    with pytest.raises(RedisConnectionError):
-        await engine.snapshot()
+        text = scrape()
+        assert "ivr_live_figures_up 1.0" in text
+        assert 'ivr_staffing_offered_per_hour{program="nasser_bank"} 2.0' in text
+        assert 'ivr_queue_callers_waiting{program="nasser_bank"} 0.0' in text
+
+        server.stop()  # Redis goes away
+        with pytest.raises(Exception):  # redis-py retries for a few seconds, then gives up
+            await engine.refresh_live_figures()
+        loop_task = asyncio.create_task(engine._live_figures(interval=0.2))
+        assert await _eventually(lambda: engine.metrics.live.failures >= 2, timeout=20)
+        assert not loop_task.done()  # the loop carries on
+        text = scrape()
+        assert "ivr_live_figures_up 0.0" in text
+        for gauge in ("ivr_queue_callers_waiting{", "ivr_queue_longest_wait_seconds{", "ivr_agents{",
+                      "ivr_staffing_agents_needed{"):
+            assert gauge not in text, gauge
+        assert 'ivr_calls_received_total{hotline="14403"} 2.0' in text
+        # The wallboard's snapshot fails loudly too (its page then says "unavailable").
+        engine._snapshot_cache = None
+        with pytest.raises(Exception):
+            await engine.snapshot()
+
+        server.start()  # Redis is back (empty: no persistence here)
+        assert await _eventually(lambda: engine.metrics.live.fresh, timeout=10)
+        assert "ivr_live_figures_up 1.0" in scrape()
+        loop_task.cancel()
+    finally:
+        exporter.stop()
+        await client.aclose()
+        server.stop()
+
+
+async def _eventually(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.1)
+    return False

@@ -872,3 +872,15 @@ async def test_close_ends_open_sessions(config):
     assert await rig.outcome() == ("hotline", "cancelled")
     await ast.expect_closed()
     await ast.close()
+
+
+async def test_a_hang_up_in_a_menu_is_counted_at_that_menu_node(rig):
+    # The main menu, 3 (Nasser Social Bank), then a hang-up in its request-type menu.
+    ast = await bad_hangup_in_the_programme_menu(rig)
+    await ast.close()
+    assert await rig.outcome() == ("hotline", "hangup")
+    exits = {(s.labels["node"], s.labels["outcome"]): s.value for m in rig.registry.collect() for s in m.samples
+             if s.name == "ivr_menu_node_exits_total" and s.value}
+    assert exits == {("nasser_bank", "hangup"): 1.0}, exits
+    # The call record will say where the caller left the IVR.
+    assert (await rig.store.facts(ENV["uniqueid"]))["ivr_left"] == "nasser_bank"

@@ -290,8 +290,11 @@ class Prometheus:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = workdir / "prometheus.yml"
+        # The shipped recording and alerting rules are loaded as in production.
+        rules = "".join(f"  - {path}\n" for path in sorted((REPO_ROOT / "metrics" / "rules").glob("*.yml")))
         config.write_text(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+            f"rule_files:\n{rules}"
             f"scrape_configs:\n  - job_name: ivr\n    static_configs:\n      - targets: ['{target}']\n")
         self.proc = subprocess.Popen(
             ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",

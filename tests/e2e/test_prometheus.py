@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import urllib.request
+
 import pytest
 
 from ivr.simulate.sipp import CallerScript
@@ -25,3 +28,30 @@ def test_prometheus_sees_a_call_offered_and_abandoned(hotline, prometheus):
     for series in prometheus.query('{__name__=~"ivr_.*"}'):
         for label, value in series["metric"].items():
             assert "0225550100" not in value, (label, value)
+    # The shipped recording rules run on the real scrape: the abandonment
+    # rate of the programme and of the line the call came in on.
+    ratio = 'program:ivr_queue_abandoned_per_offered:ratio_rate5m{program="addiction_fund"}'
+    assert hotline.wait_until(lambda: (prometheus.value(ratio) or 0) > 0, timeout=30), ratio
+    line = 'hotline:ivr_queue_offered_excluding_short_abandoned:rate5m{hotline="1442"}'
+    assert hotline.wait_until(lambda: (prometheus.value(line) or 0) > 0, timeout=30), line
+
+
+def test_the_shipped_rules_load_and_evaluate_without_error(hotline, prometheus):
+    with urllib.request.urlopen(f"{prometheus.url}/api/v1/rules", timeout=5) as response:
+        groups = json.load(response)["data"]["groups"]
+    rules = [rule for group in groups for rule in group["rules"]]
+    alerts = {r["name"] for r in rules if r["type"] == "alerting"}
+    assert {"IvrAnswerRateBelowTarget", "IvrServiceLevelBelowTarget", "IvrNoAgentLoggedIn", "IvrScrapeDown",
+            "IvrLiveFiguresStale"} <= alerts
+    assert hotline.wait_until(lambda: all(r.get("lastEvaluation", "").startswith("2") for r in _rules(prometheus)),
+                              timeout=90), "some rules were never evaluated"
+    broken = [(r["name"], r.get("lastError")) for r in _rules(prometheus) if r.get("health") != "ok"]
+    assert not broken, broken
+    # The engine is up and its live figures are fresh: those alerts are quiet.
+    firing = {r["name"] for r in _rules(prometheus) if r["type"] == "alerting" and r.get("state") == "firing"}
+    assert not firing & {"IvrScrapeDown", "IvrLiveFiguresStale"}, firing
+
+
+def _rules(prometheus) -> list[dict]:
+    with urllib.request.urlopen(f"{prometheus.url}/api/v1/rules", timeout=5) as response:
+        return [rule for group in json.load(response)["data"]["groups"] for rule in group["rules"]]

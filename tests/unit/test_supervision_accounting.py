@@ -214,3 +214,20 @@ def test_live_gauges_are_absent_until_refreshed_and_when_stale(config):
     now[0] += 11  # no refresh for 11 s (Redis down): the figure is withheld
     assert registry.get_sample_value("ivr_live_figures_up") == 0
     assert registry.get_sample_value("ivr_queue_callers_waiting", {"program": "forsa"}) is None
+
+
+async def test_talk_time_ends_when_the_conversation_does_not_after_the_survey(rig):
+    # The agent hung up at +100 (AgentComplete); the caller rated the service
+    # and hung up at +130: talk time is 100 - 15 = 85 s.
+    handle = rig.accounting.handle
+    await handle({"Event": "QueueCallerJoin", "Uniqueid": "1.1", "Queue": "nasser_bank",
+                  "Timestamp": f"{T0 + 5:.6f}"})
+    await handle({"Event": "AgentConnect", "Uniqueid": "1.1", "Queue": "nasser_bank", "HoldTime": "10",
+                  "Interface": "PJSIP/agent1002", "Timestamp": f"{T0 + 15:.6f}"})
+    assert await handle({"Event": "AgentComplete", "Uniqueid": "1.1", "Queue": "nasser_bank", "TalkTime": "85",
+                         "Reason": "agent", "Timestamp": f"{T0 + 100:.6f}"}) == "accounted"
+    await handle({"Event": "UserEvent", "UserEvent": "IvrCallEnd", "Uniqueid": "1.1", "CallUid": "1.1",
+                  "Hotline": "14403", "Queue": "nasser_bank", "Member": "PJSIP/agent1002",
+                  "Timestamp": f"{T0 + 130:.6f}"})
+    assert rig.records.records[0].talk_seconds == 85
+    assert rig.registry.get_sample_value("ivr_queue_talk_seconds_sum", {"program": "nasser_bank"}) == 85
