@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     _config_arg(p)
     add_period_arguments(p, month_help="calendar month, Cairo time, e.g. 2025-03")
     p.add_argument("--format", choices=("text", "csv", "json"), default="text", help="(default: %(default)s)")
+    p.add_argument("--replay", action="store_true",
+                   help="report on a replayed month shaped like the ministry's March (no Redis needed)")
 
     p = sub.add_parser("staffing", help="agents needed per programme (Erlang C) from the call records")
     _config_arg(p)
@@ -83,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threshold", type=float, default=None,
                    help="service-level threshold in seconds (default: config supervision, else 20)")
     p.add_argument("--format", choices=("text", "json"), default="text", help="(default: %(default)s)")
+    p.add_argument("--replay", action="store_true",
+                   help="advise on a replayed month shaped like the ministry's March (with --month)")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -259,15 +263,21 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from metrics.report import run_report_command
+    from metrics.report import read_records, run_report_command
 
-    return run_report_command(args, load_config(args.config))
+    reader = read_records
+    if args.replay:
+        from ivr.simulate.month import replayed_records as reader
+    return run_report_command(args, load_config(args.config), reader=reader)
 
 
 def cmd_staffing(args) -> int:
-    from metrics.staffing import run_staffing_command
+    from metrics.staffing import read_records, run_staffing_command
 
-    return run_staffing_command(args, load_config(args.config))
+    reader = read_records
+    if args.replay:
+        from ivr.simulate.month import replayed_records as reader
+    return run_staffing_command(args, load_config(args.config), reader=reader)
 
 
 COMMANDS = {

@@ -105,9 +105,7 @@ class HotlineHandler:
         request_type = route.request_type or NO_REQUEST_TYPE
         national_id = None
         if route.outcome == "choice" and route.program and self._config.program(route.program).collect_national_id:
-            national_id = await collect_national_id(
-                session, today=self._today(), read_back=digit_fragments,
-                on_outcome=lambda outcome: self._metrics.national_id_entries.labels(outcome=outcome).inc())
+            national_id = await self._national_id(session, uid, hotline.number, route)
         # The governorate: from the ID, else from a landline's area code.
         if national_id is not None and national_id.governorate is not None:
             governorate = national_id.governorate.id
@@ -161,6 +159,16 @@ class HotlineHandler:
         except Exception:
             log.exception("priority rules failed for %s; normal priority", session.describe())
             return 0, None
+
+    async def _national_id(self, session: AgiSession, uid: str, hotline: str, route: Route):
+        try:
+            return await collect_national_id(
+                session, today=self._today(), read_back=digit_fragments,
+                on_outcome=lambda outcome: self._metrics.national_id_entries.labels(outcome=outcome).inc())
+        except CallerHungUp:
+            # Left the IVR after choosing, before the queue: the call record says so.
+            await self._remember(uid, {"hotline": hotline, "ivr_left": route.menu})
+            raise
 
     async def _remember(self, uid: str, facts: dict[str, str]) -> None:
         """Facts for the call record; the call goes on without them."""

@@ -205,8 +205,23 @@ def _num(value: float | None, digits: int = 1) -> str:
 def shortfall_sentence(advice: Advice) -> str:
     """"Nasser Social Bank needs N more" in Arabic, or that it has enough."""
     if advice.shortfall > 0:
-        return f"{advice.name} يحتاج {count(advice.shortfall)} موظف إضافي"
+        return f"{advice.name} يحتاج {more_agents(advice.shortfall)}"
     return f"{advice.name}: العدد كافٍ"
+
+
+def more_agents(n: int) -> str:
+    """"n more agents", the counted noun agreeing with n as the object of
+    يحتاج (the rules of ivr/arabic/numbers.py: the last two digits decide)."""
+    last_two = n % 100
+    if n == 1:
+        return "موظفًا إضافيًا واحدًا"
+    if n == 2:
+        return "موظفَين إضافيَين"
+    if 3 <= last_two <= 10:
+        return f"{count(n)} موظفين إضافيين"
+    if 11 <= last_two <= 99:
+        return f"{count(n)} موظفًا إضافيًا"
+    return f"{count(n)} موظفٍ إضافي"  # 100, 101, 102, 200...: genitive singular
 
 
 def render_text(advice: list[Advice], *, bidi: str = "logical", tz: ZoneInfo | None = None,

@@ -596,7 +596,8 @@ async def test_hangup_during_national_id_entry(rig):
     await ast.close()
     assert await rig.outcome() == ("hotline", "hangup")
     assert not any(c.startswith("SET VARIABLE") for c in ast.commands)
-    assert await rig.store.facts("1732467000.54") == {}
+    # No queue, no ID: only where the caller left the IVR, for the call record.
+    assert await rig.store.facts("1732467000.54") == {"hotline": "14401", "ivr_left": "takaful_karama"}
 
 
 async def test_get_data_failure_checks_the_channel(rig):

@@ -96,3 +96,15 @@ def test_the_printed_report_is_arabic_and_machine_readable(replayed):
     data = json.loads(render_json(report))
     assert data["total"]["calls"] == 164_477
     assert datetime.fromisoformat(data["start"]).month == 3
+
+
+def test_ivr_staffing_on_the_replayed_month_says_what_nasser_social_bank_lacks(capsys):
+    from ivr.cli import main
+
+    assert main(["staffing", "--month", "2026-03", "--replay", "--format", "json"]) == 0
+    advice = {a["queue"]: a for a in json.loads(capsys.readouterr().out)}
+    nasser = advice["nasser_bank"]
+    # Its busiest hour needs more agents than the demo configuration has.
+    assert nasser["agents_needed"] > nasser["agents_configured"] >= 1
+    assert nasser["shortfall"] == nasser["agents_needed"] - nasser["agents_configured"]
+    assert nasser["traffic_erlangs"] > 5

@@ -736,8 +736,10 @@ async def test_handler_hangup_during_id_entry_sets_nothing(config):
         await handler(session)
     assert session.calls[-1] == ("read", ID_ENTER, ENTRY_TIMEOUT_SECONDS, MAX_DIGITS)
     assert session.variables == {}
-    assert store.log == []
+    # Only that the caller left the IVR after choosing (for the call record), nothing for a queue.
+    assert store.log == [("fact", "u-9", "hotline", "1442"), ("fact", "u-9", "ivr_left", "takaful_karama")]
     assert sample_sum(registry, "ivr_menu_exits_total") == 0
+    assert sample_sum(registry, "ivr_menu_node_exits_total", node="takaful_karama", outcome="choice") == 1
 
 
 async def test_handler_without_uniqueid_still_routes(config):
@@ -781,8 +783,10 @@ async def test_handler_hangup_before_choice_sets_nothing(config):
     with pytest.raises(CallerHungUp):
         await handler(session)
     assert session.variables == {}
-    assert store.log == []
+    # Only where the caller left the IVR (for the call record), nothing for a queue.
+    assert store.log == [("fact", "u-6", "hotline", "1442"), ("fact", "u-6", "ivr_left", "main-1442")]
     assert sample_sum(registry, "ivr_menu_exits_total") == 0
+    assert sample_sum(registry, "ivr_menu_node_exits_total", node="main-1442", outcome="hangup") == 1
 
 
 async def test_handler_hangup_in_a_submenu_sets_nothing(config):
@@ -791,5 +795,6 @@ async def test_handler_hangup_in_a_submenu_sets_nothing(config):
     with pytest.raises(CallerHungUp):
         await handler(session)
     assert session.variables == {}
-    assert await store.facts("u-7") == {}
+    assert await store.facts("u-7") == {"hotline": "1442", "ivr_left": "takaful_karama"}
     assert sample_sum(registry, "ivr_menu_exits_total") == 0
+    assert sample_sum(registry, "ivr_menu_node_exits_total", node="takaful_karama", outcome="hangup") == 1

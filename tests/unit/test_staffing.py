@@ -108,7 +108,7 @@ def test_busiest_hour_of_the_month(config):
 def test_text_names_the_shortfall(config):
     advice = staffing_advice(textbook_hour(), config=config, start=HOUR, end=HOUR + 3600)
     text = render_text(advice, bidi="logical", tz=CAIRO)
-    assert "تكافل وكرامة يحتاج 11 موظف إضافي" in text
+    assert "تكافل وكرامة يحتاج 11 موظفًا إضافيًا" in text
     assert "10.00" in text and "180" in text
 
 
@@ -162,3 +162,14 @@ def test_command_rejects_bad_input(config, kw, message):
     code = run_staffing_command(_args(**kw), config, stdout=io.StringIO(), stderr=err,
                                 reader=_reader(textbook_hour()), clock=lambda: HOUR + 3600)
     assert code == 2 and message in err.getvalue()
+
+
+@pytest.mark.parametrize("n, phrase", [
+    (1, "موظفًا إضافيًا واحدًا"), (2, "موظفَين إضافيَين"), (3, "3 موظفين إضافيين"), (10, "10 موظفين إضافيين"),
+    (11, "11 موظفًا إضافيًا"), (48, "48 موظفًا إضافيًا"), (100, "100 موظفٍ إضافي"), (103, "103 موظفين إضافيين"),
+    (111, "111 موظفًا إضافيًا"),
+])
+def test_the_counted_noun_agrees_with_the_shortfall(n, phrase):
+    from metrics.staffing import more_agents
+
+    assert more_agents(n) == phrase
