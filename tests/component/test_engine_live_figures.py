@@ -114,7 +114,6 @@ async def test_a_scrape_during_a_redis_outage_withholds_the_live_figures(tmp_pat
     comes back the figures come back."""
     import urllib.request
 
-    from conftest import free_port
     import redis.asyncio as aioredis
     from ivr.redis_server import RedisServer
     from metrics.exporter import MetricsExporter
@@ -169,6 +168,16 @@ async def test_a_scrape_during_a_redis_outage_withholds_the_live_figures(tmp_pat
         exporter.stop()
         await client.aclose()
         server.stop()
+
+
+def free_port() -> int:
+    # Not imported from conftest: with several conftest.py files in the run,
+    # `import conftest` may give another folder's.
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 async def _eventually(predicate, timeout: float) -> bool:
