@@ -425,18 +425,12 @@ class Engine:
         midnight = datetime.fromtimestamp(now, CAIRO).replace(hour=0, minute=0, second=0, microsecond=0)
         records = await self.records.read(midnight.timestamp(), now + 1, late_seconds=0)
         sl_seconds = self.config.supervision.service_level.threshold_seconds
-        agents = await self.agent_store.get_many(a.id for a in self.config.agents)
+        agents = await self.agent_tracker.counts()
         programs = []
         for q in self.config.queues:
             day = _wallboard_figures([r for r in records if q.id in r.queues], q.id, sl_seconds)
             waiters = await self.waiting.waiting(q.id, now=now)
-            states = {state: 0 for state in AGENT_STATES}
-            for agent_id, record in agents.items():
-                agent = self.config.agent(agent_id)
-                if agent is None or q.id not in {served.id for served, _ in self.config.agent_queues(agent)}:
-                    continue
-                state, _ = derive_state(record, now)
-                states[state.value] += 1
+            states = {state: agents.get((q.id, state), 0) for state in AGENT_STATES}
             program = self.config.program(q.program) if q.program else None
             programs.append({
                 "id": q.id, "name": program.name if program else q.id, **day,

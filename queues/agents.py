@@ -67,7 +67,6 @@ AMI names, as Asterisk 22's app_queue sends them (checked against its
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -77,7 +76,6 @@ from enum import Enum
 from typing import Any, Literal, Protocol
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from ivr.configuration import Config
 from ivr.configuration.model import AUTO_PAUSE_REASON, Agent, PauseReason
@@ -823,9 +821,10 @@ class AgentTracker:
         await self._store.update(agent.id, fields, delete=[QUEUE_FIELD + q for q in old_queues - set(queues)])
 
     # --- the gauge -------------------------------------------------------------------
-    async def refresh_gauge(self) -> None:
-        """Set ivr_agents{program,state}: each agent counts once in every queue
-        it is a member of; an offline agent in every queue it would serve."""
+    async def counts(self) -> dict[tuple[str, str], int]:
+        """Agents per (queue, state): each agent counts once in every queue it
+        is a member of; an offline agent in every queue it would serve. What
+        the gauge and the wallboard show."""
         records = await self._store.get_many(a.id for a in self._config.agents)
         now = self._clock()
         known = set(self._metrics.queue_ids)
@@ -838,15 +837,10 @@ class AgentTracker:
                 queues = {q.id for q, _ in self._config.agent_queues(agent)}
             for queue in queues & known:
                 counts[(queue, state.value)] += 1
-        for (queue, state), n in counts.items():
-            self._metrics.agents_by_state.labels(program=queue, state=state).set(n)
+        return counts
 
-    async def run_gauge(self, *, interval: float = 2.0) -> None:
-        """Refresh the gauge for ever (a background task of the engine); Redis
-        outages are logged and waited out."""
-        while True:
-            try:
-                await self.refresh_gauge()
-            except RedisError as exc:
-                log.warning("agent gauge not refreshed: Redis unavailable (%s)", exc)
-            await asyncio.sleep(interval)
+    async def refresh_gauge(self) -> None:
+        """Set ivr_agents{program,state} (the engine refreshes it every 2 s;
+        while Redis is down the live figures are withheld, metrics.registry)."""
+        for (queue, state), n in (await self.counts()).items():
+            self._metrics.agents_by_state.labels(program=queue, state=state).set(n)
