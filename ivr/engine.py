@@ -39,9 +39,6 @@ from queues.priority import (MemoryRecentCallers, RecentCallers, RedisRecentCall
                              count_priority, hash_caller, keep_seconds)
 from metrics.call_records import RedisCallRecords
 from metrics.exporter import MetricsExporter
-from metrics.report import figures
-from metrics.staffing import staffing_advice
-from metrics.wallboard.server import WallboardServer
 from metrics.registry import AGENT_STATES, NO_REQUEST_TYPE, EngineMetrics
 from ivr.flow.agent_codes import AgentCodeHandler
 from ivr.flow.callback import OverflowHandler, QueueCallbackHandler
@@ -329,8 +326,14 @@ class Engine:
             routes=self._routes(national_id_key), host=s.fastagi.host, port=s.fastagi.port,
             on_session_end=self.metrics.count_session, on_latency=self.metrics.observe_agi_command,
         ) if enable_agi else None
-        self.wallboard = WallboardServer(self.snapshot, host=s.wallboard.host, port=s.wallboard.port,
-                                         config=config) if enable_wallboard else None
+        self.wallboard = None
+        if enable_wallboard:
+            # Imported here: aiohttp is not needed by ivr-agi (classic AGI, one
+            # process per call), which imports this module for its handlers.
+            from metrics.wallboard.server import WallboardServer
+
+            self.wallboard = WallboardServer(self.snapshot, host=s.wallboard.host, port=s.wallboard.port,
+                                             config=config)
         self._staffing_at = 0.0
         self._snapshot_cache: tuple[float, dict] | None = None
         self._tasks: list[asyncio.Task] = []
@@ -402,6 +405,8 @@ class Engine:
 
     async def refresh_staffing(self, now: float) -> list:
         """Agents needed per queue (Erlang C) from the last window's call records."""
+        from metrics.staffing import staffing_advice
+
         sup = self.config.supervision
         start = now - sup.staffing_window_seconds
         records = await self.records.read(start, now, late_seconds=0)
@@ -574,6 +579,8 @@ class Engine:
 
 def _wallboard_figures(records, queue: str | None, sl_seconds: float) -> dict:
     """The report's figures (metrics/report.py), in the wallboard's words."""
+    from metrics.report import figures
+
     f = figures(records, sl_seconds, queue=queue)
     return {"offered": f.calls, "answered": f.answered, "abandoned": f.abandoned,
             "short_abandoned": f.short_abandoned, "answer_ratio": f.answer_rate,

@@ -58,7 +58,11 @@ def test_a_direct_line_without_a_schedule_is_open_on_friday(hotline):
     offered = hotline.metric("ivr_queue_offered_total", program="forsa")
     hotline.clock.now = FRIDAY
     try:
-        caller = hotline.sipp.call(CallerScript(number="14406", keys=((1200, "1"),), hold_ms=14_000),
+        # 14406 runs classic AGI: a process starts per call, so the key waits
+        # for its first prompt (as in test_classic_agi_calls); a key sent
+        # before the script plays anything is lost and the caller would run
+        # out of time in the menu (seen once on a loaded machine).
+        caller = hotline.sipp.call(CallerScript(number="14406", keys=((3000, "1"),), hold_ms=16_000),
                                    target=hotline.carrier)
         assert hotline.wait_metric("ivr_queue_offered_total", offered + 1, program="forsa") == offered + 1
         assert caller.wait(timeout=60) == 0, caller.output()[-2000:]
