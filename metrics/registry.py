@@ -311,19 +311,12 @@ def _reachable_menus(config: Config, hotline) -> set[str]:
 def _reachable_routes(config: Config, hotline) -> set[tuple[str, str, str]]:
     """Every (queue, request type, outcome) a caller of this hotline can end in."""
     routes = {(hotline.fallback_queue, NO_REQUEST_TYPE, "retries_exhausted")}
-    seen, todo = set(), [hotline.menu]
-    while todo:
-        menu_id = todo.pop()
-        if menu_id in seen:
-            continue
-        seen.add(menu_id)
+    for menu_id in _reachable_menus(config, hotline):
         menu = config.menus[menu_id]
         if menu.program:
             routes.add((config.program_queue(menu.program).id, NO_REQUEST_TYPE, "retries_exhausted"))
         for option in menu.options.values():
-            if option.menu:
-                todo.append(option.menu)
-            else:
+            if not option.menu:
                 routes.add((config.program_queue(option.program).id, option.request_type or NO_REQUEST_TYPE,
                             "choice"))
     return routes

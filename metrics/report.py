@@ -558,6 +558,20 @@ def no_data_message(start: datetime, end: datetime) -> str:
             f"no call records from {start:%Y-%m-%d} to {last:%Y-%m-%d} ({start.tzinfo}): nothing to report")
 
 
+def load_records(command: str, reader, config: Config, start: float, end: float, stderr: TextIO):
+    """The period's records for a command, or None (said on stderr) when the
+    store is unreachable; skipped malformed records are said too."""
+    try:
+        records = asyncio.run(reader(config, start, end))
+    except RecordsUnavailable as exc:
+        print(f"{command}: {exc}", file=stderr)
+        return None
+    malformed = getattr(records, "malformed", 0)
+    if malformed:
+        print(f"{command}: {malformed} malformed call record(s) skipped (see the log)", file=stderr)
+    return records
+
+
 def run_report_command(args, config: Config, *, stdout: TextIO | None = None, stderr: TextIO | None = None,
                        reader=read_records) -> int:
     """``ivr report``: 0 printed, 2 bad input or Redis unreachable, 3 no call in the period."""
@@ -573,14 +587,10 @@ def run_report_command(args, config: Config, *, stdout: TextIO | None = None, st
         print("ivr report: give --month YYYY-MM or --from YYYY-MM-DD --to YYYY-MM-DD", file=stderr)
         return EXIT_ERROR
     start, end = period
-    try:
-        records = asyncio.run(reader(config, start, end))
-    except RecordsUnavailable as exc:
-        print(f"ivr report: {exc}", file=stderr)
+    records = load_records("ivr report", reader, config, start, end, stderr)
+    if records is None:
         return EXIT_ERROR
     malformed = getattr(records, "malformed", 0)
-    if malformed:
-        print(f"ivr report: {malformed} malformed call record(s) skipped (see the log)", file=stderr)
     report = build_report(records, config=config, start=start, end=end, malformed_records=malformed)
     if report.is_empty:
         print(no_data_message(report.start, report.end), file=stderr)

@@ -30,7 +30,6 @@ calls, with the handle time of the whole period (more samples).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import re
@@ -46,12 +45,12 @@ from zoneinfo import ZoneInfo
 from ivr.configuration import Config
 from metrics.call_records import CallRecord
 from metrics.report import (
+    load_records,
     EXIT_ERROR,
     EXIT_NO_DATA,
     EXIT_OK,
     Column,
     PeriodError,
-    RecordsUnavailable,
     choose_bidi,
     count,
     no_data_message,
@@ -308,14 +307,9 @@ def run_staffing_command(args, config: Config, *, stdout: TextIO | None = None, 
         target = args.target
     if args.threshold is not None:
         threshold = args.threshold
-    try:
-        records = asyncio.run(reader(config, start, end))
-    except RecordsUnavailable as exc:
-        print(f"ivr staffing: {exc}", file=stderr)
+    records = load_records("ivr staffing", reader, config, start, end, stderr)
+    if records is None:
         return EXIT_ERROR
-    malformed = getattr(records, "malformed", 0)
-    if malformed:
-        print(f"ivr staffing: {malformed} malformed call record(s) skipped (see the log)", file=stderr)
     if not any(start <= r.time < end for r in records):
         print(no_data_message(datetime.fromtimestamp(start, tz), datetime.fromtimestamp(end, tz)), file=stderr)
         return EXIT_NO_DATA
