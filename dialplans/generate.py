@@ -530,11 +530,14 @@ exten => _X!,1,Set(QUEUE_PRIO=${IF($[0${IVR_PRIORITY} > 0]?${IVR_PRIORITY}:0)})
 exten => _X!,1,Set(CHANNEL(hangup_handler_push)=ivr-callback-end,s,1(${EXTEN}))
  same => n,GotoIf($[${REGEX("^0[0-9]{9,10}$" ${IVR_CB_NUMBER})}]?dial)
  same => n,Set(DIALSTATUS=INVALIDNUMBER)
- same => n,Hangup()
+ same => n,Goto(not-reached)
  same => n(dial),Set(CALLERID(all)="${IVR_HOTLINE}" <${IVR_HOTLINE}>)
  ; r: the agent hears ringing while the citizen's phone rings.
  same => n,Dial(PJSIP/${IVR_CB_NUMBER}@carrier-out,${IVR_CB_RING},rU(ivr-callback-answered^${EXTEN}))
- same => n,Hangup()
+ same => n,GotoIf($["${DIALSTATUS}" = "ANSWER"]?end)
+ ; The agent is told the citizen was not reached (the engine retries per config).
+ same => n(not-reached),Playback(ivr/callback-not-reached)
+ same => n(end),Hangup()
 
 [ivr-callback-end]
 exten => s,1,UserEvent(IvrCallbackResult,CallbackId: ${ARG1},Stage: dial,Status: ${DIALSTATUS})

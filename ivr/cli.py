@@ -9,6 +9,8 @@
     ivr staffing [--last 1h]     agents needed per programme (Erlang C)
     ivr agents login|logout|pause|resume|list|credentials
                              agents' state, and SIP accounts for their softphones
+    ivr callbacks list|show <id>|cancel <id>
+                             callbacks waiting or done, one's history, cancel one
 """
 
 from __future__ import annotations
@@ -58,6 +60,24 @@ def main(argv: list[str] | None = None) -> int:
                    help="login|logout|pause|resume an agent, list them, or print their SIP credentials")
     p.add_argument("agent", nargs="?", help="agent id, e.g. 1001 (login, logout, pause, resume)")
     p.add_argument("--reason", help="pause reason id or code, e.g. break or 1 (pause)")
+
+    from ivr.callbacks_cli import (
+        CALLBACK_ACTIONS,
+        DEFAULT_LIMIT,
+        LIST_STATES,
+        positive_int,
+    )
+
+    p = sub.add_parser("callbacks", help="callbacks: list, show one with its history, cancel one")
+    _config_arg(p)
+    p.add_argument("action", choices=CALLBACK_ACTIONS, help="list them, show one, or cancel one")
+    p.add_argument("callback_id", nargs="?", metavar="id", help="callback id, e.g. 17 (show, cancel)")
+    p.add_argument("--state", choices=LIST_STATES, default="recent",
+                   help="(list) recent = not ended, or requested in the last 24 h (default: %(default)s)")
+    p.add_argument("--program", help="(list) a programme or queue id")
+    p.add_argument("--limit", type=positive_int, default=DEFAULT_LIMIT,
+                   help="(list) at most this many, newest first (default: %(default)s)")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="(default: %(default)s)")
 
     p = sub.add_parser("simulate", help="place SIPp calls against the running engine")
     _config_arg(p)
@@ -249,6 +269,13 @@ def cmd_agents(args) -> int:
     return asyncio.run(run_agents_command(args, config, Paths.from_environment()))
 
 
+def cmd_callbacks(args) -> int:
+    from ivr.callbacks_cli import run_callbacks_command
+
+    config = load_config(args.config)
+    return asyncio.run(run_callbacks_command(args, config, Paths.from_environment()))
+
+
 def cmd_simulate(args) -> int:
     from ivr.simulate import run_simulation
 
@@ -289,6 +316,7 @@ COMMANDS = {
     "report": cmd_report,
     "staffing": cmd_staffing,
     "agents": cmd_agents,
+    "callbacks": cmd_callbacks,
 }
 
 if __name__ == "__main__":

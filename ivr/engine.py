@@ -335,6 +335,7 @@ class Engine:
             self.wallboard = WallboardServer(self.snapshot, host=s.wallboard.host, port=s.wallboard.port,
                                              config=config)
         self._staffing_at = 0.0
+        self.resyncs = 0  # AMI re-syncs completed (one after each login)
         self._snapshot_cache: tuple[float, dict] | None = None
         self._tasks: list[asyncio.Task] = []
         self._side_tasks: set[asyncio.Task] = set()
@@ -572,6 +573,7 @@ class Engine:
         channels = await self.ami.action({"Action": "CoreShowChannels"}, as_list=True, timeout=15)
         live = {m.get("Uniqueid", "") for m in (channels or []) if m.get("Event") == "CoreShowChannel"}
         replaced = await self.dispatcher.recover(live)
+        self.resyncs += 1
         log.info("AMI re-sync: %d caller(s) waiting in queues, %d ended call(s) in the journal, "
                  "%d callback(s) placed again", len(entries), len(ended), len(replaced))
 

@@ -238,7 +238,10 @@ class QueueAccounting:
         labels = await self._labels(uid, queue)
         self._metrics.queue_answered.labels(**labels).inc()
         facts = await self._store.facts(uid)
-        wait = self._wait(uid, facts.get(f"offered:{queue}"), at, event.get("HoldTime"))
+        # A callback's wait runs from the caller's own join (they kept their
+        # place); app_queue's HoldTime is only the placeholder's part of it.
+        placeholder = event.get("Uniqueid", "").startswith(PLACEHOLDER_PREFIX)
+        wait = self._wait(uid, facts.get(f"offered:{queue}"), at, None if placeholder else event.get("HoldTime"))
         if recovered and not event.get("HoldTime"):
             wait = None  # connected while AMI was down: the wait is unknown
         if wait is not None:

@@ -213,6 +213,13 @@ class CallbackStore(Protocol):
 
     async def pending_count(self) -> int: ...
 
+    async def defer_count(self, callback_id: str) -> None:
+        """Leave an ended callback to be counted by a running engine (an outcome
+        reached outside it, e.g. ``ivr callbacks cancel``)."""
+
+    async def take_uncounted(self, limit: int) -> list[str]:
+        """Atomically take up to ``limit`` callbacks left to be counted."""
+
 
 def _request_fields(callback_id: str, *, hotline: str, number: str, reason: str, call_uid: str, program: str,
                     queue: str, priority: int, position: int, request_type: str, governorate: str,
@@ -237,6 +244,7 @@ class MemoryCallbackStore:
         self.callbacks: dict[str, dict[str, str]] = {}
         self.due: dict[str, float] = {}
         self.audit: list[dict[str, str]] = []
+        self.uncounted: list[str] = []
         self._seq = 0
 
     @property
@@ -302,6 +310,13 @@ class MemoryCallbackStore:
     async def pending_count(self) -> int:
         return len(await self.active_ids())
 
+    async def defer_count(self, callback_id: str) -> None:
+        self.uncounted.append(str(callback_id))
+
+    async def take_uncounted(self, limit: int) -> list[str]:
+        taken, self.uncounted[:limit] = self.uncounted[:limit], []
+        return taken
+
 
 # Claim: take due ids and mark them placing, in one step, so that two workers
 # never place the same callback. KEYS: due set. ARGV: now, limit, hash key prefix.
@@ -364,6 +379,7 @@ class RedisCallbackStore:
         self.seq_key = f"{prefix}callbacks:seq"
         self.due_key = f"{prefix}callbacks:due"
         self.active_key = f"{prefix}callbacks:active"
+        self.uncounted_key = f"{prefix}callbacks:uncounted"  # ended outside the engine, to be counted
         self._keep_done = keep_done_seconds
         self._stream_maxlen = stream_maxlen
         self._claim = client.register_script(_CLAIM)
@@ -426,6 +442,13 @@ class RedisCallbackStore:
 
     async def pending_count(self) -> int:
         return int(await self._redis.scard(self.active_key))
+
+    async def defer_count(self, callback_id: str) -> None:
+        await self._redis.rpush(self.uncounted_key, str(callback_id))
+
+    async def take_uncounted(self, limit: int) -> list[str]:
+        # LPOP with a count: each id goes to exactly one engine worker.
+        return [_s(i) for i in (await self._redis.lpop(self.uncounted_key, limit) or [])]
 
 
 def next_opening(schedule: Schedule, after: datetime) -> datetime | None:
@@ -504,6 +527,7 @@ class CallbackDispatcher:
     async def tick(self, now: datetime | None = None) -> list[str]:
         """Claim the due callbacks and place each; return the ids placed."""
         now = now or self._clock()
+        await self._count_deferred()
         logged_in = getattr(self._ami, "logged_in", None)
         if logged_in is not None and not logged_in.is_set():
             await self._update_pending()
@@ -514,6 +538,13 @@ class CallbackDispatcher:
                 placed.append(cb.id)
         await self._update_pending()
         return placed
+
+    async def _count_deferred(self) -> None:
+        """Count the outcomes reached outside the engine (``ivr callbacks cancel``)."""
+        for callback_id in await self._store.take_uncounted(self._batch):
+            cb = await self._store.get(callback_id)
+            if cb is not None and cb.outcome:
+                self._count(cb, cb.outcome)
 
     async def _place(self, cb: Callback, now: datetime) -> bool:
         hotline = self._config.hotline(cb.hotline)
@@ -707,10 +738,12 @@ class CallbackDispatcher:
         # waiting (its Originate looked failed). Unknown: only a live one.
         from_states = ("waiting",) + LIVE_STATES if placement is not None else LIVE_STATES
         outcome = DIAL_OUTCOMES.get(status, "failed")
+        # An attempt is a call to the citizen: an invalid number was never dialled.
+        attempts = cb.attempts if outcome == "invalid_number" else cb.attempts + 1
         if outcome in FINAL_OUTCOMES:
-            done = await self._finish(cb, outcome, status=status, from_states=from_states)
+            done = await self._finish(cb, outcome, status=status, from_states=from_states,
+                                      changes={"attempts": attempts})
             return outcome if done else "stale"
-        attempts = cb.attempts + 1
         if attempts >= self._attempts:
             done = await self._finish(cb, outcome, status=status, from_states=from_states,
                                       changes={"attempts": attempts})
@@ -732,19 +765,24 @@ class CallbackDispatcher:
             cb.id, from_states=from_states, placement=cb.placement, state="done",
             changes={**(changes or {}), "outcome": outcome, "last_status": status}, event=outcome)
         if ok:
-            program = self._queue_of(cb) or cb.queue or "unknown"
-            self._metrics.callbacks.labels(program=program, outcome=outcome).inc()
+            self._count(cb, outcome)
             log.info("callback %s (%s, hotline %s) to %s ended: %s (%s) after %s attempt(s)", cb.id, cb.reason,
                      cb.hotline, cb.masked_number, outcome, status or "-", attempts)
             await self._update_pending()
         return ok
 
+    def _count(self, cb: Callback, outcome: str) -> None:
+        self._metrics.callbacks.labels(program=self._queue_of(cb) or cb.queue or "unknown", outcome=outcome).inc()
+
     async def _update_pending(self) -> None:
         self._metrics.callbacks_pending.set(await self._store.pending_count())
 
     # --- operations --------------------------------------------------------------
-    async def cancel(self, callback_id: str) -> bool:
-        """End a callback as ``cancelled`` (CLI). A placeholder waiting in a queue is hung up."""
+    async def cancel(self, callback_id: str, *, count_here: bool = True) -> bool:
+        """End a callback as ``cancelled``. A placeholder waiting in a queue is hung up.
+
+        ``count_here=False`` (``ivr callbacks cancel``, a process of its own):
+        the running engine counts it in ``ivr_callbacks_total`` on its next tick."""
         cb = await self._store.get(str(callback_id))
         if cb is None or cb.state == "done":
             return False
@@ -753,7 +791,10 @@ class CallbackDispatcher:
                                           event="cancelled")
         if not ok:
             return False
-        self._metrics.callbacks.labels(program=self._queue_of(cb) or cb.queue or "unknown", outcome="cancelled").inc()
+        if count_here:
+            self._count(cb, "cancelled")
+        else:
+            await self._store.defer_count(cb.id)
         log.info("callback %s to %s cancelled (was %s)", cb.id, cb.masked_number, cb.state)
         if cb.state in ("placing", "queued"):
             try:

@@ -189,6 +189,7 @@ DISTRIBUTION_PROMPTS = (
     "queue-position-is", "queue-you-are-next", "queue-wait-about", "queue-wait-under-minute",
     "queue-wait-unknown", "queue-callback-offer", "callback-number-is", "callback-confirm",
     "callback-enter-number", "callback-invalid-number", "queue-callback-registered", "callback-intro",
+    "callback-not-reached",
     "queue-overflow-offer", "agent-logged-in", "agent-logged-out", "agent-already-logged-in",
     "agent-moved-phone", "agent-not-logged-in", "agent-paused", "agent-resumed", "agent-pause-reason",
     "agent-unknown-reason", "agent-unknown", "agent-service-unavailable",

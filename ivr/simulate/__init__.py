@@ -54,6 +54,13 @@ def random_national_id(rng: random.Random) -> str:
     return f"2{year:02d}{month:02d}{day:02d}{code}{rng.randint(1, 9999):04d}{rng.randint(0, 9)}"
 
 
+def random_phone_number(rng: random.Random | None = None, *, mobile: bool = False) -> str:
+    """A Cairo landline (02 2xxxxxxx), or a mobile number (010 xxxxxxxx)."""
+    rng = rng or random.Random()
+    head, digits = ("010", 8) if mobile else ("022", 7)
+    return head + "".join(rng.choice("0123456789") for _ in range(digits))
+
+
 def run_simulation(config: Config, paths: Paths, *, calls: int, rate: float, abandon_share: float,
                    seed: int | None = None, sipp: Sipp | None = None) -> SimulationResult:
     from ivr.secrets import SecretStore
@@ -91,7 +98,7 @@ def run_simulation(config: Config, paths: Paths, *, calls: int, rate: float, aba
                 keys += typed_keys(random_national_id(rng), 2500) + ((2500, "1"),)
             script = CallerScript(number=hotline.number, keys=keys,
                                   hold_ms=rng.randint(12_000, 20_000) if gives_up else 90_000,
-                                  caller_id=f"02{rng.randint(20000000, 29999999)}")
+                                  caller_id=random_phone_number(rng))
             callers.append(sipp.call(script, target=carrier))
             time.sleep(1.0 / rate)
         failed = 0

@@ -14,6 +14,7 @@ Either side may hang up first, so every scenario accepts both orders.
 from __future__ import annotations
 
 import itertools
+import re
 import shutil
 import subprocess
 import tempfile
@@ -262,6 +263,17 @@ class SippProcess:
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
+    def invites(self) -> list[tuple[str, str]]:
+        """(called user, calling user) of each INVITE this UAS received, in
+        order, read from its message trace (``-trace_msg``)."""
+        trace = self.workdir / f"{self.name}.messages"
+        return _INVITE.findall(trace.read_text(errors="replace")) if trace.exists() else []
+
+
+# An INVITE in a SIPp message trace: its request URI's user, then its From's.
+_INVITE = re.compile(r"message received \[\d+\] bytes :\s*\n\s*INVITE sip:([^@\s>;]+)@[^\n]*\n"
+                     r"(?:[^\n]+\n)*?From:[^<\n]*<sip:([^@>]+)@")
+
 
 class Sipp:
     """Runs SIPp scenarios against Asterisk on loopback."""
@@ -304,6 +316,10 @@ class SippAgent:
     user: str
     uas: SippProcess
     port: int
+
+    def callers(self) -> list[str]:
+        """Caller numbers of the calls this phone received, in order."""
+        return [calling for _, calling in self.uas.invites()]
 
 
 def start_agent(sipp: Sipp, *, user: str, password: str, target: str, ring_ms: int = 500,

@@ -226,7 +226,7 @@ async def test_no_answer_is_retried_then_connected(config, store):
     # The dial result that follows the conversation changes nothing.
     assert await w.dial_result(cb_id, 2, "ANSWER") == "stale"
     cb = await store.get(cb_id)
-    assert (cb.state, cb.outcome, cb.attempts) == ("done", "connected", 1)
+    assert (cb.state, cb.outcome, cb.attempts) == ("done", "connected", 2)   # the answered call is an attempt too
     assert w.outcome("connected") == 1 and w.outcome("no_answer") == 0
     assert w.pending() == 0
 
@@ -512,3 +512,17 @@ async def test_done_callbacks_expire_and_the_audit_stream_has_no_number(config, 
     assert events[0] == "requested" and events[-1] == "invalid_number"
     assert "queued" in events and "agent" in events
     assert all(CALLER.encode() not in b"".join(e.values()) for _, e in entries[1:])
+
+
+async def test_a_cancel_made_outside_the_engine_is_counted_once_by_the_engines(config, store):
+    """``ivr callbacks cancel`` runs in a process of its own: the engines count
+    the cancellation, exactly one of two workers, on their next tick."""
+    cli = World(config, store)
+    cb_id = await cli.queue_callback()
+    assert await cli.dispatcher.cancel(cb_id, count_here=False) is True
+    assert cli.outcome("cancelled") == 0
+    workers = [World(config, store), World(config, store)]
+    for w in workers + workers:
+        await w.dispatcher.tick(w.clock())
+    assert sorted(w.outcome("cancelled") for w in workers) == [0, 1]
+    assert (await store.get(cb_id)).outcome == "cancelled"

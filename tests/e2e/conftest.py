@@ -19,9 +19,10 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -33,7 +34,8 @@ from ivr.paths import REPO_ROOT, Paths
 from ivr.redis_server import RedisServer, port_is_free
 from ivr.secrets import SecretStore
 from ivr.simulate.metrics_reader import read_samples, sample
-from ivr.simulate.sipp import Sipp
+from ivr.simulate.sipp import Sipp, start_agent, stop_agent
+from queues.agents import AgentState
 from queues.journal import journal_families
 
 REQUIRED_TOOLS = ("sipp", "redis-server", "espeak-ng", "sox")
@@ -58,13 +60,19 @@ def e2e_config(config):
     * forsa: a caller overflows after 25 s; an agent's phone rings 6 s.
     * abnaa_misr: wait estimates start from a 12 s handle time; no wrap-up;
       announcements every 15 s.
+    * addiction_fund: one caller at a time (max_callers); the next overflows.
+    * callbacks: two calls to the citizen, 5 s apart, each ringing 8 s.
     """
     changes = {
         "forsa": {"max_wait_seconds": 25, "ring_timeout_seconds": 6, "retry_seconds": 1},
         "abnaa_misr": {"default_handle_seconds": 12, "wrapup_seconds": 0, "announce_every_seconds": 15},
+        "addiction_fund": {"max_callers": 1},
     }
     queues = tuple(q.model_copy(update=changes.get(q.id, {})) for q in config.queues)
-    return config.model_copy(update={"queues": queues})
+    d = config.distribution
+    callbacks = d.callbacks.model_copy(update={"attempts": 2, "retry_after_seconds": 5, "ring_seconds": 8})
+    return config.model_copy(update={"queues": queues,
+                                     "distribution": d.model_copy(update={"callbacks": callbacks})})
 
 
 def _clear_members(asterisk: AsteriskInstall) -> None:
@@ -93,15 +101,34 @@ def _clear_journal(asterisk: AsteriskInstall) -> None:
 
 
 class EngineThread:
-    """The engine on its own event loop in a thread, so tests can block on SIPp."""
+    """The engine on its own event loop in a thread, so tests can block on SIPp.
 
-    def __init__(self, engine: Engine, *, loop: asyncio.AbstractEventLoop, thread: threading.Thread):
-        self.engine = engine
+    ``make_engine`` builds it; ``restart`` stops it and builds a new one, as
+    restarting ``ivr serve`` does (nothing survives in the process: only
+    Redis and Asterisk keep what they hold)."""
+
+    def __init__(self, make_engine: Callable[[], Engine], *, loop: asyncio.AbstractEventLoop,
+                 thread: threading.Thread):
+        self.make_engine = make_engine
+        self.engine = make_engine()
         self.loop = loop
         self.thread = thread
 
     def start(self) -> None:
         self.run(self.engine.start())
+        deadline = time.monotonic() + 20
+        while not self.engine.ami.logged_in.is_set() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not self.engine.ami.logged_in.is_set():
+            raise RuntimeError("the engine could not log in to AMI")
+
+    def restart(self, while_down: Callable[[], None] = lambda: None) -> Engine:
+        """Stop the engine, run ``while_down``, start a new engine; return it."""
+        self.run(self.engine.stop())
+        while_down()
+        self.engine = self.make_engine()
+        self.start()
+        return self.engine
 
     def run(self, coro, timeout: float = 30.0):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -117,13 +144,23 @@ class EngineThread:
 
 
 class SwitchableClock:
-    """The engine's clock in the tests: pinned inside opening hours (a Sunday
-    morning in Cairo) so that tests pass at any hour; a test may move it."""
+    """The engine's clock in the tests: it starts inside opening hours (a
+    Sunday morning in Cairo) so that tests pass at any hour, and runs from
+    there, as time does (a callback retry is due seconds later); a test may
+    move it (``clock.now = ...``)."""
 
     OPEN = datetime(2026, 11, 22, 10, 0, tzinfo=ZoneInfo("Africa/Cairo"))  # Sunday 10:00
 
     def __init__(self):
         self.now = self.OPEN
+
+    @property
+    def now(self) -> datetime:
+        return self._base + timedelta(seconds=time.monotonic() - self._set_at)
+
+    @now.setter
+    def now(self, value: datetime) -> None:
+        self._base, self._set_at = value, time.monotonic()
 
     def __call__(self) -> datetime:
         return self.now
@@ -253,14 +290,13 @@ def hotline(tmp_path_factory):
         "ami": s.ami.model_copy(update={"port": proxy_port}),
     })})
     clock = SwitchableClock()
-    engine = EngineThread(Engine(config=config, ami_secret=secrets.ami_secret(config),
-                                 national_id_key=secrets.national_id_key(), clock=clock), loop=loop, thread=thread)
-    engine.start()
-    deadline = time.monotonic() + 20
-    while not engine.engine.ami.logged_in.is_set() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if not engine.engine.ami.logged_in.is_set():
-        pytest.fail("the engine could not log in to AMI")
+    engine = EngineThread(lambda: Engine(config=config, ami_secret=secrets.ami_secret(config),
+                                         national_id_key=secrets.national_id_key(), clock=clock),
+                          loop=loop, thread=thread)
+    try:
+        engine.start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
     # Every agent logged in, as at the start of a shift (tests that need
     # another state set it and put it back).
     for agent in config.agents:
@@ -281,6 +317,52 @@ def hotline(tmp_path_factory):
         if not was_running:
             asterisk.stop(proc)
         redis.stop()
+
+
+@pytest.fixture
+def desk(hotline):
+    """The engine's agent desk, with the baseline (every agent logged in,
+    none paused) put back after the test."""
+    engine = hotline.engine
+
+    class Desk:
+        def __getattr__(self, name):
+            # The engine's desk at call time: a test may restart the engine.
+            return lambda *a, **kw: engine.run(getattr(engine.engine.agent_desk, name)(*a, **kw))
+
+    yield Desk()
+    desk = Desk()
+    for agent in hotline.config.agents:
+        view = desk.view(agent.id)
+        if view.state is AgentState.OFFLINE:
+            desk.login(agent.id, source="cli")
+        elif view.state is AgentState.PAUSED:
+            desk.resume(agent.id, source="cli")
+
+
+@pytest.fixture
+def phones(hotline):
+    """Start softphones; each is unregistered and stopped after the test."""
+    started = []
+
+    def start(agent_id: str, **kw):
+        kw.setdefault("talk_ms", 3000)
+        agent = start_agent(hotline.sipp, user=f"agent{agent_id}", password=hotline.password(agent_id),
+                            target=hotline.agent_port, **kw)
+        started.append((agent_id, agent))
+        return agent
+
+    def stop(agent) -> None:
+        for agent_id, a in list(started):
+            if a is agent:
+                stop_agent(hotline.sipp, a, password=hotline.password(agent_id), target=hotline.agent_port)
+                started.remove((agent_id, a))
+
+    start.stop = stop
+    start.started = started
+    yield start
+    for agent_id, agent in started:
+        stop_agent(hotline.sipp, agent, password=hotline.password(agent_id), target=hotline.agent_port)
 
 
 class Prometheus:

@@ -8,74 +8,16 @@ none paused, no softphone registered) and puts it back.
 
 from __future__ import annotations
 
-import random
-import re
 import time
 
 import pytest
 
-from ivr.simulate.sipp import (CallerScript, dial_feature_code, start_agent, start_citizen_phone,
-                               start_unanswering_agent, stop_agent)
+from ivr.simulate import random_phone_number
+from ivr.simulate.sipp import CallerScript, dial_feature_code, start_citizen_phone, start_unanswering_agent
 from queues.agents import AgentState
 
 pytestmark = pytest.mark.e2e
 
-INVITE_FROM = re.compile(r"message received \[\d+\] bytes :\s*\n\s*INVITE sip:[^\n]*\n(?:[^\n]+\n)*?From:[^<\n]*<sip:([^@>]+)@")
-
-
-def invites(agent) -> list[str]:
-    """Caller numbers of the calls an agent's phone received, in order."""
-    trace = agent.uas.workdir / f"{agent.uas.name}.messages"
-    return INVITE_FROM.findall(trace.read_text(errors="replace")) if trace.exists() else []
-
-
-def unique_number(prefix: str = "0225") -> str:
-    return prefix + "".join(random.choice("0123456789") for _ in range(6))
-
-
-@pytest.fixture
-def desk(hotline):
-    """The engine's agent desk, with the baseline put back after the test."""
-    engine = hotline.engine
-    desk = engine.engine.agent_desk
-
-    class Desk:
-        def __getattr__(self, name):
-            method = getattr(desk, name)
-            return lambda *a, **kw: engine.run(method(*a, **kw))
-
-    yield Desk()
-    for agent in hotline.config.agents:
-        view = engine.run(desk.view(agent.id))
-        if view.state is AgentState.OFFLINE:
-            engine.run(desk.login(agent.id, source="cli"))
-        elif view.state is AgentState.PAUSED:
-            engine.run(desk.resume(agent.id, source="cli"))
-
-
-@pytest.fixture
-def phones(hotline):
-    """Start softphones; each is unregistered and stopped after the test."""
-    started = []
-
-    def start(agent_id: str, **kw):
-        kw.setdefault("talk_ms", 3000)
-        agent = start_agent(hotline.sipp, user=f"agent{agent_id}", password=hotline.password(agent_id),
-                            target=hotline.agent_port, **kw)
-        started.append((agent_id, agent))
-        return agent
-
-    def stop(agent) -> None:
-        for agent_id, a in list(started):
-            if a is agent:
-                stop_agent(hotline.sipp, a, password=hotline.password(agent_id), target=hotline.agent_port)
-                started.remove((agent_id, a))
-
-    start.stop = stop
-    start.started = started
-    yield start
-    for agent_id, agent in started:
-        stop_agent(hotline.sipp, agent, password=hotline.password(agent_id), target=hotline.agent_port)
 
 
 def nasser_call(hotline, number: str, hold_ms: int = 90_000, keys=((1200, "1"),)):
@@ -138,11 +80,11 @@ def test_longest_idle_agent_gets_the_next_call(hotline, phones):
     order = []
     for n in range(3):
         answered = hotline.metric("ivr_queue_answered_total", program="nasser_bank")
-        before = {"1002": len(invites(a1002)), "1003": len(invites(a1003))}
-        nasser_call(hotline, unique_number())
+        before = {"1002": len(a1002.callers()), "1003": len(a1003.callers())}
+        nasser_call(hotline, random_phone_number())
         assert hotline.wait_metric("ivr_queue_answered_total", answered + 1, timeout=60,
                                    program="nasser_bank") == answered + 1
-        got = [a for a, agent in (("1002", a1002), ("1003", a1003)) if len(invites(agent)) > before[a]]
+        got = [a for a, agent in (("1002", a1002), ("1003", a1003)) if len(agent.callers()) > before[a]]
         assert len(got) == 1, got
         order.append(got[0])
         # The conversation (3 s) and the wrap-up end before the next call.
@@ -156,12 +98,12 @@ def test_a_paused_agent_gets_no_call(hotline, desk, phones):
     queue = hotline.config.queue("nasser_bank")
     for n in range(2):
         answered = hotline.metric("ivr_queue_answered_total", program="nasser_bank")
-        nasser_call(hotline, unique_number())
+        nasser_call(hotline, random_phone_number())
         assert hotline.wait_metric("ivr_queue_answered_total", answered + 1, timeout=60,
                                    program="nasser_bank") == answered + 1
         time.sleep(3 + queue.wrapup_seconds + 2)
-    assert len(invites(a1002)) == 2
-    assert invites(a1003) == []
+    assert len(a1002.callers()) == 2
+    assert a1003.callers() == []
 
 
 def test_primary_agents_ring_before_secondary_ones(hotline, phones):
@@ -171,28 +113,28 @@ def test_primary_agents_ring_before_secondary_ones(hotline, phones):
     queue = hotline.config.queue("nasser_bank")
     primary, secondary = phones("1002"), phones("1004")
     answered = hotline.metric("ivr_queue_answered_total", program="nasser_bank")
-    nasser_call(hotline, unique_number())
+    nasser_call(hotline, random_phone_number())
     assert hotline.wait_metric("ivr_queue_answered_total", answered + 1, timeout=60,
                                program="nasser_bank") == answered + 1
-    assert len(invites(primary)) == 1 and invites(secondary) == []
+    assert len(primary.callers()) == 1 and secondary.callers() == []
     phones.stop(primary)
     time.sleep(3 + queue.wrapup_seconds + 2)
     offered = hotline.metric("ivr_queue_offered_total", program="nasser_bank")
-    nasser_call(hotline, unique_number())
+    nasser_call(hotline, random_phone_number())
     assert hotline.wait_metric("ivr_queue_offered_total", offered + 1, timeout=60,
                                program="nasser_bank") == offered + 1
     joined = time.monotonic()
     assert hotline.wait_metric("ivr_queue_answered_total", answered + 2, timeout=queue.secondary_after_seconds + 40,
                                program="nasser_bank") == answered + 2
     waited = time.monotonic() - joined
-    assert len(invites(secondary)) == 1
+    assert len(secondary.callers()) == 1
     assert waited >= queue.secondary_after_seconds - 2, waited
 
 
 def test_a_priority_caller_jumps_ahead(hotline, phones):
     """A repeat caller (same number within 24 h: priority 3) who joins after
     a first-time caller is answered first."""
-    first_timer, repeat = unique_number(), unique_number()
+    first_timer, repeat = random_phone_number(), random_phone_number()
     menu_exits = hotline.metric("ivr_menu_exits_total", hotline="14403", program="nasser_bank", outcome="choice")
     # The earlier call of the repeat caller: through the menu, then gone.
     nasser_call(hotline, repeat, hold_ms=2000).wait(timeout=60)
@@ -209,8 +151,8 @@ def test_a_priority_caller_jumps_ahead(hotline, phones):
     assert hotline.metric("ivr_queue_priority_calls_total", program="nasser_bank",
                           rule="repeat_caller") == prioritised + 1
     agent = phones("1002", talk_ms=2000)
-    assert hotline.wait_until(lambda: len(invites(agent)) >= 2, timeout=60), invites(agent)
-    assert invites(agent)[:2] == [repeat, first_timer]
+    assert hotline.wait_until(lambda: len(agent.callers()) >= 2, timeout=60), agent.callers()
+    assert agent.callers()[:2] == [repeat, first_timer]
 
 
 def test_overflow_after_the_max_wait(hotline, phones):
@@ -222,21 +164,56 @@ def test_overflow_after_the_max_wait(hotline, phones):
     answered = hotline.metric("ivr_queue_answered_total", program="shared")
     offered = hotline.metric("ivr_queue_offered_total", program="forsa")
     caller = hotline.sipp.call(CallerScript(number="1442", keys=((1200, "6"), (2000, "1")), hold_ms=120_000,
-                                            caller_id=unique_number()), target=hotline.carrier)
+                                            caller_id=random_phone_number()), target=hotline.carrier)
     assert hotline.wait_metric("ivr_queue_offered_total", offered + 1, timeout=60, program="forsa") == offered + 1
     assert hotline.wait_metric("ivr_queue_overflows_total", overflows + 1, timeout=60, program="forsa",
                                reason="max_wait", outcome="overflow") == overflows + 1
     assert hotline.wait_metric("ivr_queue_answered_total", answered + 1, timeout=60,
                                program="shared") == answered + 1
-    assert len(invites(agent)) == 1
+    assert len(agent.callers()) == 1
     assert caller.wait(timeout=90) == 0, caller.output()[-2000:]
+
+
+def test_a_full_queue_offers_a_callback_then_overflows(hotline, phones):
+    """The Addiction Fund's queue takes one caller at a time in these tests
+    (max_callers 1). A second caller finds it full: they are offered a
+    callback, press 2 to keep waiting, and wait in the general queue, where
+    an agent who does not serve the Addiction Fund answers them. The first
+    caller keeps their place."""
+    first, second = random_phone_number(), random_phone_number()
+    overflows = hotline.metric("ivr_queue_overflows_total", program="addiction_fund", reason="full",
+                               outcome="overflow")
+    offered = hotline.metric("ivr_queue_offered_total", program="addiction_fund")
+    answered = hotline.metric("ivr_queue_answered_total", program="shared")
+    waiting = hotline.sipp.call(CallerScript(number="14404", keys=((1200, "1"),), hold_ms=120_000,
+                                             caller_id=first), target=hotline.carrier)
+    try:
+        assert hotline.wait_metric("ivr_queue_offered_total", offered + 1, timeout=60,
+                                   program="addiction_fund") == offered + 1
+        # Key 1 (inquiry); the transfer prompt; the queue is full: the offer,
+        # where 2 means "keep waiting".
+        late = hotline.sipp.call(CallerScript(number="14404", keys=((1200, "1"), (13_000, "2")), hold_ms=90_000,
+                                              caller_id=second), target=hotline.carrier)
+        assert hotline.wait_metric("ivr_queue_overflows_total", overflows + 1, timeout=60, program="addiction_fund",
+                                   reason="full", outcome="overflow") == overflows + 1
+        # Nobody was added to the full queue.
+        assert hotline.metric("ivr_queue_offered_total", program="addiction_fund") == offered + 1
+        agent = phones("1001")   # takaful_karama and services_card, and the general queue
+        assert hotline.wait_metric("ivr_queue_answered_total", answered + 1, timeout=60,
+                                   program="shared") == answered + 1
+        assert agent.callers() == [second]
+        assert late.wait(timeout=90) == 0, late.output()[-2000:]
+        # The first caller still waits in the Addiction Fund's queue.
+        assert "addiction_fund has 1 calls" in hotline.asterisk.cli("queue show addiction_fund")
+    finally:
+        waiting.stop()
 
 
 def test_a_queued_callback_connects_the_agent_then_the_citizen(hotline, phones):
     """A caller waiting for Nasser Social Bank presses 1, confirms the number
     they called from, and hangs up. When an agent is free the engine connects
     the agent first, then calls the citizen back: both legs are connected."""
-    mobile = "010" + "".join(random.choice("0123456789") for _ in range(8))
+    mobile = random_phone_number(mobile=True)
     requested = hotline.metric("ivr_callback_requests_total", hotline="14403", reason="queue")
     connected = hotline.metric("ivr_callbacks_total", program="nasser_bank", outcome="connected")
     abandoned = hotline.metric("ivr_queue_abandoned_total", program="nasser_bank")
@@ -253,7 +230,7 @@ def test_a_queued_callback_connects_the_agent_then_the_citizen(hotline, phones):
         agent = phones("1002", talk_ms=8000)
         assert hotline.wait_metric("ivr_callbacks_total", connected + 1, timeout=90, program="nasser_bank",
                                    outcome="connected") == connected + 1
-        assert len(invites(agent)) == 1
+        assert len(agent.callers()) == 1
         assert citizen.wait(timeout=30) == 0, citizen.output()[-2000:]
     finally:
         citizen.stop()
@@ -272,7 +249,7 @@ def test_an_agent_who_does_not_answer_twice_is_paused(hotline, desk, phones):
                                     target=hotline.agent_port)
     phones.started.append(("1004", agent))
     caller = hotline.sipp.call(CallerScript(number="1442", keys=((1200, "6"), (2000, "1")), hold_ms=40_000,
-                                            caller_id=unique_number()), target=hotline.carrier)
+                                            caller_id=random_phone_number()), target=hotline.carrier)
     assert hotline.wait_until(lambda: desk.view("1004").state is AgentState.PAUSED, timeout=80)
     assert desk.view("1004").reason == "no_answer"
     assert hotline.metric("ivr_agent_pauses_total", reason="no_answer") == pauses + 1
@@ -285,7 +262,7 @@ def test_announced_wait_matches_the_measured_wait(hotline, phones):
     a position and an estimated wait on joining; the estimate is checked
     against the wait measured from the queue's own events."""
     agent = phones("1004", talk_ms=12_000)
-    numbers = [unique_number() for _ in range(3)]
+    numbers = [random_phone_number() for _ in range(3)]
     offered = hotline.metric("ivr_queue_offered_total", program="abnaa_misr")
     answered = hotline.metric("ivr_queue_answered_total", program="abnaa_misr")
     callers = []
@@ -296,7 +273,7 @@ def test_announced_wait_matches_the_measured_wait(hotline, phones):
     assert hotline.wait_metric("ivr_queue_offered_total", offered + 3, timeout=60,
                                program="abnaa_misr") == offered + 3
     assert hotline.wait_metric("ivr_queue_answered_total", answered + 3, timeout=120,
-                               program="abnaa_misr") == answered + 3, invites(agent)
+                               program="abnaa_misr") == answered + 3, agent.callers()
     # No other test uses line 14405: its answered calls are these three.
     calls = hotline.engine.run(_answered_calls(hotline, "14405", "abnaa_misr"))
     assert len(calls) == 3, calls

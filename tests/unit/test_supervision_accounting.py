@@ -179,10 +179,14 @@ async def test_a_callback_answered_after_the_call_ended_supersedes_its_record(ri
     await handle({"Event": "UserEvent", "UserEvent": "IvrCallEnd", "Uniqueid": "1.1", "CallUid": "1.1",
                   "Hotline": "14403", "Queue": "", "Member": "", "Timestamp": f"{T0 + 60:.6f}"})
     assert [r.outcome for r in rig.records.records] == ["callback"]
-    # Its placeholder is answered a quarter of an hour later.
+    # Its placeholder is answered a quarter of an hour later, after 30 s in
+    # the queue itself (HoldTime: the placeholder's part of the wait only).
     await rig.store.set_fact("cbq9a1", "call_uid", "1.1")
-    await handle({"Event": "AgentConnect", "Uniqueid": "cbq9a1", "Queue": "nasser_bank",
+    await handle({"Event": "AgentConnect", "Uniqueid": "cbq9a1", "Queue": "nasser_bank", "HoldTime": "30",
                   "Timestamp": f"{T0 + 900:.6f}", "Interface": "PJSIP/agent1002"})
+    # The wait runs from the caller's own join: no clock jump is suspected.
+    assert (await rig.store.facts("1.1"))["wait"] == "895.000"
+    assert rig.kind("clock_skew") == 0
     assert [r.outcome for r in rig.records.records] == ["callback", "answered"]
     latest = await rig.records.read(T0 - 1, T0 + 86400)
     assert [r.outcome for r in latest] == ["answered"]
