@@ -80,7 +80,7 @@ from ivr.configuration import Config
 from ivr.paths import Paths
 from ivr.privacy import mask_number
 from metrics.report import report_timezone
-from queues.callbacks import STATES, Callback, RedisCallbackStore
+from queues.callbacks import STATES, Callback, RedisCallbackStore, queue_of
 
 CALLBACK_ACTIONS = ("list", "show", "cancel")
 LIST_STATES = ("recent", "active", *STATES, "all")
@@ -212,10 +212,7 @@ async def _candidate_ids(client, store: RedisCallbackStore, *, with_done: bool) 
 
 def _queue_of(cb: Callback, config: Config) -> str:
     """The queue the callback is (or would be) placed in, as the dispatcher chooses it."""
-    if cb.queue:
-        return cb.queue
-    hotline = config.hotline(cb.hotline)
-    return hotline.fallback_queue if hotline is not None else ""
+    return queue_of(cb, config) or cb.queue
 
 
 def _wanted(cb: Callback, *, state: str, program: str, config: Config, now: float) -> bool:

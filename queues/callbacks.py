@@ -188,6 +188,15 @@ class Callback:
         return mask_number(self.number)
 
 
+def queue_of(cb: Callback, config: Config) -> str | None:
+    """The queue a callback is placed in: its own, else (after-hours callbacks
+    have no programme) its hotline's fallback queue; None if neither is configured."""
+    if cb.queue and config.queue(cb.queue) is not None:
+        return cb.queue
+    hotline = config.hotline(cb.hotline)
+    return hotline.fallback_queue if hotline is not None else None
+
+
 class CallbackStore(Protocol):
     """Where callbacks live. ``request`` is all the IVR routes need."""
 
@@ -587,13 +596,10 @@ class CallbackDispatcher:
         return True
 
     def _queue_of(self, cb: Callback) -> str | None:
-        if cb.queue and self._config.queue(cb.queue) is not None:
-            return cb.queue
-        hotline = self._config.hotline(cb.hotline)
-        if hotline is not None:
-            return hotline.fallback_queue  # after-hours callbacks (no programme) go here
-        log.error("callback %s: neither queue %r nor hotline %r is configured", cb.id, cb.queue, cb.hotline)
-        return None
+        queue = queue_of(cb, self._config)
+        if queue is None:
+            log.error("callback %s: neither queue %r nor hotline %r is configured", cb.id, cb.queue, cb.hotline)
+        return queue
 
     def originate_fields(self, cb: Callback, queue_id: str, number: str) -> dict[str, Any]:
         """The AMI Originate of the placeholder (docs/distribution.md)."""

@@ -9,6 +9,7 @@ Tests place SIPp calls and poll the engine's /metrics with a timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -27,6 +28,7 @@ from collections.abc import Callable
 import pytest
 
 from dialplans.asterisk import AsteriskInstall
+from dialplans.generate import render_queues
 from ivr.cli import setup
 from ivr.configuration import load_config
 from ivr.engine import Engine
@@ -60,13 +62,11 @@ def e2e_config(config):
     * forsa: a caller overflows after 25 s; an agent's phone rings 6 s.
     * abnaa_misr: wait estimates start from a 12 s handle time; no wrap-up;
       announcements every 15 s.
-    * addiction_fund: one caller at a time (max_callers); the next overflows.
     * callbacks: two calls to the citizen, 5 s apart, each ringing 8 s.
     """
     changes = {
         "forsa": {"max_wait_seconds": 25, "ring_timeout_seconds": 6, "retry_seconds": 1},
         "abnaa_misr": {"default_handle_seconds": 12, "wrapup_seconds": 0, "announce_every_seconds": 15},
-        "addiction_fund": {"max_callers": 1},
     }
     queues = tuple(q.model_copy(update=changes.get(q.id, {})) for q in config.queues)
     d = config.distribution
@@ -250,6 +250,37 @@ class Hotline:
 
     def password(self, agent_id: str) -> str:
         return self.secrets.agent_password(f"agent{agent_id}")
+
+    def hang_up(self, caller_id: str) -> int:
+        """Hang up, in Asterisk, every channel of the caller ``caller_id``: a
+        SIPp caller that is only stopped sends no BYE and would stay queued
+        (a later test's agent would answer it)."""
+        names = []
+        for line in self.asterisk.cli("core show channels concise").splitlines():
+            fields = line.split("!")
+            if len(fields) > 7 and fields[7] == caller_id:
+                names.append(fields[0])
+        for name in names:
+            self.asterisk.cli(f"channel request hangup {name}")
+        return len(names)
+
+    @contextlib.contextmanager
+    def queue_limit(self, queue_id: str, max_callers: int):
+        """For the duration of a test, Asterisk's queue ``queue_id`` takes at
+        most ``max_callers`` callers (queues.conf ``maxlen``, reloaded). A
+        limit for the whole session would send other tests' callers to the
+        overflow."""
+        queues = tuple(q.model_copy(update={"max_callers": max_callers}) if q.id == queue_id else q
+                       for q in self.config.queues)
+        path = self.asterisk.etc / "queues.conf"
+        shipped = path.read_text()
+        path.write_text(render_queues(self.config.model_copy(update={"queues": queues})))
+        try:
+            self.asterisk.cli(f"queue reload parameters {queue_id}")
+            yield
+        finally:
+            path.write_text(shipped)
+            self.asterisk.cli(f"queue reload parameters {queue_id}")
 
 
 @pytest.fixture(scope="session")

@@ -175,11 +175,17 @@ def test_overflow_after_the_max_wait(hotline, phones):
 
 
 def test_a_full_queue_offers_a_callback_then_overflows(hotline, phones):
-    """The Addiction Fund's queue takes one caller at a time in these tests
+    """The Addiction Fund's queue takes one caller at a time in this test
     (max_callers 1). A second caller finds it full: they are offered a
     callback, press 2 to keep waiting, and wait in the general queue, where
     an agent who does not serve the Addiction Fund answers them. The first
     caller keeps their place."""
+    with hotline.queue_limit("addiction_fund", 1):
+        assert "(max 1)" in hotline.asterisk.cli("queue show addiction_fund")
+        _a_full_queue_overflows(hotline, phones)
+
+
+def _a_full_queue_overflows(hotline, phones):
     first, second = random_phone_number(), random_phone_number()
     overflows = hotline.metric("ivr_queue_overflows_total", program="addiction_fund", reason="full",
                                outcome="overflow")
@@ -206,6 +212,7 @@ def test_a_full_queue_offers_a_callback_then_overflows(hotline, phones):
         # The first caller still waits in the Addiction Fund's queue.
         assert "addiction_fund has 1 calls" in hotline.asterisk.cli("queue show addiction_fund")
     finally:
+        hotline.hang_up(first)
         waiting.stop()
 
 
@@ -248,12 +255,16 @@ def test_an_agent_who_does_not_answer_twice_is_paused(hotline, desk, phones):
     agent = start_unanswering_agent(hotline.sipp, user="agent1004", password=hotline.password("1004"),
                                     target=hotline.agent_port)
     phones.started.append(("1004", agent))
+    number = random_phone_number()
     caller = hotline.sipp.call(CallerScript(number="1442", keys=((1200, "6"), (2000, "1")), hold_ms=40_000,
-                                            caller_id=random_phone_number()), target=hotline.carrier)
-    assert hotline.wait_until(lambda: desk.view("1004").state is AgentState.PAUSED, timeout=80)
-    assert desk.view("1004").reason == "no_answer"
-    assert hotline.metric("ivr_agent_pauses_total", reason="no_answer") == pauses + 1
-    caller.stop()
+                                            caller_id=number), target=hotline.carrier)
+    try:
+        assert hotline.wait_until(lambda: desk.view("1004").state is AgentState.PAUSED, timeout=80)
+        assert desk.view("1004").reason == "no_answer"
+        assert hotline.metric("ivr_agent_pauses_total", reason="no_answer") == pauses + 1
+    finally:
+        hotline.hang_up(number)
+        caller.stop()
 
 
 def test_announced_wait_matches_the_measured_wait(hotline, phones):
@@ -261,6 +272,10 @@ def test_announced_wait_matches_the_measured_wait(hotline, phones):
     handle time in these tests): three callers join 3 s apart. Each is told
     a position and an estimated wait on joining; the estimate is checked
     against the wait measured from the queue's own events."""
+    # Nobody else waits for this agent (a caller left over by another test
+    # would take the agent first and lengthen every wait).
+    for queue in ("abnaa_misr", "addiction_fund", "forsa", "nasser_bank", "shared"):
+        assert f"{queue} has 0 calls" in hotline.asterisk.cli(f"queue show {queue}")
     agent = phones("1004", talk_ms=12_000)
     numbers = [random_phone_number() for _ in range(3)]
     offered = hotline.metric("ivr_queue_offered_total", program="abnaa_misr")
@@ -270,6 +285,15 @@ def test_announced_wait_matches_the_measured_wait(hotline, phones):
         callers.append(hotline.sipp.call(CallerScript(number="14405", keys=((1200, "1"),), hold_ms=90_000,
                                                       caller_id=number), target=hotline.carrier))
         time.sleep(3)
+    try:
+        _check_announced_waits(hotline, agent, offered, answered)
+    finally:
+        for number, caller in zip(numbers, callers):
+            hotline.hang_up(number)
+            caller.stop()
+
+
+def _check_announced_waits(hotline, agent, offered: float, answered: float) -> None:
     assert hotline.wait_metric("ivr_queue_offered_total", offered + 3, timeout=60,
                                program="abnaa_misr") == offered + 3
     assert hotline.wait_metric("ivr_queue_answered_total", answered + 3, timeout=120,
@@ -288,8 +312,6 @@ def test_announced_wait_matches_the_measured_wait(hotline, phones):
     print("announced vs measured (position, estimate s, measured s):", checked)
     # The three were told three different things: 0 s, then about 1 and 2 handle times.
     assert sorted(e for _, e, _ in checked) == sorted({e for _, e, _ in checked})
-    for caller in callers:
-        caller.stop()
 
 
 async def _answered_calls(hotline, line: str, queue: str) -> list[dict[str, str]]:
