@@ -32,7 +32,7 @@ How it works
   sessions back to back, so about that many sessions are always in flight;
   sessions/s is completed sessions over the round's wall time.
 * ``--handler engine`` (default): ours runs the real route handler,
-  ``ivr.engine.HotlineHandler`` with ``config/`` and ``EngineMetrics`` wired
+  ``app.engine.HotlineHandler`` with ``config/`` and ``EngineMetrics`` wired
   as ``ivr serve`` wires them (session and latency hooks included). The
   command lines it sends are recorded once from a probe session, and
   panoramisk's handler sends exactly those lines with
@@ -294,10 +294,10 @@ class Ours:
 
     def __init__(self, mode: str):
         from ivr.agi.fastagi import FastAgiServer
-        from ivr.configuration import load_config
-        from ivr.engine import HotlineHandler
+        from core.configuration import load_config
+        from app.engine import HotlineHandler
         from metrics.registry import EngineMetrics
-        from queues.call_state import MemoryCallStateStore
+        from queues.calls.store import MemoryCallStateStore
 
         config = load_config(REPO_ROOT / "config")
         self.metrics = EngineMetrics(config)
@@ -566,7 +566,7 @@ def main() -> None:
     p.add_argument("--per-slot", type=int, default=3,
                    help="sessions each concurrent slot runs back to back (default 3)")
     p.add_argument("--handler", choices=("engine", "script"), default="engine",
-                   help="engine: ours runs ivr.engine.HotlineHandler (line 14403), panoramisk replays its commands; "
+                   help="engine: ours runs app.engine.HotlineHandler (line 14403), panoramisk replays its commands; "
                         "script: both run the fixed five-command script")
     p.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the 100-session warm-up")
     p.add_argument("--json", help="also write every round's figures to this file")

@@ -3,14 +3,14 @@
     .venv/bin/python bench/month_replay_bench.py [--scale 1.0] [--rounds 3] [--seed 20260301]
 
 Target: the ministry's whole March (164,477 calls, about 794,000 events,
-``ivr.simulate.month``) accounted in under 60 s of wall time on this machine.
+``app.simulate.month``) accounted in under 60 s of wall time on this machine.
 
 What is measured
 ----------------
 * (a) the baseline: producing the stream alone (``generate_month`` iterated,
   nothing done with the events), events/s;
 * (b) the same stream fed event by event through
-  ``queues.accounting.QueueAccounting.handle`` with the in-memory call state
+  ``queues.calls.accounting.QueueAccounting.handle`` with the in-memory call state
   store (``MemoryCallStateStore``) and the engine's metrics
   (``EngineMetrics(config)`` on a fresh registry), as ``ivr serve`` wires
   them but without Redis: the accounting logic and the metrics, not the
@@ -59,11 +59,11 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from ivr.configuration import load_config
-from ivr.simulate.month import generate_month, month_plan
+from core.configuration import load_config
+from app.simulate.month import generate_month, month_plan
 from metrics.registry import EngineMetrics
-from queues.accounting import QueueAccounting
-from queues.call_state import MemoryCallStateStore
+from queues.calls.accounting import QueueAccounting
+from queues.calls.store import MemoryCallStateStore
 
 TARGET_SECONDS = 60.0   # a whole month, generator + accounting
 BAD_KINDS = ("malformed", "unknown_queue", "clock_skew")

@@ -15,7 +15,7 @@ are the figures that count, not the absolute timings).
 What runs
 ---------
 * Asterisk 22 (``dialplans.asterisk.AsteriskInstall``), configured by
-  ``ivr.cli.setup`` from a temporary copy of ``config/`` in which the Nasser
+  ``app.cli.setup`` from a temporary copy of ``config/`` in which the Nasser
   Social Bank queue announces every ``--announce-every`` seconds (20) and
   never overflows (``max_callers`` 10000, ``max_wait_seconds`` 7200), the
   engine uses a private redis-server on a free port (key prefix
@@ -104,20 +104,20 @@ import redis
 import yaml
 
 from dialplans.asterisk import AsteriskError, AsteriskInstall
-from ivr.cli import setup
-from ivr.configuration import Config, load_config
-from ivr.paths import Paths
-from ivr.redis_server import RedisServer, port_is_free
-from ivr.simulate.dtmf_pcap import write_presses
-from ivr.simulate.metrics_reader import read_samples, sample
-from ivr.simulate.sipp import CallerScript, Sipp, SippProcess, caller_scenario
-from queues.journal import journal_families
+from app.cli import setup
+from core.configuration import Config, load_config
+from core.paths import Paths
+from app.redis_server import RedisServer, port_is_free
+from app.simulate.dtmf_pcap import write_presses
+from app.simulate.metrics_reader import read_samples, sample
+from app.simulate.sipp import CallerScript, Sipp, SippProcess, caller_scenario
+from queues.calls.journal import journal_families
 
 QUEUE = "nasser_bank"
 HOTLINE = "14403"
 KEY_AT_MS = 1200
 KEY_PREFIX = "ivr-bench:"
-BENCH_RTP = (10000, 14999)       # SIPp's ports start at 16000 (ivr.simulate.sipp.PortPool)
+BENCH_RTP = (10000, 14999)       # SIPp's ports start at 16000 (app.simulate.sipp.PortPool)
 ALL_QUEUES = ("takaful_karama", "services_card", "nasser_bank", "addiction_fund", "abnaa_misr", "forsa",
               "shared")
 SAMPLE_EVERY = 0.5

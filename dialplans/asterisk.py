@@ -104,7 +104,7 @@ class AsteriskInstall:
         if not self.chrooted:
             import sys
 
-            from ivr.paths import REPO_ROOT, Paths
+            from core.paths import REPO_ROOT, Paths
 
             return {"script": str(Path(sys.executable).with_name("ivr-agi")), "config": str(REPO_ROOT / "config"),
                     "state": str(Paths.from_environment().state)}
@@ -132,7 +132,7 @@ class AsteriskInstall:
                 if result.returncode != 0:
                     raise AsteriskError(f"{' '.join(cmd)} in the root failed: {result.stderr[-1500:]}")
         digest = hashlib.sha256()
-        for folder in ("ivr", "dialplans", "queues", "metrics", "config"):
+        for folder in ("core", "metrics", "dialplans", "queues", "ivr", "app", "config"):
             for path in sorted((repo_root / folder).rglob("*")):
                 if path.is_file() and "__pycache__" not in path.parts:
                     digest.update(str(path.relative_to(repo_root)).encode() + path.read_bytes())

@@ -12,7 +12,7 @@ an unrelated config change costs nothing. A recorded file
 synthesized one. No TTS ever runs during a call.
 
 The Arabic number fragments are synthesized from fully vowelled text
-(``ivr.arabic.numbers.FRAGMENT_SPEECH``; tashkeel makes espeak-ng say مئة as
+(``core.arabic.numbers.FRAGMENT_SPEECH``; tashkeel makes espeak-ng say مئة as
 "mi'atu", not "m't"); their written form stays ``FRAGMENT_TEXTS``.
 """
 
@@ -25,7 +25,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ivr.configuration import Config
+from core.configuration import Config
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def all_prompt_texts(config: Config) -> dict[str, str]:
     Number fragments are synthesized from their vowelled text
     (``FRAGMENT_SPEECH``), not the written one: espeak-ng misreads Arabic
     without tashkeel. A configured prompt with the same id still wins."""
-    from ivr.arabic import clock
-    from ivr.arabic.numbers import FRAGMENT_SPEECH
+    from core.arabic import clock
+    from core.arabic.numbers import FRAGMENT_SPEECH
 
     return {**FRAGMENT_SPEECH, **clock.FRAGMENT_TEXTS, **config.prompts}

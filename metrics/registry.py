@@ -13,9 +13,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
 
-from ivr.citizens.governorates import LABEL_VALUES as GOVERNORATE_LABELS
-from ivr.configuration import Config
-from ivr.configuration.model import AUTO_PAUSE_REASON
+from core.citizens.governorates import LABEL_VALUES as GOVERNORATE_LABELS
+from core.configuration import Config
+from core.configuration.model import AUTO_PAUSE_REASON
 
 # `*_created` series would double every counter's series for a timestamp
 # nobody here uses (Prometheus detects counter resets by itself).

@@ -71,8 +71,8 @@ from zoneinfo import ZoneInfo
 import arabic_reshaper
 from bidi.algorithm import get_display
 
-from ivr.citizens.governorates import GOVERNORATES, by_id
-from ivr.configuration import Config
+from core.citizens.governorates import GOVERNORATES, by_id
+from core.configuration import Config
 from metrics.call_records import CallRecord
 
 DEFAULT_THRESHOLD_SECONDS = 20

@@ -8,13 +8,13 @@ no clock): from the call records of a window it takes, per queue,
 * the **handle time** h: mean talk time of the queue's answered calls plus the
   queue's configured ``wrapup_seconds`` (app_queue keeps the agent out of the
   queue that long after each call, so it is part of every call's cost). The
-  mean is :class:`queues.estimate.HandleTimes`'s, the one the callers'
+  mean is :class:`core.erlang.HandleTimes`'s, the one the callers'
   announced waits use (only true outliers dropped: a call left open for
   hours); without answered calls in the window, the queue's
   ``default_handle_seconds``;
 * the **traffic** A = rate x h in Erlangs, and the fewest agents N whose
   Erlang C service level reaches the target (default 80 % answered within
-  20 s): :func:`queues.estimate.agents_needed`;
+  20 s): :func:`core.erlang.agents_needed`;
 * the agents configured to serve the queue (config.agents' skills, primary
   and secondary; every agent for a queue served by all), and the shortfall.
 
@@ -42,7 +42,7 @@ from datetime import datetime
 from typing import TextIO
 from zoneinfo import ZoneInfo
 
-from ivr.configuration import Config
+from core.configuration import Config
 from metrics.call_records import CallRecord
 from metrics.report import (
     load_records,
@@ -62,7 +62,7 @@ from metrics.report import (
     render_table,
     report_timezone,
 )
-from queues.estimate import (
+from core.erlang import (
     HandleTimes,
     agents_needed,
     erlang_c,

@@ -25,9 +25,9 @@ from typing import Protocol
 
 import redis.asyncio as aioredis
 
-from ivr.citizens.area_codes import normalize
-from ivr.configuration import Config
-from ivr.configuration.model import PriorityRule
+from core.citizens.area_codes import normalize
+from core.configuration import Config
+from core.configuration.model import PriorityRule
 
 # Domain separation: the same secret may also key national ID hashes; a
 # caller-number hash and an ID hash must never be comparable.
@@ -38,7 +38,7 @@ HASH_HEX_CHARS = 32  # 128 bits: collisions are out of reach for any hotline's c
 def hash_caller(number: str | None, key: bytes) -> str | None:
     """Stored form of a caller number: HMAC-SHA256 of its normalised digits, hex.
 
-    Same reasoning as :func:`ivr.citizens.national_id.hash_national_id`: the
+    Same reasoning as :func:`core.citizens.national_id.hash_national_id`: the
     space of phone numbers is small enough to hash exhaustively, so only a
     keyed hash keeps a leaked table from being a list of numbers. Numbers are
     normalised first (``+20 100 123 4567``, ``00201001234567`` and

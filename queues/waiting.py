@@ -58,10 +58,10 @@ from typing import ClassVar, Literal, Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
-from ivr.configuration import Config
+from core.configuration import Config
 
-from .call_state import CallStateStore
-from .estimate import HandleTimes
+from core.erlang import HandleTimes
+from queues.calls.store import CallStateStore
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ For small sites that do not run ``ivr serve``: the dialplan calls
 ``AGI(/path/to/.venv/bin/ivr-agi,hotline,<number>)`` (or ``survey,<program>``)
 and Asterisk talks to this process over stdin/stdout. pyst2's blocking
 ``asterisk.agi.AGI`` does the protocol; :class:`PystChannel` adapts it to the
-flows' :class:`ivr.flow.channel.Channel`, so the menu, national ID, opening
+flows' :class:`core.channel.Channel`, so the menu, national ID, opening
 hours and survey code is the very same as in the FastAGI service.
 
 Costs: about 43 ms of CPU per call against about 4 ms with FastAGI (measured
@@ -23,13 +23,13 @@ from typing import Mapping
 
 from asterisk.agi import AGI, AGIAppError, AGIError, AGIHangup
 
-from ivr.flow.channel import CallerHungUp, PromptUnavailable
+from core.channel import CallerHungUp, PromptUnavailable
 
 log = logging.getLogger(__name__)
 
 
 class PystChannel:
-    """:class:`ivr.flow.channel.Channel` on pyst2's blocking AGI object.
+    """:class:`core.channel.Channel` on pyst2's blocking AGI object.
 
     Blocking calls inside ``async def`` are fine here: the process serves one
     call and nothing else runs in its event loop.
@@ -49,7 +49,7 @@ class PystChannel:
         return self._env
 
     def describe(self) -> str:
-        from ivr.privacy import mask_number
+        from core.privacy import mask_number
 
         return f"classic AGI uid={self._env.get('uniqueid', '?')} from={mask_number(self._env.get('callerid'))}"
 
@@ -89,8 +89,8 @@ class PystChannel:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point ``ivr-agi <route> [arg]``, run by Asterisk for each call."""
-    from ivr.configuration import load_config
-    from ivr.paths import REPO_ROOT, Paths
+    from core.configuration import load_config
+    from core.paths import REPO_ROOT, Paths
 
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -117,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _run(route: str, channel: PystChannel, config, paths) -> int:
-    from ivr.engine import handlers_for
-    from ivr.secrets import SecretStore
+    from app.engine import handlers_for
+    from core.secrets import SecretStore
 
     handlers, close = await handlers_for(config, national_id_key=SecretStore(paths.secrets_file).national_id_key())
     try:

@@ -20,8 +20,8 @@ import logging
 import time
 from typing import Awaitable, Callable, Mapping
 
-from ivr.flow.channel import CallerHungUp, PromptUnavailable
-from ivr.privacy import mask_number
+from core.channel import CallerHungUp, PromptUnavailable
+from core.privacy import mask_number
 
 from .protocol import MAX_ENV, MAX_LINE, AgiHangup, AgiProtocolError, AgiReply, ReplyParser, command, parse_env_line
 
@@ -31,7 +31,7 @@ Handler = Callable[["AgiSession"], Awaitable[None]]
 
 
 class AgiSession:
-    """One call's FastAGI conversation; implements :class:`ivr.flow.channel.Channel`."""
+    """One call's FastAGI conversation; implements :class:`core.channel.Channel`."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  env: Mapping[str, str], *, reply_timeout: float, session_id: int,

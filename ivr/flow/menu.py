@@ -13,9 +13,10 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from ivr.configuration import Config, Hotline, Menu
+from core.configuration import Config, Hotline, Menu
 
-from .channel import Channel
+from core.channel import ALL_KEYS, Channel
+from core.contract import prompt_path
 
 log = logging.getLogger(__name__)
 
@@ -83,16 +84,6 @@ class MenuWalk:
         if program is not None:
             return Route(self.config.program_queue(program).id, program, None, "retries_exhausted", self.menu_id)
         return Route(self.hotline.fallback_queue, None, None, "retries_exhausted", self.menu_id)
-
-
-def prompt_path(prompt_id: str) -> str:
-    """Prompts live under sounds/<language>/ivr/; Asterisk adds the language."""
-    return f"ivr/{prompt_id}"
-
-
-# Every key cuts a prompt short, so a wrong key is answered at once (with the
-# invalid-option prompt) instead of being silently ignored.
-ALL_KEYS = "0123456789*#"
 
 
 async def run_hotline(channel: Channel, hotline: Hotline, config: Config) -> Route:

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Callable
 
-from ivr.citizens.national_id import NationalIdResult, mask_national_id, validate_national_id
+from core.citizens.national_id import NationalIdResult, mask_national_id, validate_national_id
 
-from .channel import Channel
-from .menu import prompt_path
+from core.channel import Channel
+from core.contract import prompt_path
 
 log = logging.getLogger(__name__)
 

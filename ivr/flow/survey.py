@@ -6,8 +6,8 @@ without a rating (recorded as such), never with an error.
 
 from __future__ import annotations
 
-from .channel import Channel
-from .menu import prompt_path
+from core.channel import Channel
+from core.contract import prompt_path
 
 SCORES = "12345"
 ATTEMPTS = 2

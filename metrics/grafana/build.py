@@ -29,9 +29,9 @@ import re
 import sys
 from pathlib import Path
 
-from ivr.citizens.governorates import ABROAD, GOVERNORATES, UNKNOWN
-from ivr.configuration import Config, load_config
-from ivr.paths import REPO_ROOT
+from core.citizens.governorates import ABROAD, GOVERNORATES, UNKNOWN
+from core.configuration import Config, load_config
+from core.paths import REPO_ROOT
 
 HERE = Path(__file__).resolve().parent
 DASHBOARD_FILE = HERE / "dashboards" / "ivr-hotlines.json"

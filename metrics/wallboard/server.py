@@ -33,7 +33,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ivr.configuration.model import Config, is_loopback
+from core.configuration.model import Config, is_loopback
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from ivr.configuration import load_config
-from ivr.redis_server import RedisServer
+from core.configuration import load_config
+from app.redis_server import RedisServer
 
 DEMO = Path(__file__).resolve().parents[2] / "config"
 

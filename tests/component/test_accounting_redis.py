@@ -9,8 +9,8 @@ from prometheus_client import CollectorRegistry
 
 
 from metrics.registry import EngineMetrics, sample_sum
-from queues.accounting import QueueAccounting
-from queues.call_state import RedisCallStateStore
+from queues.calls.accounting import QueueAccounting
+from queues.calls.store import RedisCallStateStore
 
 
 # Asterisk's event times: callers join at T0 and hang up a minute later.

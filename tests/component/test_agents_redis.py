@@ -107,7 +107,7 @@ async def test_two_workers_share_the_state(redis_client, config):
 
 
 async def test_cli_ami_connection_gives_up_when_asterisk_is_not_running(config):
-    from ivr.agents_cli import Unreachable, connect_ami
+    from queues.agents.cli import Unreachable, connect_ami
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

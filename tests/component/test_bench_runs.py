@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from ivr.paths import REPO_ROOT
+from core.paths import REPO_ROOT
 
 
 def test_the_fastagi_benchmark_completes_every_session():

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 
-from ivr.cli import main
+from app.cli import main
 from metrics.call_records import CallRecord, RedisCallRecords
 from metrics.report import RecordsUnavailable, month_period, read_records
 

@@ -6,7 +6,7 @@ import asyncio
 
 import redis.asyncio as aioredis
 
-from queues.call_state import RedisCallStateStore
+from queues.calls.store import RedisCallStateStore
 
 
 async def test_redis_server_is_private_and_volatile(redis_server, redis_client):

@@ -14,8 +14,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from metrics.registry import EngineMetrics
-from queues.ami import AmiTimeout
-from queues.call_state import MemoryCallStateStore
+from queues.ami.connection import AmiTimeout
+from queues.calls.store import MemoryCallStateStore
 from queues.callbacks import (
     ORIGINATE_RETRY_SECONDS,
     REPLACE_AFTER_SECONDS,

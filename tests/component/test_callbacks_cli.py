@@ -18,10 +18,10 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 from test_callback_dispatcher_redis import OPEN, FakeAmi
 
-import ivr.cli
-from ivr.agents_cli import connect_ami
-from ivr.callbacks_cli import DEFAULT_LIMIT, run_callbacks_command
-from ivr.paths import Paths
+import app.cli
+from queues.agents.cli import connect_ami
+from queues.callbacks.cli import DEFAULT_LIMIT, run_callbacks_command
+from core.paths import Paths
 from metrics.registry import EngineMetrics
 from queues.callbacks import CallbackDispatcher, RedisCallbackStore
 
@@ -329,7 +329,7 @@ async def test_redis_unreachable(config):
 def test_ivr_callbacks_through_the_command_line(redis_server, tmp_path, capsys):
     """`ivr callbacks ...` parses, loads the configuration and reads Redis (a copy of the demo
     configuration pointing at the test Redis)."""
-    demo = Path(ivr.cli.REPO_ROOT) / "config"
+    demo = Path(app.cli.REPO_ROOT) / "config"
     config_dir = tmp_path / "config"
     config_dir.mkdir()
     for path in demo.glob("*.yaml"):
@@ -349,15 +349,15 @@ def test_ivr_callbacks_through_the_command_line(redis_server, tmp_path, capsys):
             await client.aclose()
 
     asyncio.run(seed())
-    assert ivr.cli.main(["callbacks", "list", "--config", str(config_dir), "--program", "forsa"]) == 0
+    assert app.cli.main(["callbacks", "list", "--config", str(config_dir), "--program", "forsa"]) == 0
     out = capsys.readouterr().out
     assert listed_ids(out) == ["1"] and "*********64" in out and N_WAIT not in out
-    assert ivr.cli.main(["callbacks", "show", "1", "--format", "json", "--config", str(config_dir)]) == 0
+    assert app.cli.main(["callbacks", "show", "1", "--format", "json", "--config", str(config_dir)]) == 0
     assert json.loads(capsys.readouterr().out)["number"] == "*********64"
-    assert ivr.cli.main(["callbacks", "cancel", "--config", str(config_dir)]) == 2
+    assert app.cli.main(["callbacks", "cancel", "--config", str(config_dir)]) == 2
     assert "needs a callback id" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_:
-        ivr.cli.main(["callbacks", "list", "--limit", "0", "--config", str(config_dir)])
+        app.cli.main(["callbacks", "list", "--limit", "0", "--config", str(config_dir)])
     assert exit_.value.code == 2 and "must be 1 or more" in capsys.readouterr().err
     asyncio.run(_flush(redis_server))
 

@@ -10,11 +10,11 @@ from datetime import datetime, timezone
 import pytest
 from prometheus_client import CollectorRegistry
 
-from ivr.configuration import load_config
-from ivr.engine import Engine
+from core.configuration import load_config
+from app.engine import Engine
 from metrics.registry import EngineMetrics
 
-from ivr.paths import REPO_ROOT
+from core.paths import REPO_ROOT
 
 DEMO = REPO_ROOT / "config"
 
@@ -115,7 +115,7 @@ async def test_a_scrape_during_a_redis_outage_withholds_the_live_figures(tmp_pat
     import urllib.request
 
     import redis.asyncio as aioredis
-    from ivr.redis_server import RedisServer
+    from app.redis_server import RedisServer
     from metrics.exporter import MetricsExporter
 
     server = RedisServer(port=free_port(), data_dir=tmp_path, persist=False)

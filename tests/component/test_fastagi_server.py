@@ -12,12 +12,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from ivr.agi.fastagi import FastAgiServer
-from ivr.arabic.numbers import digit_fragments
-from ivr.citizens.national_id import hash_national_id
-from ivr.engine import HotlineHandler
+from core.arabic.numbers import digit_fragments
+from core.citizens.national_id import hash_national_id
+from app.engine import HotlineHandler
 from metrics.registry import EngineMetrics, sample_sum
-from queues.accounting import QueueAccounting
-from queues.call_state import MemoryCallStateStore
+from queues.calls.accounting import QueueAccounting
+from queues.calls.store import MemoryCallStateStore
 
 TIMEOUT = 3.0          # upper bound for anything the test waits for
 CALLER_SERIAL = itertools.count(1234567)

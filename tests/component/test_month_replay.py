@@ -18,14 +18,14 @@ from datetime import datetime
 import pytest
 from prometheus_client import CollectorRegistry
 
-from ivr.configuration import load_config
-from ivr.paths import REPO_ROOT
-from ivr.simulate.month import generate_month
+from core.configuration import load_config
+from core.paths import REPO_ROOT
+from app.simulate.month import generate_month
 from metrics.call_records import MemoryCallRecords
 from metrics.registry import EngineMetrics, sample_sum
 from metrics.report import build_report, month_period, render_json, render_text, report_timezone
-from queues.accounting import QueueAccounting
-from queues.call_state import MemoryCallStateStore
+from queues.calls.accounting import QueueAccounting
+from queues.calls.store import MemoryCallStateStore
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_the_printed_report_is_arabic_and_machine_readable(replayed):
 
 
 def test_ivr_staffing_on_the_replayed_month_says_what_nasser_social_bank_lacks(capsys):
-    from ivr.cli import main
+    from app.cli import main
 
     assert main(["staffing", "--month", "2026-03", "--replay", "--format", "json"]) == 0
     advice = {a["queue"]: a for a in json.loads(capsys.readouterr().out)}

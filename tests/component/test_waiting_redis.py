@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 from metrics.registry import EngineMetrics
-from queues.announcer import Announcer, announce_exten
+from queues.announcements.announcer import Announcer, announce_exten
 from queues.priority import RedisRecentCallers
 from queues.waiting import MemoryWaitingStore, RedisWaitingStore, WaitingTracker
 

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from pydantic import ValidationError
 
-from ivr.configuration.model import Config, ServiceSettings
+from core.configuration.model import Config, ServiceSettings
 from metrics.wallboard import WallboardServer
 
 # The engine's snapshot contract (the lead's Engine provides the real one).

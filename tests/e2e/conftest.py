@@ -29,16 +29,16 @@ import pytest
 
 from dialplans.asterisk import AsteriskInstall
 from dialplans.generate import render_queues
-from ivr.cli import setup
-from ivr.configuration import load_config
-from ivr.engine import Engine
-from ivr.paths import REPO_ROOT, Paths
-from ivr.redis_server import RedisServer, port_is_free
-from ivr.secrets import SecretStore
-from ivr.simulate.metrics_reader import read_samples, sample
-from ivr.simulate.sipp import Sipp, start_agent, stop_agent
+from app.cli import setup
+from core.configuration import load_config
+from app.engine import Engine
+from core.paths import REPO_ROOT, Paths
+from app.redis_server import RedisServer, port_is_free
+from core.secrets import SecretStore
+from app.simulate.metrics_reader import read_samples, sample
+from app.simulate.sipp import Sipp, start_agent, stop_agent
 from queues.agents import AgentState
-from queues.journal import journal_families
+from queues.calls.journal import journal_families
 
 REQUIRED_TOOLS = ("sipp", "redis-server", "espeak-ng", "sox")
 

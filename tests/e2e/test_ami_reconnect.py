@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ivr.simulate.sipp import CallerScript
+from app.simulate.sipp import CallerScript
 
 pytestmark = pytest.mark.e2e
 

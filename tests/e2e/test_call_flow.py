@@ -10,7 +10,7 @@ import asyncio
 
 import pytest
 
-from ivr.simulate.sipp import CallerScript, start_agent, stop_agent, typed_keys
+from app.simulate.sipp import CallerScript, start_agent, stop_agent, typed_keys
 
 pytestmark = pytest.mark.e2e
 

@@ -17,10 +17,10 @@ import re
 
 import pytest
 
-from ivr.callbacks_cli import run_callbacks_command
-from ivr.paths import Paths
-from ivr.simulate import random_phone_number
-from ivr.simulate.sipp import CallerScript, start_citizen_phone, typed_keys
+from queues.callbacks.cli import run_callbacks_command
+from core.paths import Paths
+from app.simulate import random_phone_number
+from app.simulate.sipp import CallerScript, start_citizen_phone, typed_keys
 from queues.callbacks import Callback
 
 pytestmark = pytest.mark.e2e

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from ivr.simulate.sipp import CallerScript, start_agent, stop_agent
+from app.simulate.sipp import CallerScript, start_agent, stop_agent
 
 pytestmark = pytest.mark.e2e
 

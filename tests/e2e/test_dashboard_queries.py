@@ -18,8 +18,8 @@ import urllib.request
 
 import pytest
 
-from ivr.paths import REPO_ROOT
-from ivr.simulate.sipp import CallerScript, start_agent, stop_agent
+from core.paths import REPO_ROOT
+from app.simulate.sipp import CallerScript, start_agent, stop_agent
 from metrics.grafana import panel_queries
 
 pytestmark = pytest.mark.e2e

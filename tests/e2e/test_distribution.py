@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from ivr.simulate import random_phone_number
-from ivr.simulate.sipp import CallerScript, dial_feature_code, start_citizen_phone, start_unanswering_agent
+from app.simulate import random_phone_number
+from app.simulate.sipp import CallerScript, dial_feature_code, start_citizen_phone, start_unanswering_agent
 from queues.agents import AgentState
 
 pytestmark = pytest.mark.e2e

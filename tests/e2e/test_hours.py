@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 
-from ivr.simulate.sipp import CallerScript
+from app.simulate.sipp import CallerScript
 
 pytestmark = pytest.mark.e2e
 

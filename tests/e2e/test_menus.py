@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ivr.simulate.sipp import CallerScript, start_agent, typed_keys
+from app.simulate.sipp import CallerScript, start_agent, typed_keys
 
 pytestmark = pytest.mark.e2e
 
@@ -42,7 +42,7 @@ def test_a_direct_line_skips_the_main_menu_and_the_agent_sees_the_request_type(h
         assert caller.wait(timeout=60) == 0, caller.output()[-2000:]
         assert agent.uas.wait(timeout=30) == 0, agent.uas.output()[-2000:]
     finally:
-        from ivr.simulate.sipp import stop_agent
+        from app.simulate.sipp import stop_agent
         stop_agent(hotline.sipp, agent, password=hotline.password("1002"), target=hotline.agent_port)
 
 

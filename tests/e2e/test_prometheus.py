@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from ivr.simulate.sipp import CallerScript
+from app.simulate.sipp import CallerScript
 
 pytestmark = pytest.mark.e2e
 

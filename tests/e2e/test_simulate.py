@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ivr.paths import Paths
-from ivr.simulate import run_simulation
+from core.paths import Paths
+from app.simulate import run_simulation
 
 pytestmark = pytest.mark.e2e
 

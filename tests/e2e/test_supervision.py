@@ -14,7 +14,7 @@ from datetime import datetime
 
 import pytest
 
-from ivr.simulate.sipp import CallerScript, start_agent, stop_agent
+from app.simulate.sipp import CallerScript, start_agent, stop_agent
 from metrics.report import report_timezone, run_report_command
 
 pytestmark = pytest.mark.e2e

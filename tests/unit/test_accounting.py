@@ -13,10 +13,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 
-from ivr.configuration import load_config
+from core.configuration import load_config
 from metrics.registry import EngineMetrics, sample_sum
-from queues.accounting import QueueAccounting
-from queues.call_state import MemoryCallStateStore
+from queues.calls.accounting import QueueAccounting
+from queues.calls.store import MemoryCallStateStore
 
 DEMO = Path(__file__).resolve().parents[2] / "config"
 
@@ -331,7 +331,7 @@ def queue_sample(rig, metric: str, program: str, request_type: str, governorate:
 
 
 def test_every_governorate_label_starts_at_zero(rig, config):
-    from ivr.citizens.governorates import LABEL_VALUES
+    from core.citizens.governorates import LABEL_VALUES
 
     assert "assiut" in LABEL_VALUES and "abroad" in LABEL_VALUES and "unknown" in LABEL_VALUES
     samples = {(s.name, s.labels["program"], s.labels["request_type"], s.labels["governorate"]): s.value
@@ -386,12 +386,12 @@ async def test_a_callback_placeholder_counts_for_the_call_that_asked_for_it():
     """The caller was offered to nasser_bank, pressed 1 for a callback and hung
     up; the placeholder (cbq...) that later joins and is answered is the same
     call: offered once, answered once, never abandoned."""
-    from ivr.configuration import load_config
+    from core.configuration import load_config
     from metrics.registry import EngineMetrics
     from prometheus_client import CollectorRegistry
-    from queues.accounting import QueueAccounting
-    from queues.call_state import MemoryCallStateStore
-    from ivr.paths import REPO_ROOT
+    from queues.calls.accounting import QueueAccounting
+    from queues.calls.store import MemoryCallStateStore
+    from core.paths import REPO_ROOT
 
     config = load_config(REPO_ROOT / "config")
     registry = CollectorRegistry()

@@ -14,8 +14,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from scripted_channel import ScriptedChannel
 from test_agents import FakeAsterisk, FakeClock
 
-from ivr.flow.agent_codes import AgentCodeHandler
-from ivr.flow.channel import CallerHungUp
+from queues.agents.feature_codes import AgentCodeHandler
+from core.channel import CallerHungUp
 from metrics.registry import EngineMetrics
 from queues.agents import AgentDesk, AgentState, MemoryAgentStateStore
 
@@ -40,7 +40,7 @@ def setup(config_demo):
 def config_demo():
     from pathlib import Path
 
-    from ivr.configuration import load_config
+    from core.configuration import load_config
 
     return load_config(Path(__file__).resolve().parents[2] / "config")
 
@@ -178,7 +178,7 @@ async def test_logs_mask_the_caller_number(setup, caplog):
 
     channel = Plain([None], env={"arg_1": "login", "arg_2": "agent1001", "arg_3": "", "arg_4": PHONE,
                                  "callerid": "01001234567"})
-    with caplog.at_level(logging.INFO, logger="ivr.flow.agent_codes"):
+    with caplog.at_level(logging.INFO, logger="queues.agents.feature_codes"):
         await setup.handler(channel)
     assert channel.prompts == ["ivr/agent-logged-in"]
     assert "01001234567" not in caplog.text

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from ivr.agents_cli import format_table, run_agents_command
-from ivr.configuration import load_config
-from ivr.paths import Paths
+from queues.agents.cli import format_table, run_agents_command
+from core.configuration import load_config
+from core.paths import Paths
 from metrics.registry import AGENT_STATES, EngineMetrics
 from queues.agents import (
     AgentDesk,
@@ -588,7 +588,7 @@ async def test_cli_pause_with_an_unknown_reason_lists_the_valid_ones(config, tmp
 
 
 async def test_cli_credentials(config, tmp_path):
-    from ivr.secrets import SecretStore
+    from core.secrets import SecretStore
 
     paths = Paths(tmp_path, tmp_path)
     SecretStore(paths.secrets_file).ensure(config)
@@ -601,8 +601,8 @@ async def test_cli_credentials(config, tmp_path):
 
 
 async def test_cli_login_pause_through_the_desk(config, tmp_path, monkeypatch):
-    import ivr.agents_cli as cli
-    from ivr.secrets import SecretStore
+    import queues.agents.cli as cli
+    from core.secrets import SecretStore
 
     paths = Paths(tmp_path, tmp_path)
     SecretStore(paths.secrets_file).ensure(config)
@@ -642,8 +642,8 @@ async def test_cli_login_pause_through_the_desk(config, tmp_path, monkeypatch):
 
 
 async def test_cli_says_when_asterisk_is_not_running(config, tmp_path):
-    from ivr.agents_cli import Unreachable
-    from ivr.secrets import SecretStore
+    from queues.agents.cli import Unreachable
+    from core.secrets import SecretStore
 
     paths = Paths(tmp_path, tmp_path)
     SecretStore(paths.secrets_file).ensure(config)

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from scripted_channel import ScriptedChannel
 
-from ivr.arabic.numbers import FRAGMENT_TEXTS
-from ivr.flow.announce import (
+from core.arabic.numbers import FRAGMENT_TEXTS
+from queues.announcements.fragments import (
     announcement_files,
     announcement_fragments,
     round_minutes,
@@ -74,7 +74,7 @@ async def test_say_announcement_plays_in_order_and_stops_on_a_key():
 def test_docstring_example():
     import doctest
 
-    from ivr.flow import announce
+    from queues.announcements import fragments as announce
 
     failures, tried = doctest.testmod(announce)
     assert tried and not failures

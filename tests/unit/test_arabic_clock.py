@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ivr.arabic.clock import (
+from core.arabic.clock import (
     DAY_NAMES,
     DAYS,
     FRAGMENT_TEXTS,

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from ivr.arabic.numbers import (
+from core.arabic.numbers import (
     FRAGMENT_SPEECH,
     FRAGMENT_TEXTS,
     NOUNS,

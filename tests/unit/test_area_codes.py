@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ivr.citizens.area_codes import AREA_CODES, GREATER_CAIRO_CODE, governorate_from_caller, normalize
-from ivr.citizens.governorates import GOVERNORATES, LABEL_VALUES
+from core.citizens.area_codes import AREA_CODES, GREATER_CAIRO_CODE, governorate_from_caller, normalize
+from core.citizens.governorates import GOVERNORATES, LABEL_VALUES
 
 # One landline per area code, national form with the trunk 0.
 LANDLINES = [

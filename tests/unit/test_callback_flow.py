@@ -12,9 +12,9 @@ from prometheus_client import CollectorRegistry
 
 from scripted_channel import ScriptedChannel
 
-from ivr.arabic.numbers import digit_fragments
-from ivr.configuration import load_config
-from ivr.flow.callback import (
+from core.arabic.numbers import digit_fragments
+from core.configuration import load_config
+from queues.callbacks.menu import (
     CONFIRM_TIMEOUT_SECONDS,
     ENTRY_TIMEOUT_SECONDS,
     MAX_DIGITS,
@@ -24,10 +24,10 @@ from ivr.flow.callback import (
     QueueCallbackHandler,
     confirm_callback_number,
 )
-from ivr.flow.channel import CallerHungUp
-from ivr.flow.menu import prompt_path
+from core.channel import CallerHungUp
+from core.contract import prompt_path
 from metrics.registry import EngineMetrics
-from queues.call_state import MemoryCallStateStore
+from queues.calls.store import MemoryCallStateStore
 from queues.callbacks import MemoryCallbackStore
 
 DEMO = Path(__file__).resolve().parents[2] / "config"

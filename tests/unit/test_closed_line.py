@@ -13,13 +13,13 @@ from prometheus_client import CollectorRegistry
 
 from scripted_channel import ScriptedChannel
 
-from ivr.configuration import load_config
-from ivr.engine import HotlineHandler
-from ivr.flow.channel import CallerHungUp
-from ivr.flow.menu import prompt_path
-from ivr.flow.schedule import describe
+from core.configuration import load_config
+from app.engine import HotlineHandler
+from core.channel import CallerHungUp
+from core.contract import prompt_path
+from core.hours import describe
 from metrics.registry import EngineMetrics
-from queues.call_state import MemoryCallStateStore
+from queues.calls.store import MemoryCallStateStore
 from queues.callbacks import MemoryCallbackStore
 
 DEMO = Path(__file__).resolve().parents[2] / "config"

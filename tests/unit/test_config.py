@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ivr.cli import main
-from ivr.configuration import ConfigError, load_config
-from ivr.configuration.model import Listen, Menu, MenuOption
+from app.cli import main
+from core.configuration import ConfigError, load_config
+from core.configuration.model import Listen, Menu, MenuOption
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO = REPO_ROOT / "config"

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from dialplans.generate import render_all, render_extensions, write_all
-from ivr.configuration import load_config
-from ivr.secrets import SecretStore
+from core.configuration import load_config
+from core.secrets import SecretStore
 
 DEMO = Path(__file__).resolve().parents[2] / "config"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dialplans.generate import render_extensions
-from ivr.configuration import load_config
+from core.configuration import load_config
 
 DEMO = Path(__file__).resolve().parents[2] / "config"
 

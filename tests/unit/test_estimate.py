@@ -11,7 +11,7 @@ from fractions import Fraction
 
 import pytest
 
-from queues.estimate import (
+from core.erlang import (
     HandleTimes,
     agents_needed,
     erlang_b,

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ivr.paths import REPO_ROOT
+from core.paths import REPO_ROOT
 from metrics.grafana import DashboardQueryError, build, iter_panels, panel_queries
 
 GRAFANA = REPO_ROOT / "metrics" / "grafana"

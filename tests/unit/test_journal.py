@@ -5,12 +5,12 @@ from datetime import datetime, timezone
 from prometheus_client import CollectorRegistry
 
 
-from ivr.configuration import load_config
-from ivr.paths import REPO_ROOT
+from core.configuration import load_config
+from core.paths import REPO_ROOT
 from metrics.registry import EngineMetrics, sample_sum
-from queues.accounting import QueueAccounting
-from queues.call_state import MemoryCallStateStore
-from queues.journal import entries_to_events, journal_families
+from queues.calls.accounting import QueueAccounting
+from queues.calls.store import MemoryCallStateStore
+from queues.calls.journal import entries_to_events, journal_families
 
 
 def test_families_cover_the_last_three_utc_hours_across_midnight():

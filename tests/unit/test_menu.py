@@ -10,15 +10,17 @@ from prometheus_client import CollectorRegistry
 
 from scripted_channel import ScriptedChannel
 
-from ivr.arabic.numbers import digit_fragments
-from ivr.configuration import load_config
-from ivr.configuration.model import Menu, MenuOption
-from ivr.engine import HotlineHandler
-from ivr.flow.channel import CallerHungUp
-from ivr.flow.menu import ALL_KEYS, MenuWalk, Route, prompt_path, run_hotline
+from core.arabic.numbers import digit_fragments
+from core.configuration import load_config
+from core.configuration.model import Menu, MenuOption
+from app.engine import HotlineHandler
+from core.channel import CallerHungUp
+from core.channel import ALL_KEYS
+from core.contract import prompt_path
+from ivr.flow.menu import MenuWalk, Route, run_hotline
 from ivr.flow.national_id import ENTRY_TIMEOUT_SECONDS, MAX_DIGITS
 from metrics.registry import NO_REQUEST_TYPE, EngineMetrics, sample_sum
-from queues.call_state import MemoryCallStateStore
+from queues.calls.store import MemoryCallStateStore
 
 DEMO = Path(__file__).resolve().parents[2] / "config"
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from ivr.citizens.governorates import GOVERNORATES, LABEL_VALUES
-from ivr.configuration import load_config
-from ivr.flow.schedule import is_open
-from ivr.simulate.month import (
+from core.citizens.governorates import GOVERNORATES, LABEL_VALUES
+from core.configuration import load_config
+from core.hours import is_open
+from app.simulate.month import (
     TIMEZONE,
     apportion,
     generate_month,
@@ -278,7 +278,7 @@ def test_same_seed_same_stream_other_seed_other_stream_same_counts(config):
 
 def test_stream_does_not_depend_on_the_hash_seed(config):
     code = ("import hashlib, json, sys; from itertools import islice; from pathlib import Path;"
-            "from ivr.configuration import load_config; from ivr.simulate.month import generate_month;"
+            "from core.configuration import load_config; from app.simulate.month import generate_month;"
             "h = hashlib.sha256();"
             "[h.update(json.dumps(e, ensure_ascii=False).encode() + b'\\n') for e in "
             "islice(generate_month(load_config(Path(sys.argv[1])), seed=7, scale=0.05), 20000)];"
@@ -337,8 +337,8 @@ async def test_the_engines_accounting_counts_what_was_generated(config):
     # The point of the plan: fed through QueueAccounting, a month comes out
     # as generated, short abandons apart, to the call.
     from metrics.registry import EngineMetrics
-    from queues.accounting import QueueAccounting
-    from queues.call_state import MemoryCallStateStore
+    from queues.calls.accounting import QueueAccounting
+    from queues.calls.store import MemoryCallStateStore
 
     metrics = EngineMetrics(config)
     accounting = QueueAccounting(store=MemoryCallStateStore(), metrics=metrics)

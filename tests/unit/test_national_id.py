@@ -8,7 +8,7 @@ from datetime import date
 
 import pytest
 
-from ivr.citizens.governorates import (
+from core.citizens.governorates import (
     ABROAD,
     GOVERNORATES,
     LABEL_VALUES,
@@ -16,7 +16,7 @@ from ivr.citizens.governorates import (
     by_code,
     by_id,
 )
-from ivr.citizens.national_id import (
+from core.citizens.national_id import (
     REASONS,
     NationalIdResult,
     hash_national_id,

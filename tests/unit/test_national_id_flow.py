@@ -29,10 +29,10 @@ from test_menu import (
     make_handler,
 )
 
-from ivr.arabic.numbers import FRAGMENT_TEXTS, digit_fragments
-from ivr.citizens.national_id import hash_national_id, mask_national_id
-from ivr.flow.channel import CallerHungUp
-from ivr.flow.menu import prompt_path
+from core.arabic.numbers import FRAGMENT_TEXTS, digit_fragments
+from core.citizens.national_id import hash_national_id, mask_national_id
+from core.channel import CallerHungUp
+from core.contract import prompt_path
 from ivr.flow.national_id import (
     CONFIRM_TIMEOUT_SECONDS,
     ENTRY_TIMEOUT_SECONDS,
@@ -42,9 +42,9 @@ from ivr.flow.national_id import (
     IdEntry,
     collect_national_id,
 )
-from ivr.engine import HotlineHandler
+from app.engine import HotlineHandler
 from metrics.registry import EngineMetrics, sample_sum
-from queues.call_state import MemoryCallStateStore
+from queues.calls.store import MemoryCallStateStore
 
 #      C YYMMDD GG SSSS X
 WRONG_GOVERNORATE = "29001012000015"   # code 20 is not a governorate

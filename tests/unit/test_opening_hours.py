@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from ivr.arabic.clock import FRAGMENT_TEXTS, text_of
-from ivr.configuration import load_config
-from ivr.configuration.model import Schedule
-from ivr.flow.schedule import WEEK_ORDER, describe, is_open
+from core.arabic.clock import FRAGMENT_TEXTS, text_of
+from core.configuration import load_config
+from core.configuration.model import Schedule
+from core.hours import WEEK_ORDER, describe, is_open
 
 DEMO = Path(__file__).resolve().parents[2] / "config"
 CAIRO = ZoneInfo("Africa/Cairo")

@@ -6,9 +6,9 @@ import doctest
 
 import pytest
 
-from ivr.citizens import phone_numbers
-from ivr.citizens.area_codes import AREA_CODES
-from ivr.citizens.phone_numbers import is_mobile, normalize_egyptian_number
+from core.citizens import phone_numbers
+from core.citizens.area_codes import AREA_CODES
+from core.citizens.phone_numbers import is_mobile, normalize_egyptian_number
 
 VALID = [
     # Mobiles: 010, 011, 012, 015 + 8 digits.

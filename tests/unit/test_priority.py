@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from ivr.configuration import load_config
-from ivr.configuration.model import Distribution, PriorityRule
+from core.configuration import load_config
+from core.configuration.model import Distribution, PriorityRule
 from metrics.registry import EngineMetrics
 from queues.priority import (
     MemoryRecentCallers,

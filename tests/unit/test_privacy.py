@@ -10,11 +10,11 @@ from prometheus_client import CollectorRegistry
 
 
 from ivr.agi.fastagi import AgiSession
-from ivr.configuration import load_config
-from ivr.privacy import mask_number
+from core.configuration import load_config
+from core.privacy import mask_number
 from metrics.registry import EngineMetrics, sample_sum
-from queues.accounting import QueueAccounting
-from queues.call_state import MemoryCallStateStore
+from queues.calls.accounting import QueueAccounting
+from queues.calls.store import MemoryCallStateStore
 
 DEMO = Path(__file__).resolve().parents[2] / "config"
 NUMBER = "01001234567"

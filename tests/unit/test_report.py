@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ivr.configuration import load_config
+from core.configuration import load_config
 from metrics.call_records import (
     CallRecord,
     MalformedCallRecord,

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ivr.configuration import load_config
+from core.configuration import load_config
 from metrics.call_records import CallRecord, ReadResult
 from metrics.staffing import (
     busiest_hour_advice,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ivr.cli import serve
-from ivr.configuration import load_config
-from ivr.paths import REPO_ROOT, Paths
+from app.cli import serve
+from core.configuration import load_config
+from core.paths import REPO_ROOT, Paths
 from ivr.prompts import all_prompt_texts
 
 

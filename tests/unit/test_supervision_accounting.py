@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from ivr.configuration import load_config
-from ivr.paths import REPO_ROOT
+from core.configuration import load_config
+from core.paths import REPO_ROOT
 from metrics.call_records import MemoryCallRecords
 from metrics.registry import EngineMetrics, sample_sum
-from queues.accounting import QueueAccounting
-from queues.call_state import MemoryCallStateStore
+from queues.calls.accounting import QueueAccounting
+from queues.calls.store import MemoryCallStateStore
 
 T0 = 1_772_323_200.0  # 2026-03-01 00:00 UTC
 

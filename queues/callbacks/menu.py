@@ -31,18 +31,18 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Awaitable, Callable, Mapping
 
-from ivr.arabic.numbers import digit_fragments
-from ivr.citizens.phone_numbers import normalize_egyptian_number
-from ivr.configuration import Config
-from ivr.configuration.model import Queue
-from ivr.privacy import mask_number
+from core.arabic.numbers import digit_fragments
+from core.citizens.phone_numbers import normalize_egyptian_number
+from core.configuration import Config
+from core.configuration.model import Queue
+from core.privacy import mask_number
 
-from .channel import Channel
-from .menu import prompt_path
+from core.channel import Channel
+from core.contract import prompt_path
 
 if TYPE_CHECKING:
     from metrics.registry import EngineMetrics
-    from queues.call_state import CallStateStore
+    from queues.calls.store import CallStateStore
     from queues.callbacks import CallbackStore
 
 log = logging.getLogger(__name__)

@@ -54,7 +54,7 @@ governorates of comparable size. Reporting every 02 caller as ``cairo`` would
 silently inflate Cairo, hide Giza completely, and be indistinguishable from
 an ID-derived ``cairo``; ``unknown`` is honest about what the number says.
 (A ``greater_cairo`` label value would keep that information but is not in
-:data:`~ivr.citizens.governorates.LABEL_VALUES`.) Consequently, without an ID,
+:data:`~core.citizens.governorates.LABEL_VALUES`.) Consequently, without an ID,
 ``cairo`` and ``giza`` are never produced, and Qalyubia only from Banha (013).
 
 Mobile numbers (010 Vodafone, 011 Etisalat/e&, 012 Orange, 015 WE, each

@@ -149,9 +149,9 @@ from itertools import accumulate
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from ivr.citizens.governorates import ABROAD, GOVERNORATES, UNKNOWN
-from ivr.configuration import Config
-from ivr.flow.schedule import is_open
+from core.citizens.governorates import ABROAD, GOVERNORATES, UNKNOWN
+from core.configuration import Config
+from core.hours import is_open
 
 TIMEZONE = ZoneInfo("Africa/Cairo")
 # The request_type label of a call whose caller chose none (metrics.registry).
@@ -721,15 +721,15 @@ async def replayed_records(config: Config, start: float, end: float, *, seed: in
 
     from metrics.call_records import MemoryCallRecords
     from metrics.registry import EngineMetrics
-    from queues.accounting import QueueAccounting
-    from queues.call_state import MemoryCallStateStore
+    from queues.calls.accounting import QueueAccounting
+    from queues.calls.store import MemoryCallStateStore
 
     first = datetime.fromtimestamp(start, TIMEZONE)
     records = MemoryCallRecords()
     accounting = QueueAccounting(store=MemoryCallStateStore(), records=records,
                                  metrics=EngineMetrics(config, registry=CollectorRegistry()))
     # A line per call for 164,477 calls says nothing: warnings only, meanwhile.
-    accounting_log = logging.getLogger("queues.accounting")
+    accounting_log = logging.getLogger("queues.calls.accounting")
     level = accounting_log.level
     accounting_log.setLevel(logging.WARNING)
     try:

@@ -58,16 +58,16 @@ from zoneinfo import ZoneInfo
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from ivr.arabic.clock import DAYS
-from ivr.citizens.phone_numbers import normalize_egyptian_number
-from ivr.configuration import Config
-from ivr.configuration.model import Schedule
-from ivr.flow.schedule import is_open
-from ivr.privacy import mask_number
+from core.arabic.clock import DAYS
+from core.citizens.phone_numbers import normalize_egyptian_number
+from core.configuration import Config
+from core.configuration.model import Schedule
+from core.hours import is_open
+from core.privacy import mask_number
 
 if TYPE_CHECKING:
     from metrics.registry import EngineMetrics
-    from queues.call_state import CallStateStore
+    from queues.calls.store import CallStateStore
 
 log = logging.getLogger(__name__)
 

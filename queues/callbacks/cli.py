@@ -75,10 +75,10 @@ from zoneinfo import ZoneInfo
 
 from redis.exceptions import RedisError
 
-from ivr.agents_cli import Unreachable, connect_ami, connect_redis
-from ivr.configuration import Config
-from ivr.paths import Paths
-from ivr.privacy import mask_number
+from queues.agents.cli import Unreachable, connect_ami, connect_redis
+from core.configuration import Config
+from core.paths import Paths
+from core.privacy import mask_number
 from metrics.report import report_timezone
 from queues.callbacks import STATES, Callback, RedisCallbackStore, queue_of
 
@@ -174,7 +174,7 @@ async def run_callbacks_command(args, config: Config, paths: Paths, *, out: Text
 
 def _ami_factory(paths: Paths) -> Callable[[Config], Awaitable[Any]]:
     async def connect(config: Config):
-        from ivr.secrets import SecretStore
+        from core.secrets import SecretStore
 
         try:
             secret = SecretStore(paths.secrets_file).ami_secret(config)

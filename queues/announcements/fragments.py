@@ -26,9 +26,9 @@ from __future__ import annotations
 import math
 from typing import Protocol
 
-from ivr.arabic.numbers import NOUNS, count_fragments, number_fragments
+from core.arabic.numbers import NOUNS, count_fragments, number_fragments
 
-from .menu import prompt_path
+from core.contract import prompt_path
 
 __all__ = ["announcement_files", "announcement_fragments", "round_minutes", "say_announcement"]
 

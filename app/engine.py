@@ -24,32 +24,33 @@ from prometheus_client import disable_created_metrics
 from redis.exceptions import RedisError
 
 from ivr.agi.fastagi import AgiSession, FastAgiServer
-from ivr.configuration import Config
-from ivr.arabic.numbers import digit_fragments
-from ivr.citizens.area_codes import governorate_from_caller
-from ivr.citizens.national_id import hash_national_id, mask_national_id
-from ivr.flow.channel import CallerHungUp
-from ivr.flow.menu import Route, prompt_path, run_hotline
+from core.configuration import Config
+from core.arabic.numbers import digit_fragments
+from core.citizens.area_codes import governorate_from_caller
+from core.citizens.national_id import hash_national_id, mask_national_id
+from core.channel import CallerHungUp
+from core.contract import prompt_path
+from ivr.flow.menu import Route, run_hotline
 from ivr.flow.national_id import collect_national_id
-from ivr.flow.schedule import describe, is_open
+from core.hours import describe, is_open
 from ivr.flow.survey import run_survey
-from ivr.privacy import mask_number
+from core.privacy import mask_number
 from queues.callbacks import CallbackStore, MemoryCallbackStore, RedisCallbackStore
 from queues.priority import (MemoryRecentCallers, RecentCallers, RedisRecentCallers, caller_priority,
                              count_priority, hash_caller, keep_seconds)
 from metrics.call_records import RedisCallRecords
 from metrics.exporter import MetricsExporter
 from metrics.registry import AGENT_STATES, NO_REQUEST_TYPE, EngineMetrics
-from ivr.flow.agent_codes import AgentCodeHandler
-from ivr.flow.callback import OverflowHandler, QueueCallbackHandler
-from queues.accounting import QueueAccounting
+from queues.agents.feature_codes import AgentCodeHandler
+from queues.callbacks.menu import OverflowHandler, QueueCallbackHandler
+from queues.calls.accounting import QueueAccounting
 from queues.agents import AgentDesk, AgentState, AgentTracker, NoAmi, RedisAgentStateStore, derive_state, queues_of
-from queues.announcer import Announcer
+from queues.announcements.announcer import Announcer
 from queues.callbacks import CallbackDispatcher
 from queues.waiting import RedisWaitingStore, WaitingTracker, priority_from_call_state
-from queues.ami import AmiConnection
-from queues.call_state import CallStateStore, RedisCallStateStore
-from queues.journal import entries_to_events, journal_families
+from queues.ami.connection import AmiConnection
+from queues.calls.store import CallStateStore, RedisCallStateStore
+from queues.calls.journal import entries_to_events, journal_families
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +250,7 @@ def build_handlers(*, config: Config, metrics: EngineMetrics, store: CallStateSt
 async def handlers_for(config: Config, *, national_id_key: bytes):
     """Handlers for one classic-AGI call: Redis when reachable, else memory
     (the call still works; only its facts are not shared)."""
-    from queues.call_state import MemoryCallStateStore
+    from queues.calls.store import MemoryCallStateStore
 
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff

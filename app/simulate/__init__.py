@@ -3,7 +3,7 @@
 SIPp agents register with their generated credentials and answer; callers
 dial the first hotline, pick a programme at random, and some give up while
 waiting. The figures on /metrics move; the end-to-end tests use the same
-machinery (:mod:`ivr.simulate.sipp`, :mod:`ivr.simulate.metrics_reader`).
+machinery (:mod:`app.simulate.sipp`, :mod:`app.simulate.metrics_reader`).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import random
 import time
 
-from ivr.configuration import Config
-from ivr.paths import Paths
+from core.configuration import Config
+from core.paths import Paths
 
 from dataclasses import dataclass, field
 
@@ -47,7 +47,7 @@ def random_walk(config: Config, menu_id: str, rng: random.Random) -> tuple[list[
 
 def random_national_id(rng: random.Random) -> str:
     """A structurally valid ID: born 1950-1999, a real governorate, any sequence."""
-    from ivr.citizens.governorates import GOVERNORATES
+    from core.citizens.governorates import GOVERNORATES
 
     year, month, day = rng.randint(50, 99), rng.randint(1, 12), rng.randint(1, 28)
     code = rng.choice(GOVERNORATES).code
@@ -63,7 +63,7 @@ def random_phone_number(rng: random.Random | None = None, *, mobile: bool = Fals
 
 def run_simulation(config: Config, paths: Paths, *, calls: int, rate: float, abandon_share: float,
                    seed: int | None = None, sipp: Sipp | None = None) -> SimulationResult:
-    from ivr.secrets import SecretStore
+    from core.secrets import SecretStore
 
     rng = random.Random(seed)
     s = config.service

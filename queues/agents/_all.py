@@ -77,11 +77,11 @@ from typing import Any, Literal, Protocol
 
 import redis.asyncio as aioredis
 
-from ivr.configuration import Config
-from ivr.configuration.model import AUTO_PAUSE_REASON, Agent, PauseReason
+from core.configuration import Config
+from core.configuration.model import AUTO_PAUSE_REASON, Agent, PauseReason
 from metrics.registry import AGENT_STATES, EngineMetrics
 
-from .ami import AmiTimeout
+from queues.ami.connection import AmiTimeout
 
 log = logging.getLogger(__name__)
 

@@ -35,13 +35,13 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
-from ivr.configuration import Config
-from ivr.flow.announce import announcement_files, announcement_fragments
+from core.configuration import Config
+from queues.announcements.fragments import announcement_files, announcement_fragments
 from metrics.registry import EngineMetrics
 
-from .ami import AmiTimeout
-from .estimate import estimated_wait
-from .waiting import Waiter, WaitingTracker
+from core.erlang import estimated_wait
+from queues.ami.connection import AmiTimeout
+from queues.waiting import Waiter, WaitingTracker
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from typing import Mapping, Protocol
 
+# Every key cuts a prompt short, so a wrong key is answered at once (with the
+# invalid-option prompt) instead of being silently ignored.
+ALL_KEYS = "0123456789*#"
+
 
 class CallerHungUp(Exception):
     """The caller is gone; the flow ends and the dialplan's hang-up handler accounts for it."""

@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
-from ivr.arabic.clock import DAYS, time_fragments
-from ivr.configuration.model import Schedule
+from core.arabic.clock import DAYS, time_fragments
+from core.configuration.model import Schedule
 
 WEEK_ORDER = ("sat", "sun", "mon", "tue", "wed", "thu", "fri")  # the Egyptian week starts on Saturday
 

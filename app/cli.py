@@ -22,8 +22,8 @@ import signal
 import sys
 from pathlib import Path
 
-from ivr.configuration import Config, ConfigError, load_config
-from ivr.paths import REPO_ROOT, Paths
+from core.configuration import Config, ConfigError, load_config
+from core.paths import REPO_ROOT, Paths
 
 log = logging.getLogger("ivr")
 
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("run", help="setup, start Redis and Asterisk, serve until Ctrl-C")
     _config_arg(p)
 
-    from ivr.agents_cli import AGENT_ACTIONS
+    from queues.agents.cli import AGENT_ACTIONS
 
     p = sub.add_parser("agents", help="agents: log in/out, pause, resume, list, credentials")
     _config_arg(p)
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("agent", nargs="?", help="agent id, e.g. 1001 (login, logout, pause, resume)")
     p.add_argument("--reason", help="pause reason id or code, e.g. break or 1 (pause)")
 
-    from ivr.callbacks_cli import (
+    from queues.callbacks.cli import (
         CALLBACK_ACTIONS,
         DEFAULT_LIMIT,
         LIST_STATES,
@@ -144,7 +144,7 @@ def setup(config: Config, config_dir: Path, paths: Paths, say=print):
     from dialplans.asterisk import AsteriskInstall
     from dialplans.generate import write_all
     from ivr.prompts import PromptLibrary, all_prompt_texts, build_music_on_hold
-    from ivr.secrets import SecretStore
+    from core.secrets import SecretStore
 
     asterisk = AsteriskInstall.locate(paths.asterisk_root)
     asterisk.ensure(progress=say)
@@ -189,9 +189,9 @@ def cmd_setup(args) -> int:
 
 async def serve(config: Config, paths: Paths, *, enable_agi=True, enable_ami=True,
                 stop: asyncio.Event | None = None) -> None:
-    from ivr.engine import Engine
+    from app.engine import Engine
     from ivr.prompts import PromptLibrary, all_prompt_texts
-    from ivr.secrets import SecretStore
+    from core.secrets import SecretStore
     from dialplans.asterisk import AsteriskInstall
 
     secrets = SecretStore(paths.secrets_file)
@@ -229,7 +229,7 @@ def cmd_serve(args) -> int:
 
 def cmd_run(args) -> int:
     from dialplans.asterisk import AsteriskInstall
-    from ivr.redis_server import RedisServer, port_is_free
+    from app.redis_server import RedisServer, port_is_free
 
     config = load_config(args.config)
     paths = Paths.from_environment()
@@ -263,21 +263,21 @@ def cmd_run(args) -> int:
 
 
 def cmd_agents(args) -> int:
-    from ivr.agents_cli import run_agents_command
+    from queues.agents.cli import run_agents_command
 
     config = load_config(args.config)
     return asyncio.run(run_agents_command(args, config, Paths.from_environment()))
 
 
 def cmd_callbacks(args) -> int:
-    from ivr.callbacks_cli import run_callbacks_command
+    from queues.callbacks.cli import run_callbacks_command
 
     config = load_config(args.config)
     return asyncio.run(run_callbacks_command(args, config, Paths.from_environment()))
 
 
 def cmd_simulate(args) -> int:
-    from ivr.simulate import run_simulation
+    from app.simulate import run_simulation
 
     config = load_config(args.config)
     try:
@@ -294,7 +294,7 @@ def cmd_report(args) -> int:
 
     reader = read_records
     if args.replay:
-        from ivr.simulate.month import replayed_records as reader
+        from app.simulate.month import replayed_records as reader
     return run_report_command(args, load_config(args.config), reader=reader)
 
 
@@ -303,7 +303,7 @@ def cmd_staffing(args) -> int:
 
     reader = read_records
     if args.replay:
-        from ivr.simulate.month import replayed_records as reader
+        from app.simulate.month import replayed_records as reader
     return run_staffing_command(args, load_config(args.config), reader=reader)
 
 

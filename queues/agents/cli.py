@@ -43,9 +43,9 @@ from typing import Any, TextIO
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from ivr.configuration import Config
-from ivr.configuration.model import Agent
-from ivr.paths import Paths
+from core.configuration import Config
+from core.configuration.model import Agent
+from core.paths import Paths
 from queues.agents import (
     AgentDesk,
     AgentError,
@@ -67,7 +67,7 @@ class Unreachable(Exception):
 
 async def connect_ami(config: Config, secret: str, *, timeout: float = AMI_LOGIN_TIMEOUT):
     """A logged-in :class:`queues.ami.AmiConnection`, or :class:`Unreachable`."""
-    from queues.ami import AmiConnection
+    from queues.ami.connection import AmiConnection
 
     a = config.service.ami
     ami = AmiConnection(host=a.host, port=a.port, username=a.username, secret=secret,
@@ -125,7 +125,7 @@ async def run_agents_command(args, config: Config, paths: Paths, *, out: TextIO 
             print(f"  {r.code}  {r.id:<20} {r.name}", file=err)
         return 2
 
-    from ivr.secrets import SecretStore
+    from core.secrets import SecretStore
     from metrics.registry import EngineMetrics
 
     try:
@@ -243,7 +243,7 @@ def _since(since: float | None, now: float) -> str:
 
 def print_credentials(config: Config, paths: Paths, *, out: TextIO | None = None) -> int:
     """The SIP accounts for the agents' softphones (secrets from ``ivr setup``)."""
-    from ivr.secrets import SecretStore
+    from core.secrets import SecretStore
 
     out = out or sys.stdout
     secrets = SecretStore(paths.secrets_file)

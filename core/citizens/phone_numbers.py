@@ -20,7 +20,7 @@ significant numbers without the trunk 0:
   is 2-4; Alexandria 03 + 7 digits; Banha 013 + 7 digits starting 2 or 3;
   10th of Ramadan 015 and Damietta 057 + 6 or 7 digits; every other area
   code 0XX + 7 digits. The area codes and lengths are the table of
-  :mod:`ivr.citizens.area_codes` (built from the same metadata); the extra
+  :mod:`core.citizens.area_codes` (built from the same metadata); the extra
   digit rules of 02 and 013 are applied here.
 
 015 is both the WE mobile prefix and the 10th of Ramadan area code: the

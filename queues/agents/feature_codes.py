@@ -22,11 +22,12 @@ import logging
 
 from redis.exceptions import RedisError
 
-from ivr.configuration import Config
-from ivr.configuration.model import Agent
-from ivr.flow.channel import CallerHungUp, Channel
-from ivr.flow.menu import ALL_KEYS, prompt_path
-from ivr.privacy import mask_number
+from core.configuration import Config
+from core.configuration.model import Agent
+from core.channel import CallerHungUp, Channel
+from core.channel import ALL_KEYS
+from core.contract import prompt_path
+from core.privacy import mask_number
 from queues.agents import (
     AgentDesk,
     AlreadyLoggedIn,

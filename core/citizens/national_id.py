@@ -8,7 +8,7 @@ An Egyptian national ID (الرقم القومي) has 14 digits::
 * ``C``      century of birth: 2 = 1900-1999, 3 = 2000-2099.
 * ``YYMMDD`` date of birth within that century.
 * ``GG``     governorate where the birth was registered (see
-  :mod:`ivr.citizens.governorates`; 88 = born abroad). This is the place of
+  :mod:`core.citizens.governorates`; 88 = born abroad). This is the place of
   *birth registration*, not of residence.
 * ``SSSS``   sequence number; its last digit (the 13th of the ID) gives the
   sex: odd = male, even = female.

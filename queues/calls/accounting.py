@@ -40,11 +40,11 @@ import logging
 import time
 from typing import Callable, Mapping, Protocol
 
-from ivr.citizens.governorates import LABEL_VALUES as GOVERNORATE_LABELS
-from ivr.citizens.governorates import UNKNOWN as UNKNOWN_GOVERNORATE
+from core.citizens.governorates import LABEL_VALUES as GOVERNORATE_LABELS
+from core.citizens.governorates import UNKNOWN as UNKNOWN_GOVERNORATE
 from metrics.registry import NO_REQUEST_TYPE, UNKNOWN_HOTLINE, EngineMetrics
 
-from .call_state import CallStateStore
+from queues.calls.store import CallStateStore
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+from ._all import *  # noqa
