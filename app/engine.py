@@ -284,7 +284,7 @@ class Engine:
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc), enable_agi: bool = True,
                  enable_ami: bool = True, metrics: EngineMetrics | None = None,
                  redis_client: aioredis.Redis | None = None, enable_wallboard: bool = True,
-                 wall_clock: Callable[[], float] = time.time):
+                 wall_clock: Callable[[], float] = time.time, ami_recorder=None):
         disable_created_metrics()
         self.config = config
         s = config.service
@@ -303,6 +303,7 @@ class Engine:
             host=s.ami.host, port=s.ami.port, username=s.ami.username, secret=ami_secret or "",
             action_timeout=s.ami.action_timeout_seconds, ping_interval=s.ami.ping_interval_seconds,
             on_login=self._resync, on_state=lambda up: self.metrics.ami_connected.set(1 if up else 0),
+            recorder=ami_recorder,
         ) if enable_ami else None
         ami = self.ami or NoAmi()
         # --- the AMI consumers ------------------------------------------------

@@ -51,7 +51,8 @@ class AmiConnection:
                  action_timeout: float = 5.0, ping_interval: float = 10.0,
                  on_login: Callable[[], Awaitable[None]] | None = None,
                  on_state: Callable[[bool], None] | None = None,
-                 max_queued_events: int = 100_000):
+                 max_queued_events: int = 100_000, recorder=None):
+        self._recorder = recorder  # queues.ami.recording.SessionRecorder (tests only)
         self._config = dict(host=host, port=port, username=username, secret=secret)
         self._action_timeout = action_timeout
         self._ping_interval = ping_interval
@@ -93,13 +94,18 @@ class AmiConnection:
             raise ConnectionError("AMI not logged in")
         future = self._manager.send_action(fields, as_list=as_list)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout or self._action_timeout)
+            reply = await asyncio.wait_for(asyncio.shield(future), timeout or self._action_timeout)
         except asyncio.TimeoutError:
             future.cancel()
             raise AmiTimeout(f"AMI action {fields.get('Action')} got no complete answer") from None
+        if self._recorder is not None:
+            self._recorder.reply(fields, reply)
+        return reply
 
     # --- panoramisk callbacks ---------------------------------------------
     def _enqueue(self, manager, message) -> None:
+        if self._recorder is not None:
+            self._recorder.event(message)
         event = {str(k): str(v) for k, v in message.items()}
         try:
             self.events.put_nowait(event)

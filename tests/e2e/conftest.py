@@ -321,8 +321,16 @@ def hotline(tmp_path_factory):
         "ami": s.ami.model_copy(update={"port": proxy_port}),
     })})
     clock = SwitchableClock()
+    # IVR_AMI_RECORD=<folder>: every AMI event and reply, one file per test
+    # (queues/ami/recording.py), to refresh the sessions in tests/data/ami.
+    recorder = None
+    if os.environ.get("IVR_AMI_RECORD"):
+        from queues.ami.recording import SessionRecorder, pytest_test_name
+
+        recorder = SessionRecorder(Path(os.environ["IVR_AMI_RECORD"]), name_of=pytest_test_name)
     engine = EngineThread(lambda: Engine(config=config, ami_secret=secrets.ami_secret(config),
-                                         national_id_key=secrets.national_id_key(), clock=clock),
+                                         national_id_key=secrets.national_id_key(), clock=clock,
+                                         ami_recorder=recorder),
                           loop=loop, thread=thread)
     try:
         engine.start()
