@@ -263,17 +263,17 @@ def cmd_run(args) -> int:
 
 
 def cmd_agents(args) -> int:
-    from queues.agents.cli import run_agents_command
+    from app.tools import agents_tool
 
     config = load_config(args.config)
-    return asyncio.run(run_agents_command(args, config, Paths.from_environment()))
+    return asyncio.run(agents_tool(args, config, Paths.from_environment()))
 
 
 def cmd_callbacks(args) -> int:
-    from queues.callbacks.cli import run_callbacks_command
+    from app.tools import callbacks_tool
 
     config = load_config(args.config)
-    return asyncio.run(run_callbacks_command(args, config, Paths.from_environment()))
+    return asyncio.run(callbacks_tool(args, config, Paths.from_environment()))
 
 
 def cmd_simulate(args) -> int:
@@ -290,18 +290,20 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from metrics.report import read_records, run_report_command
+    from app.tools import read_call_records
+    from metrics.report import run_report_command
 
-    reader = read_records
+    reader = read_call_records
     if args.replay:
         from app.simulate.month import replayed_records as reader
     return run_report_command(args, load_config(args.config), reader=reader)
 
 
 def cmd_staffing(args) -> int:
-    from metrics.staffing import read_records, run_staffing_command
+    from app.tools import read_call_records
+    from metrics.staffing import run_staffing_command
 
-    reader = read_records
+    reader = read_call_records
     if args.replay:
         from app.simulate.month import replayed_records as reader
     return run_staffing_command(args, load_config(args.config), reader=reader)

@@ -295,7 +295,7 @@ class Ours:
     def __init__(self, mode: str):
         from ivr.agi.fastagi import FastAgiServer
         from core.configuration import load_config
-        from app.engine import HotlineHandler
+        from ivr.flow.hotline import HotlineHandler
         from metrics.registry import EngineMetrics
         from queues.calls.store import MemoryCallStateStore
 

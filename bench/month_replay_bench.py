@@ -9,7 +9,8 @@ What is measured
 ----------------
 * (a) the baseline: producing the stream alone (``generate_month`` iterated,
   nothing done with the events), events/s;
-* (b) the same stream fed event by event through
+* (b) the same stream parsed event by event (``queues.ami.events.parse_event``,
+  as the AMI connection does) and fed through
   ``queues.calls.accounting.QueueAccounting.handle`` with the in-memory call state
   store (``MemoryCallStateStore``) and the engine's metrics
   (``EngineMetrics(config)`` on a fresh registry), as ``ivr serve`` wires
@@ -61,6 +62,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from core.configuration import load_config
 from app.simulate.month import generate_month, month_plan
+from queues.ami.events import parse_event
 from metrics.registry import EngineMetrics
 from queues.calls.accounting import QueueAccounting
 from queues.calls.store import MemoryCallStateStore
@@ -94,10 +96,11 @@ def make_accounting(config):
 
 
 async def feed(accounting, events) -> collections.Counter:
-    """Every event through ``handle``; what it did, counted."""
+    """Every event parsed as the AMI connection does (``parse_event``) and
+    through ``handle``; what it did, counted."""
     outcomes: collections.Counter[str] = collections.Counter()
     for event in events:
-        outcomes[await accounting.handle(event)] += 1
+        outcomes[await accounting.handle(parse_event(event))] += 1
     return outcomes
 
 

@@ -123,7 +123,7 @@ ALL_QUEUES = ("takaful_karama", "services_card", "nasser_bank", "addiction_fund"
 SAMPLE_EVERY = 0.5
 ASTERISK_COUNT_EVERY = 5.0
 PLATEAU_SKIP = 2.0               # seconds after the last join before the plateau counts
-ANNOUNCE_TICK = 3.0              # the engine looks for due announcements every 3 s (ivr/engine.py)
+ANNOUNCE_TICK = 3.0              # the engine looks for due announcements every 3 s (app/engine.py)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PROCESSES = ("asterisk", "engine", "redis", "sipp")
 

@@ -36,3 +36,6 @@ class Channel(Protocol):
         """Play ``prompt`` and collect keys until '#' (not returned), ``max_digits`` or silence."""
 
     async def set_variable(self, name: str, value: str) -> None: ...
+
+    def describe(self) -> str:
+        """Who is calling, for a log line: the caller's number masked."""

@@ -7,13 +7,26 @@ server's clock zone. Holidays close the whole day.
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from core.arabic.clock import DAYS, time_fragments
+from core.configuration import Config
 from core.configuration.model import Schedule
 
+DEFAULT_TIMEZONE = "Africa/Cairo"
+
 WEEK_ORDER = ("sat", "sun", "mon", "tue", "wed", "thu", "fri")  # the Egyptian week starts on Saturday
+
+
+def local_timezone(config: Config) -> ZoneInfo:
+    """The hotlines' local time zone: the schedule of the first hotline that has
+    one (schedules.yaml ``timezone``, Africa/Cairo by default). "Today" in a
+    report, on the wallboard and for a birth date is this zone's."""
+    for hotline in config.hotlines:
+        if hotline.schedule is not None and hotline.schedule in config.schedules:
+            return ZoneInfo(config.schedules[hotline.schedule].timezone)
+    return ZoneInfo(DEFAULT_TIMEZONE)
 
 
 def _parse(hhmm: str) -> time:
@@ -59,3 +72,21 @@ def describe(schedule: Schedule) -> list[str]:
             fragments += ["word-and-from-hour" if m else "word-from-hour", *time_fragments(*map(int, start.split(":"))),
                           "word-until-hour", *time_fragments(*map(int, end.split(":")))]
     return fragments
+
+
+def next_opening(schedule: Schedule, after: datetime) -> datetime | None:
+    """The first opening time strictly after ``after`` within two weeks, or None."""
+    tz = ZoneInfo(schedule.timezone)
+    local = after.astimezone(tz)
+    for offset in range(15):
+        day = local.date() + timedelta(days=offset)
+        if day in schedule.holidays:
+            continue
+        starts = []
+        for r in schedule.open.get(DAYS[day.weekday()], ()):
+            start = datetime.combine(day, _parse(r.split("-")[0]), tzinfo=tz)
+            if start > after:
+                starts.append(start)
+        if starts:
+            return min(starts)
+    return None

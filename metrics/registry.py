@@ -10,16 +10,21 @@ from __future__ import annotations
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client import disable_created_metrics
+from prometheus_client import disable_created_metrics as _disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
 
 from core.citizens.governorates import LABEL_VALUES as GOVERNORATE_LABELS
 from core.configuration import Config
 from core.configuration.model import AUTO_PAUSE_REASON
 
-# `*_created` series would double every counter's series for a timestamp
-# nobody here uses (Prometheus detects counter resets by itself).
-disable_created_metrics()
+
+
+def configure_exposition() -> None:
+    """Once per process, by its composition root: no ``*_created`` series.
+    They would double every counter's series for a timestamp nobody here
+    uses (Prometheus detects counter resets by itself). prometheus_client
+    keeps this switch process-wide, so it is thrown here, not at import."""
+    _disable_created_metrics()
 
 AGI_VERBS = ("STREAM", "WAIT", "SET", "GET", "CHANNEL", "other")
 # How a finished call ended (the call record's `outcome`; docs/metrics.md).
@@ -179,6 +184,9 @@ class EngineMetrics:
         self.ami_reconnects = Counter("ivr_ami_reconnects", "AMI logins after the first one.", registry=r)
         self.ami_events = Counter("ivr_ami_events", "AMI events received, by accounting relevance.",
                                   ["kind"], registry=r)
+        self.ami_events_waiting = Gauge(
+            "ivr_ami_events_waiting", "AMI events a consumer holds back because Redis failed them; kept, in "
+            "order, and tried again until they go through.", ["consumer"], registry=r)
         for kind in ("accounted", "duplicate", "ignored", "unknown_queue", "malformed", "clock_skew"):
             self.ami_events.labels(kind=kind)
 

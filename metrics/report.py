@@ -73,11 +73,11 @@ from bidi.algorithm import get_display
 
 from core.citizens.governorates import GOVERNORATES, by_id
 from core.configuration import Config
+from core.hours import local_timezone as report_timezone
 from metrics.call_records import CallRecord
 
 DEFAULT_THRESHOLD_SECONDS = 20
 DEFAULT_SHORT_ABANDON_SECONDS = 5
-DEFAULT_TIMEZONE = "Africa/Cairo"
 BUSIEST = 3
 QUIETEST = 2
 
@@ -96,15 +96,6 @@ def service_level_threshold(config: Config) -> int:
 def short_abandon_seconds(config: Config) -> int:
     supervision = getattr(config, "supervision", None)
     return DEFAULT_SHORT_ABANDON_SECONDS if supervision is None else supervision.short_abandon_seconds
-
-
-def report_timezone(config: Config) -> ZoneInfo:
-    """The hotlines' local time zone: the schedule of the first hotline that has
-    one (schedules.yaml ``timezone``, Africa/Cairo by default)."""
-    for hotline in config.hotlines:
-        if hotline.schedule is not None and hotline.schedule in config.schedules:
-            return ZoneInfo(config.schedules[hotline.schedule].timezone)
-    return ZoneInfo(DEFAULT_TIMEZONE)
 
 
 def queue_name(config: Config, queue_id: str) -> str:
@@ -533,25 +524,6 @@ class RecordsUnavailable(RuntimeError):
     pass
 
 
-async def read_records(config: Config, start: float, end: float):
-    """The call records of [start, end) from the configured Redis (service.redis)."""
-    import redis.asyncio as aioredis
-    from redis.exceptions import RedisError
-
-    from metrics.call_records import RedisCallRecords
-
-    r = config.service.redis
-    client = aioredis.Redis(host=r.host, port=r.port, db=r.db, socket_connect_timeout=3, socket_timeout=30)
-    store = RedisCallRecords(client, prefix=r.key_prefix)
-    try:
-        return await store.read(start, end)
-    except (RedisError, OSError) as exc:
-        raise RecordsUnavailable(f"Redis at {r.host}:{r.port} is not reachable ({exc}); "
-                                 "is the engine's Redis running (`make run`)?") from None
-    finally:
-        await client.aclose()
-
-
 def no_data_message(start: datetime, end: datetime) -> str:
     last = datetime.fromtimestamp(end.timestamp() - 1, end.tzinfo)
     return (f"لا توجد سجلات مكالمات في الفترة من {start:%d/%m/%Y} إلى {last:%d/%m/%Y}\n"
@@ -573,7 +545,7 @@ def load_records(command: str, reader, config: Config, start: float, end: float,
 
 
 def run_report_command(args, config: Config, *, stdout: TextIO | None = None, stderr: TextIO | None = None,
-                       reader=read_records) -> int:
+                       reader) -> int:
     """``ivr report``: 0 printed, 2 bad input or Redis unreachable, 3 no call in the period."""
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr

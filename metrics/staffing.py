@@ -57,7 +57,6 @@ from metrics.report import (
     percent,
     period_from_args,
     queue_name,
-    read_records,
     render_lines,
     render_table,
     report_timezone,
@@ -210,7 +209,7 @@ def shortfall_sentence(advice: Advice) -> str:
 
 def more_agents(n: int) -> str:
     """"n more agents", the counted noun agreeing with n as the object of
-    يحتاج (the rules of ivr/arabic/numbers.py: the last two digits decide)."""
+    يحتاج (the rules of core/arabic/numbers.py: the last two digits decide)."""
     last_two = n % 100
     if n == 1:
         return "موظفًا إضافيًا واحدًا"
@@ -286,7 +285,7 @@ def targets(config: Config) -> tuple[float, float]:
 
 
 def run_staffing_command(args, config: Config, *, stdout: TextIO | None = None, stderr: TextIO | None = None,
-                         reader=read_records, clock=time.time) -> int:
+                         reader, clock=time.time) -> int:
     """``ivr staffing``: 0 printed, 2 bad input or Redis unreachable, 3 no call in the window."""
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr

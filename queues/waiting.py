@@ -61,6 +61,8 @@ from redis.exceptions import WatchError
 from core.configuration import Config
 
 from core.erlang import HandleTimes
+from queues.ami.events import (AgentComplete, AgentConnect, AmiEvent, QueueCallerAbandon, QueueCallerJoin,
+                               QueueCallerLeave, QueueEntry)
 from queues.calls.store import CallStateStore
 
 log = logging.getLogger(__name__)
@@ -153,8 +155,7 @@ def place(ahead_and_behind: Sequence[tuple[int, float]], *, priority: int | None
     return priority, hi - STEP
 
 
-def resync_entries(rows: Sequence[Mapping[str, str]], remembered_joined: Mapping[str, float],
-                   now: float) -> list[Entry]:
+def resync_entries(rows: Sequence[QueueEntry], remembered_joined: Mapping[str, float], now: float) -> list[Entry]:
     """QueueEntry rows of one queue -> entries in app_queue's order.
 
     ``Wait`` counts from the caller's latest entry into Queue(); a join time
@@ -162,24 +163,18 @@ def resync_entries(rows: Sequence[Mapping[str, str]], remembered_joined: Mapping
     kept instead.
     """
     out: list[Entry] = []
-    for row in sorted(rows, key=lambda r: _int(r.get("Position"), 0)):
-        uid = row.get("Uniqueid", "")
+    for row in sorted(rows, key=lambda r: r.position or 0):
+        uid = row.uniqueid
         if not uid:
             continue
-        priority = clamp_priority(_int(row.get("Priority"), 0))
-        joined = remembered_joined.get(uid, now - _int(row.get("Wait"), 0))
-        order = min(max(now - _int(row.get("Wait"), 0), 0.0), BAND - 1)
+        priority = clamp_priority(row.priority or 0)
+        wait = row.wait or 0
+        joined = remembered_joined.get(uid, now - wait)
+        order = min(max(now - wait, 0.0), BAND - 1)
         if out and out[-1].priority == priority and order <= out[-1].order:
             order = out[-1].order + STEP  # same second, or moved by position: keep app_queue's order
-        out.append(Entry(uid, row.get("Channel", ""), priority, order, joined))
+        out.append(Entry(uid, row.channel, priority, order, joined))
     return out
-
-
-def _int(value: str | None, default: int) -> int:
-    try:
-        return int(str(value).strip())
-    except (TypeError, ValueError):
-        return default
 
 
 def _float(value: str | None) -> float | None:
@@ -431,55 +426,54 @@ class WaitingTracker:
     def queue_ids(self) -> tuple[str, ...]:
         return tuple(self._queues)
 
-    async def handle(self, event: Mapping[str, str], now: float | None = None) -> str:
+    async def handle(self, event: AmiEvent, now: float | None = None) -> str:
         """Apply one AMI event; return what was done (for logs and tests)."""
-        name = event.get("Event", "")
-        handler = self._handlers.get(name)
+        handler = self._handlers.get(type(event))
         if handler is None:
             return "ignored"
-        queue, uid = event.get("Queue", ""), event.get("Uniqueid", "")
+        queue, uid = event.queue, event.uniqueid
         if not uid or not queue:
-            log.warning("AMI %s without Queue or Uniqueid; ignored", name)
+            log.warning("AMI %s without Queue or Uniqueid; ignored", event.name)
             return "malformed"
         if queue not in self._queues:
             return "unknown_queue"
         return await handler(self, queue, uid, event, self._clock() if now is None else now)
 
-    async def _join(self, queue: str, uid: str, event: Mapping[str, str], now: float) -> str:
+    async def _join(self, queue: str, uid: str, event: QueueCallerJoin, now: float) -> str:
         priority = await self._priority_of(uid) if self._priority_of is not None else None
-        position = _int(event.get("Position"), 0) or None
-        used = await self._store.join(queue, uid, channel=event.get("Channel", ""), priority=priority,
+        position = event.position or None
+        used = await self._store.join(queue, uid, channel=event.channel, priority=priority,
                                       position=position, now=now)
         log.debug("call %s waits in %s at position %s, priority %d", uid, queue, position, used)
         return "joined"
 
-    async def _leave(self, queue: str, uid: str, event: Mapping[str, str], now: float) -> str:
+    async def _leave(self, queue: str, uid: str, event: AmiEvent, now: float) -> str:
         return "left" if await self._store.leave(queue, uid) else "not_waiting"
 
-    async def _connect(self, queue: str, uid: str, event: Mapping[str, str], now: float) -> str:
+    async def _connect(self, queue: str, uid: str, event: AgentConnect, now: float) -> str:
         await self._store.leave(queue, uid)
-        hold = _float(event.get("HoldTime"))
+        hold = event.hold_time
         if hold is not None and hold >= 0:
             await self._store.push_sample("holdtime", queue, hold)
         return "answered"
 
-    async def _complete(self, queue: str, uid: str, event: Mapping[str, str], now: float) -> str:
+    async def _complete(self, queue: str, uid: str, event: AgentComplete, now: float) -> str:
         await self._store.leave(queue, uid)
-        talk = _float(event.get("TalkTime"))
+        talk = event.talk_time
         if talk is None or talk <= 0:
             return "completed"
         await self._store.push_sample("handle", queue, talk)
         return "completed"
 
     _handlers: ClassVar[dict] = {
-        "QueueCallerJoin": _join,
-        "QueueCallerLeave": _leave,
-        "QueueCallerAbandon": _leave,
-        "AgentConnect": _connect,
-        "AgentComplete": _complete,
+        QueueCallerJoin: _join,
+        QueueCallerLeave: _leave,
+        QueueCallerAbandon: _leave,
+        AgentConnect: _connect,
+        AgentComplete: _complete,
     }
 
-    async def resync(self, entries: Iterable[Mapping[str, str]], *, queues: Iterable[str] | None = None,
+    async def resync(self, entries: Iterable[AmiEvent], *, queues: Iterable[str] | None = None,
                      now: float | None = None) -> int:
         """Rebuild from the ``QueueEntry`` events of a QueueStatus answer.
 
@@ -489,13 +483,13 @@ class WaitingTracker:
         """
         now = self._clock() if now is None else now
         covered = set(self._queues if queues is None else queues) & set(self._queues)
-        rows: dict[str, list[Mapping[str, str]]] = {q: [] for q in covered}
+        rows: dict[str, list[QueueEntry]] = {q: [] for q in covered}
         for e in entries:
-            if e.get("Event", "QueueEntry") == "QueueEntry" and e.get("Queue") in rows:
-                rows[e["Queue"]].append(e)
+            if isinstance(e, QueueEntry) and e.queue in rows:
+                rows[e.queue].append(e)
         total = 0
         for queue, queue_rows in rows.items():
-            uids = [r.get("Uniqueid", "") for r in queue_rows if r.get("Uniqueid")]
+            uids = [r.uniqueid for r in queue_rows if r.uniqueid]
             remembered = await self._store.joined_times(queue, uids)
             result = resync_entries(queue_rows, remembered, now)
             await self._store.replace(queue, result)
@@ -516,6 +510,29 @@ class WaitingTracker:
         """Average handle time h of the queue (talk + wrap-up, or the default)."""
         times = self._handle_times.get(queue) or HandleTimes(default_seconds=180.0)
         return times.average(await self._store.samples("handle", queue))
+
+    async def place_of(self, queue: str, uid: str, *, facts: Mapping[str, str]) -> int | None:
+        """A caller's place in ``queue`` (1 = next), counted from the callers
+        still waiting: those of a higher priority, or of the same priority who
+        joined earlier, are ahead. Works after the caller left Queue().
+        ``facts``: the call's facts (its join time ``offered:<queue>``, its
+        ``priority``). Join times are Asterisk's (real time), so "now" is this
+        tracker's clock, the same real time its waits are measured on."""
+        try:
+            joined = float(facts.get(f"offered:{queue}", "") or "nan")
+            priority = int(facts.get("priority") or 0)
+        except ValueError:
+            return None
+        if joined != joined:  # never joined: no place to keep
+            return None
+        now = self._clock()
+        ahead = 0
+        for w in await self.waiting(queue, now=now):
+            if w.uid == uid:
+                continue
+            if w.priority > priority or (w.priority == priority and now - w.waited_s <= joined):
+                ahead += 1
+        return ahead + 1
 
     async def measured_waits(self, queue: str) -> list[float]:
         """Recent waits of answered callers (AgentConnect HoldTime), newest first."""

@@ -68,7 +68,7 @@ ratios.
 Governorates
 ------------
 Each programme's calls are split over the ``governorate`` label values
-(``ivr/citizens/governorates.py``) by exact apportionment (largest
+(``core/citizens/governorates.py``) by exact apportionment (largest
 remainder) of :data:`POPULATION_THOUSANDS` (CAPMAS 2023 estimates, rounded)
 times the programme's factor in :data:`GOVERNORATE_FACTORS`:
 
@@ -150,6 +150,7 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from core.citizens.governorates import ABROAD, GOVERNORATES, UNKNOWN
+from core.contract import Header, UserEvent
 from core.configuration import Config
 from core.hours import is_open
 
@@ -615,8 +616,8 @@ def generate_month(config: Config, *, year: int = 2026, month: int = 3, seed: in
             n_call += 1
             uid = f"{t0 // US}.{n_call}"
             ts0 = _ts(t0)
-            yield {"Event": "UserEvent", "UserEvent": "IvrCallStart", "Uniqueid": uid, "CallUid": uid,
-                   "Hotline": line.hotline, "Timestamp": ts0}
+            yield {"Event": "UserEvent", "UserEvent": UserEvent.CALL_START, "Uniqueid": uid, Header.CALL_UID: uid,
+                   Header.HOTLINE: line.hotline, "Timestamp": ts0}
 
             menu_us = int(rng.uniform(6, 20) * US)
             if line.collect_national_id:
@@ -647,9 +648,9 @@ def generate_month(config: Config, *, year: int = 2026, month: int = 3, seed: in
 
             n_event += 1
             push(pending, (t_route, n_event, {
-                "Event": "UserEvent", "UserEvent": "IvrRoute", "Uniqueid": uid, "Hotline": line.hotline,
-                "Queue": line.queue, "Program": line.program, "RequestType": key.request_type,
-                "Governorate": key.governorate, "Timestamp": _ts(t_route)}))
+                "Event": "UserEvent", "UserEvent": UserEvent.ROUTE, "Uniqueid": uid, Header.HOTLINE: line.hotline,
+                Header.QUEUE: line.queue, Header.PROGRAM: line.program, Header.REQUEST_TYPE: key.request_type,
+                Header.GOVERNORATE: key.governorate, "Timestamp": _ts(t_route)}))
             n_event += 1
             push(pending, (t_join, n_event, {
                 "Event": "QueueCallerJoin", "Uniqueid": uid, "Queue": line.queue, "Position": position,
@@ -662,9 +663,9 @@ def generate_month(config: Config, *, year: int = 2026, month: int = 3, seed: in
                     "Timestamp": _ts(t_connect)}))
             n_event += 1
             push(pending, (t_end, n_event, {
-                "Event": "UserEvent", "UserEvent": "IvrCallEnd", "Uniqueid": uid, "CallUid": uid,
-                "Hotline": line.hotline, "Queue": line.queue, "Member": member, "QueueStatus": "",
-                "Timestamp": _ts(t_end)}))
+                "Event": "UserEvent", "UserEvent": UserEvent.CALL_END, "Uniqueid": uid, Header.CALL_UID: uid,
+                Header.HOTLINE: line.hotline, Header.QUEUE: line.queue, Header.MEMBER: member,
+                Header.QUEUE_STATUS: "", "Timestamp": _ts(t_end)}))
 
     while pending:
         yield pop(pending)[2]
@@ -694,14 +695,14 @@ def tally_events(events: Iterable[Mapping[str, str]], *, short_abandon_seconds: 
         if name == "UserEvent":
             name = ev["UserEvent"]
         uid = ev["Uniqueid"]
-        if name == "IvrRoute":
+        if name == UserEvent.ROUTE:
             routes[uid] = CellKey(ev["Hotline"], ev["Program"], ev["Queue"], ev["RequestType"], ev["Governorate"])
         elif name == "QueueCallerJoin":
             joined[uid] = _us(ev["Timestamp"])
             cells.setdefault(routes[uid], Counts()).offered += 1
         elif name == "AgentConnect":
             cells[routes[uid]].answered += 1
-        elif name == "IvrCallEnd":
+        elif name == UserEvent.CALL_END:
             key = routes.pop(uid)
             start = joined.pop(uid)
             if not ev["Member"]:
@@ -721,6 +722,7 @@ async def replayed_records(config: Config, start: float, end: float, *, seed: in
 
     from metrics.call_records import MemoryCallRecords
     from metrics.registry import EngineMetrics
+    from queues.ami.events import parse_event
     from queues.calls.accounting import QueueAccounting
     from queues.calls.store import MemoryCallStateStore
 
@@ -734,7 +736,7 @@ async def replayed_records(config: Config, start: float, end: float, *, seed: in
     accounting_log.setLevel(logging.WARNING)
     try:
         for event in generate_month(config, year=first.year, month=first.month, seed=seed):
-            await accounting.handle(event)
+            await accounting.handle(parse_event(event))
     finally:
         accounting_log.setLevel(level)
     return await records.read(start, end)

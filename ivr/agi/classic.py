@@ -1,4 +1,4 @@
-"""Classic AGI: the same flows, one process per call, through pyst2.
+"""Classic AGI: the same flows, one process per call, through pyst2 (the channel).
 
 For small sites that do not run ``ivr serve``: the dialplan calls
 ``AGI(/path/to/.venv/bin/ivr-agi,hotline,<number>)`` (or ``survey,<program>``)
@@ -15,15 +15,13 @@ AMI accounting labels the calls as usual.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import sys
 from typing import Mapping
 
 from asterisk.agi import AGI, AGIAppError, AGIError, AGIHangup
 
 from core.channel import CallerHungUp, PromptUnavailable
+from core.privacy import mask_number
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +47,6 @@ class PystChannel:
         return self._env
 
     def describe(self) -> str:
-        from core.privacy import mask_number
-
         return f"classic AGI uid={self._env.get('uniqueid', '?')} from={mask_number(self._env.get('callerid'))}"
 
     def _call(self, method, *args):
@@ -85,51 +81,3 @@ class PystChannel:
 
     async def set_variable(self, name: str, value: str) -> None:
         self._call(self._agi.set_variable, name, value)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point ``ivr-agi <route> [arg]``, run by Asterisk for each call."""
-    from core.configuration import load_config
-    from core.paths import REPO_ROOT, Paths
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s ivr-agi: %(message)s")
-    # Leading --config=DIR / --state=DIR: where the engine's files are as
-    # Asterisk sees them (inside its root, they are not where the repo is).
-    options = {}
-    while argv and argv[0].startswith("--") and "=" in argv[0]:
-        key, _, value = argv.pop(0)[2:].partition("=")
-        options[key] = value
-    if not argv:
-        print("usage: ivr-agi [--config=DIR] [--state=DIR] hotline <number> | survey <program>", file=sys.stderr)
-        return 2
-    route, args = argv[0], argv[1:]
-    config = load_config(options.get("config") or os.environ.get("IVR_CONFIG_DIR") or REPO_ROOT / "config")
-    if "state" in options:
-        os.environ["IVR_STATE_DIR"] = options["state"]
-    # pyst2 echoes the whole AGI environment (caller number included) on its
-    # stderr; that must not reach a log, so it gets /dev/null.
-    with open(os.devnull, "w") as quiet:
-        agi = AGI(stdin=sys.stdin, stdout=sys.stdout, stderr=quiet)
-        channel = PystChannel(agi, route_args=args)
-        return asyncio.run(_run(route, channel, config, Paths.from_environment()))
-
-
-async def _run(route: str, channel: PystChannel, config, paths) -> int:
-    from app.engine import handlers_for
-    from core.secrets import SecretStore
-
-    handlers, close = await handlers_for(config, national_id_key=SecretStore(paths.secrets_file).national_id_key())
-    try:
-        handler = handlers.get(route)
-        if handler is None:
-            log.warning("unknown route %r; the dialplan falls back", route)
-            return 0
-        try:
-            await handler(channel)
-        except CallerHungUp:
-            log.info("caller hung up (%s)", channel.describe())
-        return 0
-    finally:
-        await close()

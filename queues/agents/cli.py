@@ -12,17 +12,8 @@ actions go through the same :class:`queues.agents.AgentDesk` as the
 softphones' feature codes (counted with ``source="cli"``), over a short AMI
 connection of their own; ``list`` reads the shared state in Redis only.
 
-Wiring, in ``ivr/cli.py``::
-
-    p = sub.add_parser("agents", help="agents: log in/out, pause, resume, list, credentials")
-    _config_arg(p)
-    p.add_argument("action", choices=AGENT_ACTIONS)
-    p.add_argument("agent", nargs="?", help="agent id (login, logout, pause, resume)")
-    p.add_argument("--reason", help="pause reason id or code (pause)")
-
-    def cmd_agents(args) -> int:
-        config = load_config(args.config)
-        return asyncio.run(run_agents_command(args, config, Paths.from_environment()))
+Wired in ``app/cli.py`` (the arguments) and ``app/tools.py`` (``agents_tool``:
+the Redis and AMI factories and the tool's metrics).
 
 :func:`run_agents_command` reads ``args.action``, ``args.agent`` (may be
 absent or None) and ``args.reason`` (may be absent or None). Exit status: 0
@@ -34,78 +25,39 @@ printed).
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from core.configuration import Config
 from core.configuration.model import Agent
+from core.errors import Unreachable
 from core.paths import Paths
-from queues.agents import (
-    AgentDesk,
-    AgentError,
-    AgentView,
-    AlreadyLoggedIn,
-    AsteriskError,
-    NoAmi,
-    NotLoggedIn,
-    RedisAgentStateStore,
-)
+from core.secrets import SecretStore
+from metrics.registry import EngineMetrics
+from queues.ami.actions import NoAmi
+
+from .desk import AgentDesk, AgentView
+from .errors import AgentError, AlreadyLoggedIn, AsteriskError, NotLoggedIn
+from .store import RedisAgentStateStore
 
 AGENT_ACTIONS = ("login", "logout", "pause", "resume", "list", "credentials")
-AMI_LOGIN_TIMEOUT = 5.0
-
-
-class Unreachable(Exception):
-    """Asterisk or Redis did not answer; the message says what to do."""
-
-
-async def connect_ami(config: Config, secret: str, *, timeout: float = AMI_LOGIN_TIMEOUT):
-    """A logged-in :class:`queues.ami.AmiConnection`, or :class:`Unreachable`."""
-    from queues.ami.connection import AmiConnection
-
-    a = config.service.ami
-    ami = AmiConnection(host=a.host, port=a.port, username=a.username, secret=secret,
-                        action_timeout=a.action_timeout_seconds, ping_interval=a.ping_interval_seconds)
-    await ami.start()
-    try:
-        await asyncio.wait_for(ami.logged_in.wait(), timeout)
-    except TimeoutError:
-        await ami.close()
-        raise Unreachable(
-            f"no AMI login to Asterisk at {a.host}:{a.port} within {timeout:g}s: is Asterisk running "
-            "(`ivr run`)? Is its configuration current (`ivr setup`)?") from None
-    return ami
-
-
-async def connect_redis(config: Config) -> aioredis.Redis:
-    r = config.service.redis
-    client = aioredis.Redis(host=r.host, port=r.port, db=r.db, socket_timeout=5, socket_connect_timeout=5)
-    try:
-        await client.ping()
-    except (RedisError, OSError) as exc:
-        await client.aclose()
-        raise Unreachable(f"Redis is not reachable at {r.host}:{r.port} ({exc}): start it with `ivr run`") from None
-    return client
-
-
-async def run_agents_command(args, config: Config, paths: Paths, *, out: TextIO | None = None,
-                             err: TextIO | None = None,
-                             ami_factory: Callable[[Config, str], Awaitable[Any]] | None = None,
-                             redis_factory: Callable[[Config], Awaitable[Any]] | None = None) -> int:
-    """``ivr agents <action>``; returns the exit status. The keyword arguments are for tests."""
+async def run_agents_command(args, config: Config, paths: Paths, *,
+                             ami_factory: Callable[[Config, str], Awaitable[Any]],
+                             redis_factory: Callable[[Config], Awaitable[Any]], metrics: EngineMetrics,
+                             out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """``ivr agents <action>``; returns the exit status. ``app.tools`` gives the factories
+    (a logged-in AMI connection, a pinged Redis client) and the tool's metrics."""
     out = out or sys.stdout
     err = err or sys.stderr
     action = args.action
     if action == "credentials":
         return print_credentials(config, paths, out=out)
     if action == "list":
-        return await _list(config, out=out, err=err, redis_factory=redis_factory or connect_redis)
+        return await _list(config, out=out, err=err, redis_factory=redis_factory, metrics=metrics)
     if action not in AGENT_ACTIONS:
         print(f"unknown action {action!r}; one of: {', '.join(AGENT_ACTIONS)}", file=err)
         return 2
@@ -125,9 +77,6 @@ async def run_agents_command(args, config: Config, paths: Paths, *, out: TextIO 
             print(f"  {r.code}  {r.id:<20} {r.name}", file=err)
         return 2
 
-    from core.secrets import SecretStore
-    from metrics.registry import EngineMetrics
-
     try:
         secret = SecretStore(paths.secrets_file).ami_secret(config)
     except KeyError as exc:
@@ -135,12 +84,11 @@ async def run_agents_command(args, config: Config, paths: Paths, *, out: TextIO 
         return 1
     ami = client = None
     try:
-        client = await (redis_factory or connect_redis)(config)
-        ami = await (ami_factory or connect_ami)(config, secret)
+        client = await redis_factory(config)
+        ami = await ami_factory(config, secret)
         store = RedisAgentStateStore(client, prefix=config.service.redis.key_prefix)
-        # A private registry: nothing scrapes this process; the engine's
-        # tracker sees the resulting AMI events.
-        desk = AgentDesk(ami=ami, store=store, config=config, metrics=EngineMetrics(config))
+        # The engine's tracker sees the resulting AMI events.
+        desk = AgentDesk(ami=ami, store=store, config=config, metrics=metrics)
         return await _act(desk, agent, action, reason, out=out, err=err)
     except Unreachable as exc:
         print(f"ivr agents {action}: {exc}", file=err)
@@ -194,7 +142,7 @@ async def _act(desk: AgentDesk, agent: Agent, action: str, reason: str, *, out: 
     return 0
 
 
-async def _list(config: Config, *, out: TextIO, err: TextIO, redis_factory) -> int:
+async def _list(config: Config, *, out: TextIO, err: TextIO, redis_factory, metrics: EngineMetrics) -> int:
     try:
         client = await redis_factory(config)
     except Unreachable as exc:
@@ -202,9 +150,7 @@ async def _list(config: Config, *, out: TextIO, err: TextIO, redis_factory) -> i
         return 1
     try:
         store = RedisAgentStateStore(client, prefix=config.service.redis.key_prefix)
-        from metrics.registry import EngineMetrics
-
-        desk = AgentDesk(ami=NoAmi(), store=store, config=config, metrics=EngineMetrics(config))
+        desk = AgentDesk(ami=NoAmi(), store=store, config=config, metrics=metrics)
         views = await desk.list()
     except RedisError as exc:
         print(f"ivr agents list: Redis failed ({exc})", file=err)
@@ -243,8 +189,6 @@ def _since(since: float | None, now: float) -> str:
 
 def print_credentials(config: Config, paths: Paths, *, out: TextIO | None = None) -> int:
     """The SIP accounts for the agents' softphones (secrets from ``ivr setup``)."""
-    from core.secrets import SecretStore
-
     out = out or sys.stdout
     secrets = SecretStore(paths.secrets_file)
     sip = config.service.agent_sip

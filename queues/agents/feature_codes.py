@@ -10,7 +10,7 @@ the agent is asked for it), ``arg_4`` the softphone's address (``ip:port``;
 logging in from another address moves the agent's login there).
 
 This is the handler of the handler -> manager -> action chain: it reads the
-channel, asks :class:`queues.agents.AgentDesk` and turns the answer, or the
+channel, asks :class:`queues.agents.desk.AgentDesk` and turns the answer, or the
 domain error, into a spoken confirmation. Whatever happens the agent hears
 something: when Asterisk's AMI or Redis is unreachable it is
 ``agent-service-unavailable``.
@@ -22,20 +22,14 @@ import logging
 
 from redis.exceptions import RedisError
 
+from core.channel import ALL_KEYS, CallerHungUp, Channel
 from core.configuration import Config
 from core.configuration.model import Agent
-from core.channel import CallerHungUp, Channel
-from core.channel import ALL_KEYS
 from core.contract import prompt_path
 from core.privacy import mask_number
-from queues.agents import (
-    AgentDesk,
-    AlreadyLoggedIn,
-    AsteriskError,
-    NotLoggedIn,
-    UnknownAgent,
-    UnknownPauseReason,
-)
+
+from .desk import AgentDesk
+from .errors import AlreadyLoggedIn, AsteriskError, NotLoggedIn, UnknownAgent, UnknownPauseReason
 
 log = logging.getLogger(__name__)
 

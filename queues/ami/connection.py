@@ -1,7 +1,9 @@
-"""The one module that talks AMI (through panoramisk).
+"""The AMI connection: the only module that imports panoramisk.
 
-panoramisk's ``Manager`` reconnects after a lost connection, but it has
-three traps this wrapper closes:
+It sends typed actions (``queues.ami.actions``) and returns typed replies,
+and puts every event, parsed at the edge (``queues.ami.events``), on one
+queue in arrival order. panoramisk's ``Manager`` reconnects after a lost
+connection, but it has three traps this wrapper closes:
 
 * an action can wait for ever (``QueueAdd`` never resolves): every action here
   is bounded by ``action_timeout``;
@@ -18,10 +20,15 @@ After each login ``on_login`` runs (the engine re-syncs queue state there).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from typing import Any, Awaitable, Callable
+import secrets
+from typing import Awaitable, Callable
 
 from panoramisk import Manager
+
+from .actions import Action, AmiTimeout, Ping, Reply, parse_reply
+from .events import AmiEvent, parse_event
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +49,6 @@ class _Manager(Manager):
         super().connection_lost(exc)
 
 
-class AmiTimeout(Exception):
-    pass
-
-
 class AmiConnection:
     def __init__(self, *, host: str, port: int, username: str, secret: str,
                  action_timeout: float = 5.0, ping_interval: float = 10.0,
@@ -58,7 +61,11 @@ class AmiConnection:
         self._ping_interval = ping_interval
         self._on_login = on_login
         self._on_state = on_state
-        self.events: asyncio.Queue[dict[str, str]] = asyncio.Queue(max_queued_events)
+        self.events: asyncio.Queue[AmiEvent] = asyncio.Queue(max_queued_events)
+        # Each event's ref: this connection's id and a sequence number (a
+        # consumer retrying one delivery recognises its own earlier work).
+        self._id = secrets.token_hex(4)
+        self._seq = itertools.count(1)
         self.logins = 0
         self.logged_in = asyncio.Event()
         self._manager: _Manager | None = None
@@ -87,30 +94,37 @@ class AmiConnection:
         for task in list(self._login_tasks):
             task.cancel()
 
-    async def action(self, fields: dict[str, Any], *, as_list: bool | None = None,
-                     timeout: float | None = None) -> Any:
-        """Send one action; raise AmiTimeout rather than wait for ever."""
+    def next_ref(self) -> str:
+        """A fresh delivery ref, for events the engine makes up itself (a re-sync)."""
+        return f"{self._id}:{next(self._seq)}"
+
+    async def send(self, action: Action, *, timeout: float | None = None) -> Reply:
+        """Send one action; its typed reply. AmiTimeout rather than a wait for ever,
+        ConnectionError when not logged in."""
         if self._manager is None or not self.logged_in.is_set():
             raise ConnectionError("AMI not logged in")
-        future = self._manager.send_action(fields, as_list=as_list)
+        fields = action.headers()
+        # as_list from the action itself: panoramisk's own guess is wrong for
+        # QueueAdd and an async Originate (queues/ami/actions.py).
+        future = self._manager.send_action(fields, as_list=action.lists_events)
         try:
-            reply = await asyncio.wait_for(asyncio.shield(future), timeout or self._action_timeout)
+            raw = await asyncio.wait_for(asyncio.shield(future), timeout or self._action_timeout)
         except asyncio.TimeoutError:
             future.cancel()
-            raise AmiTimeout(f"AMI action {fields.get('Action')} got no complete answer") from None
+            raise AmiTimeout(f"AMI action {action.name} got no complete answer") from None
         if self._recorder is not None:
-            self._recorder.reply(fields, reply)
-        return reply
+            self._recorder.reply(fields, raw)
+        return parse_reply(action, raw, ref=self.next_ref() if action.lists_events else "")
 
     # --- panoramisk callbacks ---------------------------------------------
     def _enqueue(self, manager, message) -> None:
         if self._recorder is not None:
             self._recorder.event(message)
-        event = {str(k): str(v) for k, v in message.items()}
+        event = parse_event({str(k): str(v) for k, v in message.items()}, ref=self.next_ref())
         try:
             self.events.put_nowait(event)
         except asyncio.QueueFull:
-            log.error("AMI event queue full; dropped %s", event.get("Event"))
+            log.error("AMI event queue full; dropped %s", event.name)
 
     def _logged_in(self, manager) -> None:
         self.logins += 1
@@ -148,7 +162,7 @@ class AmiConnection:
                               self._config["username"])
                 continue
             try:
-                await self.action({"Action": "Ping"}, timeout=self._action_timeout)
+                await self.send(Ping(), timeout=self._action_timeout)
                 missed = 0
             except (AmiTimeout, ConnectionError):
                 missed += 1

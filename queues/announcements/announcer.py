@@ -26,29 +26,29 @@ k x N seconds of wait) is claimed with ``SET NX`` on
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
 from core.configuration import Config
-from queues.announcements.fragments import announcement_files, announcement_fragments
-from metrics.registry import EngineMetrics
-
+from core.contract import Context, Var, announce_exten, is_placeholder
 from core.erlang import estimated_wait
-from queues.ami.connection import AmiTimeout
+from metrics.registry import EngineMetrics
+from queues.ami.actions import AmiClient, Hangup, Originate
+from queues.ami.events import AgentConnect, AmiEvent, Announced, QueueCallerJoin
+from queues.calls.store import CallStateStore
 from queues.waiting import Waiter, WaitingTracker
+
+from .fragments import announcement_files, announcement_fragments
 
 log = logging.getLogger(__name__)
 
-ANNOUNCE_CONTEXT = "ivr-announce"
-SPY_CONTEXT = "ivr-announce-spy"
 # Callback placeholders wait in queues in a citizen's place; nobody listens.
-NOT_ANNOUNCED = ("@ivr-callback-hold",)
+NOT_ANNOUNCED = (f"@{Context.CALLBACK_HOLD}",)
 # Asterisk's Originate Timeout is in milliseconds.
 ORIGINATE_TIMEOUT_MS = 10_000
 # An announcement lasts a few seconds; after this its record is stale.
@@ -57,50 +57,40 @@ RUNNING_TTL_SECONDS = 120
 AgentsCounts = Callable[[str], "tuple[int, int] | Awaitable[tuple[int, int]]"]
 
 
-class AmiActions(Protocol):
-    async def action(self, fields: dict[str, Any], *, as_list: bool | None = None,
-                     timeout: float | None = None) -> Any: ...
-
-
-def announce_exten(uid: str) -> str:
-    """The Local channel's extension for a caller: the uid's digits."""
-    digits = re.sub(r"\D", "", uid)
-    if not digits:
-        raise ValueError(f"uid {uid!r} has no digits")
-    return digits
-
-
-def originate_fields(*, uid: str, queue: str, target_channel: str, fragments: list[str]) -> dict[str, Any]:
+def originate(*, uid: str, queue: str, target_channel: str, fragments: list[str]) -> Originate:
     """The AMI Originate of one announcement (see the module docstring)."""
-    return {
-        "Action": "Originate",
-        "Channel": f"Local/{announce_exten(uid)}@{ANNOUNCE_CONTEXT}/n",
-        "Context": SPY_CONTEXT,
-        "Exten": "s",
-        "Priority": "1",
-        "Async": "true",
-        "Timeout": str(ORIGINATE_TIMEOUT_MS),
-        # A list goes out as repeated Variable headers (panoramisk), one
-        # variable each: no value is ever split on a comma.
-        "Variable": [
-            f"IVR_ANNOUNCE_FILES={announcement_files(fragments)}",
-            f"IVR_ANNOUNCE_TARGET={target_channel}",
-            f"IVR_ANNOUNCE_QUEUE={queue}",
-            f"IVR_ANNOUNCE_UID={uid}",
-        ],
-    }
+    return Originate(
+        channel=f"Local/{announce_exten(uid)}@{Context.ANNOUNCE}/n",
+        context=Context.ANNOUNCE_SPY,
+        exten="s",
+        priority=1,
+        timeout_ms=ORIGINATE_TIMEOUT_MS,
+        variables=(
+            f"{Var.ANNOUNCE_FILES}={announcement_files(fragments)}",
+            f"{Var.ANNOUNCE_TARGET}={target_channel}",
+            f"{Var.ANNOUNCE_QUEUE}={queue}",
+            f"{Var.ANNOUNCE_UID}={uid}",
+        ),
+    )
 
 
-def hangup_fields(uid: str) -> dict[str, str]:
+def hangup(uid: str) -> Hangup:
     # AMI Hangup takes a POSIX regex between slashes; it matches both halves
     # (Local/<n>@ivr-announce-0000001a;1 and ;2).
-    return {"Action": "Hangup", "Channel": f"/^Local/{announce_exten(uid)}@{ANNOUNCE_CONTEXT}-/"}
+    return Hangup(channel=f"/^Local/{announce_exten(uid)}@{Context.ANNOUNCE}-/")
 
 
 class Announcer:
-    def __init__(self, *, config: Config, tracker: WaitingTracker, ami: AmiActions, redis: aioredis.Redis,
+    def __init__(self, *, config: Config, tracker: WaitingTracker, ami: AmiClient, redis: aioredis.Redis,
                  agents_counts: AgentsCounts, metrics: EngineMetrics, prefix: str = "ivr:",
-                 clock: Callable[[], float] = time.time, action_timeout: float | None = None):
+                 clock: Callable[[], float] = time.time, action_timeout: float | None = None,
+                 call_state: CallStateStore | None = None, join_offer: tuple[str, ...] = ()):
+        """``call_state``: where the join announcement's position and estimate are
+        noted on the call (``announced:<queue>``). ``join_offer``: the prompts said
+        after the join announcement (the callback offer)."""
+        self._call_state = call_state
+        self._join_offer = list(join_offer)
+        self._aside: set[asyncio.Task] = set()
         self._queues = list(config.queues)
         self._tracker = tracker
         self._ami = ami
@@ -209,18 +199,17 @@ class Announcer:
         return await self._send(queue, waiter, announcement_fragments(waiter.position, wait), kind="periodic")
 
     async def _send(self, queue: str, waiter: Waiter, fragments: list[str], *, kind: str) -> bool:
-        fields = originate_fields(uid=waiter.uid, queue=queue, target_channel=waiter.channel, fragments=fragments)
+        action = originate(uid=waiter.uid, queue=queue, target_channel=waiter.channel, fragments=fragments)
         await self._redis.set(self._running_key(waiter.uid), queue, ex=RUNNING_TTL_SECONDS)
         try:
-            # as_list=False: the answer is "Originate successfully queued";
-            # do not wait for the OriginateResponse event.
-            reply = await self._ami.action(fields, as_list=False, timeout=self._timeout)
-        except (AmiTimeout, OSError) as exc:  # AMI down or slow: skip this one, the next is due in N s
+            # The answer is "Originate successfully queued"; the OriginateResponse is not awaited.
+            reply = await self._ami.send(action, timeout=self._timeout)
+        except (TimeoutError, OSError) as exc:  # AMI down or slow: skip this one, the next is due in N s
             log.warning("announcement to call %s in %s not sent: %s", waiter.uid, queue, exc)
             await self._redis.delete(self._running_key(waiter.uid))
             return False
-        if _response(reply) not in ("", "success"):
-            log.warning("announcement to call %s in %s refused: %s", waiter.uid, queue, _message(reply))
+        if not reply.ok:
+            log.warning("announcement to call %s in %s refused: %s", waiter.uid, queue, reply.message or "?")
             await self._redis.delete(self._running_key(waiter.uid))
             return False
         self._metrics.queue_announcements.labels(program=queue, kind=kind).inc()
@@ -233,30 +222,45 @@ class Announcer:
         if not await self._redis.delete(self._running_key(uid)):
             return False
         try:
-            await self._ami.action(hangup_fields(uid), as_list=False, timeout=self._timeout)
-        except (AmiTimeout, OSError) as exc:
+            await self._ami.send(hangup(uid), timeout=self._timeout)
+        except (TimeoutError, OSError) as exc:
             log.warning("announcement of call %s not hung up: %s", uid, exc)
             return False
         return True
 
-    async def handle(self, event: dict[str, str]) -> str:
-        """``UserEvent IvrAnnounced`` (end of the playback): nothing left to cancel."""
-        if event.get("Event") == "UserEvent" and event.get("UserEvent") == "IvrAnnounced":
-            uid = event.get("CallUid", "")
-            if uid:
-                await self._redis.delete(self._running_key(uid))
-                return "announced"
+    async def handle(self, event: AmiEvent) -> str:
+        """AMI events in: a caller joined (the join announcement, sent aside so
+        that events keep flowing; give the waiting tracker the event first), an
+        agent answered (a running announcement is hung up, aside), an
+        announcement ended (``IvrAnnounced``: nothing left to cancel)."""
+        if isinstance(event, Announced) and event.call_uid:
+            await self._redis.delete(self._running_key(event.call_uid))
+            return "announced"
+        if isinstance(event, QueueCallerJoin) and event.uniqueid and not is_placeholder(event.uniqueid):
+            self._run_aside(self._announce_join_and_note(event.queue, event.uniqueid))
+            return "join"
+        if isinstance(event, AgentConnect) and event.uniqueid:
+            self._run_aside(self.cancel(event.uniqueid))
+            return "cancel"
         return "ignored"
 
+    def _run_aside(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._aside.add(task)
+        task.add_done_callback(self._aside.discard)
 
-def _response(reply: Any) -> str:
-    if isinstance(reply, list):
-        reply = reply[0] if reply else None
-    value = getattr(reply, "get", lambda *_: None)("Response")
-    return str(value).lower() if value is not None else ""
+    async def close(self) -> None:
+        """Cancel what runs aside (the engine is stopping)."""
+        for task in list(self._aside):
+            task.cancel()
+        await asyncio.gather(*self._aside, return_exceptions=True)
 
-
-def _message(reply: Any) -> str:
-    if isinstance(reply, list):
-        reply = reply[0] if reply else None
-    return str(getattr(reply, "get", lambda *_: None)("Message") or "?")
+    async def _announce_join_and_note(self, queue: str, uid: str) -> None:
+        try:
+            said = await self.announce_join(queue, uid, offer=self._join_offer)
+            if said is not None and self._call_state is not None:
+                position, wait = said
+                await self._call_state.set_fact(uid, f"announced:{queue}",
+                                                f"{position}|{'' if wait is None else round(wait, 1)}")
+        except Exception:
+            log.exception("join announcement for call %s in %s failed", uid, queue)

@@ -26,7 +26,7 @@ hotlines' local time (Cairo). The caller's number is printed masked
 
 ``show`` reads the hash and the audit stream ``<prefix>callbacks`` (from an
 hour before the request on). ``cancel`` goes through
-:meth:`queues.callbacks.CallbackDispatcher.cancel`, over a short AMI
+:meth:`queues.callbacks.dispatcher.CallbackDispatcher.cancel`, over a short AMI
 connection of its own like ``ivr agents``: a placeholder that is placing or
 waiting in a queue is hung up, otherwise an agent would still take it and
 call the citizen. The AMI connection is made before anything changes, so
@@ -37,20 +37,8 @@ The cancellation is counted by the running engine, not by this process
 and one engine worker counts it in ``ivr_callbacks_total{outcome="cancelled"}``
 on its next tick (within a second), with ``ivr_callbacks_pending``.
 
-Wiring, in ``ivr/cli.py``::
-
-    p = sub.add_parser("callbacks", help="callbacks: list, show, cancel")
-    _config_arg(p)
-    p.add_argument("action", choices=CALLBACK_ACTIONS)
-    p.add_argument("callback_id", nargs="?")
-    p.add_argument("--state", choices=LIST_STATES, default="recent")
-    p.add_argument("--program")
-    p.add_argument("--limit", type=positive_int, default=DEFAULT_LIMIT)
-    p.add_argument("--format", choices=("text", "json"), default="text")
-
-    def cmd_callbacks(args) -> int:
-        config = load_config(args.config)
-        return asyncio.run(run_callbacks_command(args, config, Paths.from_environment()))
+Wired in ``app/cli.py`` (the arguments) and ``app/tools.py`` (``callbacks_tool``:
+the Redis and AMI factories and the tool's metrics).
 
 Exit status: 0 done, including an empty list (``no callbacks`` on a terminal,
 an empty ``callbacks`` array in json: nothing to list is an answer, not a
@@ -75,12 +63,15 @@ from zoneinfo import ZoneInfo
 
 from redis.exceptions import RedisError
 
-from queues.agents.cli import Unreachable, connect_ami, connect_redis
 from core.configuration import Config
-from core.paths import Paths
+from core.errors import Unreachable
 from core.privacy import mask_number
+from metrics.registry import EngineMetrics
 from metrics.report import report_timezone
-from queues.callbacks import STATES, Callback, RedisCallbackStore, queue_of
+
+from .dispatcher import CallbackDispatcher
+from .model import STATES, Callback, queue_of
+from .store import RedisCallbackStore
 
 CALLBACK_ACTIONS = ("list", "show", "cancel")
 LIST_STATES = ("recent", "active", *STATES, "all")
@@ -107,13 +98,12 @@ def positive_int(text: str) -> int:
     return value
 
 
-async def run_callbacks_command(args, config: Config, paths: Paths, *, out: TextIO | None = None,
-                                err: TextIO | None = None,
-                                redis_factory: Callable[[Config], Awaitable[Any]] | None = None,
-                                ami_factory: Callable[[Config], Awaitable[Any]] | None = None,
-                                metrics=None, now: float | None = None) -> int:
-    """``ivr callbacks <action>``; returns the exit status. The keyword arguments are for tests
-    (``ami_factory`` takes the config only: the default one reads the AMI secret from ``paths``)."""
+async def run_callbacks_command(args, config: Config, *, redis_factory: Callable[[Config], Awaitable[Any]],
+                                ami_factory: Callable[[Config], Awaitable[Any]], metrics: EngineMetrics,
+                                out: TextIO | None = None, err: TextIO | None = None,
+                                now: float | None = None) -> int:
+    """``ivr callbacks <action>``; returns the exit status. ``app.tools`` gives the factories
+    (a pinged Redis client; a logged-in AMI connection, only made for ``cancel``) and the tool's metrics."""
     out = out or sys.stdout
     err = err or sys.stderr
     action = args.action
@@ -141,7 +131,7 @@ async def run_callbacks_command(args, config: Config, paths: Paths, *, out: Text
     # Whatever was opened is closed on the way out (exit stack), errors or not.
     async with AsyncExitStack() as opened:
         try:
-            client = await (redis_factory or connect_redis)(config)
+            client = await redis_factory(config)
             opened.push_async_callback(client.aclose)
             store = RedisCallbackStore(client, prefix=config.service.redis.key_prefix)
             now = time.time() if now is None else now
@@ -160,7 +150,7 @@ async def run_callbacks_command(args, config: Config, paths: Paths, *, out: Text
             if cb.state == "done":
                 print(_ended(cb), file=err)
                 return 2
-            ami = await (ami_factory or _ami_factory(paths))(config)
+            ami = await ami_factory(config)
             opened.push_async_callback(ami.close)
             return await _cancel(store, cb, config, ami=ami, metrics=metrics, out=out, err=err)
         except Unreachable as exc:
@@ -170,19 +160,6 @@ async def run_callbacks_command(args, config: Config, paths: Paths, *, out: Text
             r = config.service.redis
             print(f"ivr callbacks {action}: Redis at {r.host}:{r.port} failed ({exc})", file=err)
             return 1
-
-
-def _ami_factory(paths: Paths) -> Callable[[Config], Awaitable[Any]]:
-    async def connect(config: Config):
-        from core.secrets import SecretStore
-
-        try:
-            secret = SecretStore(paths.secrets_file).ami_secret(config)
-        except KeyError as exc:  # `ivr setup` has not generated it
-            raise Unreachable(exc.args[0]) from None
-        return await connect_ami(config, secret)
-
-    return connect
 
 
 def _ended(cb: Callback) -> str:
@@ -367,12 +344,9 @@ def _print_one(cb: Callback, history: list[tuple[float, dict]], config: Config, 
 # --- cancel --------------------------------------------------------------------------------
 
 
-async def _cancel(store: RedisCallbackStore, cb: Callback, config: Config, *, ami, metrics, out: TextIO,
-                  err: TextIO) -> int:
-    from metrics.registry import EngineMetrics
-    from queues.callbacks import CallbackDispatcher
-
-    dispatcher = CallbackDispatcher(config=config, metrics=metrics or EngineMetrics(config), store=store, ami=ami)
+async def _cancel(store: RedisCallbackStore, cb: Callback, config: Config, *, ami, metrics: EngineMetrics,
+                  out: TextIO, err: TextIO) -> int:
+    dispatcher = CallbackDispatcher(config=config, metrics=metrics, store=store, ami=ami)
     label = f"callback {cb.id} ({cb.masked_number}, {_program_queue(cb, config)})"
     if not await dispatcher.cancel(cb.id, count_here=False):
         now = await store.get(cb.id)

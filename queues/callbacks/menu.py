@@ -29,21 +29,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Awaitable, Callable, Mapping
+from typing import Awaitable, Callable, Mapping
 
 from core.arabic.numbers import digit_fragments
+from core.channel import Channel
 from core.citizens.phone_numbers import normalize_egyptian_number
 from core.configuration import Config
 from core.configuration.model import Queue
+from core.contract import IvrAction, Var, prompt_path
 from core.privacy import mask_number
+from metrics.registry import EngineMetrics
+from queues.calls.store import CallStateStore
 
-from core.channel import Channel
-from core.contract import prompt_path
-
-if TYPE_CHECKING:
-    from metrics.registry import EngineMetrics
-    from queues.calls.store import CallStateStore
-    from queues.callbacks import CallbackStore
+from .store import CallbackStore
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +57,8 @@ OFFER_TIMEOUT_SECONDS = 5.0
 # A caller going back to the queue always gets at least this long before the
 # overflow offer comes again.
 MIN_QUEUE_TIMEOUT_SECONDS = 30
+# Outside opening hours there is no queue to go back to: * cancels.
+CLOSED_CONFIRM_PROMPT = "closed-callback-confirm"
 # QUEUESTATUS -> the `reason` label of ivr_queue_overflows.
 OVERFLOW_REASONS = {"TIMEOUT": "max_wait", "FULL": "full"}
 
@@ -115,8 +115,10 @@ class NumberEntry:
 
 
 async def confirm_callback_number(channel: Channel, caller_id: str | None, *,
-                                  read_back: Callable[[str], list[str]] = digit_fragments) -> NumberEntry:
-    """Agree with the caller on the number to call; the final state says how it ended."""
+                                  read_back: Callable[[str], list[str]] = digit_fragments,
+                                  confirm_prompt: str = "callback-confirm") -> NumberEntry:
+    """Agree with the caller on the number to call; the final state says how it ended.
+    ``confirm_prompt`` says what the keys do (in a queue, * goes back to waiting)."""
     state = NumberEntry.start(caller_id)
     while not state.done:
         if state.candidate is None:
@@ -138,7 +140,7 @@ async def confirm_callback_number(channel: Channel, caller_id: str | None, *,
                 break
             key = await channel.play(prompt_path(fragment), ESCAPE)
         if key is None:
-            key = await channel.play(prompt_path("callback-confirm"), ESCAPE)
+            key = await channel.play(prompt_path(confirm_prompt), ESCAPE)
         if key is None:
             key = await channel.wait_digit(CONFIRM_TIMEOUT_SECONDS)
         state = state.on_confirm(key)
@@ -152,8 +154,9 @@ def _utcnow() -> datetime:
 class _CallbackRoute:
     """What both routes share: the call's facts, the hotline, registering."""
 
-    def __init__(self, *, config: Config, metrics: "EngineMetrics", callbacks: "CallbackStore", place_of: PlaceOf,
-                 call_state: "CallStateStore | None" = None, joined_at_of: JoinedAtOf | None = None,
+    def __init__(self, *, config: Config, metrics: EngineMetrics, callbacks: CallbackStore,
+                 place_of: PlaceOf | None = None, call_state: CallStateStore | None = None,
+                 joined_at_of: JoinedAtOf | None = None,
                  clock: Callable[[], datetime] = _utcnow):
         """``callbacks``: where callbacks are registered. ``place_of(queue, uid)``:
         the caller's place in the queue when they left it (1 = next), None if
@@ -180,6 +183,8 @@ class _CallbackRoute:
             return {}
 
     async def _place(self, queue: str, uid: str) -> int | None:
+        if self._place_of is None:
+            return None
         try:
             place = await self._place_of(queue, uid)
         except Exception:
@@ -211,7 +216,8 @@ class _CallbackRoute:
         return True
 
     async def _register(self, session: Channel, *, queue: str, number: str, reason: str,
-                        facts: Mapping[str, str], position: int | None, joined_at: float | None) -> str:
+                        facts: Mapping[str, str], position: int | None, joined_at: float | None,
+                        note_on_call: bool = True) -> str:
         env = session.env
         hotline = self._hotline(facts, env, queue)
         uid = env.get("uniqueid", "")
@@ -224,7 +230,7 @@ class _CallbackRoute:
             queue=queue, priority=priority, position=position or 0, request_type=facts.get("request_type", ""),
             governorate=facts.get("governorate", ""), joined_at=joined_at, now=self._clock().timestamp())
         self._metrics.callback_requests.labels(hotline=hotline, reason=reason).inc()
-        if self._call_state is not None and uid:
+        if note_on_call and self._call_state is not None and uid:
             try:  # the call record's outcome: callback (the call ends here)
                 await self._call_state.set_fact(uid, "callback", reason)
             except Exception:
@@ -282,15 +288,15 @@ class QueueCallbackHandler(_CallbackRoute):
             return
         await session.play(prompt_path("queue-callback-registered"), "")
         # Tells the dialplan to end the call: the callback holds the place now.
-        await session.set_variable("IVR_ACTION", "callback")
+        await session.set_variable(Var.ACTION, IvrAction.CALLBACK)
 
     async def _back_to_queue(self, session: Channel, queue: Queue, place: int | None,
                              joined_at: float | None) -> None:
         waited = max(0.0, self._clock().timestamp() - joined_at) if joined_at is not None else 0.0
         remaining = max(MIN_QUEUE_TIMEOUT_SECONDS, queue.max_wait_seconds - int(waited))
         # Always set both: a value left from an earlier visit to this menu would be stale.
-        await session.set_variable("IVR_QUEUE_POSITION", str(place) if place else "")
-        await session.set_variable("IVR_QUEUE_TIMEOUT", str(remaining))
+        await session.set_variable(Var.QUEUE_POSITION, str(place) if place else "")
+        await session.set_variable(Var.QUEUE_TIMEOUT, str(remaining))
 
 
 class OverflowHandler(_CallbackRoute):
@@ -337,8 +343,44 @@ class OverflowHandler(_CallbackRoute):
             return
         self._count(queue_id, reason, "callback")
         await session.play(prompt_path("queue-callback-registered"), "")
-        await session.set_variable("IVR_ACTION", "callback")
+        await session.set_variable(Var.ACTION, IvrAction.CALLBACK)
 
     def _count(self, queue_id: str, reason: str | None, outcome: str) -> None:
         if reason is not None:
             self._metrics.queue_overflows.labels(program=queue_id, reason=reason, outcome=outcome).inc()
+
+
+class ClosedLineCallback(_CallbackRoute):
+    """Outside opening hours: the callback the closed message offers (reason
+    ``closed``), placed when the line opens (``queues.callbacks.dispatcher``).
+
+    The same checks as a callback asked for in a queue: there must be room
+    (``distribution.callbacks.max_pending``, else no callback is offered at
+    all), and the number is agreed with the caller (their own number offered
+    when it is a callable Egyptian number, else typed and read back), so a
+    withheld or foreign caller ID is never promised a call. ``*`` or three
+    failures register nothing. The hotline route (``ivr.flow.hotline``) says
+    the rest: the closed message, the hours, the offer, and "registered".
+    """
+
+    async def can_offer(self) -> bool:
+        return await self._room_for_one_more()
+
+    async def take(self, session: Channel, *, hotline: str) -> str | None:
+        """Agree on the number and register the callback; its id, or None when
+        the caller gave none (or it could not be stored)."""
+        entry = await confirm_callback_number(session, session.env.get("callerid"),
+                                              confirm_prompt=CLOSED_CONFIRM_PROMPT)
+        if entry.confirmed is None:
+            log.info("closed-hours callback on %s: %s; nothing registered (%s)", hotline,
+                     "the caller cancelled" if entry.back else f"no number after {entry.failures} failure(s)",
+                     session.describe())
+            return None
+        try:
+            # The call record already says "closed" (the hotline route noted it).
+            return await self._register(session, queue="", number=entry.confirmed, reason="closed",
+                                        facts={"hotline": hotline}, position=None, joined_at=None,
+                                        note_on_call=False)
+        except Exception:
+            log.exception("closed-hours callback on %s could not be registered (%s)", hotline, session.describe())
+            return None

@@ -16,11 +16,17 @@ The definitions of every figure are in docs/metrics.md. In short:
 ``IvrCallEnd`` is also the moment a call is finished: its call record goes
 to the Redis stream (``metrics.call_records``) with its final outcome.
 
-Every fact is recorded once per call and queue through the shared
-:class:`CallStateStore`, so a repeated event, a re-sync after an AMI
-reconnect or a second worker never counts a call twice. ``IvrCallEnd`` also
-fills in an offer or an answer whose own event was missed while AMI was
-down.
+What an event proves is decided by the call's lifecycle
+(``queues.calls.lifecycle``, pure); this module reads the call's facts,
+applies the lifecycle's step atomically (``CallStateStore.apply``) and
+counts the facts that step made new, so a repeated event, a re-sync after
+an AMI reconnect or a second worker never counts a call twice.
+
+Counting is exactly once across Redis errors too: the counters of an event
+are incremented only after all of its Redis work succeeded, and a retry of
+the same delivery (same ``ref``) sees its own earlier marks as new again
+(``queues.calls.store``). So an error in the middle of an event neither
+loses its count nor counts it twice when the event is retried.
 
 Times come from the event's ``Timestamp`` header (Asterisk's clock,
 ``timestampevents = yes``), else the engine's clock. A duration that comes
@@ -38,47 +44,59 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Mapping, Protocol
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Protocol
 
 from core.citizens.governorates import LABEL_VALUES as GOVERNORATE_LABELS
 from core.citizens.governorates import UNKNOWN as UNKNOWN_GOVERNORATE
+from core.contract import QUEUE_STATUS_CALLBACK, is_placeholder
+from metrics.call_records import CallRecord, MalformedCallRecord
 from metrics.registry import NO_REQUEST_TYPE, UNKNOWN_HOTLINE, EngineMetrics
+from queues.ami.events import (AgentCalled, AgentComplete, AgentConnect, AmiEvent, CallEnded, CallRouted,
+                               CallStarted, QueueCallerJoin, QueueEntry, QueueExited)
 
-from queues.calls.store import CallStateStore
+from . import lifecycle
+from .lifecycle import Step
+from .store import CallStateStore
 
 log = logging.getLogger(__name__)
 
-# Uniqueids of callback placeholders (queues/callbacks.py: cbq<id>a<n>).
-PLACEHOLDER_PREFIX = "cbq"
-# A duration longer than this is a clock jump, not a wait.
-MAX_PLAUSIBLE_SECONDS = 86400.0
+__all__ = ["QueueAccounting", "RecordSink", "event_time"]
+
+# How many handled deliveries are remembered (a redelivery comes at once, if ever).
+DONE_REFS_KEPT = 10_000
 
 
 class RecordSink(Protocol):
     async def append(self, record) -> None: ...
 
 
-def event_time(event: Mapping[str, str], clock: Callable[[], float]) -> float:
+def event_time(event: AmiEvent, clock: Callable[[], float]) -> float:
     """The event's own time (``Timestamp`` header), else the clock's."""
-    raw = event.get("Timestamp")
-    if raw:
+    if event.timestamp is not None:
+        return event.timestamp
+    if event.timestamp_raw:
         try:
-            value = float(raw)
+            float(event.timestamp_raw)
         except ValueError:
-            log.warning("AMI %s with a malformed Timestamp %r; using the engine's clock", event.get("Event"), raw)
-        else:
-            if value > 0:
-                return value
+            log.warning("AMI %s with a malformed Timestamp %r; using the engine's clock", event.name,
+                        event.timestamp_raw)
     return clock()
 
 
-def _float(value: str | None) -> float | None:
-    if value in (None, ""):
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None
+class _Counts:
+    """The counters an event increments, applied only once all its Redis work succeeded."""
+
+    def __init__(self) -> None:
+        self._pending: list[Callable[[], None]] = []
+
+    def add(self, apply: Callable[[], None]) -> None:
+        self._pending.append(apply)
+
+    def apply(self) -> None:
+        for apply in self._pending:
+            apply()
 
 
 class QueueAccounting:
@@ -89,212 +107,211 @@ class QueueAccounting:
         self._records = records
         self._clock = clock
         self._queues = set(metrics.queue_ids)
-        self._hotlines = set(metrics.hotlines)
-        self._request_types = set(metrics.request_types)
+        self._hotlines = frozenset(metrics.hotlines)
+        self._request_types = frozenset(metrics.request_types)
         self._short = float(metrics.short_abandon_seconds)
         self._sl = float(metrics.service_level_seconds)
+        # Deliveries fully handled here: the same one again counts nothing
+        # (its marks in Redis would look new again: they are its own).
+        self._done: OrderedDict[str, None] = OrderedDict()
 
-    async def handle(self, event: Mapping[str, str]) -> str:
-        """Account for one AMI event; return what was done (for logs and tests)."""
-        name = event.get("Event", "")
-        if name == "UserEvent":
-            name = "User:" + event.get("UserEvent", "")
-        handler = self._handlers.get(name)
+    async def handle(self, event: AmiEvent) -> str:
+        """Account for one AMI event; return what was done (for logs and tests).
+
+        Raises on a Redis error with nothing counted: the event is to be
+        retried (same ``ref``), and then counts exactly once."""
+        handler = self._handlers.get(type(event))
         if handler is None:
             return self._count("ignored")
-        uid = event.get("Uniqueid", "")
-        queue = event.get("Queue", "")
+        uid = event.uniqueid
         if not uid:
-            log.warning("AMI %s without Uniqueid; ignored", name)
+            log.warning("AMI %s without Uniqueid; ignored", event.name)
             return self._count("malformed")
-        if uid.startswith(PLACEHOLDER_PREFIX):
+        if is_placeholder(uid):
             # A callback's placeholder stands for the call that asked for it:
             # its offer is that call's offer (counted once), its answer that
             # call's answer.
             uid = (await self._store.facts(uid)).get("call_uid") or uid
-        return await handler(self, uid, queue, event)
+        if event.ref and event.ref in self._done:
+            return self._count("duplicate")  # this very delivery went through already
+        counts = _Counts()
+        kind = await handler(self, uid, event, counts)
+        counts.apply()
+        if event.ref:
+            self._done[event.ref] = None
+            if len(self._done) > DONE_REFS_KEPT:
+                self._done.popitem(last=False)
+        return self._count(kind)
+
+    async def _apply(self, uid: str, step: Step, event: AmiEvent) -> tuple[set[str], dict[str, str]]:
+        return await self._store.apply(uid, marks=step.marks, sets=step.sets, ref=event.ref)
 
     # --- the IVR's events ------------------------------------------------------
-    async def _call_start(self, uid: str, queue: str, event: Mapping[str, str]) -> str:
-        uid = event.get("CallUid") or uid
-        hotline = self._hotline(event.get("Hotline", ""))
-        if await self._store.mark_once(uid, "received", f"{event_time(event, self._clock):.3f}"):
-            await self._store.set_fact(uid, "hotline", hotline)
-            self._metrics.calls_received.labels(hotline=hotline).inc()
-            return self._count("accounted")
-        return self._count("duplicate")
+    async def _call_start(self, uid: str, event: CallStarted, counts: _Counts) -> str:
+        uid = event.call_uid or uid
+        hotline = self._hotline(event.hotline)
+        new, _ = await self._apply(uid, lifecycle.arrived({}, hotline=hotline, at=event_time(event, self._clock)),
+                                   event)
+        if "received" not in new:
+            return "duplicate"
+        counts.add(self._metrics.calls_received.labels(hotline=hotline).inc)
+        return "accounted"
 
-    async def _route(self, uid: str, queue: str, event: Mapping[str, str]) -> str:
+    async def _route(self, uid: str, event: CallRouted, counts: _Counts) -> str:
         # What the live IVR writes to the store itself; a replayed month (and
         # any other IVR) sends it as an event.
-        facts = {"hotline": event.get("Hotline", ""), "program": event.get("Program", ""),
-                 "request_type": event.get("RequestType", ""), "governorate": event.get("Governorate", "")}
-        for fact, value in facts.items():
-            if value:
-                await self._store.set_fact(uid, fact, value)
-        return self._count("accounted")
+        await self._apply(uid, lifecycle.routed({}, hotline=event.hotline, program=event.program,
+                                                request_type=event.request_type, governorate=event.governorate),
+                          event)
+        return "accounted"
 
     # --- app_queue's events ----------------------------------------------------
-    async def _caller_join(self, uid: str, queue: str, event: Mapping[str, str]) -> str:
+    async def _caller_join(self, uid: str, event: QueueCallerJoin | QueueEntry, counts: _Counts) -> str:
+        queue = event.queue
         if not self._known(queue, event):
-            return self._count("unknown_queue")
+            return "unknown_queue"
         at = event_time(event, self._clock)
-        if event.get("Event") == "QueueEntry":
+        if isinstance(event, QueueEntry):
             # A caller found waiting after a reconnect joined `Wait` seconds ago.
-            at -= _float(event.get("Wait")) or 0.0
-        if await self._store.mark_once(uid, f"offered:{queue}", f"{at:.3f}"):
-            self._metrics.queue_offered.labels(**await self._labels(uid, queue)).inc()
-            log.info("call %s offered to %s (position %s)", uid, queue, event.get("Position", "?"))
-            return self._count("accounted")
-        return self._count("duplicate")
+            at -= event.wait or 0
+        new, facts = await self._apply(uid, lifecycle.joined({}, queue=queue, at=at), event)
+        if f"offered:{queue}" not in new:
+            return "duplicate"
+        counts.add(self._metrics.queue_offered.labels(**self._labels(facts, queue)).inc)
+        log.info("call %s offered to %s (position %s)", uid, queue, event.position or "?")
+        return "accounted"
 
-    async def _agent_connect(self, uid: str, queue: str, event: Mapping[str, str]) -> str:
+    async def _agent_called(self, uid: str, event: AgentCalled, counts: _Counts) -> str:
+        if not self._known(event.queue, event):
+            return "unknown_queue"
+        new, _ = await self._apply(uid, lifecycle.rang({}, queue=event.queue, at=event_time(event, self._clock)),
+                                   event)
+        return "accounted" if new else "duplicate"
+
+    async def _agent_connect(self, uid: str, event: AgentConnect, counts: _Counts) -> str:
+        queue = event.queue
         if not self._known(queue, event):
-            return self._count("unknown_queue")
-        counted = await self._answer(uid, queue, event)
-        if counted:
-            log.info("call %s answered in %s by %s after %ss", uid, queue,
-                     event.get("Interface", event.get("MemberName", "?")), event.get("HoldTime", "?"))
-            facts = await self._store.facts(uid)
-            if facts.get("recorded"):
-                # A callback answered after its call ended: the call's record
-                # is superseded by one saying it was answered.
-                await self._write_record(uid, facts, in_queue="", answered_late=True)
-        return self._count("accounted" if counted else "duplicate")
+            return "unknown_queue"
+        at = event_time(event, self._clock)
+        new, facts = await self._apply(uid, lifecycle.connected({}, queue=queue, at=at), event)
+        if f"answered:{queue}" not in new:
+            return "duplicate"
+        # A callback's wait runs from the caller's own join (they kept their
+        # place); app_queue's HoldTime is only the placeholder's part of it.
+        hold_time = None if is_placeholder(event.uniqueid) else event.hold_time
+        wait, skew = lifecycle.measured_wait(facts.get(f"offered:{queue}"), at, hold_time)
+        if skew is not None:
+            self._skew(uid, skew, "app_queue's HoldTime used" if wait is not None else
+                       "wait left out of the histograms", counts)
+        if wait is not None:
+            _, facts = await self._store.apply(uid, sets={"wait": lifecycle.stamp(wait)}, ref=event.ref)
+        self._count_answer(facts, queue, wait, counts)
+        log.info("call %s answered in %s by %s after %ss", uid, queue, event.interface or event.member_name or "?",
+                 event.hold_time if event.hold_time is not None else "?")
+        if facts.get("recorded"):
+            # A callback answered after its call ended: the call's record
+            # is superseded by one saying it was answered.
+            await self._write_record(uid, facts, in_queue="", counts=counts, answered_late=True)
+        return "accounted"
 
-    async def _agent_complete(self, uid: str, queue: str, event: Mapping[str, str]) -> str:
+    async def _agent_complete(self, uid: str, event: AgentComplete, counts: _Counts) -> str:
         # The conversation ended (either side hung up); the caller may stay
         # on for the survey, which is not talk time.
-        if not self._known(queue, event):
-            return self._count("unknown_queue")
-        at = event_time(event, self._clock)
-        if await self._store.mark_once(uid, "talk_end", f"{at:.3f}"):
-            return self._count("accounted")
-        return self._count("duplicate")
+        if not self._known(event.queue, event):
+            return "unknown_queue"
+        new, _ = await self._apply(uid, lifecycle.completed({}, at=event_time(event, self._clock)), event)
+        return "accounted" if new else "duplicate"
 
-    async def _call_end(self, uid: str, queue: str, event: Mapping[str, str]) -> str:
-        call_uid = event.get("CallUid") or uid
-        if call_uid != uid:
-            # The hang-up handler may run on a channel that replaced the
-            # original (a masquerade); the call is known by its first uid.
-            uid = call_uid
-        ended = event_time(event, self._clock)
+    async def _call_end(self, uid: str, event: CallEnded, counts: _Counts) -> str:
+        # The hang-up handler may run on a channel that replaced the original
+        # (a masquerade); the call is known by its first uid.
+        uid = event.call_uid or uid
+        at = event_time(event, self._clock)
         # A journal entry without its hang-up time (read back after an AMI
         # outage): when the caller hung up is unknown.
-        end_known = bool(event.get("Timestamp")) or event.get("Source") != "journal"
-        await self._store.mark_once(uid, "ended", f"{ended:.3f}" if end_known else "")
-        if event.get("Hotline") and await self._store.mark_once(uid, "received", ""):
-            # IvrCallStart was missed (AMI down when the call came in).
-            hotline = self._hotline(event["Hotline"])
-            await self._store.mark_once(uid, "hotline", hotline)
-            self._metrics.calls_received.labels(hotline=hotline).inc()
-            log.warning("call %s: its arrival on %s recovered from its end event", uid, hotline)
-        if queue and not self._known(queue, event):
-            return self._count("unknown_queue")
+        end_known = bool(event.timestamp_raw) or event.source != "journal"
         facts = await self._store.facts(uid)
-        in_queue = queue
-        if not in_queue and not event.get("Member") and not facts.get("callback"):
-            # Left a queue alive (its max wait) and hung up during the offer
-            # that followed: still a caller who gave up waiting.
-            in_queue = _last_exited_queue(facts)
-        if in_queue:
-            if await self._store.mark_once(uid, f"offered:{in_queue}", ""):
-                # The offer was missed during an AMI outage; when the caller
-                # joined is unknown (an abandon then counts in full, never short).
-                self._metrics.queue_offered.labels(**await self._labels(uid, in_queue)).inc()
-                log.warning("call %s: offer to %s recovered from its end event", uid, in_queue)
-            if event.get("Member"):
-                if await self._answer(uid, in_queue, event, recovered=True):
-                    log.warning("call %s: answer in %s recovered from its end event", uid, in_queue)
-            elif not any(k.startswith("answered:") for k in facts):
-                await self._abandon(uid, in_queue, ended if end_known else None)
+        ending = lifecycle.ended(facts, queue=event.queue, member=event.member, hotline=self._hotline(event.hotline)
+                                 if event.hotline else "", at=at if end_known else None, answer_at=at,
+                                 short_abandon_seconds=self._short,
+                                 known_queue=not event.queue or self._known(event.queue, event))
+        new, facts = await self._apply(uid, ending.step, event)
+        if "received" in new:
+            # IvrCallStart was missed (AMI down when the call came in).
+            hotline = self._hotline(event.hotline)
+            counts.add(self._metrics.calls_received.labels(hotline=hotline).inc)
+            log.warning("call %s: its arrival on %s recovered from its end event", uid, hotline)
+        if not ending.known_queue:
+            return "unknown_queue"
+        queue = ending.in_queue
+        if queue:
+            if f"offered:{queue}" in new:
+                counts.add(self._metrics.queue_offered.labels(**self._labels(facts, queue)).inc)
+                log.warning("call %s: offer to %s recovered from its end event", uid, queue)
+            if f"answered:{queue}" in new:
+                self._count_answer(facts, queue, None, counts)
+                log.warning("call %s: answer in %s recovered from its end event", uid, queue)
+            if f"abandoned:{queue}" in new:
+                self._count_abandon(uid, facts, queue, ending, counts)
         # One worker writes the record: the first to claim it.
-        if not await self._store.mark_once(uid, "recording", "1"):
-            return self._count("duplicate")
+        if "recording" not in new:
+            return "duplicate"
         try:
-            await self._write_record(uid, await self._store.facts(uid), in_queue=in_queue)
+            await self._write_record(uid, facts, in_queue=queue, counts=counts)
         except BaseException:
             await self._store.unmark(uid, "recording")  # the retried event writes it
             raise
-        return self._count("accounted")
+        return "accounted"
 
-    async def _queue_exit(self, uid: str, queue: str, event: Mapping[str, str]) -> str:
+    async def _queue_exit(self, uid: str, event: QueueExited, counts: _Counts) -> str:
         # The caller left the queue alive (timeout, queue full, a callback
         # request...): not an abandon. Remember why for the call record.
-        call_uid = event.get("CallUid") or uid
-        status = event.get("QueueStatus", "") or "UNKNOWN"
-        await self._store.set_fact(call_uid, f"exit:{queue}", status)
-        if status == "CALLBACK":  # the IVR records it too; either is enough
-            await self._store.mark_once(call_uid, "callback", "queue")
-        await self._store.set_fact(call_uid, "last_exit", queue)
-        log.info("call %s left %s: %s", call_uid, queue, event.get("QueueStatus", "?"))
-        return self._count("accounted")
+        call_uid = event.call_uid or uid
+        status = event.queue_status or "UNKNOWN"
+        # IvrQueueExit says CALLBACK when a callback holds the place; the IVR
+        # records it too: either is enough.
+        await self._apply(call_uid, lifecycle.left_queue({}, queue=event.queue, status=status,
+                                                         callback=status == QUEUE_STATUS_CALLBACK), event)
+        log.info("call %s left %s: %s", call_uid, event.queue, event.queue_status or "?")
+        return "accounted"
 
-    # --- facts -------------------------------------------------------------------
-    async def _answer(self, uid: str, queue: str, event: Mapping[str, str], *, recovered: bool = False) -> bool:
-        at = event_time(event, self._clock)
-        if not await self._store.mark_once(uid, f"answered:{queue}", f"{at:.3f}"):
-            return False
-        labels = await self._labels(uid, queue)
-        self._metrics.queue_answered.labels(**labels).inc()
-        facts = await self._store.facts(uid)
-        # A callback's wait runs from the caller's own join (they kept their
-        # place); app_queue's HoldTime is only the placeholder's part of it.
-        placeholder = event.get("Uniqueid", "").startswith(PLACEHOLDER_PREFIX)
-        wait = self._wait(uid, facts.get(f"offered:{queue}"), at, None if placeholder else event.get("HoldTime"))
-        if recovered and not event.get("HoldTime"):
-            wait = None  # connected while AMI was down: the wait is unknown
+    # --- counting ----------------------------------------------------------------
+    def _count_answer(self, facts: dict[str, str], queue: str, wait: float | None, counts: _Counts) -> None:
+        labels = self._labels(facts, queue)
+        counts.add(self._metrics.queue_answered.labels(**labels).inc)
         if wait is not None:
-            await self._store.set_fact(uid, "wait", f"{wait:.3f}")
-            self._metrics.queue_wait_seconds.labels(program=queue, outcome="answered").observe(wait)
+            counts.add(lambda: self._metrics.queue_wait_seconds.labels(program=queue, outcome="answered").observe(wait))
             if wait <= self._sl:
-                self._metrics.queue_answered_within_threshold.labels(**labels).inc()
-        return True
+                counts.add(self._metrics.queue_answered_within_threshold.labels(**labels).inc)
 
-    async def _abandon(self, uid: str, queue: str, ended: float | None) -> None:
-        facts = await self._store.facts(uid)
-        # Unknown wait (end time or join time unknown): a full abandon, never short.
-        wait = None if ended is None else self._wait(uid, facts.get(f"offered:{queue}"), ended, None)
-        short = wait is not None and wait <= self._short
-        kind = "short_abandoned" if short else "abandoned"
-        if await self._store.mark_once(uid, f"abandoned:{queue}", kind):
-            labels = await self._labels(uid, queue)
-            (self._metrics.queue_short_abandoned if short else self._metrics.queue_abandoned).labels(**labels).inc()
-            if wait is not None:
-                await self._store.set_fact(uid, "wait", f"{wait:.3f}")
-                self._metrics.queue_wait_seconds.labels(program=queue, outcome="abandoned").observe(wait)
-            log.info("call %s %s in %s after %s s", uid, kind.replace("_", " "), queue,
-                     "?" if wait is None else f"{wait:.0f}")
+    def _count_abandon(self, uid: str, facts: dict[str, str], queue: str, ending: lifecycle.Ending,
+                       counts: _Counts) -> None:
+        if ending.skew is not None:
+            self._skew(uid, ending.skew, "wait left out of the histograms", counts)
+        short = ending.abandon == "short_abandoned"
+        labels = self._labels(facts, queue)
+        counts.add((self._metrics.queue_short_abandoned if short else self._metrics.queue_abandoned)
+                   .labels(**labels).inc)
+        wait = ending.wait
+        if wait is not None:
+            counts.add(lambda: self._metrics.queue_wait_seconds.labels(program=queue, outcome="abandoned")
+                       .observe(wait))
+        log.info("call %s %s in %s after %s s", uid, ending.abandon.replace("_", " "), queue,
+                 "?" if wait is None else f"{wait:.0f}")
 
-    def _wait(self, uid: str, offered: str | None, at: float, hold_time: str | None) -> float | None:
-        """Seconds from joining to ``at``; app_queue's HoldTime when the
-        clocks disagree; None (and counted) when nothing is plausible."""
-        start = _float(offered)
-        held = _float(hold_time)
-        if start is not None:
-            wait = at - start
-            if 0 <= wait <= MAX_PLAUSIBLE_SECONDS and (held is None or abs(wait - held) <= 2):
-                # Milliseconds, as in the call record: the counters and a
-                # report rebuilt from the records classify every call alike.
-                return round(wait, 3)
-        if held is not None and 0 <= held <= MAX_PLAUSIBLE_SECONDS:
-            if start is not None:
-                self._skew(uid, at - start, "app_queue's HoldTime used")
-            return held
-        if start is not None:
-            self._skew(uid, at - start, "wait left out of the histograms")
-        return None
-
-    def _skew(self, uid: str, seconds: float, what: str) -> None:
-        self._count("clock_skew")
+    def _skew(self, uid: str, seconds: float, what: str, counts: _Counts) -> None:
+        counts.add(lambda: self._count("clock_skew"))
         log.warning("call %s: a duration of %.0f s means a clock jumped; %s", uid, seconds, what)
 
     # --- the call record ---------------------------------------------------------
-    async def _write_record(self, uid: str, facts: Mapping[str, str], *, in_queue: str,
+    async def _write_record(self, uid: str, facts: dict[str, str], *, in_queue: str, counts: _Counts,
                             answered_late: bool = False) -> None:
-        fields = self._record_fields(uid, facts, in_queue)
+        fields, talk = lifecycle.record_fields(uid, facts, in_queue=in_queue, hotlines=self._hotlines,
+                                               request_types=self._request_types, now=self._clock())
+        if talk is not None and not facts.get("recorded"):
+            program = fields["program"]
+            counts.add(lambda: self._metrics.queue_talk_seconds.labels(program=program).observe(talk))
         if self._records is not None:
-            from metrics.call_records import CallRecord, MalformedCallRecord  # noqa: PLC0415
             try:
                 record = CallRecord.from_fields(fields)
             except MalformedCallRecord:
@@ -307,77 +324,14 @@ class QueueAccounting:
             except Exception:
                 self._metrics.call_records.labels(result="failed").inc()
                 raise  # the consumer retries the event; counters are not repeated
-            self._metrics.call_records.labels(result="written").inc()
-        if answered_late:
-            await self._store.set_fact(uid, "recorded", "answered")
-            self._metrics.calls_ended.labels(hotline=fields["hotline"], outcome="answered").inc()
-            return
-        await self._store.set_fact(uid, "recorded", fields["outcome"])
-        self._metrics.calls_ended.labels(hotline=fields["hotline"], outcome=fields["outcome"]).inc()
+            counts.add(self._metrics.call_records.labels(result="written").inc)
+        outcome = "answered" if answered_late else fields["outcome"]
+        await self._store.set_fact(uid, "recorded", outcome)
+        counts.add(self._metrics.calls_ended.labels(hotline=fields["hotline"], outcome=outcome).inc)
 
-    def _record_fields(self, uid: str, facts: Mapping[str, str], in_queue: str) -> dict[str, str]:
-        # Queues in the order they were entered; an offer of unknown time
-        # (recovered after an AMI outage) counts as the latest.
-        offers = sorted((_float(v) if _float(v) is not None else float("inf"), k.split(":", 1)[1])
-                        for k, v in facts.items() if k.startswith("offered:"))
-        answers = sorted((float(v), k.split(":", 1)[1]) for k, v in facts.items()
-                         if k.startswith("answered:") and _float(v) is not None)
-        queued = offers[0][0] if offers and offers[0][0] != float("inf") else None
-        answered = answers[0][0] if answers else None
-        ended = _float(facts.get("ended"))
-        program = answers[0][1] if answers else (in_queue or (offers[-1][1] if offers else ""))
-        queues = [q for _, q in offers if q != program] + ([program] if program else [])
-        if ended is None and _float(facts.get("received")) is None:
-            ended = self._clock()  # a hang-up of unknown time (journal): the record still needs one
-        if answers:
-            outcome = "answered"
-        elif facts.get("callback"):
-            outcome = {"overflow": "overflow_callback", "closed": "closed"}.get(facts["callback"], "callback")
-        elif facts.get("closed"):
-            outcome = "closed"
-        elif program and facts.get(f"abandoned:{program}"):
-            outcome = facts[f"abandoned:{program}"]
-        elif facts.get("ivr_left") and not offers:
-            outcome = "ivr_hangup"
-        else:
-            outcome = "no_queue"
-        wait = _float(facts.get("wait"))
-        if wait is None and queued is not None and ended is not None and not answers:
-            wait = max(0.0, ended - queued)
-        talk = None
-        talk_end = _float(facts.get("talk_end"))
-        if talk_end is None or (ended is not None and talk_end > ended):
-            talk_end = ended
-        if answered is not None and talk_end is not None and talk_end >= answered:
-            talk = talk_end - answered
-            if not facts.get("recorded"):
-                self._metrics.queue_talk_seconds.labels(program=program).observe(talk)
-        request_type = facts.get("request_type", "")
-        governorate = facts.get("governorate", "")
-
-        def t(value: float | None) -> str:
-            return "" if value is None else f"{value:.3f}"
-
-        return {
-            "uid": uid,
-            "hotline": self._hotline(facts.get("hotline", "")),
-            "program": program,
-            "queues": ",".join(queues),
-            "request_type": request_type if request_type in self._request_types else NO_REQUEST_TYPE,
-            "governorate": governorate if governorate in GOVERNORATE_LABELS else UNKNOWN_GOVERNORATE,
-            "received": t(_float(facts.get("received"))),
-            "queued": t(queued),
-            "answered": t(answered),
-            "ended": t(ended),
-            "wait_seconds": t(wait) if queued is not None else "",
-            "talk_seconds": t(talk),
-            "outcome": outcome,
-        }
-
-    async def _labels(self, uid: str, queue: str) -> dict[str, str]:
+    def _labels(self, facts: dict[str, str], queue: str) -> dict[str, str]:
         # The IVR recorded what the call is about before it reached the queue;
         # a caller who skipped the IVR (engine down) has no request type.
-        facts = await self._store.facts(uid)
         request_type = facts.get("request_type", "")
         if request_type not in self._request_types:
             request_type = NO_REQUEST_TYPE
@@ -390,10 +344,10 @@ class QueueAccounting:
     def _hotline(self, number: str) -> str:
         return number if number in self._hotlines else UNKNOWN_HOTLINE
 
-    def _known(self, queue: str, event: Mapping[str, str]) -> bool:
+    def _known(self, queue: str, event: AmiEvent) -> bool:
         if queue in self._queues:
             return True
-        log.warning("AMI %s for unknown queue %r; not counted", event.get("Event"), queue)
+        log.warning("AMI %s for unknown queue %r; not counted", event.name, queue)
         return False
 
     def _count(self, kind: str) -> str:
@@ -401,19 +355,13 @@ class QueueAccounting:
         return kind
 
     _handlers = {
-        "User:IvrCallStart": _call_start,
-        "User:IvrRoute": _route,
-        "QueueCallerJoin": _caller_join,
-        "QueueEntry": _caller_join,  # from QueueStatus after a reconnect
-        "AgentConnect": _agent_connect,
-        "AgentComplete": _agent_complete,
-        "User:IvrCallEnd": _call_end,
-        "User:IvrQueueExit": _queue_exit,
+        CallStarted: _call_start,
+        CallRouted: _route,
+        QueueCallerJoin: _caller_join,
+        QueueEntry: _caller_join,  # from QueueStatus after a reconnect
+        AgentCalled: _agent_called,
+        AgentConnect: _agent_connect,
+        AgentComplete: _agent_complete,
+        CallEnded: _call_end,
+        QueueExited: _queue_exit,
     }
-
-
-def _last_exited_queue(facts: Mapping[str, str]) -> str:
-    queue = facts.get("last_exit", "")
-    if queue and facts.get(f"offered:{queue}"):
-        return queue
-    return ""

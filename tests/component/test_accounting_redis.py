@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from metrics.registry import EngineMetrics, sample_sum
 from queues.calls.accounting import QueueAccounting
 from queues.calls.store import RedisCallStateStore
+from queues.ami.events import parse_event
 
 
 # Asterisk's event times: callers join at T0 and hang up a minute later.
@@ -62,12 +63,13 @@ async def test_same_event_counted_by_exactly_one_worker(config, redis_server, re
     clients, (a, b) = await two_workers(config, redis_server)
     try:
         event = join("1732467000.1")
-        results = await asyncio.gather(a.accounting.handle(dict(event)), b.accounting.handle(dict(event)))
+        results = await asyncio.gather(a.accounting.handle(parse_event(dict(event))), b.accounting.handle(parse_event(dict(event))))
         assert sorted(results) == ["accounted", "duplicate"]
         assert a.value("offered") + b.value("offered") == 1
         assert a.kind("duplicate") + b.kind("duplicate") == 1
         facts = await a.store.facts("1732467000.1")
-        assert set(facts) == {"offered:takaful_karama"}
+        # The offer, and where the call waits now (its state: queued).
+        assert set(facts) == {"offered:takaful_karama", "in_queue"} and facts["in_queue"] == "takaful_karama"
         assert await redis_client.ttl("ivr:call:1732467000.1") > 0
     finally:
         for c in clients:
@@ -90,7 +92,7 @@ async def test_many_calls_split_between_workers_are_each_counted_once(config, re
         # concurrently and in the same order.
 
         async def run(worker):
-            return [await worker.accounting.handle(e) for e in events]
+            return [await worker.accounting.handle(parse_event(e)) for e in events]
 
         ra, rb = await asyncio.gather(run(a), run(b))
         for event, x, y in zip(events, ra, rb):
@@ -109,8 +111,8 @@ async def test_second_worker_after_the_first_counts_nothing(config, redis_server
     clients, (a, b) = await two_workers(config, redis_server)
     try:
         events = [join("1732467200.1", "forsa"), call_end("1732467200.1", "forsa")]
-        assert [await a.accounting.handle(e) for e in events] == ["accounted", "accounted"]
-        assert [await b.accounting.handle(e) for e in events] == ["duplicate", "duplicate"]
+        assert [await a.accounting.handle(parse_event(e)) for e in events] == ["accounted", "accounted"]
+        assert [await b.accounting.handle(parse_event(e)) for e in events] == ["duplicate", "duplicate"]
         assert (a.value("offered", "forsa"), a.value("abandoned", "forsa")) == (1, 1)
         assert (b.value("offered", "forsa"), b.value("abandoned", "forsa")) == (0, 0)
     finally:

@@ -19,6 +19,8 @@ from queues.agents import (
     RedisAgentStateStore,
     derive_state,
 )
+from queues.ami.actions import parse_reply
+from queues.ami.events import parse_event
 
 T0 = 1_732_467_000.0
 
@@ -80,9 +82,9 @@ class FakeAmi:
     def __init__(self):
         self.actions = []
 
-    async def action(self, fields, *, as_list=None, timeout=None):
-        self.actions.append(fields)
-        return {"Response": "Success"}
+    async def send(self, action, *, timeout=None):
+        self.actions.append(action.headers())
+        return parse_reply(action, {"Response": "Success"})
 
 
 async def test_two_workers_share_the_state(redis_client, config):
@@ -97,7 +99,7 @@ async def test_two_workers_share_the_state(redis_client, config):
     for attempt in ("1.1", "1.2"):
         event = {"Event": "AgentRingNoAnswer", "Queue": "shared", "Interface": "PJSIP/agent1001",
                  "MemberName": "Amina Hassan", "DestUniqueid": attempt, "RingTime": "20"}
-        await tracker.handle(event)
+        await tracker.handle(parse_event(event))
     view = await desk.view("1001")
     assert (view.state, view.reason) == (AgentState.PAUSED, "no_answer")
     assert ami.actions[-1]["Reason"] == "no_answer"
@@ -107,7 +109,8 @@ async def test_two_workers_share_the_state(redis_client, config):
 
 
 async def test_cli_ami_connection_gives_up_when_asterisk_is_not_running(config):
-    from queues.agents.cli import Unreachable, connect_ami
+    from app.tools import connect_ami
+    from core.errors import Unreachable
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -17,7 +17,8 @@ import redis
 
 from app.cli import main
 from metrics.call_records import CallRecord, RedisCallRecords
-from metrics.report import RecordsUnavailable, month_period, read_records
+from app.tools import read_call_records as read_records
+from metrics.report import RecordsUnavailable, month_period
 
 DEMO = Path(__file__).resolve().parents[2] / "config"
 

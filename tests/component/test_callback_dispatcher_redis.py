@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from metrics.registry import EngineMetrics
-from queues.ami.connection import AmiTimeout
+from queues.ami.actions import AmiTimeout, parse_reply
 from queues.calls.store import MemoryCallStateStore
 from queues.callbacks import (
     ORIGINATE_RETRY_SECONDS,
@@ -24,6 +24,7 @@ from queues.callbacks import (
     RedisCallbackStore,
     next_opening,
 )
+from queues.ami.events import parse_event
 
 CAIRO = ZoneInfo("Africa/Cairo")
 OPEN = datetime(2026, 11, 22, 10, 0, tzinfo=CAIRO)          # Sunday, 1442 open 08:00-20:00
@@ -54,6 +55,11 @@ class FakeAmi:
     @property
     def originates(self) -> list[dict]:
         return [a for a in self.actions if a["Action"] == "Originate"]
+
+    async def send(self, action, *, timeout=None):
+        """The AMI connection's side: a typed action out, its typed reply back."""
+        return parse_reply(action, await self.action(action.headers(), as_list=action.lists_events,
+                                                     timeout=timeout))
 
 
 class Clock:
@@ -108,7 +114,7 @@ class World:
         return self.registry.get_sample_value("ivr_callbacks_pending", {})
 
     async def event(self, **fields) -> str:
-        return await self.dispatcher.handle(fields)
+        return await self.dispatcher.handle(parse_event(fields))
 
     async def dial_result(self, callback_id, placement, status) -> str:
         return await self.event(Event="UserEvent", UserEvent="IvrCallbackResult", CallbackId=callback_id,
@@ -295,7 +301,7 @@ async def test_two_workers_handling_the_same_event_retry_once(config, store):
     other = w.new_dispatcher(config, ami=FakeAmi())
     event = {"Event": "UserEvent", "UserEvent": "IvrCallbackResult", "CallbackId": cb_id, "Stage": "dial",
              "Status": "NOANSWER", "Uniqueid": f"cbd{cb_id}a1"}
-    results = await asyncio.gather(w.dispatcher.handle(event), other.handle(event))
+    results = await asyncio.gather(w.dispatcher.handle(parse_event(event)), other.handle(parse_event(event)))
     assert sorted(results) == ["retry", "stale"]
     assert (await store.get(cb_id)).attempts == 1
 

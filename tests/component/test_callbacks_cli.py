@@ -19,11 +19,12 @@ from prometheus_client import CollectorRegistry
 from test_callback_dispatcher_redis import OPEN, FakeAmi
 
 import app.cli
-from queues.agents.cli import connect_ami
+from app.tools import ami_with_secret, connect_ami, connect_redis, tool_metrics
 from queues.callbacks.cli import DEFAULT_LIMIT, run_callbacks_command
 from core.paths import Paths
 from metrics.registry import EngineMetrics
 from queues.callbacks import CallbackDispatcher, RedisCallbackStore
+from queues.ami.events import parse_event
 
 NOW = OPEN.timestamp()
 N_OLD, N_DONE, N_QUEUED, N_WAIT = "01001234561", "01112345672", "01223456783", "01501234564"
@@ -74,7 +75,7 @@ class Seeded:
         return await self.store.request(number=number, now=created, due_at=due, **fields)
 
     async def event(self, **fields):
-        return await self.dispatcher.handle(fields)
+        return await self.dispatcher.handle(parse_event(fields))
 
     async def seed(self):
         self.old = await self.request(N_OLD, created=NOW - 2 * 86400, due=NOW + 86400, reason="closed",
@@ -109,7 +110,11 @@ def args(action, callback_id=None, *, state="recent", program=None, limit=DEFAUL
 async def run(config, ns, **kw):
     out, err = io.StringIO(), io.StringIO()
     kw.setdefault("now", NOW)
-    code = await run_callbacks_command(ns, config, Paths.from_environment(), out=out, err=err, **kw)
+    # What app.tools wires for `ivr callbacks`, unless the test gives its own.
+    kw.setdefault("redis_factory", connect_redis)
+    kw.setdefault("ami_factory", ami_with_secret(Paths.from_environment()))
+    kw.setdefault("metrics", tool_metrics(config))
+    code = await run_callbacks_command(ns, config, out=out, err=err, **kw)
     return code, out.getvalue(), err.getvalue()
 
 

@@ -15,6 +15,7 @@ from app.engine import Engine
 from metrics.registry import EngineMetrics
 
 from core.paths import REPO_ROOT
+from queues.ami.events import parse_event
 
 DEMO = REPO_ROOT / "config"
 
@@ -40,15 +41,15 @@ async def test_agents_counts_serving_and_idle(engine):
     await store.update("1003", member({"nasser_bank": 0, "shared": 0}, in_call="1", call_start=str(now - 30)))
     # 1004 serves it as a secondary skill, but is paused.
     await store.update("1004", member({"nasser_bank": 1, "shared": 0}, paused="1", pause_reason="break"))
-    assert await engine.agents_counts("nasser_bank") == (2, 1)
+    assert await engine.agent_tracker.serving_counts("nasser_bank") == (2, 1)
     # A ringing agent is about to take the head of the queue: counted as idle.
     await store.update("1003", {"in_call": "0", "ringing": "1", "ringing_until": str(now + 10)})
-    assert await engine.agents_counts("nasser_bank") == (2, 2)
+    assert await engine.agent_tracker.serving_counts("nasser_bank") == (2, 2)
     # A logged-in agent whose phone is not registered serves nobody.
     await store.update("1002", {"device_status": "5"})
-    assert await engine.agents_counts("nasser_bank") == (1, 1)
+    assert await engine.agent_tracker.serving_counts("nasser_bank") == (1, 1)
     # Nobody serves Forsa: no estimate can be given.
-    assert await engine.agents_counts("forsa") == (0, 0)
+    assert await engine.agent_tracker.serving_counts("forsa") == (0, 0)
 
 
 async def test_place_of_a_caller_who_left_the_queue(engine):
@@ -58,13 +59,13 @@ async def test_place_of_a_caller_who_left_the_queue(engine):
     for uid, joined, priority in joins:
         await engine.store.set_fact(uid, f"offered:{queue}", f"{joined:.3f}")
         await engine.store.set_fact(uid, "priority", str(priority))
-        await engine.waiting.handle({"Event": "QueueCallerJoin", "Queue": queue, "Uniqueid": uid,
-                                     "Channel": f"PJSIP/anonymous-{uid}", "Position": "1", "Count": "1"},
+        await engine.waiting.handle(parse_event({"Event": "QueueCallerJoin", "Queue": queue, "Uniqueid": uid,
+                                     "Channel": f"PJSIP/anonymous-{uid}", "Position": "1", "Count": "1"}),
                                     now=joined)
     # b.2 pressed 1 and left Queue(): ahead of them are a.1 (earlier) and c.3
     # (a repeat caller, higher priority); d.4 joined later.
-    await engine.waiting.handle({"Event": "QueueCallerLeave", "Queue": queue, "Uniqueid": "b.2",
-                                 "Position": "3", "Count": "3"}, now=now)
+    await engine.waiting.handle(parse_event({"Event": "QueueCallerLeave", "Queue": queue, "Uniqueid": "b.2",
+                                 "Position": "3", "Count": "3"}), now=now)
     assert await engine.place_of(queue, "b.2") == 3
     # A caller the engine never saw join has no place to keep.
     assert await engine.place_of(queue, "z.9") is None
@@ -72,7 +73,8 @@ async def test_place_of_a_caller_who_left_the_queue(engine):
 
 async def _one_answered_and_one_abandoned(engine, now):
     """Two calls through the engine's own accounting (records go to Redis)."""
-    handle = engine.accounting.handle
+    async def handle(raw):  # the AMI connection parses at the edge
+        return await engine.accounting.handle(parse_event(raw))
     for uid, answered in (("x.1", True), ("x.2", False)):
         t0 = now - 600
         await handle({"Event": "UserEvent", "UserEvent": "IvrCallStart", "Uniqueid": uid, "CallUid": uid,
@@ -94,9 +96,9 @@ async def test_the_wallboard_snapshot_from_records_and_live_state(engine):
     engine, now = engine
     await _one_answered_and_one_abandoned(engine, now)
     await engine.agent_store.update("1002", member({"nasser_bank": 0, "shared": 0}))
-    await engine.waiting.handle({"Event": "QueueCallerJoin", "Queue": "nasser_bank", "Uniqueid": "w.1",
-                                 "Channel": "PJSIP/carrier-1", "Position": "1"}, now=now - 42)
-    snap = await engine.snapshot()
+    await engine.waiting.handle(parse_event({"Event": "QueueCallerJoin", "Queue": "nasser_bank", "Uniqueid": "w.1",
+                                 "Channel": "PJSIP/carrier-1", "Position": "1"}), now=now - 42)
+    snap = await engine.live.snapshot()
     nasser = next(p for p in snap["programs"] if p["id"] == "nasser_bank")
     assert (nasser["offered"], nasser["answered"], nasser["abandoned"]) == (2, 1, 1)
     assert nasser["answer_ratio"] == 0.5 and nasser["service_level_ratio"] == 0.5
@@ -137,7 +139,7 @@ async def test_a_scrape_during_a_redis_outage_withholds_the_live_figures(tmp_pat
 
     try:
         await _one_answered_and_one_abandoned(engine, now)
-        await engine.refresh_live_figures()
+        await engine.live.refresh()
         text = scrape()
         assert "ivr_live_figures_up 1.0" in text
         assert 'ivr_staffing_offered_per_hour{program="nasser_bank"} 2.0' in text
@@ -145,8 +147,8 @@ async def test_a_scrape_during_a_redis_outage_withholds_the_live_figures(tmp_pat
 
         server.stop()  # Redis goes away
         with pytest.raises(Exception):  # redis-py retries for a few seconds, then gives up
-            await engine.refresh_live_figures()
-        loop_task = asyncio.create_task(engine._live_figures(interval=0.2))
+            await engine.live.refresh()
+        loop_task = asyncio.create_task(engine.live.run(interval=0.2))
         assert await _eventually(lambda: engine.metrics.live.failures >= 2, timeout=20)
         assert not loop_task.done()  # the loop carries on
         text = scrape()
@@ -156,9 +158,9 @@ async def test_a_scrape_during_a_redis_outage_withholds_the_live_figures(tmp_pat
             assert gauge not in text, gauge
         assert 'ivr_calls_received_total{hotline="14403"} 2.0' in text
         # The wallboard's snapshot fails loudly too (its page then says "unavailable").
-        engine._snapshot_cache = None
+        engine.live.forget_snapshot()
         with pytest.raises(Exception):
-            await engine.snapshot()
+            await engine.live.snapshot()
 
         server.start()  # Redis is back (empty: no persistence here)
         assert await _eventually(lambda: engine.metrics.live.fresh, timeout=10)
@@ -187,3 +189,24 @@ async def _eventually(predicate, timeout: float) -> bool:
             return True
         await asyncio.sleep(0.1)
     return False
+
+
+async def test_place_of_is_counted_on_real_time_whatever_the_ivr_clock_says(redis_client):
+    """Found on the way: the kept place was counted on the IVR's clock (which
+    the e2e tests pin to an open Sunday, days away from Asterisk's real
+    time), so every caller of the same priority looked ahead of the one who
+    left. Join times are Asterisk's: the place is counted on real time."""
+    config = load_config(DEMO)
+    now = time.time()
+    sunday = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
+    engine = Engine(config=config, ami_secret=None, enable_agi=False, enable_ami=False, enable_wallboard=False,
+                    metrics=EngineMetrics(config, registry=CollectorRegistry()), redis_client=redis_client,
+                    clock=lambda: sunday, wall_clock=lambda: now)
+    queue = "nasser_bank"
+    for uid, joined in (("a.1", now - 100), ("b.2", now - 50), ("d.4", now - 10)):
+        await engine.store.set_fact(uid, f"offered:{queue}", f"{joined:.3f}")
+        await engine.waiting.handle(parse_event({"Event": "QueueCallerJoin", "Queue": queue, "Uniqueid": uid,
+                                                 "Channel": f"PJSIP/anonymous-{uid}", "Position": "1"}), now=joined)
+    await engine.waiting.handle(parse_event({"Event": "QueueCallerLeave", "Queue": queue, "Uniqueid": "b.2"}),
+                                now=now)
+    assert await engine.place_of(queue, "b.2") == 2  # behind a.1 only; d.4 came later

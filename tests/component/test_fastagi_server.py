@@ -14,10 +14,11 @@ from prometheus_client import CollectorRegistry
 from ivr.agi.fastagi import FastAgiServer
 from core.arabic.numbers import digit_fragments
 from core.citizens.national_id import hash_national_id
-from app.engine import HotlineHandler
+from ivr.flow.hotline import HotlineHandler
 from metrics.registry import EngineMetrics, sample_sum
 from queues.calls.accounting import QueueAccounting
 from queues.calls.store import MemoryCallStateStore
+from queues.ami.events import parse_event
 
 TIMEOUT = 3.0          # upper bound for anything the test waits for
 CALLER_SERIAL = itertools.count(1234567)
@@ -647,7 +648,7 @@ def offered(rig: Rig, program: str, request_type: str, governorate: str) -> floa
 async def test_accounting_labels_the_session_with_its_governorate(rig):
     await good_session(rig, "takaful_karama", "inquiry", uniqueid="1732467000.60")
     accounting = QueueAccounting(store=rig.store, metrics=rig.metrics)
-    assert await accounting.handle(caller_join("1732467000.60")) == "accounted"
+    assert await accounting.handle(parse_event(caller_join("1732467000.60"))) == "accounted"
     assert offered(rig, "takaful_karama", "inquiry", "assiut") == 1
     assert offered(rig, "takaful_karama", "inquiry", "unknown") == 0
     assert sample_sum(rig.registry, "ivr_queue_offered_total") == 1
@@ -659,8 +660,8 @@ async def test_accounting_labels_from_stored_facts(rig):
     await rig.store.set_fact("u.assiut", "governorate", "assiut")
     await rig.store.set_fact("u.atlantis", "request_type", "inquiry")
     await rig.store.set_fact("u.atlantis", "governorate", "atlantis")
-    await accounting.handle(caller_join("u.assiut"))
-    await accounting.handle(caller_join("u.atlantis"))
+    await accounting.handle(parse_event(caller_join("u.assiut")))
+    await accounting.handle(parse_event(caller_join("u.atlantis")))
     assert offered(rig, "takaful_karama", "inquiry", "assiut") == 1
     assert offered(rig, "takaful_karama", "inquiry", "unknown") == 1
     assert not any(s.labels.get("governorate") == "atlantis" for m in rig.registry.collect() for s in m.samples)

@@ -1,4 +1,4 @@
-"""The seed's March, replayed: a whole month of AMI events (ivr/simulate/month.py)
+"""The seed's March, replayed: a whole month of AMI events (app/simulate/month.py)
 through the engine's own accounting, then `ivr report` over the call records
 it wrote, must give the ministry's published figures within rounding.
 
@@ -26,6 +26,7 @@ from metrics.registry import EngineMetrics, sample_sum
 from metrics.report import build_report, month_period, render_json, render_text, report_timezone
 from queues.calls.accounting import QueueAccounting
 from queues.calls.store import MemoryCallStateStore
+from queues.ami.events import parse_event
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def replayed():
     async def run():
         kinds: dict[str, int] = {}
         for event in generate_month(config, year=2026, month=3):
-            kind = await accounting.handle(event)
+            kind = await accounting.handle(parse_event(event))
             kinds[kind] = kinds.get(kind, 0) + 1
         return kinds
 

@@ -17,6 +17,8 @@ from metrics.registry import EngineMetrics
 from queues.announcements.announcer import Announcer, announce_exten
 from queues.priority import RedisRecentCallers
 from queues.waiting import MemoryWaitingStore, RedisWaitingStore, WaitingTracker
+from queues.ami.actions import parse_reply
+from queues.ami.events import parse_event
 
 Q = "takaful_karama"   # demo queue: announce every 60 s, wrap-up 5 s, default handle 180 s
 T0 = 1_750_000_000.0
@@ -95,13 +97,13 @@ async def uids(tracker, queue=Q, now=None):
 async def test_join_leave_and_positions(rig):
     tracker, _ = rig
     for i, uid in enumerate(("1750000000.1", "1750000000.2", "1750000000.3")):
-        assert await tracker.handle(join(uid, i + 1), now=T0 + i) == "joined"
+        assert await tracker.handle(parse_event(join(uid, i + 1)), now=T0 + i) == "joined"
     waiters = await tracker.waiting(Q, now=T0 + 30)
     assert [(w.uid, w.position, w.waited_s, w.priority) for w in waiters] == [
         ("1750000000.1", 1, 30.0, 0), ("1750000000.2", 2, 29.0, 0), ("1750000000.3", 3, 28.0, 0)]
     assert waiters[0].channel == chan("1750000000.1")
-    assert await tracker.handle(leave("1750000000.2", 2), now=T0 + 31) == "left"
-    assert await tracker.handle(leave("1750000000.2", 2), now=T0 + 31) == "not_waiting"
+    assert await tracker.handle(parse_event(leave("1750000000.2", 2)), now=T0 + 31) == "left"
+    assert await tracker.handle(parse_event(leave("1750000000.2", 2)), now=T0 + 31) == "not_waiting"
     assert [(w.uid, w.position) for w in await tracker.waiting(Q, now=T0 + 32)] == [
         ("1750000000.1", 1), ("1750000000.3", 2)]
     assert await tracker.waiting("shared") == []
@@ -109,12 +111,12 @@ async def test_join_leave_and_positions(rig):
 
 async def test_priority_goes_first_and_counts_for_new_callers(rig):
     tracker, priorities = rig
-    await tracker.handle(join("1750000000.1", 1), now=T0)
-    await tracker.handle(join("1750000000.2", 2), now=T0 + 1)
+    await tracker.handle(parse_event(join("1750000000.1", 1)), now=T0)
+    await tracker.handle(parse_event(join("1750000000.2", 2)), now=T0 + 1)
     priorities.known["1750000000.3"] = 5   # the IVR's call facts
-    await tracker.handle(join("1750000000.3", 1, 3), now=T0 + 2)
+    await tracker.handle(parse_event(join("1750000000.3", 1, 3)), now=T0 + 2)
     priorities.known["1750000000.4"] = 5
-    await tracker.handle(join("1750000000.4", 2, 4), now=T0 + 3)
+    await tracker.handle(parse_event(join("1750000000.4", 2, 4)), now=T0 + 3)
     assert await uids(tracker) == ["1750000000.3", "1750000000.4", "1750000000.1", "1750000000.2"]
     assert [w.priority for w in await tracker.waiting(Q)] == [5, 5, 0, 0]
     assert await tracker.position_for_new_caller(Q, 0) == 5
@@ -127,10 +129,10 @@ async def test_priority_goes_first_and_counts_for_new_callers(rig):
 async def test_the_same_join_twice_keeps_the_place(rig):
     tracker, _ = rig
     for i, uid in enumerate(("1750000000.1", "1750000000.2", "1750000000.3")):
-        await tracker.handle(join(uid, i + 1), now=T0 + i)
+        await tracker.handle(parse_event(join(uid, i + 1)), now=T0 + i)
     # A lagging worker replays the first join once the queue has moved on.
-    await tracker.handle(join("1750000000.1", 1), now=T0 + 50)
-    await tracker.handle(join("1750000000.3", 1), now=T0 + 50)
+    await tracker.handle(parse_event(join("1750000000.1", 1)), now=T0 + 50)
+    await tracker.handle(parse_event(join("1750000000.3", 1)), now=T0 + 50)
     assert await uids(tracker) == ["1750000000.1", "1750000000.2", "1750000000.3"]
     assert (await tracker.waiting(Q, now=T0 + 60))[0].waited_s == 60.0
 
@@ -138,10 +140,10 @@ async def test_the_same_join_twice_keeps_the_place(rig):
 async def test_unknown_priority_is_taken_from_where_app_queue_put_the_caller(rig):
     tracker, priorities = rig
     priorities.known.update({"1750000000.1": 8, "1750000000.2": 0})
-    await tracker.handle(join("1750000000.1", 1), now=T0)
-    await tracker.handle(join("1750000000.2", 2), now=T0 + 1)
+    await tracker.handle(parse_event(join("1750000000.1", 1)), now=T0)
+    await tracker.handle(parse_event(join("1750000000.2", 2)), now=T0 + 1)
     # A callback placeholder (no call facts) that app_queue put second.
-    await tracker.handle(join("1750000000.9", 2, 3, channel="Local/17@ivr-callback-hold-00000001;2"), now=T0 + 2)
+    await tracker.handle(parse_event(join("1750000000.9", 2, 3, channel="Local/17@ivr-callback-hold-00000001;2")), now=T0 + 2)
     assert await uids(tracker) == ["1750000000.1", "1750000000.9", "1750000000.2"]
     assert [w.priority for w in await tracker.waiting(Q)] == [8, 8, 0]
 
@@ -149,26 +151,26 @@ async def test_unknown_priority_is_taken_from_where_app_queue_put_the_caller(rig
 async def test_back_from_the_callback_menu_keeps_place_and_wait(rig):
     tracker, _ = rig
     for i, uid in enumerate(("1750000000.1", "1750000000.2", "1750000000.3")):
-        await tracker.handle(join(uid, i + 1), now=T0 + i)
-    await tracker.handle(leave("1750000000.2", 2), now=T0 + 40)       # pressed the callback key
-    await tracker.handle(join("1750000000.2", 2, 3), now=T0 + 70)     # '*': back at position 2
+        await tracker.handle(parse_event(join(uid, i + 1)), now=T0 + i)
+    await tracker.handle(parse_event(leave("1750000000.2", 2)), now=T0 + 40)       # pressed the callback key
+    await tracker.handle(parse_event(join("1750000000.2", 2, 3)), now=T0 + 70)     # '*': back at position 2
     waiters = await tracker.waiting(Q, now=T0 + 100)
     assert [w.uid for w in waiters] == ["1750000000.1", "1750000000.2", "1750000000.3"]
     assert waiters[1].waited_s == 99.0   # counted from the first join
     # A later newcomer still goes last.
-    await tracker.handle(join("1750000000.4", 4), now=T0 + 101)
+    await tracker.handle(parse_event(join("1750000000.4", 4)), now=T0 + 101)
     assert (await uids(tracker))[-1] == "1750000000.4"
 
 
 async def test_answer_and_handle_times(rig):
     tracker, _ = rig
     assert await tracker.handle_seconds(Q) == 180.0          # default_handle_seconds, no history yet
-    await tracker.handle(join("1750000000.1", 1), now=T0)
-    assert await tracker.handle(connect("1750000000.1", 42), now=T0 + 42) == "answered"
+    await tracker.handle(parse_event(join("1750000000.1", 1)), now=T0)
+    assert await tracker.handle(parse_event(connect("1750000000.1", 42)), now=T0 + 42) == "answered"
     assert await tracker.waiting(Q) == []
     assert await tracker.measured_waits(Q) == [42.0]
-    assert await tracker.handle(complete("1750000000.1", 100), now=T0 + 142) == "completed"
-    await tracker.handle(complete("1750000000.5", 200), now=T0 + 150)
+    assert await tracker.handle(parse_event(complete("1750000000.1", 100)), now=T0 + 142) == "completed"
+    await tracker.handle(parse_event(complete("1750000000.5", 200)), now=T0 + 150)
     assert await tracker.handle_seconds(Q) == 155.0          # mean talk 150 + wrap-up 5
     assert await tracker.handle_seconds("shared") == 180.0   # queues learn separately
 
@@ -176,29 +178,30 @@ async def test_answer_and_handle_times(rig):
 async def test_only_the_newest_fifty_talk_times_are_kept(rig):
     tracker, _ = rig
     for i in range(60):
-        await tracker.handle(complete(f"1750000000.{i}", 100 + i), now=T0 + i)
+        await tracker.handle(parse_event(complete(f"1750000000.{i}", 100 + i)), now=T0 + i)
     # Newest 50: talk times 110..159.
     assert await tracker.handle_seconds(Q) == pytest.approx(sum(range(110, 160)) / 50 + 5)
 
 
 async def test_events_it_does_not_use(rig):
     tracker, _ = rig
-    assert await tracker.handle({"Event": "Newchannel", "Uniqueid": "1.1"}) == "ignored"
-    assert await tracker.handle(join("1750000000.1", 1, queue="no_such_queue")) == "unknown_queue"
+    assert await tracker.handle(parse_event({"Event": "Newchannel", "Uniqueid": "1.1"})) == "ignored"
+    assert await tracker.handle(parse_event(join("1750000000.1", 1, queue="no_such_queue"))) == "unknown_queue"
     bad = join("1750000000.1", 1)
     del bad["Uniqueid"]
-    assert await tracker.handle(bad) == "malformed"
+    assert await tracker.handle(parse_event(bad)) == "malformed"
 
 
 async def test_resync_from_queue_status(rig):
     tracker, _ = rig
-    await tracker.handle(join("1750000000.1", 1), now=T0)
-    await tracker.handle(join("1750000000.7", 1, queue="forsa"), now=T0)   # its leave was missed
+    await tracker.handle(parse_event(join("1750000000.1", 1)), now=T0)
+    await tracker.handle(parse_event(join("1750000000.7", 1, queue="forsa")), now=T0)   # its leave was missed
     entries = [queue_entry("1750000000.1", 2, 100),
                queue_entry("1750000000.2", 1, 30, priority=8),
                queue_entry("1750000000.3", 3, 20),
                queue_entry("1750000000.4", 4, 20)]      # same second as .3: Position decides
-    assert await tracker.resync([*entries, {"Event": "QueueStatusComplete"}], now=T0 + 100) == 4
+    reply = [parse_event(e) for e in (*entries, {"Event": "QueueStatusComplete"})]
+    assert await tracker.resync(reply, now=T0 + 100) == 4
     waiters = await tracker.waiting(Q, now=T0 + 100)
     assert [(w.uid, w.priority) for w in waiters] == [
         ("1750000000.2", 8), ("1750000000.1", 0), ("1750000000.3", 0), ("1750000000.4", 0)]
@@ -206,7 +209,7 @@ async def test_resync_from_queue_status(rig):
     assert await tracker.waiting("forsa") == []                  # not in the snapshot: empty
     assert await tracker.position_for_new_caller(Q, 8) == 2
     # Events carry on from the rebuilt picture.
-    await tracker.handle(join("1750000000.5", 5), now=T0 + 101)
+    await tracker.handle(parse_event(join("1750000000.5", 5)), now=T0 + 101)
     assert (await uids(tracker))[-1] == "1750000000.5"
 
 
@@ -214,9 +217,9 @@ async def test_resync_from_queue_status(rig):
 
 async def test_redis_layout_and_stale_entries(redis_client, config):
     tracker = WaitingTracker(store=RedisWaitingStore(redis_client, prefix="t:"), config=config)
-    await tracker.handle(join("1750000000.1", 1), now=T0)
-    await tracker.handle(join("1750000000.2", 2), now=T0 + 1)
-    await tracker.handle(complete("1750000000.0", 90), now=T0 + 2)
+    await tracker.handle(parse_event(join("1750000000.1", 1)), now=T0)
+    await tracker.handle(parse_event(join("1750000000.2", 2)), now=T0 + 1)
+    await tracker.handle(parse_event(complete("1750000000.0", 90)), now=T0 + 2)
     assert await redis_client.zrange(f"t:waiting:{Q}", 0, -1) == [b"1750000000.1", b"1750000000.2"]
     assert await redis_client.hget(f"t:waiter:{Q}:1750000000.1", "channel") == chan("1750000000.1").encode()
     assert 0 < await redis_client.ttl(f"t:waiter:{Q}:1750000000.1") <= 6 * 3600
@@ -237,7 +240,7 @@ async def test_concurrent_joins_from_several_workers(redis_server, redis_client,
 
         async def worker(tracker):
             for i, event in enumerate(events):
-                await tracker.handle(event, now=T0 + i)
+                await tracker.handle(parse_event(event), now=T0 + i)
                 await asyncio.sleep(0)
 
         await asyncio.gather(*(worker(t) for t in trackers))
@@ -278,6 +281,11 @@ class FakeAmi:
     def originates(self) -> list[dict]:
         return [a for a in self.actions if a["Action"] == "Originate"]
 
+    async def send(self, action, *, timeout=None):
+        """The AMI connection's side: a typed action out, its typed reply back."""
+        return parse_reply(action, await self.action(action.headers(), as_list=action.lists_events,
+                                                     timeout=timeout))
+
 
 class Announcing:
     def __init__(self, redis_client, config, *, counts=(2, 0), ami=None, tracker=None):
@@ -305,9 +313,9 @@ def variables(action: dict) -> dict[str, str]:
 async def test_periodic_announcement_whispers_position_and_wait(redis_client, config):
     rig = Announcing(redis_client, config)
     t = rig.tracker
-    await t.handle(join("1750000000.1", 1), now=T0)
-    await t.handle(join("1750000000.2", 2), now=T0 + 20)
-    await t.handle(join("1750000000.3", 3, channel="Local/17@ivr-callback-hold-00000001;2"), now=T0 + 20)
+    await t.handle(parse_event(join("1750000000.1", 1)), now=T0)
+    await t.handle(parse_event(join("1750000000.2", 2)), now=T0 + 20)
+    await t.handle(parse_event(join("1750000000.3", 3, channel="Local/17@ivr-callback-hold-00000001;2")), now=T0 + 20)
     assert await rig.announcer.tick(T0 + 59) == 0
     assert await rig.announcer.tick(T0 + 60) == 1               # 60 s of wait: the first caller only
     assert await rig.announcer.tick(T0 + 65) == 0               # not twice
@@ -330,7 +338,7 @@ async def test_periodic_announcement_whispers_position_and_wait(redis_client, co
 
 async def test_nobody_serving_says_wait_unknown(redis_client, config):
     rig = Announcing(redis_client, config, counts=(0, 0))
-    await rig.tracker.handle(join("1750000000.1", 1), now=T0)
+    await rig.tracker.handle(parse_event(join("1750000000.1", 1)), now=T0)
     assert await rig.announcer.tick(T0 + 61) == 1
     assert variables(rig.ami.originates()[0])["IVR_ANNOUNCE_FILES"] == (
         "ivr/queue-you-are-next&ivr/queue-wait-unknown")
@@ -341,7 +349,7 @@ async def test_two_workers_never_announce_twice(redis_server, redis_client, conf
     try:
         workers = [Announcing(c, config) for c in clients]
         for i in range(10):
-            await workers[0].tracker.handle(join(f"1750000000.{i}", i + 1), now=T0)
+            await workers[0].tracker.handle(parse_event(join(f"1750000000.{i}", i + 1)), now=T0)
         sent = await asyncio.gather(*(w.announcer.tick(T0 + 61) for w in workers for _ in range(3)))
     finally:
         for c in clients:
@@ -353,23 +361,23 @@ async def test_two_workers_never_announce_twice(redis_server, redis_client, conf
 
 async def test_cancel_hangs_up_a_running_announcement(redis_client, config):
     rig = Announcing(redis_client, config)
-    await rig.tracker.handle(join("1750000000.1", 1), now=T0)
-    await rig.tracker.handle(join("1750000000.2", 2), now=T0)
+    await rig.tracker.handle(parse_event(join("1750000000.1", 1)), now=T0)
+    await rig.tracker.handle(parse_event(join("1750000000.2", 2)), now=T0)
     await rig.announcer.tick(T0 + 60)
     assert await rig.announcer.cancel("1750000000.1") is True
     assert rig.ami.actions[-1] == {"Action": "Hangup", "Channel": "/^Local/17500000001@ivr-announce-/"}
     assert await rig.announcer.cancel("1750000000.1") is False   # nothing running any more
     assert await rig.announcer.cancel("1750000000.9") is False   # never announced
     # The dialplan's end-of-playback event: nothing left to cancel either.
-    assert await rig.announcer.handle({"Event": "UserEvent", "UserEvent": "IvrAnnounced", "Queue": Q,
-                                       "CallUid": "1750000000.2", "Status": "SUCCESS"}) == "announced"
+    assert await rig.announcer.handle(parse_event({"Event": "UserEvent", "UserEvent": "IvrAnnounced", "Queue": Q,
+                                       "CallUid": "1750000000.2", "Status": "SUCCESS"})) == "announced"
     assert await rig.announcer.cancel("1750000000.2") is False
     assert [a["Action"] for a in rig.ami.actions] == ["Originate", "Originate", "Hangup"]
 
 
 async def test_ami_failure_is_not_counted(redis_client, config):
     rig = Announcing(redis_client, config, ami=FakeAmi(fail=ConnectionError("AMI not logged in")))
-    await rig.tracker.handle(join("1750000000.1", 1), now=T0)
+    await rig.tracker.handle(parse_event(join("1750000000.1", 1)), now=T0)
     assert await rig.announcer.tick(T0 + 60) == 0
     assert rig.announced() == 0.0
     assert await rig.announcer.cancel("1750000000.1") is False
@@ -379,8 +387,8 @@ async def test_queues_without_periodic_announcements_are_skipped(redis_client, c
     quiet = config.model_copy(update={"queues": tuple(
         q.model_copy(update={"announce_every_seconds": 0}) if q.id == Q else q for q in config.queues)})
     rig = Announcing(redis_client, quiet)
-    await rig.tracker.handle(join("1750000000.1", 1), now=T0)
-    await rig.tracker.handle(join("1750000000.2", 1, queue="forsa"), now=T0)
+    await rig.tracker.handle(parse_event(join("1750000000.1", 1)), now=T0)
+    await rig.tracker.handle(parse_event(join("1750000000.2", 1, queue="forsa")), now=T0)
     assert await rig.announcer.tick(T0 + 600) == 1
     assert variables(rig.ami.originates()[0])["IVR_ANNOUNCE_QUEUE"] == "forsa"
 
@@ -389,8 +397,8 @@ async def test_join_announcement_and_estimate(redis_client, config):
     rig = Announcing(redis_client, config, counts=(3, 1))
     t = rig.tracker
     for i in range(4):
-        await t.handle(join(f"1750000000.{i}", i + 1), now=T0 + i)
-    await t.handle(complete("1750000000.9", 240), now=T0)          # h = 240 + 5
+        await t.handle(parse_event(join(f"1750000000.{i}", i + 1)), now=T0 + i)
+    await t.handle(parse_event(complete("1750000000.9", 240)), now=T0)          # h = 240 + 5
     assert await rig.announcer.estimate(Q, 1) == 0.0               # an idle agent takes the next caller
     # A new caller joins behind the four: position 5, 4 calls to end on 3 agents.
     position, wait, fragments = await rig.announcer.join_announcement(Q, 0)

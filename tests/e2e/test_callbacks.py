@@ -17,7 +17,7 @@ import re
 
 import pytest
 
-from queues.callbacks.cli import run_callbacks_command
+from app.tools import callbacks_tool
 from core.paths import Paths
 from app.simulate import random_phone_number
 from app.simulate.sipp import CallerScript, start_citizen_phone, typed_keys
@@ -73,7 +73,7 @@ def callbacks_cli(hotline, action: str, callback_id: str | None = None, state: s
     args = argparse.Namespace(action=action, callback_id=callback_id, state=state, program=None, limit=50,
                               format="text")
     out, err = io.StringIO(), io.StringIO()
-    code = asyncio.run(run_callbacks_command(args, hotline.config, Paths.from_environment(), out=out, err=err))
+    code = asyncio.run(callbacks_tool(args, hotline.config, Paths.from_environment(), out=out, err=err))
     return code, out.getvalue(), err.getvalue()
 
 
@@ -152,7 +152,7 @@ def test_a_callback_survives_restarts_of_the_service(hotline, phones):
 
     # 1. The service restarts; Asterisk keeps the placeholder in the queue.
     engine = hotline.engine.restart()
-    assert hotline.wait_until(lambda: engine.resyncs >= 1, 30)
+    assert hotline.wait_until(lambda: engine.resync.count >= 1, 30)
     kept = the_callback_to(hotline, mobile)
     assert (kept.state, kept.placement) == ("queued", cb.placement), kept
 
@@ -160,7 +160,7 @@ def test_a_callback_survives_restarts_of_the_service(hotline, phones):
     lost = []
     engine = hotline.engine.restart(while_down=lambda: lost.extend(_hang_up_placeholders(hotline)))
     assert len(lost) == 2, lost   # the two halves of the Local channel
-    assert hotline.wait_until(lambda: engine.resyncs >= 1, 30)
+    assert hotline.wait_until(lambda: engine.resync.count >= 1, 30)
     assert hotline.wait_until(lambda: the_callback_to(hotline, mobile).placement == cb.placement + 1
                               and the_callback_to(hotline, mobile).state == "queued", 30), \
         audit_events(hotline, cb.id)

@@ -15,6 +15,7 @@ from datetime import datetime
 import pytest
 
 from app.simulate.sipp import CallerScript, start_agent, stop_agent
+from app.tools import read_call_records
 from metrics.report import report_timezone, run_report_command
 
 pytestmark = pytest.mark.e2e
@@ -73,19 +74,20 @@ def test_real_calls_become_call_records_a_report_and_wallboard_figures(hotline, 
     today = datetime.now(report_timezone(hotline.config)).date().isoformat()
     out, err = io.StringIO(), io.StringIO()
     args = argparse.Namespace(month=None, date_from=today, date_to=today, format="json", bidi="logical")
-    assert run_report_command(args, hotline.config, stdout=out, stderr=err) == 0, err.getvalue()
+    assert run_report_command(args, hotline.config, stdout=out, stderr=err, reader=read_call_records) == 0, err.getvalue()
     report = json.loads(out.getvalue())
     assert report["total"]["calls"] >= 3
     nasser = next(p for p in report["programs"] if p["queue"] == "nasser_bank")
     assert nasser["figures"]["answered"] >= 1
     text = io.StringIO()
     args.format = "text"
-    assert run_report_command(args, hotline.config, stdout=text, stderr=err) == 0
+    assert run_report_command(args, hotline.config, stdout=text, stderr=err, reader=read_call_records) == 0
     assert "بنك ناصر الاجتماعي" in text.getvalue()
     # A month with no call: a clear message and exit code 3, never a table of 0 %.
     empty = argparse.Namespace(month="2019-02", date_from=None, date_to=None, format="text", bidi="logical")
     err = io.StringIO()
-    assert run_report_command(empty, hotline.config, stdout=io.StringIO(), stderr=err) == 3
+    assert run_report_command(empty, hotline.config, stdout=io.StringIO(), stderr=err,
+                              reader=read_call_records) == 3
     assert "2019" in err.getvalue()
 
     # --- the wallboard served by the engine ----------------------------------------

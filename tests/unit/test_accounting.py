@@ -17,6 +17,7 @@ from core.configuration import load_config
 from metrics.registry import EngineMetrics, sample_sum
 from queues.calls.accounting import QueueAccounting
 from queues.calls.store import MemoryCallStateStore
+from queues.ami.events import parse_event
 
 DEMO = Path(__file__).resolve().parents[2] / "config"
 
@@ -100,7 +101,7 @@ class Rig:
         self.accounting = QueueAccounting(store=self.store, metrics=self.metrics)
 
     async def handle(self, event) -> str:
-        return await self.accounting.handle(event)
+        return await self.accounting.handle(parse_event(event))
 
     def value(self, metric: str, program: str) -> float | None:
         return sample_sum(self.registry, f"ivr_queue_{metric}_total", program=program)
@@ -405,16 +406,16 @@ async def test_a_callback_placeholder_counts_for_the_call_that_asked_for_it():
     def count(name: str) -> float:
         return sample_sum(registry, name, program="nasser_bank", request_type="inquiry", governorate="minya")
 
-    await accounting.handle({"Event": "QueueCallerJoin", "Queue": "nasser_bank", "Uniqueid": "1732.1"})
+    await accounting.handle(parse_event({"Event": "QueueCallerJoin", "Queue": "nasser_bank", "Uniqueid": "1732.1"}))
     # The caller left for the callback menu and the call ended outside the queue.
-    await accounting.handle({"Event": "UserEvent", "UserEvent": "IvrQueueExit", "Queue": "nasser_bank",
-                             "QueueStatus": "CALLBACK", "Uniqueid": "1732.1", "CallUid": "1732.1"})
-    await accounting.handle({"Event": "UserEvent", "UserEvent": "IvrCallEnd", "Queue": "", "Uniqueid": "1732.1",
-                             "CallUid": "1732.1"})
-    assert await accounting.handle({"Event": "QueueCallerJoin", "Queue": "nasser_bank",
-                                    "Uniqueid": "cbq7a1"}) == "duplicate"
-    assert await accounting.handle({"Event": "AgentConnect", "Queue": "nasser_bank", "Uniqueid": "cbq7a1",
-                                    "Interface": "PJSIP/agent1002"}) == "accounted"
+    await accounting.handle(parse_event({"Event": "UserEvent", "UserEvent": "IvrQueueExit", "Queue": "nasser_bank",
+                             "QueueStatus": "CALLBACK", "Uniqueid": "1732.1", "CallUid": "1732.1"}))
+    await accounting.handle(parse_event({"Event": "UserEvent", "UserEvent": "IvrCallEnd", "Queue": "", "Uniqueid": "1732.1",
+                             "CallUid": "1732.1"}))
+    assert await accounting.handle(parse_event({"Event": "QueueCallerJoin", "Queue": "nasser_bank",
+                                    "Uniqueid": "cbq7a1"})) == "duplicate"
+    assert await accounting.handle(parse_event({"Event": "AgentConnect", "Queue": "nasser_bank", "Uniqueid": "cbq7a1",
+                                    "Interface": "PJSIP/agent1002"})) == "accounted"
     assert count("ivr_queue_offered_total") == 1
     assert count("ivr_queue_answered_total") == 1
     assert count("ivr_queue_abandoned_total") == 0

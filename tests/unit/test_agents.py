@@ -28,12 +28,13 @@ from queues.agents import (
     AsteriskRefused,
     AsteriskUnavailable,
     MemoryAgentStateStore,
-    NoAmi,
     NotLoggedIn,
     UnknownAgent,
     UnknownPauseReason,
     derive_state,
 )
+from queues.ami.actions import NoAmi, parse_reply
+from queues.ami.events import parse_event
 
 DEMO = Path(__file__).resolve().parents[2] / "config"
 T0 = 1_732_467_000.0
@@ -99,6 +100,11 @@ class FakeAsterisk:
 
     def of(self, kind: str) -> list[dict]:
         return [a for a in self.actions if a["Action"] == kind]
+
+    async def send(self, action, *, timeout=None):
+        """The AMI connection's side: a typed action out, its typed reply back."""
+        return parse_reply(action, await self.action(action.headers(), as_list=action.lists_events,
+                                                     timeout=timeout))
 
 
 @pytest.fixture
@@ -361,8 +367,8 @@ def agent_event(name: str, *, agent: str = "1001", queue: str = "takaful_karama"
 
 async def log_in_by_events(world, agent: str = "1001"):
     for queue, penalty in world.config.agent_queues(world.config.agent(agent)):
-        assert await world.tracker.handle(member_event("QueueMemberAdded", queue.id, agent,
-                                                       penalty=str(penalty))) == "member_added"
+        assert await world.tracker.handle(parse_event(member_event("QueueMemberAdded", queue.id, agent,
+                                                       penalty=str(penalty)))) == "member_added"
 
 
 async def state(world, agent: str = "1001"):
@@ -376,20 +382,20 @@ async def test_membership_events(world):
     assert await state(world) == (AgentState.AVAILABLE, "")
     queues = [q.id for q, _ in world.config.agent_queues(world.config.agent("1001"))]
     for queue in queues[:-1]:
-        assert await world.tracker.handle(member_event("QueueMemberRemoved", queue)) == "member_removed"
+        assert await world.tracker.handle(parse_event(member_event("QueueMemberRemoved", queue))) == "member_removed"
         assert (await state(world))[0] is AgentState.AVAILABLE
-    assert await world.tracker.handle(member_event("QueueMemberRemoved", queues[-1])) == "logged_out"
+    assert await world.tracker.handle(parse_event(member_event("QueueMemberRemoved", queues[-1]))) == "logged_out"
     assert await state(world) == (AgentState.OFFLINE, "")
 
 
 async def test_pause_events(world):
     await log_in_by_events(world)
-    await world.tracker.handle(member_event("QueueMemberPause", "shared", paused=True, reason="break",
-                                            last_pause=T0 + 1))
+    await world.tracker.handle(parse_event(member_event("QueueMemberPause", "shared", paused=True, reason="break",
+                                            last_pause=T0 + 1)))
     assert await state(world) == (AgentState.PAUSED, "break")
     assert float((await world.store.get("1001"))["paused_at"]) == T0 + 1
     world.clock.now += 60
-    await world.tracker.handle(member_event("QueueMemberPause", "shared", paused=False))
+    await world.tracker.handle(parse_event(member_event("QueueMemberPause", "shared", paused=False)))
     record = await world.store.get("1001")
     assert await state(world) == (AgentState.AVAILABLE, "")
     assert float(record["resumed_at"]) == T0 + 60
@@ -397,13 +403,13 @@ async def test_pause_events(world):
 
 async def test_a_call_rings_connects_and_ends_in_wrapup(world, config):
     await log_in_by_events(world)
-    assert await world.tracker.handle(agent_event("AgentCalled")) == "ringing"
+    assert await world.tracker.handle(parse_event(agent_event("AgentCalled"))) == "ringing"
     assert (await state(world))[0] is AgentState.RINGING
-    assert await world.tracker.handle(agent_event("AgentConnect", HoldTime="14", RingTime="3")) == "on_call"
+    assert await world.tracker.handle(parse_event(agent_event("AgentConnect", HoldTime="14", RingTime="3"))) == "on_call"
     assert (await state(world))[0] is AgentState.ON_CALL
     world.clock.now += 120
-    assert await world.tracker.handle(agent_event("AgentComplete", HoldTime="14", TalkTime="120",
-                                                  Reason="caller")) == "wrapup"
+    assert await world.tracker.handle(parse_event(agent_event("AgentComplete", HoldTime="14", TalkTime="120",
+                                                  Reason="caller"))) == "wrapup"
     assert (await state(world))[0] is AgentState.WRAPUP
     world.clock.now += config.queue("takaful_karama").wrapup_seconds + 0.1
     assert (await state(world))[0] is AgentState.AVAILABLE
@@ -411,26 +417,26 @@ async def test_a_call_rings_connects_and_ends_in_wrapup(world, config):
 
 async def test_a_ring_that_ends_without_an_event_is_cleared_by_the_device_state(world):
     await log_in_by_events(world)
-    await world.tracker.handle(agent_event("AgentCalled"))
+    await world.tracker.handle(parse_event(agent_event("AgentCalled")))
     # The caller hung up while it rang: no AgentRingNoAnswer, the phone goes idle.
-    await world.tracker.handle(member_event("QueueMemberStatus", "takaful_karama", status="1"))
+    await world.tracker.handle(parse_event(member_event("QueueMemberStatus", "takaful_karama", status="1")))
     assert (await state(world))[0] is AgentState.AVAILABLE
-    await world.tracker.handle(member_event("QueueMemberStatus", "takaful_karama", status="5"))
+    await world.tracker.handle(parse_event(member_event("QueueMemberStatus", "takaful_karama", status="5")))
     assert await state(world) == (AgentState.AVAILABLE, "unreachable")
 
 
 async def test_auto_pause_after_two_missed_calls(world):
     await world.desk.login("1001", source="phone", device="d")
     for attempt in ("1.43", "1.44"):
-        await world.tracker.handle(agent_event("AgentCalled", attempt=attempt))
-        outcome = await world.tracker.handle(agent_event("AgentRingNoAnswer", attempt=attempt, RingTime="15"))
+        await world.tracker.handle(parse_event(agent_event("AgentCalled", attempt=attempt)))
+        outcome = await world.tracker.handle(parse_event(agent_event("AgentRingNoAnswer", attempt=attempt, RingTime="15")))
     assert outcome == "auto_paused"
     assert await state(world) == (AgentState.PAUSED, "no_answer")
     assert world.ami.of("QueuePause")[-1]["Reason"] == "no_answer"
     assert pauses(world, "no_answer") == 1
     assert actions(world, "pause", "auto", "ok") == 1
     # The same event seen again (a second worker, a replay) changes nothing.
-    assert await world.tracker.handle(agent_event("AgentRingNoAnswer", attempt="1.44")) == "missed"
+    assert await world.tracker.handle(parse_event(agent_event("AgentRingNoAnswer", attempt="1.44"))) == "missed"
     assert len(world.ami.of("QueuePause")) == 1
     assert (await world.store.get("1001"))["missed_in_row"] == "2"
     # Back from the pause: the count starts again.
@@ -440,10 +446,10 @@ async def test_auto_pause_after_two_missed_calls(world):
 
 async def test_a_connected_call_resets_the_missed_count(world):
     await world.desk.login("1001", source="phone", device="d")
-    await world.tracker.handle(agent_event("AgentRingNoAnswer", attempt="1.43"))
-    await world.tracker.handle(agent_event("AgentConnect", attempt="1.44"))
-    await world.tracker.handle(agent_event("AgentComplete", attempt="1.44"))
-    assert await world.tracker.handle(agent_event("AgentRingNoAnswer", attempt="1.45")) == "missed"
+    await world.tracker.handle(parse_event(agent_event("AgentRingNoAnswer", attempt="1.43")))
+    await world.tracker.handle(parse_event(agent_event("AgentConnect", attempt="1.44")))
+    await world.tracker.handle(parse_event(agent_event("AgentComplete", attempt="1.44")))
+    assert await world.tracker.handle(parse_event(agent_event("AgentRingNoAnswer", attempt="1.45"))) == "missed"
     assert (await world.store.get("1001"))["missed_in_row"] == "1"
     assert world.ami.of("QueuePause") == []
     assert (await state(world))[0] is not AgentState.PAUSED
@@ -458,17 +464,17 @@ async def test_no_auto_pause_when_disabled(config):
     tracker = AgentTracker(store=store, config=cfg, metrics=metrics, desk=desk, clock=FakeClock())
     await desk.login("1001", source="cli")
     for attempt in ("1", "2", "3"):
-        assert await tracker.handle(agent_event("AgentRingNoAnswer", attempt=attempt)) == "missed"
+        assert await tracker.handle(parse_event(agent_event("AgentRingNoAnswer", attempt=attempt))) == "missed"
     assert ami.of("QueuePause") == []
 
 
 async def test_events_of_others_are_ignored(world):
-    assert await world.tracker.handle({"Event": "Newchannel", "Channel": "PJSIP/agent1001-1"}) == "ignored"
-    assert await world.tracker.handle(agent_event("AgentCalled") | {"Interface": "PJSIP/agent9999"}) \
+    assert await world.tracker.handle(parse_event({"Event": "Newchannel", "Channel": "PJSIP/agent1001-1"})) == "ignored"
+    assert await world.tracker.handle(parse_event(agent_event("AgentCalled") | {"Interface": "PJSIP/agent9999"})) \
         == "unknown_agent"
-    assert await world.tracker.handle(agent_event("AgentCalled") | {"Interface": "SIP/agent1001"}) \
+    assert await world.tracker.handle(parse_event(agent_event("AgentCalled") | {"Interface": "SIP/agent1001"})) \
         == "unknown_agent"
-    assert await world.tracker.handle(member_event("QueueMemberAdded", "not_a_queue")) == "unknown_queue"
+    assert await world.tracker.handle(parse_event(member_event("QueueMemberAdded", "not_a_queue"))) == "unknown_queue"
     assert world.store.records.get("1001", {}).get("logged_in") != "1"
 
 
@@ -537,12 +543,19 @@ async def test_gauge_counts_each_agent_once_per_queue(world):
     await world.desk.login("1001", source="cli")
     await world.desk.login("1003", source="cli")
     await world.desk.pause("1003", "1", source="cli")
-    await world.tracker.handle(agent_event("AgentCalled", agent="1001", queue="services_card"))
+    await world.tracker.handle(parse_event(agent_event("AgentCalled", agent="1001", queue="services_card")))
     await world.tracker.refresh_gauge()
     world.metrics.live.refreshed()  # the engine marks live figures fresh after a refresh
+    # One scrape, read many times: scraping the whole registry per figure took
+    # longer than the live figures stay fresh on a loaded machine.
+    def scrape():
+        return {(s.labels["program"], s.labels["state"]): s.value for metric in world.metrics.registry.collect()
+                for s in metric.samples if s.name == "ivr_agents"}
+
+    scraped = scrape()
 
     def gauge(program, state):
-        return world.metrics.registry.get_sample_value("ivr_agents", {"program": program, "state": state})
+        return scraped.get((program, state))
 
     assert gauge("shared", "ringing") == 1
     assert gauge("shared", "paused") == 1
@@ -560,6 +573,7 @@ async def test_gauge_counts_each_agent_once_per_queue(world):
     await world.desk.logout("1001", source="cli")
     await world.tracker.refresh_gauge()
     world.metrics.live.refreshed()  # the engine marks live figures fresh after a refresh
+    scraped = scrape()
     assert gauge("shared", "ringing") == 0
     assert gauge("shared", "offline") == 3
 
@@ -570,6 +584,16 @@ def cli_args(action, agent=None, reason=None):
     return argparse.Namespace(action=action, agent=agent, reason=reason)
 
 
+async def _never(*_):
+    raise AssertionError("must not connect")
+
+
+def tools(config, *, ami_factory=_never, redis_factory=_never):
+    """What app.tools gives the command: the factories and the tool's metrics."""
+    return {"ami_factory": ami_factory, "redis_factory": redis_factory,
+            "metrics": EngineMetrics(config, CollectorRegistry())}
+
+
 async def test_cli_pause_with_an_unknown_reason_lists_the_valid_ones(config, tmp_path):
     out, err = io.StringIO(), io.StringIO()
 
@@ -577,13 +601,14 @@ async def test_cli_pause_with_an_unknown_reason_lists_the_valid_ones(config, tmp
         raise AssertionError("must not connect for a usage error")
 
     code = await run_agents_command(cli_args("pause", "1001", "lunch"), config, Paths(tmp_path, tmp_path),
-                                    out=out, err=err, ami_factory=no_connection, redis_factory=no_connection)
+                                    out=out, err=err, **tools(config, ami_factory=no_connection,
+                                                              redis_factory=no_connection))
     assert code == 2
     assert "unknown pause reason 'lunch'" in err.getvalue()
     for reason in config.agent_policy.pause_reasons:
         assert reason.id in err.getvalue() and f"  {reason.code}  " in err.getvalue()
     code = await run_agents_command(cli_args("login", "4242"), config, Paths(tmp_path, tmp_path), out=out,
-                                    err=err, ami_factory=no_connection, redis_factory=no_connection)
+                                    err=err, **tools(config, ami_factory=no_connection, redis_factory=no_connection))
     assert code == 2 and "unknown agent '4242'" in err.getvalue()
 
 
@@ -593,7 +618,7 @@ async def test_cli_credentials(config, tmp_path):
     paths = Paths(tmp_path, tmp_path)
     SecretStore(paths.secrets_file).ensure(config)
     out = io.StringIO()
-    assert await run_agents_command(cli_args("credentials"), config, paths, out=out) == 0
+    assert await run_agents_command(cli_args("credentials"), config, paths, out=out, **tools(config)) == 0
     text = out.getvalue()
     for agent in config.agents:
         assert agent.sip_username in text
@@ -618,7 +643,7 @@ async def test_cli_login_pause_through_the_desk(config, tmp_path, monkeypatch):
         return Client()
 
     class Ami:
-        action = fake.action
+        send = fake.send
 
         async def close(self):
             pass
@@ -628,7 +653,7 @@ async def test_cli_login_pause_through_the_desk(config, tmp_path, monkeypatch):
         return Ami()
 
     out, err = io.StringIO(), io.StringIO()
-    kw = {"out": out, "err": err, "ami_factory": ami_factory, "redis_factory": redis_factory}
+    kw = {"out": out, "err": err, **tools(config, ami_factory=ami_factory, redis_factory=redis_factory)}
     assert await run_agents_command(cli_args("pause", "1001", "1"), config, paths, **kw) == 1
     assert "not logged in" in err.getvalue()
     assert await run_agents_command(cli_args("login", "agent1001"), config, paths, **kw) == 0
@@ -642,7 +667,7 @@ async def test_cli_login_pause_through_the_desk(config, tmp_path, monkeypatch):
 
 
 async def test_cli_says_when_asterisk_is_not_running(config, tmp_path):
-    from queues.agents.cli import Unreachable
+    from core.errors import Unreachable
     from core.secrets import SecretStore
 
     paths = Paths(tmp_path, tmp_path)
@@ -660,6 +685,6 @@ async def test_cli_says_when_asterisk_is_not_running(config, tmp_path):
 
     err = io.StringIO()
     code = await run_agents_command(cli_args("login", "1001"), config, paths, out=io.StringIO(), err=err,
-                                    ami_factory=ami_factory, redis_factory=redis_factory)
+                                    **tools(config, ami_factory=ami_factory, redis_factory=redis_factory))
     assert code == 1
     assert "is Asterisk running" in err.getvalue()

@@ -1,4 +1,4 @@
-"""Clock times said in Arabic: ivr/arabic/clock.py time_fragments and text_of."""
+"""Clock times said in Arabic: core/arabic/clock.py time_fragments and text_of."""
 
 from __future__ import annotations
 

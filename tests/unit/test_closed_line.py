@@ -14,9 +14,10 @@ from prometheus_client import CollectorRegistry
 from scripted_channel import ScriptedChannel
 
 from core.configuration import load_config
-from app.engine import HotlineHandler
+from ivr.flow.hotline import HotlineHandler
 from core.channel import CallerHungUp
 from core.contract import prompt_path
+from core.arabic.numbers import digit_fragments
 from core.hours import describe
 from metrics.registry import EngineMetrics
 from queues.calls.store import MemoryCallStateStore
@@ -38,6 +39,14 @@ CLOSED = "ivr/closed"
 HOURS_ARE = "ivr/closed-hours-are"
 OFFER = "ivr/closed-callback-offer"
 REGISTERED = "ivr/callback-registered"
+NUMBER_IS = "ivr/callback-number-is"
+CLOSED_CONFIRM = "ivr/closed-callback-confirm"
+ENTER = "ivr/callback-enter-number"
+INVALID_NUMBER = "ivr/callback-invalid-number"
+READ_BACK = [prompt_path(f) for f in digit_fragments(CALLER)]
+# After key 1: "we will call you on 0 1 0 ...", "1 to confirm", then 1 (the number is agreed).
+CONFIRMED = [None, *[None] * len(READ_BACK), None, "1"]
+CONFIRM_PROMPTS = [NUMBER_IS, *READ_BACK, CLOSED_CONFIRM]
 
 
 FakeSession = ScriptedChannel
@@ -84,9 +93,9 @@ def test_the_demo_1442_has_the_ministry_schedule(config):
 
 async def test_friday_key_1_during_the_offer_registers_a_callback(config, hours):
     handler, registry, store, callbacks = make(config)
-    session = FakeSession([None, None, *[None] * len(hours), "1", None], env=env())
+    session = FakeSession([None, None, *[None] * len(hours), "1", *CONFIRMED, None], env=env())
     await handler(session)
-    assert session.prompts == [CLOSED, HOURS_ARE, *hours, OFFER, REGISTERED]
+    assert session.prompts == [CLOSED, HOURS_ARE, *hours, OFFER, *CONFIRM_PROMPTS, REGISTERED]
     # Nothing but the hours and the offer can be cut short, and only by 1.
     assert session.calls[0] == ("play", CLOSED, "")
     assert session.calls[1] == ("play", HOURS_ARE, "")
@@ -114,9 +123,9 @@ async def test_friday_key_1_during_the_offer_registers_a_callback(config, hours)
 
 async def test_friday_key_1_after_the_offer(config, hours):
     handler, registry, _, callbacks = make(config)
-    session = FakeSession([None, None, *[None] * len(hours), None, "1", None], env=env())
+    session = FakeSession([None, None, *[None] * len(hours), None, "1", *CONFIRMED, None], env=env())
     await handler(session)
-    assert session.prompts == [CLOSED, HOURS_ARE, *hours, OFFER, REGISTERED]
+    assert session.prompts == [CLOSED, HOURS_ARE, *hours, OFFER, *CONFIRM_PROMPTS, REGISTERED]
     assert ("wait", 5.0) in session.calls
     assert [r["number"] for r in callbacks.requests] == [CALLER]
     assert callback_requests(registry) == 1
@@ -125,9 +134,9 @@ async def test_friday_key_1_after_the_offer(config, hours):
 
 async def test_friday_key_1_during_the_hours_skips_the_offer(config, hours):
     handler, registry, _, callbacks = make(config)
-    session = FakeSession([None, None, None, None, "1", None], env=env())
+    session = FakeSession([None, None, None, None, "1", *CONFIRMED, None], env=env())
     await handler(session)
-    assert session.prompts == [CLOSED, HOURS_ARE, *hours[:3], REGISTERED]
+    assert session.prompts == [CLOSED, HOURS_ARE, *hours[:3], *CONFIRM_PROMPTS, REGISTERED]
     assert OFFER not in session.prompts
     assert len(callbacks.requests) == 1
     assert callback_requests(registry) == 1
@@ -161,7 +170,7 @@ async def test_friday_other_key_no_callback(config, hours, key):
 @pytest.mark.parametrize("now", [SATURDAY_EVENING, HOLIDAY, datetime(2026, 11, 22, 5, 59, tzinfo=ZoneInfo("UTC"))])
 async def test_other_closed_times(config, hours, now):
     handler, registry, _, callbacks = make(config, now)
-    session = FakeSession([None, None, *[None] * len(hours), "1", None], env=env())
+    session = FakeSession([None, None, *[None] * len(hours), "1", *CONFIRMED, None], env=env())
     await handler(session)
     assert session.prompts[:2] == [CLOSED, HOURS_ARE]
     assert len(callbacks.requests) == 1
@@ -173,7 +182,7 @@ async def test_closed_calls_accumulate(config, hours):
     handler, registry, _, callbacks = make(config)
     for _ in range(3):
         await handler(FakeSession([None, None, *[None] * len(hours), None, None], env=env()))
-    await handler(FakeSession([None, None, *[None] * len(hours), "1", None], env=env()))
+    await handler(FakeSession([None, None, *[None] * len(hours), "1", *CONFIRMED, None], env=env()))
     assert closed_calls(registry) == 4
     assert callback_requests(registry) == 1
     assert len(callbacks.requests) == 1
@@ -181,7 +190,7 @@ async def test_closed_calls_accumulate(config, hours):
 
 async def test_caller_number_never_logged_unmasked(config, hours, caplog):
     handler, _, _, callbacks = make(config)
-    session = FakeSession([None, None, *[None] * len(hours), "1", None], env=env())
+    session = FakeSession([None, None, *[None] * len(hours), "1", *CONFIRMED, None], env=env())
     with caplog.at_level(logging.DEBUG):
         await handler(session)
     assert callbacks.requests[0]["number"] == CALLER
@@ -257,3 +266,64 @@ def test_construction_without_a_key_is_fine_when_no_programme_collects_ids(confi
     no_ids = config.model_copy(update={"programs": programs})
     HotlineHandler(config=no_ids, metrics=EngineMetrics(no_ids, registry=CollectorRegistry()),
                    store=MemoryCallStateStore())
+
+
+# --- the closed-hours callback checks the number and the limits, as in a queue -----------
+
+
+async def test_an_anonymous_caller_is_asked_for_a_number_not_promised_a_callback(config, hours):
+    """Found reading the code: outside hours the raw caller ID was stored
+    (``number: anonymous``) and the caller heard "callback registered"."""
+    handler, registry, _, callbacks = make(config)
+    typed = "01112223334"
+    typed_back = [prompt_path(f) for f in digit_fragments(typed)]
+    script = [None, None, *[None] * len(hours), "1",
+              typed, None, *[None] * len(typed_back), None, "1",   # types a number, hears it, confirms
+              None]
+    session = FakeSession(script, env=env(caller="anonymous"))
+    await handler(session)
+    assert session.prompts == [CLOSED, HOURS_ARE, *hours, OFFER, ENTER, NUMBER_IS, *typed_back, CLOSED_CONFIRM,
+                               REGISTERED]
+    assert [r["number"] for r in callbacks.requests] == [typed]
+    assert callback_requests(registry) == 1
+    assert session.variables == {"IVR_ACTION": "closed"}
+
+
+async def test_an_anonymous_caller_who_types_no_valid_number_gets_no_callback(config, hours):
+    handler, registry, _, callbacks = make(config)
+    # Three failures: silence, a number too short, silence.
+    script = [None, None, *[None] * len(hours), "1", None, None, "0100", None, None]
+    session = FakeSession(script, env=env(caller="anonymous"))
+    await handler(session)
+    assert session.prompts == [CLOSED, HOURS_ARE, *hours, OFFER, ENTER, INVALID_NUMBER, ENTER, INVALID_NUMBER,
+                               ENTER]
+    assert REGISTERED not in session.prompts
+    assert callbacks.requests == []
+    assert callback_requests(registry) == 0
+    assert session.variables == {"IVR_ACTION": "closed"}
+    assert session.remaining == 0
+
+
+async def test_star_at_the_confirmation_cancels(config, hours):
+    handler, registry, _, callbacks = make(config)
+    script = [None, None, *[None] * len(hours), "1", None, *[None] * len(READ_BACK), None, "*"]
+    session = FakeSession(script, env=env())
+    await handler(session)
+    assert REGISTERED not in session.prompts
+    assert callbacks.requests == [] and callback_requests(registry) == 0
+    assert session.variables == {"IVR_ACTION": "closed"}
+
+
+async def test_no_callback_is_offered_when_max_pending_is_reached(config, hours):
+    limit = config.distribution.callbacks.max_pending
+    handler, registry, _, callbacks = make(config)
+    for n in range(limit):
+        await callbacks.request(hotline="1442", number=CALLER, reason="closed", call_uid=f"x{n}")
+    session = FakeSession([None, None, *[None] * len(hours)], env=env())
+    await handler(session)
+    assert session.prompts == [CLOSED, HOURS_ARE, *hours]
+    assert OFFER not in session.prompts
+    # Not even key 1 during the hours can reach it: nothing listens for keys then.
+    assert all(c[2] == "" for c in session.calls if c[0] == "play")
+    assert len(callbacks.requests) == limit and callback_requests(registry) == 0
+    assert session.variables == {"IVR_ACTION": "closed"}

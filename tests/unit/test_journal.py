@@ -10,7 +10,14 @@ from core.paths import REPO_ROOT
 from metrics.registry import EngineMetrics, sample_sum
 from queues.calls.accounting import QueueAccounting
 from queues.calls.store import MemoryCallStateStore
+from queues.ami.actions import DBGetTree, parse_reply
+from queues.ami.events import CallEnded, parse_event
 from queues.calls.journal import entries_to_events, journal_families
+
+
+def journal_reply(messages):
+    """A DBGetTree reply as the AMI connection hands it over: typed events."""
+    return parse_reply(DBGetTree(family="ivrjournal"), messages).events
 
 
 def test_families_cover_the_last_three_utc_hours_across_midnight():
@@ -27,12 +34,13 @@ def test_entries_become_call_end_events():
         {"Event": "DBGetTreeResponse", "Key": "/ivrjournal2418/1795.8", "Val": ""},
         {"Event": "DBGetTreeComplete", "EventList": "Complete", "ListItems": "4"},
     ]
-    events = entries_to_events(messages)
-    assert [(e["Uniqueid"], e["Queue"], e["Member"], e["Hotline"]) for e in events] == [
+    events = entries_to_events(journal_reply(messages))
+    assert [(e.uniqueid, e.queue, e.member, e.hotline) for e in events] == [
         ("1795.4", "nasser_bank", "", "1442"),
         ("1795.7", "takaful_karama", "PJSIP/agent1001", "1442"),
     ]
-    assert all(e["Event"] == "UserEvent" and e["UserEvent"] == "IvrCallEnd" for e in events)
+    assert all(isinstance(e, CallEnded) and e.name == "UserEvent:IvrCallEnd" and e.source == "journal"
+               for e in events)
 
 
 async def test_a_call_that_ended_while_ami_was_away_is_counted_once():
@@ -40,9 +48,9 @@ async def test_a_call_that_ended_while_ami_was_away_is_counted_once():
     registry = CollectorRegistry()
     accounting = QueueAccounting(store=MemoryCallStateStore(), metrics=EngineMetrics(config, registry=registry))
     # Seen live: the caller joined nasser_bank. Then AMI dropped and the caller hung up.
-    await accounting.handle({"Event": "QueueCallerJoin", "Uniqueid": "1795.4", "Queue": "nasser_bank"})
-    journal = entries_to_events([{"Event": "DBGetTreeResponse", "Key": "/ivrjournal2418/1795.4",
-                                  "Val": "nasser_bank||1442"}])
+    await accounting.handle(parse_event({"Event": "QueueCallerJoin", "Uniqueid": "1795.4", "Queue": "nasser_bank"}))
+    journal = entries_to_events(journal_reply([{"Event": "DBGetTreeResponse", "Key": "/ivrjournal2418/1795.4",
+                                                "Val": "nasser_bank||1442"}]))
     for _ in range(2):  # read back at two successive reconnects
         for event in journal:
             await accounting.handle(event)
@@ -61,11 +69,11 @@ async def test_the_journal_carries_the_hang_up_time():
     config = load_config(REPO_ROOT / "config")
     registry = CollectorRegistry()
     accounting = QueueAccounting(store=MemoryCallStateStore(), metrics=EngineMetrics(config, registry=registry))
-    await accounting.handle({"Event": "QueueCallerJoin", "Uniqueid": "1795.5", "Queue": "forsa",
-                             "Timestamp": "1772400000.000000"})
-    journal = entries_to_events([{"Event": "DBGetTreeResponse", "Key": "/ivrjournal0118/1795.5",
-                                  "Val": "forsa||14406|1772400003"}])
-    assert journal[0]["Timestamp"] == "1772400003"
+    await accounting.handle(parse_event({"Event": "QueueCallerJoin", "Uniqueid": "1795.5", "Queue": "forsa",
+                             "Timestamp": "1772400000.000000"}))
+    journal = entries_to_events(journal_reply([{"Event": "DBGetTreeResponse", "Key": "/ivrjournal0118/1795.5",
+                                                "Val": "forsa||14406|1772400003"}]))
+    assert journal[0].timestamp_raw == "1772400003" and journal[0].timestamp == 1772400003
     for event in journal:
         await accounting.handle(event)
     # 3 s after joining: a short abandon, measured on the journal's time.

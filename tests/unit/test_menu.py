@@ -13,7 +13,7 @@ from scripted_channel import ScriptedChannel
 from core.arabic.numbers import digit_fragments
 from core.configuration import load_config
 from core.configuration.model import Menu, MenuOption
-from app.engine import HotlineHandler
+from ivr.flow.hotline import HotlineHandler
 from core.channel import CallerHungUp
 from core.channel import ALL_KEYS
 from core.contract import prompt_path

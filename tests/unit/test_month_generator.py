@@ -1,4 +1,4 @@
-"""The generated month (ivr/simulate/month.py): the ministry's March figures, exactly,
+"""The generated month (app/simulate/month.py): the ministry's March figures, exactly,
 in a well-formed, ordered, deterministic AMI event stream."""
 
 from __future__ import annotations
@@ -337,12 +337,15 @@ async def test_the_engines_accounting_counts_what_was_generated(config):
     # The point of the plan: fed through QueueAccounting, a month comes out
     # as generated, short abandons apart, to the call.
     from metrics.registry import EngineMetrics
+    from queues.ami.events import parse_event
     from queues.calls.accounting import QueueAccounting
     from queues.calls.store import MemoryCallStateStore
 
     metrics = EngineMetrics(config)
     accounting = QueueAccounting(store=MemoryCallStateStore(), metrics=metrics)
-    outcomes = Counter([await accounting.handle(e) for e in generate_month(config, scale=0.005, seed=3)])
+    # The generator writes what Asterisk would send; the AMI connection parses it at the edge.
+    outcomes = Counter([await accounting.handle(parse_event(e))
+                        for e in generate_month(config, scale=0.005, seed=3)])
     assert set(outcomes) == {"accounted"}
     names = {"ivr_queue_offered_total": "offered", "ivr_queue_answered_total": "answered",
              "ivr_queue_abandoned_total": "abandoned", "ivr_queue_short_abandoned_total": "short_abandoned"}

@@ -42,7 +42,7 @@ from ivr.flow.national_id import (
     IdEntry,
     collect_national_id,
 )
-from app.engine import HotlineHandler
+from ivr.flow.hotline import HotlineHandler
 from metrics.registry import EngineMetrics, sample_sum
 from queues.calls.store import MemoryCallStateStore
 

@@ -1,4 +1,4 @@
-"""Opening hours: ivr/flow/schedule.py is_open and describe, and the Schedule model's validation."""
+"""Opening hours: core/hours.py is_open and describe, and the Schedule model's validation."""
 
 from __future__ import annotations
 

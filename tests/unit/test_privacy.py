@@ -15,6 +15,7 @@ from core.privacy import mask_number
 from metrics.registry import EngineMetrics, sample_sum
 from queues.calls.accounting import QueueAccounting
 from queues.calls.store import MemoryCallStateStore
+from queues.ami.events import parse_event
 
 DEMO = Path(__file__).resolve().parents[2] / "config"
 NUMBER = "01001234567"
@@ -68,7 +69,7 @@ async def test_no_metric_label_carries_a_caller_number():
     accounting = QueueAccounting(store=MemoryCallStateStore(), metrics=metrics)
     for uid in ("1732467000.1", "1732467000.2"):
         for event in _events(uid):
-            await accounting.handle(event)
+            await accounting.handle(parse_event(event))
     # The events were really processed.
     assert sample_sum(registry, "ivr_queue_offered_total", program="takaful_karama") == 2
     assert sample_sum(registry, "ivr_queue_answered_total", program="takaful_karama") == 2
@@ -92,7 +93,7 @@ async def test_accounting_logs_do_not_carry_the_caller_number(caplog):
     caplog.set_level(logging.DEBUG)
     realistic = _events("1732467000.1")[:4]  # join, resync entry, connect, end
     for event in realistic:
-        await accounting.handle(event)
+        await accounting.handle(parse_event(event))
     assert sample_sum(registry, "ivr_queue_answered_total", program="takaful_karama") == 1
     assert caplog.records
     assert NUMBER not in caplog.text

@@ -12,6 +12,7 @@ from metrics.call_records import MemoryCallRecords
 from metrics.registry import EngineMetrics, sample_sum
 from queues.calls.accounting import QueueAccounting
 from queues.calls.store import MemoryCallStateStore
+from queues.ami.events import parse_event
 
 T0 = 1_772_323_200.0  # 2026-03-01 00:00 UTC
 
@@ -51,7 +52,7 @@ class Rig:
         events.append({"Event": "UserEvent", "UserEvent": "IvrCallEnd", "Uniqueid": uid, "CallUid": uid,
                        "Hotline": hotline, "Queue": queue if join is not None else "",
                        "Member": "PJSIP/agent1002" if answer is not None else "", "Timestamp": ts(end)})
-        return [await self.accounting.handle(e) for e in events]
+        return [await self.accounting.handle(parse_event(e)) for e in events]
 
     def total(self, name: str, **labels) -> float:
         return sample_sum(self.registry, name, **labels)
@@ -155,20 +156,21 @@ async def test_a_clock_jump_during_a_wait_falls_back_to_app_queues_hold_time(rig
 
 async def test_a_malformed_timestamp_uses_the_engine_clock(config):
     rig = Rig(config, clock=lambda: T0 + 50)
-    await rig.accounting.handle({"Event": "QueueCallerJoin", "Uniqueid": "1.1", "Queue": "forsa",
-                                 "Timestamp": "yesterday"})
+    await rig.accounting.handle(parse_event({"Event": "QueueCallerJoin", "Uniqueid": "1.1", "Queue": "forsa",
+                                 "Timestamp": "yesterday"}))
     facts = await rig.store.facts("1.1")
     assert float(facts["offered:forsa"]) == T0 + 50
 
 
 async def test_an_event_for_an_unknown_queue_counts_nothing_and_says_so(rig):
-    assert await rig.accounting.handle({"Event": "QueueCallerJoin", "Uniqueid": "1.1", "Queue": "sales"}) \
+    assert await rig.accounting.handle(parse_event({"Event": "QueueCallerJoin", "Uniqueid": "1.1", "Queue": "sales"})) \
         == "unknown_queue"
     assert rig.total("ivr_queue_offered_total") == 0
 
 
 async def test_a_callback_answered_after_the_call_ended_supersedes_its_record(rig):
-    handle = rig.accounting.handle
+    async def handle(raw):  # the AMI connection parses at the edge
+        return await rig.accounting.handle(parse_event(raw))
     await handle({"Event": "UserEvent", "UserEvent": "IvrCallStart", "Uniqueid": "1.1", "CallUid": "1.1",
                   "Hotline": "14403", "Timestamp": f"{T0:.6f}"})
     await handle({"Event": "QueueCallerJoin", "Uniqueid": "1.1", "Queue": "nasser_bank",
@@ -223,7 +225,8 @@ def test_live_gauges_are_absent_until_refreshed_and_when_stale(config):
 async def test_talk_time_ends_when_the_conversation_does_not_after_the_survey(rig):
     # The agent hung up at +100 (AgentComplete); the caller rated the service
     # and hung up at +130: talk time is 100 - 15 = 85 s.
-    handle = rig.accounting.handle
+    async def handle(raw):  # the AMI connection parses at the edge
+        return await rig.accounting.handle(parse_event(raw))
     await handle({"Event": "QueueCallerJoin", "Uniqueid": "1.1", "Queue": "nasser_bank",
                   "Timestamp": f"{T0 + 5:.6f}"})
     await handle({"Event": "AgentConnect", "Uniqueid": "1.1", "Queue": "nasser_bank", "HoldTime": "10",

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from scripted_channel import ScriptedChannel
 
 from core.configuration import load_config
-from app.engine import SurveyHandler
+from ivr.flow.survey import SurveyHandler
 from core.channel import CallerHungUp
 from ivr.flow.survey import ANSWER_TIMEOUT_SECONDS, ATTEMPTS, SCORES, run_survey
 from metrics.registry import EngineMetrics
@@ -142,7 +142,7 @@ def test_demo_survey_programmes(config):
 async def test_nasser_bank_rating_is_counted_and_stored(config, caplog):
     handler, registry, store = make_handler(config)
     session = FakeChannel(["4", None], env={"arg_1": "nasser_bank", "uniqueid": "1700000000.42"})
-    with caplog.at_level(logging.INFO, logger="app.engine"):
+    with caplog.at_level(logging.INFO, logger="ivr.flow.survey"):
         await handler(session)
     assert session.prompts == [QUESTION, THANKS]
     assert rating(registry, "nasser_bank", "4") == 1

@@ -1,0 +1,104 @@
+"""The composition root of ``ivr-agi``: classic AGI, one process per call.
+
+Asterisk runs ``ivr-agi [--config=DIR] [--state=DIR] <route> [arg]`` for
+each call of a hotline in classic mode (``dialplans/generate.py``); this
+process builds what the call needs (the configuration, a Redis client
+without retries, the stores, a private metrics registry, the handlers),
+serves the one call on pyst2's channel (``ivr.agi.classic.PystChannel``)
+and exits. With Redis unreachable the call still works; only its facts are
+not shared (accounting then labels its queue events without them).
+
+It imports only what a call needs: a Python process per call pays for
+every import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+
+log = logging.getLogger("ivr-agi")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point ``ivr-agi <route> [arg]``, run by Asterisk for each call."""
+    from core.configuration import load_config
+    from core.paths import REPO_ROOT, Paths
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s ivr-agi: %(message)s")
+    # Leading --config=DIR / --state=DIR: where the engine's files are as
+    # Asterisk sees them (inside its root, they are not where the repo is).
+    options = {}
+    while argv and argv[0].startswith("--") and "=" in argv[0]:
+        key, _, value = argv.pop(0)[2:].partition("=")
+        options[key] = value
+    if not argv:
+        print("usage: ivr-agi [--config=DIR] [--state=DIR] hotline <number> | survey <program>", file=sys.stderr)
+        return 2
+    route, args = argv[0], argv[1:]
+    config = load_config(options.get("config") or os.environ.get("IVR_CONFIG_DIR") or REPO_ROOT / "config")
+    if "state" in options:
+        os.environ["IVR_STATE_DIR"] = options["state"]
+    from asterisk.agi import AGI
+
+    from ivr.agi.classic import PystChannel
+
+    # pyst2 echoes the whole AGI environment (caller number included) on its
+    # stderr; that must not reach a log, so it gets /dev/null.
+    with open(os.devnull, "w") as quiet:
+        agi = AGI(stdin=sys.stdin, stdout=sys.stdout, stderr=quiet)
+        channel = PystChannel(agi, route_args=args)
+        return asyncio.run(_serve(route, channel, config, Paths.from_environment()))
+
+
+async def build_routes(config, *, national_id_key: bytes):
+    """The call's routes on Redis when reachable, else in memory; and how to close them."""
+    import redis.asyncio as aioredis
+    from prometheus_client import CollectorRegistry
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import RedisError
+
+    from ivr.routes import call_routes
+    from metrics.registry import EngineMetrics
+    from queues.callbacks.store import MemoryCallbackStore, RedisCallbackStore
+    from queues.calls.store import MemoryCallStateStore, RedisCallStateStore
+
+    r = config.service.redis
+    # No retries: a caller is waiting, and the call works without Redis.
+    client = aioredis.Redis(host=r.host, port=r.port, db=r.db, socket_timeout=1, socket_connect_timeout=1,
+                            retry=Retry(NoBackoff(), 0))
+    try:
+        await client.ping()
+        store = RedisCallStateStore(client, prefix=r.key_prefix, ttl_seconds=r.call_state_ttl_seconds)
+        callbacks = RedisCallbackStore(client, prefix=r.key_prefix)
+    except RedisError as exc:
+        log.warning("Redis unreachable (%s): this call's facts stay in memory", exc)
+        store, callbacks = MemoryCallStateStore(), MemoryCallbackStore()
+    metrics = EngineMetrics(config, CollectorRegistry())  # private: nothing scrapes a per-call process
+    routes = call_routes(config=config, metrics=metrics, store=store, callbacks=callbacks,
+                         national_id_key=national_id_key)
+    return routes, client.aclose
+
+
+async def _serve(route: str, channel, config, paths) -> int:
+    from core.channel import CallerHungUp
+    from core.secrets import SecretStore
+
+    routes, close = await build_routes(config, national_id_key=SecretStore(paths.secrets_file).national_id_key())
+    try:
+        handler = routes.get(route)
+        if handler is None:
+            log.warning("unknown route %r; the dialplan falls back", route)
+            return 0
+        try:
+            await handler(channel)
+        except CallerHungUp:
+            log.info("caller hung up (%s)", channel.describe())
+        return 0
+    finally:
+        await close()

@@ -1,0 +1,109 @@
+"""The composition root of the command-line tools (``ivr agents``, ``ivr callbacks``).
+
+A tool process builds here, once, what its command needs: a Redis client
+(pinged, so that an unreachable Redis is said at once), a logged-in AMI
+connection with the secret from the state folder, and a private metrics
+registry (nothing scrapes a tool; the running engine counts what the
+tool's actions cause, from the AMI events it sees). The commands
+themselves (``queues.agents.cli``, ``queues.callbacks.cli``) receive these
+as keyword arguments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TextIO
+
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
+from redis.exceptions import RedisError
+
+from core.configuration import Config
+from core.errors import Unreachable
+from core.paths import Paths
+from core.secrets import SecretStore
+from metrics.registry import EngineMetrics
+
+AMI_LOGIN_TIMEOUT = 5.0
+
+
+async def connect_ami(config: Config, secret: str, *, timeout: float = AMI_LOGIN_TIMEOUT):
+    """A logged-in :class:`queues.ami.connection.AmiConnection`, or :class:`Unreachable`."""
+    from queues.ami.connection import AmiConnection
+
+    a = config.service.ami
+    ami = AmiConnection(host=a.host, port=a.port, username=a.username, secret=secret,
+                        action_timeout=a.action_timeout_seconds, ping_interval=a.ping_interval_seconds)
+    await ami.start()
+    try:
+        await asyncio.wait_for(ami.logged_in.wait(), timeout)
+    except TimeoutError:
+        await ami.close()
+        raise Unreachable(
+            f"no AMI login to Asterisk at {a.host}:{a.port} within {timeout:g}s: is Asterisk running "
+            "(`ivr run`)? Is its configuration current (`ivr setup`)?") from None
+    return ami
+
+
+async def connect_redis(config: Config) -> aioredis.Redis:
+    r = config.service.redis
+    client = aioredis.Redis(host=r.host, port=r.port, db=r.db, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        await client.ping()
+    except (RedisError, OSError) as exc:
+        await client.aclose()
+        raise Unreachable(f"Redis is not reachable at {r.host}:{r.port} ({exc}): start it with `ivr run`") from None
+    return client
+
+
+async def read_call_records(config: Config, start: float, end: float):
+    """The call records of [start, end) from the configured Redis (service.redis),
+    for ``ivr report`` and ``ivr staffing``."""
+    from metrics.call_records import RedisCallRecords
+    from metrics.report import RecordsUnavailable
+
+    r = config.service.redis
+    client = aioredis.Redis(host=r.host, port=r.port, db=r.db, socket_connect_timeout=3, socket_timeout=30)
+    store = RedisCallRecords(client, prefix=r.key_prefix)
+    try:
+        return await store.read(start, end)
+    except (RedisError, OSError) as exc:
+        raise RecordsUnavailable(f"Redis at {r.host}:{r.port} is not reachable ({exc}); "
+                                 "is the engine's Redis running (`make run`)?") from None
+    finally:
+        await client.aclose()
+
+
+def ami_with_secret(paths: Paths):
+    """An AMI factory that reads the engine's AMI secret from the state folder."""
+    async def connect(config: Config):
+        try:
+            secret = SecretStore(paths.secrets_file).ami_secret(config)
+        except KeyError as exc:  # `ivr setup` has not generated it
+            raise Unreachable(exc.args[0]) from None
+        return await connect_ami(config, secret)
+
+    return connect
+
+
+def tool_metrics(config: Config) -> EngineMetrics:
+    """A private registry: nothing scrapes a tool's process."""
+    return EngineMetrics(config, CollectorRegistry(auto_describe=True))
+
+
+async def agents_tool(args, config: Config, paths: Paths, *, out: TextIO | None = None,
+                      err: TextIO | None = None) -> int:
+    """``ivr agents <action>``, wired."""
+    from queues.agents.cli import run_agents_command
+
+    return await run_agents_command(args, config, paths, out=out, err=err, ami_factory=connect_ami,
+                                    redis_factory=connect_redis, metrics=tool_metrics(config))
+
+
+async def callbacks_tool(args, config: Config, paths: Paths, *, out: TextIO | None = None,
+                         err: TextIO | None = None) -> int:
+    """``ivr callbacks <action>``, wired."""
+    from queues.callbacks.cli import run_callbacks_command
+
+    return await run_callbacks_command(args, config, out=out, err=err, redis_factory=connect_redis,
+                                       ami_factory=ami_with_secret(paths), metrics=tool_metrics(config))

@@ -1,0 +1,192 @@
+"""The hotline's FastAGI route: opening hours, the menus, the national ID,
+the caller's priority; then the queue, for the dialplan to join.
+
+The route only *sets* variables (``core.contract.Var``): the queue the
+caller chose, their priority, what the call is about (inherited by the
+agent's channel), and, outside opening hours, that the call ends. The
+dialplan does the ``Queue()``; if anything here fails, the caller still goes
+to the chosen queue or the hotline's fallback queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, timezone
+from typing import Callable
+
+from core.arabic.numbers import digit_fragments
+from core.channel import CallerHungUp, Channel
+from core.citizens.area_codes import governorate_from_caller
+from core.citizens.national_id import hash_national_id, mask_national_id
+from core.configuration import Config
+from core.contract import IvrAction, Var, inherited, prompt_path
+from core.hours import describe, is_open, local_timezone
+from metrics.registry import NO_REQUEST_TYPE, EngineMetrics
+from queues.callbacks.menu import ClosedLineCallback
+from queues.callbacks.store import CallbackStore, MemoryCallbackStore
+from queues.calls.store import CallStateStore
+from queues.priority import MemoryRecentCallers, RecentCallers, caller_priority, count_priority, hash_caller, \
+    keep_seconds
+
+from .menu import Route, run_hotline
+from .national_id import collect_national_id
+
+log = logging.getLogger(__name__)
+
+
+class HotlineHandler:
+    """FastAGI route ``hotline``: the menu tree, then the queue for the dialplan."""
+
+    def __init__(self, *, config: Config, metrics: EngineMetrics, store: CallStateStore,
+                 callbacks: CallbackStore | None = None, national_id_key: bytes = b"",
+                 recent: RecentCallers | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        self._config = config
+        self._metrics = metrics
+        self._store = store
+        self._callbacks = callbacks or MemoryCallbackStore()
+        self._closed_callback = ClosedLineCallback(config=config, metrics=metrics, callbacks=self._callbacks,
+                                                   call_state=store, clock=clock)
+        self._recent = recent or MemoryRecentCallers(keep_seconds=keep_seconds(config))
+        if not national_id_key and any(p.collect_national_id for p in config.programs):
+            # Refuse at start-up rather than fail a caller after they typed their ID.
+            raise ValueError("a national ID key is needed to hash IDs (SecretStore.national_id_key)")
+        self._national_id_key = national_id_key
+        # Caller numbers are kept only as a keyed hash (repeat-caller rule).
+        self._caller_key = national_id_key or b"ivr-caller-numbers"
+        self._clock = clock
+        # Egypt's hotlines keep Cairo time: birth dates "in the future" are judged by it.
+        self._tz = local_timezone(config)
+
+    def _today(self) -> date:
+        return self._clock().astimezone(self._tz).date()
+
+    async def __call__(self, session: Channel) -> None:
+        number = session.env.get("arg_1", "")
+        hotline = self._config.hotline(number)
+        if hotline is None:
+            log.warning("FastAGI: unknown hotline %r (%s); the dialplan falls back", number, session.describe())
+            return
+        schedule = self._config.schedules.get(hotline.schedule) if hotline.schedule else None
+        if schedule is not None and not is_open(schedule, self._clock()):
+            await self._closed(session, hotline, schedule)
+            return
+        uid = session.env.get("uniqueid", "")
+        try:
+            route = await run_hotline(session, hotline, self._config)
+        except CallerHungUp as exc:
+            node = getattr(exc, "ivr_menu", hotline.menu)
+            self._metrics.menu_node_exits.labels(hotline=hotline.number, node=node, outcome="hangup").inc()
+            await self._remember(uid, {"hotline": hotline.number, "ivr_left": node})
+            raise
+        self._metrics.menu_node_exits.labels(hotline=hotline.number, node=route.menu, outcome=route.outcome).inc()
+        request_type = route.request_type or NO_REQUEST_TYPE
+        national_id = None
+        if route.outcome == "choice" and route.program and self._config.program(route.program).collect_national_id:
+            national_id = await self._national_id(session, uid, hotline.number, route)
+        # The governorate: from the ID, else from a landline's area code.
+        if national_id is not None and national_id.governorate is not None:
+            governorate = national_id.governorate.id
+        else:
+            governorate = governorate_from_caller(session.env.get("callerid"))
+        # The call's context first (accounting labels its queue events with
+        # it), then the queue: if anything fails after this, the caller still
+        # goes to the chosen queue.
+        priority, rule = await self._priority(session, hotline.number, route)
+        if uid:
+            facts = {"hotline": hotline.number, "program": route.program or "", "request_type": request_type,
+                     "governorate": governorate, "priority": str(priority), "priority_rule": rule or ""}
+            if national_id is not None:
+                # Only a keyed hash is kept; the ID itself is never stored or logged.
+                facts["national_id_hmac"] = hash_national_id(national_id.digits, self._national_id_key)
+            for fact, value in facts.items():
+                await self._store.set_fact(uid, fact, value)
+        await session.set_variable(Var.QUEUE, route.queue)
+        if priority:  # unset means normal priority in the dialplan
+            await session.set_variable(Var.PRIORITY, str(priority))
+        count_priority(self._metrics, queue=route.queue, rule=rule)
+        await session.set_variable(inherited(Var.PROGRAM), route.program or "")
+        await session.set_variable(inherited(Var.REQUEST_TYPE), request_type)
+        await session.set_variable(inherited(Var.GOVERNORATE), governorate)
+        # The agent's softphone shows the caller's name: make it say what the call is about.
+        await session.set_variable(Var.CALLER_NAME, self._caller_name(route, hotline.name))
+        self._metrics.menu_exits.labels(hotline=hotline.number, program=route.queue, request_type=request_type,
+                                        outcome=route.outcome).inc()
+        log.info("hotline %s: %s -> queue %s, request %s, governorate %s (%s, from menu %s%s)", hotline.number,
+                 session.describe(), route.queue, request_type, governorate, route.outcome, route.menu,
+                 f", national ID {mask_national_id(national_id.digits)}" if national_id else "")
+        if hotline.transfer_prompt and route.outcome == "choice":
+            await session.play(prompt_path(hotline.transfer_prompt), "")
+
+    async def _priority(self, session: Channel, hotline: str, route: Route) -> tuple[int, str | None]:
+        """The caller's queue priority from the rules (distribution.yaml), then
+        this call is remembered for the repeat-caller rule. Never fails the call."""
+        try:
+            caller = hash_caller(session.env.get("callerid"), self._caller_key)
+        except ValueError:
+            caller = None
+        now = self._clock().timestamp()
+        try:
+            # The `callback` rule applies to callback placeholders (queues/callbacks/).
+            result = await caller_priority(config=self._config, program=route.program, caller_hash=caller,
+                                           hotline=hotline, recent_store=self._recent, callback_pending=False,
+                                           now=now)
+            if caller:
+                await self._recent.record(hotline, caller, now)
+            return result
+        except Exception:
+            log.exception("priority rules failed for %s; normal priority", session.describe())
+            return 0, None
+
+    async def _national_id(self, session: Channel, uid: str, hotline: str, route: Route):
+        try:
+            return await collect_national_id(
+                session, today=self._today(), read_back=digit_fragments,
+                on_outcome=lambda outcome: self._metrics.national_id_entries.labels(outcome=outcome).inc())
+        except CallerHungUp:
+            # Left the IVR after choosing, before the queue: the call record says so.
+            await self._remember(uid, {"hotline": hotline, "ivr_left": route.menu})
+            raise
+
+    async def _remember(self, uid: str, facts: dict[str, str]) -> None:
+        """Facts for the call record; the call goes on without them."""
+        if not uid:
+            return
+        try:
+            for fact, value in facts.items():
+                await self._store.set_fact(uid, fact, value)
+        except Exception:
+            log.exception("facts of call %s not recorded", uid)
+
+    async def _closed(self, session: Channel, hotline, schedule) -> None:
+        """Outside hours: the closed message, the opening hours, a callback offer."""
+        self._metrics.closed_calls.labels(hotline=hotline.number).inc()
+        await self._remember(session.env.get("uniqueid", ""), {"hotline": hotline.number, "closed": "1"})
+        log.info("hotline %s closed now: %s", hotline.number, session.describe())
+        await session.play(prompt_path(schedule.closed_prompt), "")
+        await session.play(prompt_path("closed-hours-are"), "")
+        # A callback is offered only if one can be kept (max_pending).
+        offer = bool(schedule.callback_offer_prompt) and await self._closed_callback.can_offer()
+        key = None
+        for fragment in describe(schedule):
+            key = await session.play(prompt_path(fragment), "1" if offer else "")
+            if key is not None:
+                break
+        if offer:
+            if key is None:
+                key = await session.play(prompt_path(schedule.callback_offer_prompt), "1")
+            if key is None:
+                key = await session.wait_digit(5.0)
+            if key == "1" and await self._closed_callback.take(session, hotline=hotline.number):
+                await session.play(prompt_path(schedule.callback_registered_prompt), "")
+        # Tells the dialplan to end the call instead of queueing it.
+        await session.set_variable(Var.ACTION, IvrAction.CLOSED)
+
+    def _caller_name(self, route: Route, hotline_name: str) -> str:
+        parts = []
+        if route.program:
+            parts.append(self._config.program(route.program).name)
+        request_type = self._config.request_type(route.request_type) if route.request_type else None
+        if request_type is not None:
+            parts.append(request_type.name)
+        return " - ".join(parts) or hotline_name

@@ -1,0 +1,58 @@
+"""The FastAGI route table: which handler serves each route the dialplan calls.
+
+The same table serves the FastAGI server (``ivr serve``) and classic AGI
+(``ivr-agi``, one process per call: hotline and survey only). Everything a
+handler needs is given here as keyword arguments by the process's
+composition root (``app/engine.py``, ``app/classic_agi.py``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Awaitable, Callable
+
+from core.channel import Channel
+from core.configuration import Config
+from core.contract import Route
+from metrics.registry import EngineMetrics
+from queues.agents.desk import AgentDesk
+from queues.agents.feature_codes import AgentCodeHandler
+from queues.callbacks.menu import OverflowHandler, PlaceOf, QueueCallbackHandler
+from queues.callbacks.store import CallbackStore
+from queues.calls.store import CallStateStore
+from queues.priority import RecentCallers
+
+from .flow.hotline import HotlineHandler
+from .flow.survey import SurveyHandler
+
+Handler = Callable[[Channel], Awaitable[None]]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def call_routes(*, config: Config, metrics: EngineMetrics, store: CallStateStore, callbacks: CallbackStore,
+                national_id_key: bytes, recent: RecentCallers | None = None,
+                clock: Callable[[], datetime] = _utcnow) -> dict[str, Handler]:
+    """The routes a citizen's call takes: the hotline's menus and the survey."""
+    return {
+        Route.HOTLINE: HotlineHandler(config=config, metrics=metrics, store=store, callbacks=callbacks,
+                                      national_id_key=national_id_key, recent=recent, clock=clock),
+        Route.SURVEY: SurveyHandler(config=config, metrics=metrics, store=store),
+    }
+
+
+def engine_routes(*, config: Config, metrics: EngineMetrics, store: CallStateStore, callbacks: CallbackStore,
+                  national_id_key: bytes, recent: RecentCallers, desk: AgentDesk, place_of: PlaceOf,
+                  clock: Callable[[], datetime] = _utcnow) -> dict[str, Handler]:
+    """Every route of ``ivr serve``: the call's, the agents' feature codes, and
+    the queue's callback and overflow menus."""
+    routes = call_routes(config=config, metrics=metrics, store=store, callbacks=callbacks,
+                         national_id_key=national_id_key, recent=recent, clock=clock)
+    routes[Route.AGENT] = AgentCodeHandler(config=config, desk=desk)
+    callback_args = dict(config=config, metrics=metrics, callbacks=callbacks, place_of=place_of, call_state=store,
+                         clock=clock)
+    routes[Route.CALLBACK] = QueueCallbackHandler(**callback_args)
+    routes[Route.OVERFLOW] = OverflowHandler(**callback_args)
+    return routes

@@ -1,0 +1,299 @@
+"""Where callbacks live: in Redis (shared by every worker, kept across
+restarts) or in memory (unit tests), with the same semantics.
+
+The Redis model (docs/distribution.md, "Queued callback"):
+
+* ``<prefix>callback:<id>``: a hash per callback, ``id`` from
+  ``INCR <prefix>callbacks:seq``. Fields: id, number, hotline, program, queue,
+  reason, priority, position, call_uid, request_type, governorate, joined_at,
+  state, attempts, placement, outcome, last_status, created_at, next_at,
+  claimed_at. The number is stored because it is needed to dial; it never
+  reaches a log unmasked. A finished callback's hash expires after
+  ``keep_done_seconds`` (a week by default): personal data is not kept for ever.
+* ``<prefix>callbacks:due``: sorted set of the ``waiting`` callbacks, score =
+  when to place them (Unix time).
+* ``<prefix>callbacks:active``: set of the callbacks not yet ended (its size
+  is ``ivr_callbacks_pending``; ``recover`` walks it after a restart).
+* ``<prefix>callbacks``: the audit stream. A request is logged with the
+  number (the record of what the citizen asked for); every later step
+  (placed, deferred, retry, outcome) without it.
+
+Every transition (``queues.callbacks.machine``) is one atomic
+compare-and-set: it applies only if the callback is still in one of the
+expected states and, for events about a placement, still on that placement.
+Several engine workers may claim due callbacks and all receive the same AMI
+events: each claim and each outcome takes effect, and is counted, exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable, Mapping, Protocol
+
+import redis.asyncio as aioredis
+
+from core.citizens.phone_numbers import normalize_egyptian_number
+
+from .model import Callback, as_text
+
+class CallbackStore(Protocol):
+    """Where callbacks live. ``request`` is all the IVR routes need."""
+
+    async def request(self, *, hotline: str, number: str, reason: str, call_uid: str, program: str = "",
+                      queue: str = "", priority: int = 0, position: int = 0, request_type: str = "",
+                      governorate: str = "", joined_at: float | None = None, now: float | None = None,
+                      due_at: float | None = None) -> str:
+        """Register a callback, due at ``due_at`` (default: now); return its id."""
+
+    async def get(self, callback_id: str) -> Callback | None: ...
+
+    async def claim_due(self, now: float, limit: int) -> list[Callback]:
+        """Atomically take up to ``limit`` due ``waiting`` callbacks and mark them ``placing``."""
+
+    async def transition(self, callback_id: str, *, from_states: Iterable[str], state: str,
+                         placement: int | None = None, due_at: float | None = None,
+                         changes: Mapping[str, Any] | None = None, event: str = "") -> bool:
+        """Compare-and-set: apply only if the state is one of ``from_states`` (and the
+        placement is ``placement`` when given). ``due_at`` schedules it; otherwise it
+        leaves the due set. ``state="done"`` ends it. ``event`` goes to the audit log."""
+
+    async def active_ids(self) -> list[str]: ...
+
+    async def pending_count(self) -> int: ...
+
+    async def defer_count(self, callback_id: str) -> None:
+        """Leave an ended callback to be counted by a running engine (an outcome
+        reached outside it, e.g. ``ivr callbacks cancel``)."""
+
+    async def take_uncounted(self, limit: int) -> list[str]:
+        """Atomically take up to ``limit`` callbacks left to be counted."""
+
+
+def _request_fields(callback_id: str, *, hotline: str, number: str, reason: str, call_uid: str, program: str,
+                    queue: str, priority: int, position: int, request_type: str, governorate: str,
+                    joined_at: float | None, now: float, due_at: float) -> Callback:
+    # A caller ID that is not a callable number (withheld, foreign) is kept
+    # as given: the dispatcher ends it as invalid_number without dialling.
+    stored = normalize_egyptian_number(number) or number
+    return Callback(id=callback_id, number=stored, hotline=hotline, reason=reason, program=program, queue=queue,
+                    priority=priority, position=position, call_uid=call_uid, request_type=request_type,
+                    governorate=governorate, joined_at=joined_at, state="waiting", created_at=now, next_at=due_at)
+
+
+def _audit_request(cb: Callback) -> dict[str, str]:
+    return {"event": "requested", "id": cb.id, "hotline": cb.hotline, "number": cb.number, "reason": cb.reason,
+            "call_uid": cb.call_uid, "program": cb.program, "queue": cb.queue, "requested_at": f"{cb.created_at:.3f}"}
+
+
+class MemoryCallbackStore:
+    """Same semantics as the Redis store, in one process (unit tests, no Redis)."""
+
+    def __init__(self) -> None:
+        self.callbacks: dict[str, dict[str, str]] = {}
+        self.due: dict[str, float] = {}
+        self.audit: list[dict[str, str]] = []
+        self.uncounted: list[str] = []
+        self._seq = 0
+
+    @property
+    def requests(self) -> list[dict[str, str]]:
+        """The audit entries of the requests, in order (what was asked, with the number)."""
+        return [e for e in self.audit if e.get("event") == "requested"]
+
+    async def request(self, *, hotline: str, number: str, reason: str, call_uid: str, program: str = "",
+                      queue: str = "", priority: int = 0, position: int = 0, request_type: str = "",
+                      governorate: str = "", joined_at: float | None = None, now: float | None = None,
+                      due_at: float | None = None) -> str:
+        self._seq += 1
+        now = time.time() if now is None else now
+        cb = _request_fields(str(self._seq), hotline=hotline, number=number, reason=reason, call_uid=call_uid,
+                             program=program, queue=queue, priority=priority, position=position,
+                             request_type=request_type, governorate=governorate, joined_at=joined_at, now=now,
+                             due_at=now if due_at is None else due_at)
+        self.callbacks[cb.id] = cb.to_fields()
+        self.due[cb.id] = cb.next_at
+        self.audit.append(_audit_request(cb))
+        return cb.id
+
+    async def get(self, callback_id: str) -> Callback | None:
+        raw = self.callbacks.get(str(callback_id))
+        return Callback.from_fields(raw) if raw is not None else None
+
+    async def claim_due(self, now: float, limit: int) -> list[Callback]:
+        claimed = []
+        for callback_id, score in sorted(self.due.items(), key=lambda kv: (kv[1], int(kv[0]))):
+            if score > now or len(claimed) >= limit:
+                break
+            del self.due[callback_id]
+            raw = self.callbacks.get(callback_id)
+            if raw is None or raw["state"] != "waiting":
+                continue
+            raw.update(state="placing", claimed_at=f"{now:.3f}")
+            claimed.append(Callback.from_fields(raw))
+        return claimed
+
+    async def transition(self, callback_id: str, *, from_states: Iterable[str], state: str,
+                         placement: int | None = None, due_at: float | None = None,
+                         changes: Mapping[str, Any] | None = None, event: str = "") -> bool:
+        raw = self.callbacks.get(str(callback_id))
+        if raw is None or raw["state"] not in tuple(from_states):
+            return False
+        if placement is not None and raw.get("placement") != str(placement):
+            return False
+        raw["state"] = state
+        raw.update({k: as_text(v) for k, v in (changes or {}).items()})
+        if due_at is not None:
+            self.due[raw["id"]] = due_at
+            raw["next_at"] = f"{due_at:.3f}"
+        else:
+            self.due.pop(raw["id"], None)
+        if event:
+            self.audit.append({"event": event, "id": raw["id"], "state": state, "outcome": raw.get("outcome", ""),
+                               "placement": raw.get("placement", ""), "attempts": raw.get("attempts", "")})
+        return True
+
+    async def active_ids(self) -> list[str]:
+        return [i for i, raw in self.callbacks.items() if raw["state"] != "done"]
+
+    async def pending_count(self) -> int:
+        return len(await self.active_ids())
+
+    async def defer_count(self, callback_id: str) -> None:
+        self.uncounted.append(str(callback_id))
+
+    async def take_uncounted(self, limit: int) -> list[str]:
+        taken, self.uncounted[:limit] = self.uncounted[:limit], []
+        return taken
+
+
+# Claim: take due ids and mark them placing, in one step, so that two workers
+# never place the same callback. KEYS: due set. ARGV: now, limit, hash key prefix.
+_CLAIM = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  local key = ARGV[3] .. id
+  if redis.call('HGET', key, 'state') == 'waiting' then
+    redis.call('HSET', key, 'state', 'placing', 'claimed_at', ARGV[1])
+    table.insert(out, id)
+  end
+end
+return out
+"""
+
+# Compare-and-set transition. KEYS: hash, due set, active set.
+# ARGV: id, allowed states (comma-separated), placement ('' = any), new state,
+# due score ('' = leave the due set), seconds to keep a done hash, field/value pairs...
+_TRANSITION = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 0 end
+local allowed = false
+for s in string.gmatch(ARGV[2], '[^,]+') do
+  if s == state then allowed = true end
+end
+if not allowed then return 0 end
+if ARGV[3] ~= '' and redis.call('HGET', KEYS[1], 'placement') ~= ARGV[3] then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[4])
+for i = 7, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+if ARGV[5] ~= '' then
+  redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
+  redis.call('HSET', KEYS[1], 'next_at', ARGV[5])
+else
+  redis.call('ZREM', KEYS[2], ARGV[1])
+end
+if ARGV[4] == 'done' then
+  redis.call('SREM', KEYS[3], ARGV[1])
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[6]))
+end
+return 1
+"""
+
+
+class RedisCallbackStore:
+    """Callbacks in Redis, shared by every engine worker and kept across restarts.
+
+    The Lua scripts touch the callback hashes by name (not all in KEYS): fine on
+    a single Redis server, which is what the engine runs; not Redis Cluster.
+    """
+
+    def __init__(self, client: aioredis.Redis, *, prefix: str = "ivr:", keep_done_seconds: int = 7 * 86400,
+                 stream_maxlen: int = 100_000):
+        self._redis = client
+        self.prefix = prefix
+        self.key = f"{prefix}callbacks"  # the audit stream (the name it always had)
+        self.seq_key = f"{prefix}callbacks:seq"
+        self.due_key = f"{prefix}callbacks:due"
+        self.active_key = f"{prefix}callbacks:active"
+        self.uncounted_key = f"{prefix}callbacks:uncounted"  # ended outside the engine, to be counted
+        self._keep_done = keep_done_seconds
+        self._stream_maxlen = stream_maxlen
+        self._claim = client.register_script(_CLAIM)
+        self._transition = client.register_script(_TRANSITION)
+
+    def hash_key(self, callback_id: str) -> str:
+        return f"{self.prefix}callback:{callback_id}"
+
+    async def request(self, *, hotline: str, number: str, reason: str, call_uid: str, program: str = "",
+                      queue: str = "", priority: int = 0, position: int = 0, request_type: str = "",
+                      governorate: str = "", joined_at: float | None = None, now: float | None = None,
+                      due_at: float | None = None) -> str:
+        callback_id = str(await self._redis.incr(self.seq_key))
+        now = time.time() if now is None else now
+        cb = _request_fields(callback_id, hotline=hotline, number=number, reason=reason, call_uid=call_uid,
+                             program=program, queue=queue, priority=priority, position=position,
+                             request_type=request_type, governorate=governorate, joined_at=joined_at, now=now,
+                             due_at=now if due_at is None else due_at)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.hash_key(callback_id), mapping=cb.to_fields())
+            pipe.sadd(self.active_key, callback_id)
+            pipe.zadd(self.due_key, {callback_id: cb.next_at})
+            pipe.xadd(self.key, _audit_request(cb), maxlen=self._stream_maxlen, approximate=True)
+            await pipe.execute()
+        return callback_id
+
+    async def get(self, callback_id: str) -> Callback | None:
+        raw = await self._redis.hgetall(self.hash_key(callback_id))
+        return Callback.from_fields(raw) if raw else None
+
+    async def claim_due(self, now: float, limit: int) -> list[Callback]:
+        ids = await self._claim(keys=[self.due_key], args=[f"{now:.3f}", limit, f"{self.prefix}callback:"])
+        claimed = []
+        for callback_id in ids:
+            cb = await self.get(as_text(callback_id))
+            if cb is not None:
+                claimed.append(cb)
+        return claimed
+
+    async def transition(self, callback_id: str, *, from_states: Iterable[str], state: str,
+                         placement: int | None = None, due_at: float | None = None,
+                         changes: Mapping[str, Any] | None = None, event: str = "") -> bool:
+        pairs: list[str] = []
+        for k, v in (changes or {}).items():
+            pairs += [k, as_text(v)]
+        done = await self._transition(
+            keys=[self.hash_key(callback_id), self.due_key, self.active_key],
+            args=[callback_id, ",".join(from_states), "" if placement is None else str(placement), state,
+                  "" if due_at is None else f"{due_at:.3f}", self._keep_done, *pairs])
+        if done and event:
+            cb = await self.get(callback_id)
+            entry = {"event": event, "id": str(callback_id), "state": state}
+            if cb is not None:
+                entry.update(outcome=cb.outcome, placement=str(cb.placement), attempts=str(cb.attempts))
+            await self._redis.xadd(self.key, entry, maxlen=self._stream_maxlen, approximate=True)
+        return bool(done)
+
+    async def active_ids(self) -> list[str]:
+        return sorted((as_text(i) for i in await self._redis.smembers(self.active_key)), key=int)
+
+    async def pending_count(self) -> int:
+        return int(await self._redis.scard(self.active_key))
+
+    async def defer_count(self, callback_id: str) -> None:
+        await self._redis.rpush(self.uncounted_key, str(callback_id))
+
+    async def take_uncounted(self, limit: int) -> list[str]:
+        # LPOP with a count: each id goes to exactly one engine worker.
+        return [as_text(i) for i in (await self._redis.lpop(self.uncounted_key, limit) or [])]

@@ -1,0 +1,203 @@
+"""The event pump: one failing event no longer holds up the others.
+
+Found reading the code: on a Redis error the consumer retried the same event
+for ever, and every later event (for every consumer) waited behind it. Now
+each consumer has its own lane, a failing event is tried a bounded number of
+times and then parked (kept, in order, retried), the rest flow, and
+``ivr_ami_events_waiting{consumer}`` says how many events wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from core.configuration import load_config
+from metrics.registry import EngineMetrics, sample_sum
+from queues.ami.events import parse_event
+from queues.calls.accounting import QueueAccounting
+from queues.calls.store import MemoryCallStateStore
+from queues.events import EventPump
+
+DEMO = Path(__file__).resolve().parents[2] / "config"
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config(DEMO)
+
+
+def event(n: int, uid: str | None = None):
+    return parse_event({"Event": "QueueCallerJoin", "Queue": "forsa", "Uniqueid": uid or f"1.{n}",
+                        "Timestamp": f"{1732467000 + n}.0"}, ref=f"c:{n}")
+
+
+class Recorder:
+    """A consumer that fails with a Redis error while ``failing`` says so."""
+
+    def __init__(self, failing=lambda e: False):
+        self.failing = failing
+        self.handled: list[str] = []
+        self.tries: dict[str, int] = {}
+
+    async def handle(self, e) -> str:
+        self.tries[e.uniqueid] = self.tries.get(e.uniqueid, 0) + 1
+        if self.failing(e):
+            raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        self.handled.append(e.uniqueid)
+        return "ok"
+
+
+async def eventually(predicate, timeout=5.0):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.01)
+    return predicate()
+
+
+def waiting(metrics, lane):
+    return metrics.registry.get_sample_value("ivr_ami_events_waiting", {"consumer": lane})
+
+
+async def run_pump(config, lanes, **kw):
+    metrics = EngineMetrics(config, CollectorRegistry())
+    kw.setdefault("backoff", (0.0,))
+    kw.setdefault("retry_interval", 0.05)
+    pump = EventPump(lanes=lanes, metrics=metrics, **kw)
+    pump.start()
+    return pump, metrics
+
+
+async def test_one_failing_event_is_parked_and_the_next_ones_flow(config):
+    poisoned = {"1.1"}
+    a = Recorder(lambda e: e.uniqueid in poisoned)
+    pump, metrics = await run_pump(config, [("a", [a])], attempts=3)
+    try:
+        pump.feed(event(1))
+        assert await eventually(lambda: waiting(metrics, "a") == 1)
+        assert a.tries["1.1"] == 3  # bounded: tried `attempts` times, then parked
+        # Redis fails only this event: the ones after it go through (at worst
+        # after one retry interval) while it stays parked, retried less and less often.
+        await asyncio.sleep(0.06)
+        pump.feed(event(2))
+        pump.feed(event(3))
+        assert await eventually(lambda: a.handled == ["1.2", "1.3"])
+        assert pump.waiting() == {"a": 1} and waiting(metrics, "a") == 1
+        # It is kept, not dropped: when Redis lets it through, it is applied.
+        poisoned.clear()
+        assert await eventually(lambda: "1.1" in a.handled, timeout=10)
+        assert waiting(metrics, "a") == 0 and pump.waiting() == {"a": 0}
+    finally:
+        await pump.stop()
+
+
+async def test_a_lane_waiting_on_redis_does_not_hold_up_another(config):
+    down = True
+    slow = Recorder(lambda e: down)
+    fast = Recorder()
+    pump, metrics = await run_pump(config, [("accounting", [slow]), ("agents", [fast])])
+    try:
+        for n in range(1, 6):
+            pump.feed(event(n))
+        assert await eventually(lambda: len(fast.handled) == 5)
+        assert await eventually(lambda: waiting(metrics, "accounting") == 5)
+        assert slow.handled == []
+        # Redis back: the parked events go through in the order they came.
+        down = False
+        assert await eventually(lambda: slow.handled == ["1.1", "1.2", "1.3", "1.4", "1.5"], timeout=10)
+        assert waiting(metrics, "accounting") == 0
+    finally:
+        await pump.stop()
+
+
+async def test_while_redis_is_down_later_events_are_parked_without_a_try_of_their_own(config):
+    down = True
+    a = Recorder(lambda e: down)
+    pump, metrics = await run_pump(config, [("a", [a])], attempts=3, retry_interval=30)
+    try:
+        pump.feed(event(1))
+        assert await eventually(lambda: waiting(metrics, "a") == 1)
+        for n in range(2, 12):
+            pump.feed(event(n))
+        assert await eventually(lambda: waiting(metrics, "a") == 11)
+        # No caller's event waits for its own three timeouts behind a dead Redis.
+        assert a.tries == {"1.1": 3}
+    finally:
+        await pump.stop()
+
+
+async def test_a_consumer_that_succeeded_is_not_run_again_when_the_next_one_in_its_lane_fails(config):
+    first = Recorder()
+    flaky = {"on": True}
+    second = Recorder(lambda e: flaky["on"])
+    pump, _ = await run_pump(config, [("waiting", [first, second])], attempts=1)
+    try:
+        pump.feed(event(1))
+        assert await eventually(lambda: pump.waiting() == {"waiting": 1})
+        flaky["on"] = False
+        assert await eventually(lambda: second.handled == ["1.1"], timeout=10)
+        assert first.handled == ["1.1"] and first.tries == {"1.1": 1}
+    finally:
+        await pump.stop()
+
+
+async def test_a_bug_in_a_consumer_is_logged_and_skipped_not_retried(config, caplog):
+    class Broken:
+        calls = 0
+
+        async def handle(self, e):
+            Broken.calls += 1
+            raise KeyError("a bug")
+
+    after = Recorder()
+    pump, metrics = await run_pump(config, [("a", [Broken(), after])])
+    try:
+        pump.feed(event(1))
+        assert await eventually(lambda: after.handled == ["1.1"])
+        assert Broken.calls == 1 and waiting(metrics, "a") == 0
+        assert "event skipped" in caplog.text
+    finally:
+        await pump.stop()
+
+
+async def test_counts_stay_exact_through_a_redis_outage(config):
+    """Accounting behind the pump, with a store that fails for a while."""
+
+    class Outage(MemoryCallStateStore):
+        down = True
+
+        async def apply(self, call_uid, **kw):
+            if self.down:
+                raise RedisConnectionError("Connection refused.")
+            return await super().apply(call_uid, **kw)
+
+        async def facts(self, call_uid):
+            if self.down:
+                raise RedisConnectionError("Connection refused.")
+            return await super().facts(call_uid)
+
+    registry = CollectorRegistry()
+    metrics = EngineMetrics(config, registry)
+    store = Outage()
+    accounting = QueueAccounting(store=store, metrics=metrics)
+    pump = EventPump(lanes=[("accounting", [accounting])], metrics=metrics, backoff=(0.0,), retry_interval=0.05)
+    pump.start()
+    try:
+        for n in range(1, 21):
+            pump.feed(event(n))
+        pump.feed(event(21, uid="1.1"))  # the same call's join again: a duplicate
+        assert await eventually(lambda: waiting(metrics, "accounting") == 21)
+        store.down = False
+        assert await eventually(lambda: waiting(metrics, "accounting") == 0, timeout=10)
+        assert await pump.idle()
+        assert sample_sum(registry, "ivr_queue_offered_total", program="forsa") == 20
+        assert sample_sum(registry, "ivr_ami_events_total", kind="duplicate") == 1
+    finally:
+        await pump.stop()
