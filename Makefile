@@ -16,7 +16,7 @@ setup: deps
 test: deps
 	.venv/bin/ivr check-config
 	.venv/bin/ivr setup
-	.venv/bin/pytest -v -p no:cacheprovider tests
+	.venv/bin/pytest -v -p no:cacheprovider --durations=30 tests
 
 unit: deps
 	.venv/bin/pytest -q tests/unit tests/component

@@ -20,6 +20,7 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from core.configuration import Config, ConfigError, load_config
@@ -79,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="(list) at most this many, newest first (default: %(default)s)")
     p.add_argument("--format", choices=("text", "json"), default="text", help="(default: %(default)s)")
 
+    p = sub.add_parser("cases", help="cases: list, show one with its history, update, export")
+    from cases.cli import add_arguments as add_case_arguments
+
+    add_case_arguments(p)
+    _config_arg(p)
+
     p = sub.add_parser("simulate", help="place SIPp calls against the running engine")
     _config_arg(p)
     p.add_argument("--calls", type=int, default=10, help="number of callers (default: %(default)s)")
@@ -111,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Alembic narrates every migration context at INFO; `ivr setup` says what it did.
+    logging.getLogger("alembic").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
@@ -121,10 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a setup step that failed: say which, without a traceback
+        from cases.database import DatabaseUnavailable
+        from core.errors import Unreachable
         from dialplans.asterisk import AsteriskError
         from ivr.prompts import PromptError
 
-        if isinstance(exc, (AsteriskError, PromptError)):
+        if isinstance(exc, (AsteriskError, PromptError, DatabaseUnavailable, Unreachable)):
             print(f"ivr {args.command}: {exc}", file=sys.stderr)
             return 1
         raise
@@ -136,6 +147,9 @@ def cmd_check_config(args) -> int:
     print(f"  {len(config.hotlines)} hotline(s): " + ", ".join(h.number for h in config.hotlines))
     print(f"  {len(config.programs)} program(s): " + ", ".join(p.id for p in config.programs))
     print(f"  {len(config.queues)} queue(s), {len(config.agents)} agent(s), {len(config.prompts)} prompt(s)")
+    if config.cases is not None:
+        print(f"  cases: {len(config.cases.tenants)} tenant(s), {len(config.cases.sectors)} sector(s), "
+              f"database {config.service.database.backend}")
     return 0
 
 
@@ -151,6 +165,8 @@ def setup(config: Config, config_dir: Path, paths: Paths, say=print):
     secrets = SecretStore(paths.secrets_file)
     if secrets.ensure(config):
         say(f"Generated credentials in {paths.secrets_file} (mode 600)")
+    if config.cases is not None:
+        migrate_case_database(config, paths, secrets, say=say)
     write_all(config, secrets, asterisk.root, classic_agi=asterisk.classic_agi_paths())
     say(f"Asterisk configuration written to {asterisk.etc}")
     if any(h.agi == "classic" for h in config.hotlines):
@@ -181,6 +197,23 @@ def setup(config: Config, config_dir: Path, paths: Paths, say=print):
     return asterisk, secrets
 
 
+def migrate_case_database(config: Config, paths: Paths, secrets, say=print) -> None:
+    """Create the case database or bring its schema to this release's (Alembic)."""
+    from app.tools import case_engine
+    from cases.database import migrate
+
+    engine = case_engine(config, paths, secrets)
+    try:
+        before, after = migrate(engine)
+    finally:
+        engine.dispose()
+    where = engine.url.render_as_string(hide_password=True)
+    if before == after:
+        say(f"Case database {where}: schema current ({after})")
+    else:
+        say(f"Case database {where}: schema {before or 'empty'} -> {after}")
+
+
 def cmd_setup(args) -> int:
     config = load_config(args.config)
     setup(config, args.config, Paths.from_environment())
@@ -202,14 +235,25 @@ async def serve(config: Config, paths: Paths, *, enable_agi=True, enable_ami=Tru
     if missing and enable_agi:
         # A clear error at start-up rather than silence in a call.
         raise SystemExit(f"missing prompt file(s) in {library.target}: {', '.join(missing)}; run `ivr setup`")
+    case_store = None
+    if config.cases is not None:
+        from app.tools import case_engine
+        from cases.store import CaseStore
+
+        # Not checked here: an unreachable or unmigrated database must not stop
+        # the calls; the case jobs say so and retry (cases/service.py).
+        case_store = CaseStore(engine=case_engine(config, paths, secrets), config=config.cases)
     engine = Engine(config=config, ami_secret=secrets.ami_secret(config) if enable_ami else None,
                     national_id_key=secrets.national_id_key() if enable_agi else b"",
-                    enable_agi=enable_agi, enable_ami=enable_ami)
+                    enable_agi=enable_agi, enable_ami=enable_ami, case_store=case_store,
+                    cases_key=secrets.cases_key() if case_store is not None else None,
+                    agent_password=agent_passwords(config, secrets))
     await engine.start()
     s = config.service
-    log.info("engine running: FastAGI %s:%d, metrics http://%s:%d/metrics, wallboard http://%s:%d/, AMI %s:%d",
-             s.fastagi.host, s.fastagi.port, s.metrics.host, s.metrics.port, s.wallboard.host, s.wallboard.port,
-             s.ami.host, s.ami.port)
+    log.info("engine running: FastAGI %s:%d, metrics http://%s:%d/metrics, wallboard http://%s:%d/, "
+             "agents' desktop http://%s:%d/, AMI %s:%d", s.fastagi.host, s.fastagi.port, s.metrics.host,
+             s.metrics.port, s.wallboard.host, s.wallboard.port, s.desktop.host, s.desktop.port, s.ami.host,
+             s.ami.port)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -219,6 +263,19 @@ async def serve(config: Config, paths: Paths, *, enable_agi=True, enable_ami=Tru
     finally:
         log.info("stopping the engine")
         await engine.stop()
+
+
+def agent_passwords(config: Config, secrets) -> Callable[[str], str | None]:
+    """Agent id -> the softphone password the desktop signs them in with (None: no such agent)."""
+    def password_of(agent_id: str) -> str | None:
+        agent = config.agent(agent_id)
+        if agent is None:
+            return None
+        try:
+            return secrets.agent_password(agent.sip_username)
+        except KeyError:
+            return None
+    return password_of
 
 
 def cmd_serve(args) -> int:
@@ -276,6 +333,13 @@ def cmd_callbacks(args) -> int:
     return asyncio.run(callbacks_tool(args, config, Paths.from_environment()))
 
 
+def cmd_cases(args) -> int:
+    from app.tools import cases_tool
+
+    config = load_config(args.config)
+    return cases_tool(args, config, Paths.from_environment())
+
+
 def cmd_simulate(args) -> int:
     from app.simulate import run_simulation
 
@@ -319,6 +383,7 @@ COMMANDS = {
     "staffing": cmd_staffing,
     "agents": cmd_agents,
     "callbacks": cmd_callbacks,
+    "cases": cmd_cases,
 }
 
 if __name__ == "__main__":

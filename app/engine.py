@@ -8,7 +8,9 @@ passed on as keyword arguments. This module holds no call logic.
                                                        \\-> queues.agents / queues.callbacks (their menus)
     Asterisk --AMI------> AmiConnection --> EventPump --> accounting | agents | waiting+announcer | callbacks
                               \\-- on login: AmiResync (QueueStatus, journal, channels)
+                                                  \\-> desktop (call pops -> the agent's page)
     Redis <----------- every store ------------------------> /metrics, wallboard (queues.live)
+    case database <--- cases.store ------------------------> desktop (cases), case jobs (figures, escalations)
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from typing import Callable
 import redis.asyncio as aioredis
 
 from core.configuration import Config
+from cases.service import CaseJobs
+from core.privacy import NumberCipher
+from desktop.casework import CaseWork
+from desktop.pops import CallPops, PopHub
+from desktop.server import DesktopServer
+from desktop.sessions import SessionBook
 from ivr.agi.fastagi import FastAgiServer
+from ivr.flow.follow_up import store_lookup
 from ivr.routes import engine_routes
 from metrics.call_records import RedisCallRecords
 from metrics.exporter import MetricsExporter
@@ -39,7 +48,7 @@ from queues.calls.accounting import QueueAccounting
 from queues.calls.store import RedisCallStateStore
 from queues.events import EventPump
 from queues.live import LiveFiguresService
-from queues.priority import RedisRecentCallers, keep_seconds
+from queues.priority import DEFAULT_CALLER_KEY, RedisRecentCallers, hash_caller, keep_seconds
 from queues.resync import AmiResync
 from queues.waiting import RedisWaitingStore, WaitingTracker, priority_from_call_state
 
@@ -59,9 +68,16 @@ class Engine:
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc), enable_agi: bool = True,
                  enable_ami: bool = True, metrics: EngineMetrics | None = None,
                  redis_client: aioredis.Redis | None = None, enable_wallboard: bool = True,
-                 wall_clock: Callable[[], float] = time.time, ami_recorder=None):
+                 wall_clock: Callable[[], float] = time.time, ami_recorder=None, case_store=None,
+                 cases_key: str | None = None, agent_password: Callable[[str], str | None] | None = None,
+                 enable_desktop: bool = True):
         """``clock``: the IVR's clock (opening hours; tests pin it). ``wall_clock``:
-        real time, for supervision (call records carry Asterisk's event times)."""
+        real time, for supervision (call records carry Asterisk's event times).
+        ``case_store``: ``cases.store.CaseStore`` on the case database (None:
+        no case figures, no escalations, no cases on the desktop); ``cases_key``
+        the Fernet key numbers are stored with. ``agent_password(agent_id)``:
+        the agent's softphone password, which signs them in to the desktop
+        (None: no desktop)."""
         configure_exposition()
         self.config = config
         s = config.service
@@ -98,9 +114,34 @@ class Engine:
                                    prefix=prefix, call_state=self.store, join_offer=JOIN_OFFER)
         self.dispatcher = CallbackDispatcher(config=config, metrics=self.metrics, store=self.callbacks, ami=ami,
                                              clock=clock, call_state=self.store)
-        self.pump = EventPump(lanes=[("accounting", [self.accounting]), ("agents", [self.agent_tracker]),
-                                     ("waiting", [self.waiting, self.announcer]), ("callbacks", [self.dispatcher])],
-                              metrics=self.metrics)
+        # --- cases: figures and escalations, the wallboard's panel ---------------
+        self.case_jobs = None
+        self.case_store = case_store
+        if case_store is not None and self.metrics.cases is not None:
+            self.metrics.registry.register(self.metrics.cases)
+            self.case_jobs = CaseJobs(store=case_store, metrics=self.metrics.cases,
+                                      wallboard_tenant=config.tenant_of(config.hotlines[0]))
+        # --- the agents' desktop: its pops follow the AMI events too ---------------
+        self.pops = PopHub()
+        self.case_work = None
+        if case_store is not None and cases_key:
+            self.case_work = CaseWork(store=case_store, config=config, cipher=NumberCipher(cases_key),
+                                      on_change=self.case_jobs.poke if self.case_jobs else lambda: None)
+        caller_key = national_id_key or DEFAULT_CALLER_KEY
+        self.call_pops = CallPops(config=config, hub=self.pops, call_state=self.store,
+                                  open_cases=self.case_work.open_cases if self.case_work else None,
+                                  number_hash=lambda number: hash_caller(number, caller_key), clock=wall_clock)
+        lanes = [("accounting", [self.accounting]), ("agents", [self.agent_tracker]),
+                 ("waiting", [self.waiting, self.announcer]), ("callbacks", [self.dispatcher])]
+        self.desktop = None
+        if enable_desktop and agent_password is not None:
+            lanes.append(("desktop", [self.call_pops]))
+            self.desktop = DesktopServer(
+                config=config, host=s.desktop.host, port=s.desktop.port, hub=self.pops, desk=self.agent_desk,
+                cases=self.case_work,
+                sessions=SessionBook(password_of=agent_password,
+                                     tenant_of=lambda agent_id: config.agent_tenant(config.agent(agent_id))))
+        self.pump = EventPump(lanes=lanes, metrics=self.metrics)
         self.resync = AmiResync(ami=ami, feed=self.pump.feed, agents=self.agent_tracker, waiting=self.waiting,
                                 callbacks=self.dispatcher, metrics=self.metrics,
                                 logins=lambda: self.ami.logins if self.ami is not None else 0)
@@ -110,7 +151,8 @@ class Engine:
         self.fastagi = FastAgiServer(
             routes=engine_routes(config=config, metrics=self.metrics, store=self.store, callbacks=self.callbacks,
                                  national_id_key=national_id_key, recent=self.recent, desk=self.agent_desk,
-                                 place_of=self.place_of, clock=clock),
+                                 place_of=self.place_of, clock=clock,
+                                 case_status=store_lookup(case_store, clock=clock) if case_store else None),
             host=s.fastagi.host, port=s.fastagi.port,
             on_session_end=self.metrics.count_session, on_latency=self.metrics.observe_agi_command,
         ) if enable_agi else None
@@ -118,8 +160,8 @@ class Engine:
         if enable_wallboard:
             from metrics.wallboard.server import WallboardServer  # aiohttp: only for the engine
 
-            self.wallboard = WallboardServer(self.live.snapshot, host=s.wallboard.host, port=s.wallboard.port,
-                                             config=config)
+            self.wallboard = WallboardServer(self._wallboard_snapshot, host=s.wallboard.host,
+                                             port=s.wallboard.port, config=config)
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
@@ -128,7 +170,11 @@ class Engine:
             await self.fastagi.start()
         if self.wallboard is not None:
             await self.wallboard.start()
+        if self.desktop is not None:
+            await self.desktop.start()
         self._tasks.append(asyncio.create_task(self.live.run(interval=LIVE_FIGURES_SECONDS), name="live-figures"))
+        if self.case_jobs is not None:
+            self._tasks.append(asyncio.create_task(self.case_jobs.run(), name="cases"))
         if self.ami is not None:
             await self.ami.start()
             self._tasks += [
@@ -150,8 +196,19 @@ class Engine:
             await self.fastagi.close()
         if self.wallboard is not None:
             await self.wallboard.stop()
+        if self.desktop is not None:
+            await self.desktop.stop()
         self.exporter.stop()
         await self.redis.aclose()
+        if self.case_store is not None:
+            self.case_store.engine.dispose()
+
+    async def _wallboard_snapshot(self) -> dict:
+        """The live figures, and the case panel when there are cases."""
+        snap = await self.live.snapshot()
+        if self.case_jobs is None:
+            return snap
+        return {**snap, "cases": self.case_jobs.panel()}
 
     async def place_of(self, queue: str, uid: str) -> int | None:
         """A caller's place in ``queue`` (the callback menu keeps it)."""

@@ -107,3 +107,62 @@ async def callbacks_tool(args, config: Config, paths: Paths, *, out: TextIO | No
 
     return await run_callbacks_command(args, config, out=out, err=err, redis_factory=connect_redis,
                                        ami_factory=ami_with_secret(paths), metrics=tool_metrics(config))
+
+
+def case_engine(config: Config, paths: Paths, secrets: SecretStore):
+    """The SQLAlchemy engine of the case database (``service.database``).
+    A PostgreSQL password, when the server wants one, is the ``db:<user>``
+    secret of the secret store (absent: peer or trust authentication)."""
+    from cases.database import database_url, make_engine
+
+    settings = config.service.database
+    password = None
+    if settings.backend == "postgresql":
+        try:
+            password = secrets.get("db:" + settings.user)
+        except KeyError:
+            password = None
+    return make_engine(database_url(settings, state_dir=paths.state, password=password))
+
+
+def case_store(config: Config, paths: Paths, secrets: SecretStore, *, engine=None):
+    """The case store on a migrated database, or :class:`Unreachable` saying why."""
+    from cases.database import DatabaseUnavailable, check_schema
+    from cases.store import CaseStore
+
+    if config.cases is None:
+        raise Unreachable("no `cases:` section in the configuration (config/cases.yaml)")
+    engine = engine or case_engine(config, paths, secrets)
+    try:
+        check_schema(engine)
+    except DatabaseUnavailable as exc:
+        raise Unreachable(str(exc)) from None
+    except Exception as exc:  # the driver's own errors: connection refused, authentication
+        raise Unreachable(f"the case database is not reachable ({type(exc).__name__}: {exc})") from None
+    return CaseStore(engine=engine, config=config.cases)
+
+
+def cases_tool(args, config: Config, paths: Paths, *, out: TextIO | None = None,
+               err: TextIO | None = None) -> int:
+    """``ivr cases <action>``, wired: the store on the configured database and
+    the cipher that lets the tool print callers' numbers masked."""
+    from cases.cli import run_cases_command
+    from core.privacy import NumberCipher
+
+    secrets = SecretStore(paths.secrets_file)
+    try:
+        cipher = NumberCipher(secrets.cases_key())
+    except KeyError:
+        cipher = None
+    engine = None
+
+    def store():
+        nonlocal engine
+        engine = case_engine(config, paths, secrets)
+        return case_store(config, paths, secrets, engine=engine)
+
+    try:
+        return run_cases_command(args, config, store_factory=store, cipher=cipher, out=out, err=err)
+    finally:
+        if engine is not None:
+            engine.dispose()

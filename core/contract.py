@@ -115,6 +115,7 @@ class IvrAction:
 
     CLOSED: Final = "closed"       # outside opening hours: the call ends
     CALLBACK: Final = "callback"   # a callback holds the caller's place: the call ends
+    DONE: Final = "done"           # the IVR served the caller (a follow-up by reference): the call ends
 
 
 # --- user events (UserEvent over AMI) ------------------------------------------------------------

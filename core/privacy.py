@@ -15,3 +15,36 @@ def mask_number(value: str | None) -> str:
     if len(value) <= 2:
         return "*" * len(value)
     return "*" * (len(value) - 2) + value[-2:]
+
+
+class NumberCipher:
+    """The caller's number kept for follow-up calls: encrypted at rest.
+
+    Fernet (``cryptography``, a kept library): AES-128-CBC with an
+    HMAC-SHA256 tag, so a number is both secret and tamper-evident, and a
+    token made with another key is refused rather than decoded to garbage.
+    The key is the ``fernet:cases`` secret ``ivr setup`` generates (0600
+    secret store). Lookups never decrypt: they use the number's keyed hash.
+    """
+
+    def __init__(self, key: bytes | str):
+        from cryptography.fernet import Fernet
+
+        self._fernet = Fernet(key)
+
+    def encrypt(self, number: str | None) -> str | None:
+        if not number:
+            return None
+        return self._fernet.encrypt(number.encode()).decode()
+
+    def decrypt(self, token: str | None) -> str | None:
+        """The number, or None for no token; ``InvalidToken`` for a token this key did not make."""
+        if not token:
+            return None
+        return self._fernet.decrypt(token.encode()).decode()
+
+    @staticmethod
+    def generate_key() -> str:
+        from cryptography.fernet import Fernet
+
+        return Fernet.generate_key().decode()

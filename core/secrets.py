@@ -1,4 +1,5 @@
-"""Generated credentials: the AMI secret and one SIP password per agent.
+"""Generated credentials: the AMI secret, one SIP password per agent, the
+HMAC key of national IDs and the Fernet key of the case database.
 
 Secrets are created once by ``ivr setup`` with :mod:`secrets` (CSPRNG), 32
 URL-safe characters each, and kept in a 0600 JSON file in the state folder:
@@ -13,6 +14,9 @@ import secrets as _csprng
 from pathlib import Path
 
 from .configuration import Config
+from .privacy import NumberCipher
+
+CASES_KEY = "fernet:cases"
 
 
 class SecretStore:
@@ -33,10 +37,14 @@ class SecretStore:
         wanted = ["ami:" + config.service.ami.username, "hmac:national_id"] + [
             "sip:" + a.sip_username for a in config.agents
         ]
+        if config.cases is not None:
+            wanted.append(CASES_KEY)
         added = False
         for name in wanted:
             if name not in self._data:
-                self._data[name] = _csprng.token_urlsafe(24)
+                # A Fernet key has its own shape (32 random bytes, base64).
+                self._data[name] = (NumberCipher.generate_key() if name.startswith("fernet:")
+                                    else _csprng.token_urlsafe(24))
                 added = True
         if added or not self.path.exists():
             self._write()
@@ -48,6 +56,10 @@ class SecretStore:
     def national_id_key(self) -> bytes:
         """The HMAC key national IDs are hashed with before they are stored."""
         return self.get("hmac:national_id").encode()
+
+    def cases_key(self) -> str:
+        """The Fernet key callers' numbers are encrypted with in the case database."""
+        return self.get(CASES_KEY)
 
     def agent_password(self, sip_username: str) -> str:
         return self.get("sip:" + sip_username)

@@ -301,11 +301,14 @@ exten => s,1,GotoIf($["${{CHANNEL(pjsip,local_addr)}}" != "{carrier_addr}"]?refu
  same => n(routed),NoOp(IVR done: AGISTATUS=${{AGISTATUS}})
  ; Outside opening hours the IVR has said so and offered a callback: end here.
  same => n,GotoIf($["{d(V.ACTION)}" = "{IvrAction.CLOSED}"]?closed,1)
+ ; The IVR answered the caller itself (a follow-up by reference): end here too.
+ same => n,GotoIf($["{d(V.ACTION)}" = "{IvrAction.DONE}"]?served,1)
  same => n,Set(IVR_TARGET=${{IF($[${{DIALPLAN_EXISTS({C.QUEUE},{d(V.QUEUE)},1)}}]?{d(V.QUEUE)}:{d(V.FALLBACK)})}})
  same => n,GotoIf($["${{IVR_TARGET}}" = "{d(V.QUEUE)}"]?queue)
  same => n,Log(WARNING,IVR gave no valid queue - AGISTATUS=${{AGISTATUS}} TRYSTATUS=${{TRYSTATUS}} - using fallback {d(V.FALLBACK)})
  same => n(queue),Goto({C.QUEUE},${{IVR_TARGET}},1)
 exten => closed,1,Hangup(16)
+exten => served,1,Hangup(16)
 exten => refuse,1,Log(NOTICE,Refused anonymous call on ${{CHANNEL(pjsip,local_addr)}})
  same => n,Hangup(21)
 """

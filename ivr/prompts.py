@@ -129,7 +129,7 @@ def all_prompt_texts(config: Config) -> dict[str, str]:
     Number fragments are synthesized from their vowelled text
     (``FRAGMENT_SPEECH``), not the written one: espeak-ng misreads Arabic
     without tashkeel. A configured prompt with the same id still wins."""
-    from core.arabic import clock
+    from core.arabic import clock, dates
     from core.arabic.numbers import FRAGMENT_SPEECH
 
-    return {**FRAGMENT_SPEECH, **clock.FRAGMENT_TEXTS, **config.prompts}
+    return {**FRAGMENT_SPEECH, **clock.FRAGMENT_TEXTS, **dates.FRAGMENT_TEXTS, **config.prompts}

@@ -22,7 +22,7 @@ from queues.callbacks.store import CallbackStore
 from queues.calls.store import CallStateStore
 from queues.priority import RecentCallers
 
-from .flow.hotline import HotlineHandler
+from .flow.hotline import CaseStatusLookup, HotlineHandler
 from .flow.survey import SurveyHandler
 
 Handler = Callable[[Channel], Awaitable[None]]
@@ -33,23 +33,25 @@ def _utcnow() -> datetime:
 
 
 def call_routes(*, config: Config, metrics: EngineMetrics, store: CallStateStore, callbacks: CallbackStore,
-                national_id_key: bytes, recent: RecentCallers | None = None,
+                national_id_key: bytes, recent: RecentCallers | None = None, case_status: CaseStatusLookup | None = None,
                 clock: Callable[[], datetime] = _utcnow) -> dict[str, Handler]:
     """The routes a citizen's call takes: the hotline's menus and the survey."""
     return {
         Route.HOTLINE: HotlineHandler(config=config, metrics=metrics, store=store, callbacks=callbacks,
-                                      national_id_key=national_id_key, recent=recent, clock=clock),
+                                      national_id_key=national_id_key, recent=recent, case_status=case_status,
+                                      clock=clock),
         Route.SURVEY: SurveyHandler(config=config, metrics=metrics, store=store),
     }
 
 
 def engine_routes(*, config: Config, metrics: EngineMetrics, store: CallStateStore, callbacks: CallbackStore,
                   national_id_key: bytes, recent: RecentCallers, desk: AgentDesk, place_of: PlaceOf,
+                  case_status: CaseStatusLookup | None = None,
                   clock: Callable[[], datetime] = _utcnow) -> dict[str, Handler]:
     """Every route of ``ivr serve``: the call's, the agents' feature codes, and
     the queue's callback and overflow menus."""
     routes = call_routes(config=config, metrics=metrics, store=store, callbacks=callbacks,
-                         national_id_key=national_id_key, recent=recent, clock=clock)
+                         national_id_key=national_id_key, recent=recent, case_status=case_status, clock=clock)
     routes[Route.AGENT] = AgentCodeHandler(config=config, desk=desk)
     callback_args = dict(config=config, metrics=metrics, callbacks=callbacks, place_of=place_of, call_state=store,
                          clock=clock)

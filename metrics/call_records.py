@@ -33,7 +33,7 @@ from typing import Protocol
 log = logging.getLogger(__name__)
 
 OUTCOMES = ("answered", "abandoned", "short_abandoned", "callback", "overflow_callback", "closed",
-            "ivr_hangup", "no_queue")
+            "ivr_hangup", "self_service", "no_queue")
 # Fields holding an epoch time or a duration (seconds, ms precision; empty: did not happen).
 TIME_FIELDS = ("received", "queued", "answered", "ended")
 DURATION_FIELDS = ("wait_seconds", "talk_seconds")

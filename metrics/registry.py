@@ -15,7 +15,9 @@ from prometheus_client.core import GaugeMetricFamily
 
 from core.citizens.governorates import LABEL_VALUES as GOVERNORATE_LABELS
 from core.configuration import Config
-from core.configuration.model import AUTO_PAUSE_REASON
+from core.configuration.model import AUTO_PAUSE_REASON, FOLLOW_UP_REQUEST_TYPE
+
+from .cases import CaseMetrics
 
 
 
@@ -29,8 +31,10 @@ def configure_exposition() -> None:
 AGI_VERBS = ("STREAM", "WAIT", "SET", "GET", "CHANNEL", "other")
 # How a finished call ended (the call record's `outcome`; docs/metrics.md).
 CALL_OUTCOMES = ("answered", "abandoned", "short_abandoned", "callback", "overflow_callback", "closed",
-                 "ivr_hangup", "no_queue")
-MENU_NODE_OUTCOMES = ("choice", "retries_exhausted", "hangup")
+                 "ivr_hangup", "self_service", "no_queue")
+MENU_NODE_OUTCOMES = ("choice", "retries_exhausted", "follow_up", "hangup")
+# How a follow-up by reference went, step by step (ivr/flow/follow_up.py RESULTS).
+FOLLOW_UP_RESULTS = ("found", "not_found", "wrong_check_digit", "incomplete", "unavailable", "gave_up")
 # Hotline waits: the service-level thresholds (10, 20, 30, 60 s) are bucket
 # bounds, so `le="20"` over `_count` is the share answered within 20 s.
 WAIT_BUCKETS = (5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600, 900, 1200, 1800)
@@ -132,6 +136,9 @@ class EngineMetrics:
         # Live figures read from Redis: exported only while fresh (LiveFigures).
         self.live = LiveFigures()
         r.register(self.live)
+        # Case figures from the case database (metrics/cases.py): registered
+        # by the engine when it has a case store (app/engine.py).
+        self.cases = CaseMetrics(config.cases) if config.cases is not None else None
         self.callers_waiting = self.live.gauge(
             "ivr_queue_callers_waiting", "Callers waiting in the queue now (callback placeholders included).",
             ["program"])
@@ -156,6 +163,12 @@ class EngineMetrics:
             ["outcome"], registry=r)
         for outcome in ("invalid", "reentered", "confirmed", "gave_up"):
             self.national_id_entries.labels(outcome=outcome)
+        self.case_follow_ups = Counter(
+            "ivr_case_follow_ups", "Follow-ups of a case by its reference on the hotline: each entry's result "
+            "(found, not_found, wrong_check_digit, incomplete, unavailable) and the callers who gave up.",
+            ["result"], registry=r)
+        for result in FOLLOW_UP_RESULTS:
+            self.case_follow_ups.labels(result=result)
         self.closed_calls = Counter("ivr_closed_calls", "Calls that arrived outside opening hours.",
                                     ["hotline"], registry=r)
         self.callback_requests = Counter("ivr_callback_requests", "Callers who asked to be called back.",
@@ -203,7 +216,7 @@ class EngineMetrics:
         for reason in tuple(pr.id for pr in config.agent_policy.pause_reasons) + (AUTO_PAUSE_REASON,):
             self.agent_pauses.labels(reason=reason)
         self.agent_actions = Counter(
-            "ivr_agent_actions", "Agent log-in/log-out/pause/resume requests, by source (phone, cli) and result.",
+            "ivr_agent_actions", "Agent log-in/log-out/pause/resume requests, by source (phone, cli, desktop) and result.",
             ["action", "source", "result"], registry=r)
         self.queue_priority_calls = Counter(
             "ivr_queue_priority_calls", "Callers queued with a raised priority, by the rule that raised it.",
@@ -324,7 +337,14 @@ def _reachable_routes(config: Config, hotline) -> set[tuple[str, str, str]]:
         if menu.program:
             routes.add((config.program_queue(menu.program).id, NO_REQUEST_TYPE, "retries_exhausted"))
         for option in menu.options.values():
-            if not option.menu:
+            if option.action == "follow_up":
+                # To an agent of the case's sector, or the fallback (unknown case).
+                routes.add((hotline.fallback_queue, FOLLOW_UP_REQUEST_TYPE, "follow_up"))
+                tenant = config.tenant_of(hotline)
+                for sector in (config.cases.sectors if config.cases else ()):
+                    if sector.tenant == tenant and sector.program and config.queue(sector.program):
+                        routes.add((config.program_queue(sector.program).id, FOLLOW_UP_REQUEST_TYPE, "follow_up"))
+            elif not option.menu:
                 routes.add((config.program_queue(option.program).id, option.request_type or NO_REQUEST_TYPE,
                             "choice"))
     return routes

@@ -35,6 +35,11 @@ _DOMAIN = b"caller-number:"
 HASH_HEX_CHARS = 32  # 128 bits: collisions are out of reach for any hotline's callers
 
 
+# The key of callers' numbers when no national-ID key is configured (no
+# programme asks for the ID): a fixed key still keeps numbers out of Redis.
+DEFAULT_CALLER_KEY = b"ivr-caller-numbers"
+
+
 def hash_caller(number: str | None, key: bytes) -> str | None:
     """Stored form of a caller number: HMAC-SHA256 of its normalised digits, hex.
 

@@ -2,7 +2,7 @@
 # Install what the engine and its tests need on Debian 12, only what is missing.
 #   system: debootstrap (builds the Asterisk root), sip-tester (SIPp),
 #           redis-server, prometheus (+ promtool), espeak-ng + sox (prompts),
-#           python3-venv
+#           postgresql (the tests start their own cluster), python3-venv
 #   python: a virtualenv in .venv with the project and its test extras
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,8 +15,11 @@ command -v prometheus >/dev/null || need+=(prometheus)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v sox >/dev/null || need+=(sox)
 command -v chromium >/dev/null || need+=(chromium)   # headless test of the wallboard page
+command -v chromedriver >/dev/null || need+=(chromium-driver)   # drives it in the desktop's browser tests (selenium)
 command -v chroot >/dev/null || need+=(coreutils)
 command -v mount >/dev/null || need+=(mount)
+compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || need+=(postgresql)   # the case database's tests
+command -v runuser >/dev/null || need+=(util-linux)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 
 if ((${#need[@]})); then
@@ -31,7 +34,7 @@ if ((${#need[@]})); then
 fi
 # Debian starts redis-server and prometheus as services when it can; the
 # engine and the tests run their own, on their own ports.
-for svc in redis-server prometheus; do
+for svc in redis-server prometheus postgresql; do
     if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
         echo "note: the system $svc service is running; the engine uses its own instance"
     fi

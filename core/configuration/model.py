@@ -78,6 +78,30 @@ class RedisSettings(LoopbackByDefault):
     call_state_ttl_seconds: int = Field(default=86400, ge=60)
 
 
+class DatabaseSettings(Frozen):
+    """The system of record for cases (docs/cases.md). ``sqlite``: a file in
+    the state folder, nothing to install or start. ``postgresql``: a server
+    (Debian's ``postgresql``) at host/port, reached as ``user``; its password,
+    if the server asks for one, is the ``db:<user>`` secret of ``ivr setup``."""
+
+    backend: Literal["sqlite", "postgresql"] = "sqlite"
+    # sqlite: the file, relative to the state folder unless absolute.
+    path: str = "cases.sqlite3"
+    host: str = "127.0.0.1"
+    port: int = Field(default=5432, ge=1, le=65535)
+    name: Identifier = "ivr_cases"
+    user: Identifier = "ivr"
+    allow_public: bool = False
+
+    @model_validator(mode="after")
+    def _loopback_unless_asked(self) -> "DatabaseSettings":
+        if self.backend == "postgresql" and not self.allow_public and not is_loopback(self.host) \
+                and not self.host.startswith("/"):
+            raise ValueError(f"host {self.host!r} is not a loopback address or a socket folder; "
+                             "set allow_public: true to reach it on purpose")
+        return self
+
+
 class ServiceSettings(Frozen):
     """Where every part of the engine listens. Defaults are the documented ports."""
 
@@ -85,12 +109,15 @@ class ServiceSettings(Frozen):
     metrics: Listen = Listen(port=9108)
     # The supervisors' wallboard page (metrics/wallboard), served by the engine.
     wallboard: Listen = Listen(port=9110)
+    # The agents' desktop (desktop/): call pops, cases, pause and resume.
+    desktop: Listen = Listen(port=9111)
     carrier_sip: Listen = Listen(port=5080)
     agent_sip: Listen = Listen(port=5060)
     # Where callbacks to citizens are sent (the carrier's SIP address).
     carrier_outbound: Listen = Listen(port=5090)
     ami: AmiSettings = AmiSettings()
     redis: RedisSettings = RedisSettings()
+    database: DatabaseSettings = DatabaseSettings()
     rtp_port_start: int = Field(default=10000, ge=1024, le=65000)
     rtp_port_end: int = Field(default=10999, ge=1024, le=65535)
     language: Literal["ar"] = "ar"
@@ -162,16 +189,20 @@ class RequestType(Frozen):
 
 
 class MenuOption(Frozen):
-    """What one key does: open another menu, or send the caller to a programme."""
+    """What one key does: open another menu, send the caller to a programme,
+    or start a self-service action (``follow_up``: hear a case's status by
+    its reference number, ivr/flow/follow_up.py)."""
 
     menu: PromptId | None = None
     program: Identifier | None = None
     request_type: Identifier | None = None
+    action: Literal["follow_up"] | None = None
 
     @model_validator(mode="after")
     def _one_target(self) -> "MenuOption":
-        if (self.menu is None) == (self.program is None):
-            raise ValueError("an option needs exactly one of `menu` (open a menu) or `program` (route)")
+        if sum(x is not None for x in (self.menu, self.program, self.action)) != 1:
+            raise ValueError("an option needs exactly one of `menu` (open a menu), `program` (route) "
+                             "or `action` (follow_up)")
         if self.menu is not None and self.request_type is not None:
             raise ValueError("`request_type` goes with `program`, not with `menu`")
         return self
@@ -180,6 +211,14 @@ class MenuOption(Frozen):
 # Said during national ID entry (ivr/flow/national_id.py).
 NATIONAL_ID_PROMPTS = ("national-id-enter", "national-id-invalid", "national-id-you-entered",
                        "national-id-confirm")
+
+# Said by the follow-up of a case by its reference (ivr/flow/follow_up.py);
+# the status is said by follow-up-status-<status>.
+FOLLOW_UP_PROMPTS = ("follow-up-enter", "follow-up-incomplete", "follow-up-wrong", "follow-up-not-found",
+                     "follow-up-unavailable", "follow-up-request", "follow-up-expected-by", "follow-up-overdue",
+                     "follow-up-resolved-on", "follow-up-agent-offer", "follow-up-goodbye")
+CASE_STATUSES = ("new", "assigned", "in_progress", "waiting_for_citizen", "resolved", "closed", "reopened")
+FOLLOW_UP_REQUEST_TYPE = "follow_up"
 
 # Said by the post-call survey (ivr/flow/survey.py).
 SURVEY_PROMPTS = ("survey-question", "survey-thanks")
@@ -264,6 +303,9 @@ class Hotline(Frozen):
         default=None, description="Said once the caller's choice is made, before the queue"
     )
     schedule: PromptId | None = Field(default=None, description="Opening hours (schedules.yaml); none: always open")
+    # The ministry the line belongs to (config/cases.yaml): its cases are the
+    # ones a caller can follow up. May be left out while there is one tenant.
+    tenant: Identifier | None = None
     agi: Literal["fastagi", "classic"] = Field(
         default="fastagi",
         description="fastagi: the `ivr serve` service; classic: the ivr-agi script, one process per call")
@@ -280,6 +322,9 @@ class Agent(Frozen):
     name: str = Field(min_length=1)
     skills: dict[Identifier, SkillLevel] = Field(
         min_length=1, description="programme id -> primary or secondary")
+    # The ministry whose cases the agent works on (config/cases.yaml); may be
+    # left out while there is a single tenant.
+    tenant: Identifier | None = None
 
     @property
     def sip_username(self) -> str:
@@ -419,6 +464,72 @@ class Supervision(Frozen):
         return self.answer_rate_targets.get(queue_id, self.answer_rate_targets.get("default", 0.80))
 
 
+CASE_KINDS = ("report", "inquiry", "complaint", "grievance")
+SEVERITIES = ("critical", "high", "normal", "low")
+
+
+class Tenant(Frozen):
+    """A ministry served by the engine: its cases are its own."""
+
+    id: Identifier
+    name: str = Field(min_length=1, description="Arabic name")
+    name_en: str = Field(min_length=1)
+
+
+class Sector(Frozen):
+    """Who must act on a case: a programme (social solidarity) or a ministry
+    sector (health). A case is routed to its sector's work queue."""
+
+    id: Identifier
+    tenant: Identifier
+    name: str = Field(min_length=1, description="Arabic name")
+    name_en: str = Field(min_length=1)
+    # The programme whose calls open cases for this sector by default.
+    program: Identifier | None = None
+
+
+class Deadline(Frozen):
+    """Hours from registration to the first response and to resolution."""
+
+    first_response_hours: float = Field(gt=0, le=24 * 90)
+    resolution_hours: float = Field(gt=0, le=24 * 365)
+
+    @model_validator(mode="after")
+    def _order(self) -> "Deadline":
+        if self.first_response_hours > self.resolution_hours:
+            raise ValueError(f"first_response_hours ({self.first_response_hours}) is after "
+                             f"resolution_hours ({self.resolution_hours})")
+        return self
+
+
+class KindName(Frozen):
+    name: str = Field(min_length=1, description="Arabic name")
+    name_en: str = Field(min_length=1)
+
+
+class Cases(Frozen):
+    """Tenants, sectors, kinds and the deadlines of each severity (docs/cases.md)."""
+
+    tenants: tuple[Tenant, ...] = Field(min_length=1)
+    sectors: tuple[Sector, ...] = Field(min_length=1)
+    kinds: dict[Literal["report", "inquiry", "complaint", "grievance"], KindName]
+    deadlines: dict[Literal["critical", "high", "normal", "low"], Deadline]
+
+    @model_validator(mode="after")
+    def _complete(self) -> "Cases":
+        for field, wanted in (("kinds", CASE_KINDS), ("deadlines", SEVERITIES)):
+            missing = [k for k in wanted if k not in getattr(self, field)]
+            if missing:
+                raise ValueError(f"{field}: missing {', '.join(missing)}")
+        return self
+
+    def sector(self, sector_id: str) -> Sector | None:
+        return next((s for s in self.sectors if s.id == sector_id), None)
+
+    def tenant(self, tenant_id: str) -> Tenant | None:
+        return next((t for t in self.tenants if t.id == tenant_id), None)
+
+
 class Config(Frozen):
     service: ServiceSettings = ServiceSettings()
     prompts: dict[PromptId, str] = Field(min_length=1)
@@ -433,6 +544,7 @@ class Config(Frozen):
         PauseReason(code="1", id="break", name="استراحة"),))
     distribution: Distribution = Distribution()
     supervision: Supervision = Supervision()
+    cases: Cases | None = None
 
     def cross_reference_errors(self) -> list[tuple[tuple, str]]:
         """Errors pydantic cannot see field by field: ids that point nowhere.
@@ -482,6 +594,9 @@ class Config(Frozen):
                 if option.request_type is not None and option.request_type not in request_type_ids:
                     errors.append((loc + ("options", key, "request_type"),
                                    f"unknown request type {option.request_type!r}"))
+                if option.action == "follow_up":
+                    errors.extend((loc + ("options", key, "action"), problem)
+                                  for problem in self._follow_up_problems(request_type_ids))
         for i, h in enumerate(self.hotlines):
             if h.fallback_queue not in queue_ids:
                 errors.append((("hotlines", i, "fallback_queue"), f"unknown queue {h.fallback_queue!r}"))
@@ -529,7 +644,47 @@ class Config(Frozen):
         for prompt in DISTRIBUTION_PROMPTS:
             if self.agents and prompt not in self.prompts:
                 errors.append((("prompts",), f"prompt {prompt!r} is needed for queues and agents"))
+        if self.cases is not None:
+            errors.extend(self._case_errors(program_ids))
         return errors
+
+    def _follow_up_problems(self, request_type_ids: set[str]) -> list[str]:
+        problems = []
+        if self.cases is None:
+            problems.append("follow_up needs cases (config/cases.yaml)")
+        if FOLLOW_UP_REQUEST_TYPE not in request_type_ids:
+            problems.append(f"follow_up needs the request type {FOLLOW_UP_REQUEST_TYPE!r} (menus.yaml)")
+        wanted = FOLLOW_UP_PROMPTS + tuple(f"follow-up-status-{s}" for s in CASE_STATUSES)
+        missing = [p for p in wanted if p not in self.prompts]
+        if missing:
+            problems.append(f"follow_up needs the prompts {', '.join(missing)}")
+        return problems
+
+    def _case_errors(self, program_ids: list[str]) -> list[tuple[tuple, str]]:
+        errors: list[tuple[tuple, str]] = []
+        cases = self.cases
+        tenant_ids = [t.id for t in cases.tenants]
+        for section, ids in (("tenants", tenant_ids), ("sectors", [s.id for s in cases.sectors])):
+            seen: set[str] = set()
+            for i, value in enumerate(ids):
+                if value in seen:
+                    errors.append((("cases", section, i, "id"), f"duplicate id {value!r}"))
+                seen.add(value)
+        for i, sector in enumerate(cases.sectors):
+            if sector.tenant not in tenant_ids:
+                errors.append((("cases", "sectors", i, "tenant"), f"unknown tenant {sector.tenant!r}"))
+            if sector.program is not None and sector.program not in program_ids:
+                errors.append((("cases", "sectors", i, "program"), f"unknown program {sector.program!r}"))
+        for section, items in (("agents", self.agents), ("hotlines", self.hotlines)):
+            for i, item in enumerate(items):
+                if item.tenant is not None and item.tenant not in tenant_ids:
+                    errors.append(((section, i, "tenant"), f"unknown tenant {item.tenant!r}"))
+                elif item.tenant is None and len(tenant_ids) > 1:
+                    errors.append(((section, i, "tenant"),
+                                   f"with several tenants ({', '.join(tenant_ids)}) each of the {section} "
+                                   "must name one"))
+        return errors
+
 
     # Look-ups used on every call; the tuples are small, so a scan is cheapest.
     def hotline(self, number: str) -> Hotline | None:
@@ -564,6 +719,16 @@ class Config(Frozen):
 
     def agent(self, agent_id: str) -> Agent | None:
         return next((a for a in self.agents if a.id == agent_id), None)
+
+    def agent_tenant(self, agent: Agent) -> str | None:
+        """The tenant whose cases ``agent`` works on (None: no cases configured)."""
+        return self.tenant_of(agent)
+
+    def tenant_of(self, item: "Agent | Hotline") -> str | None:
+        """The tenant of an agent or a hotline: its own, else the only one (None: no cases)."""
+        if self.cases is None:
+            return None
+        return item.tenant or self.cases.tenants[0].id
 
     def agent_by_endpoint(self, endpoint: str) -> Agent | None:
         return next((a for a in self.agents if a.sip_username == endpoint), None)

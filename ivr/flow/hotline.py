@@ -1,5 +1,7 @@
 """The hotline's FastAGI route: opening hours, the menus, the national ID,
-the caller's priority; then the queue, for the dialplan to join.
+the caller's priority; then the queue, for the dialplan to join. A caller who
+follows up a case by its reference (ivr/flow/follow_up.py) is served by the
+IVR and the call ends, unless they ask for an agent.
 
 The route only *sets* variables (``core.contract.Var``): the queue the
 caller chose, their priority, what the call is about (inherited by the
@@ -12,26 +14,30 @@ from __future__ import annotations
 
 import logging
 from datetime import date, datetime, timezone
-from typing import Callable
+from typing import Awaitable, Callable
 
 from core.arabic.numbers import digit_fragments
 from core.channel import CallerHungUp, Channel
 from core.citizens.area_codes import governorate_from_caller
 from core.citizens.national_id import hash_national_id, mask_national_id
 from core.configuration import Config
+from core.configuration.model import FOLLOW_UP_REQUEST_TYPE
 from core.contract import IvrAction, Var, inherited, prompt_path
 from core.hours import describe, is_open, local_timezone
 from metrics.registry import NO_REQUEST_TYPE, EngineMetrics
 from queues.callbacks.menu import ClosedLineCallback
 from queues.callbacks.store import CallbackStore, MemoryCallbackStore
 from queues.calls.store import CallStateStore
-from queues.priority import MemoryRecentCallers, RecentCallers, caller_priority, count_priority, hash_caller, \
-    keep_seconds
+from queues.priority import (DEFAULT_CALLER_KEY, MemoryRecentCallers, RecentCallers, caller_priority, count_priority,
+                             hash_caller, keep_seconds)
 
+from .follow_up import CaseStatus, LookupUnavailable, run_follow_up
 from .menu import Route, run_hotline
 from .national_id import collect_national_id
 
 log = logging.getLogger(__name__)
+
+CaseStatusLookup = Callable[[str, str], Awaitable[CaseStatus | None]]
 
 
 class HotlineHandler:
@@ -39,8 +45,11 @@ class HotlineHandler:
 
     def __init__(self, *, config: Config, metrics: EngineMetrics, store: CallStateStore,
                  callbacks: CallbackStore | None = None, national_id_key: bytes = b"",
-                 recent: RecentCallers | None = None,
+                 recent: RecentCallers | None = None, case_status: CaseStatusLookup | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        """``case_status(tenant, reference)``: a case as the caller may hear it,
+        None for no such case, ``LookupUnavailable`` when the database is away
+        (None: the follow-up menu answers that it is unavailable)."""
         self._config = config
         self._metrics = metrics
         self._store = store
@@ -53,8 +62,9 @@ class HotlineHandler:
             raise ValueError("a national ID key is needed to hash IDs (SecretStore.national_id_key)")
         self._national_id_key = national_id_key
         # Caller numbers are kept only as a keyed hash (repeat-caller rule).
-        self._caller_key = national_id_key or b"ivr-caller-numbers"
+        self._caller_key = national_id_key or DEFAULT_CALLER_KEY
         self._clock = clock
+        self._case_status = case_status
         # Egypt's hotlines keep Cairo time: birth dates "in the future" are judged by it.
         self._tz = local_timezone(config)
 
@@ -80,6 +90,10 @@ class HotlineHandler:
             await self._remember(uid, {"hotline": hotline.number, "ivr_left": node})
             raise
         self._metrics.menu_node_exits.labels(hotline=hotline.number, node=route.menu, outcome=route.outcome).inc()
+        if route.outcome == "follow_up":
+            route = await self._follow_up(session, uid, hotline, route)
+            if route is None:
+                return
         request_type = route.request_type or NO_REQUEST_TYPE
         national_id = None
         if route.outcome == "choice" and route.program and self._config.program(route.program).collect_national_id:
@@ -117,6 +131,43 @@ class HotlineHandler:
                  f", national ID {mask_national_id(national_id.digits)}" if national_id else "")
         if hotline.transfer_prompt and route.outcome == "choice":
             await session.play(prompt_path(hotline.transfer_prompt), "")
+
+    async def _follow_up(self, session: Channel, uid: str, hotline, route: Route) -> Route | None:
+        """The follow-up by reference; the route to an agent if the caller wants
+        one (the case's sector, else the hotline's fallback), else None: the
+        IVR served the call and it ends."""
+        tenant = self._config.tenant_of(hotline)
+
+        async def lookup(reference: str):
+            if self._case_status is None or tenant is None:
+                raise LookupUnavailable("no case database")
+            try:
+                return await self._case_status(tenant, reference)
+            except LookupUnavailable:
+                raise
+            except Exception as exc:
+                log.warning("case lookup failed (%s); the caller hears it is unavailable", type(exc).__name__)
+                raise LookupUnavailable(type(exc).__name__) from exc
+
+        try:
+            result = await run_follow_up(
+                session, lookup=lookup, today=self._today(), local=lambda t: t.astimezone(self._tz).date(),
+                on_result=lambda r: self._metrics.case_follow_ups.labels(result=r).inc())
+        except CallerHungUp:
+            await self._remember(uid, {"hotline": hotline.number, "ivr_left": route.menu})
+            raise
+        if result.case is not None:
+            log.info("hotline %s: %s followed up case %s (%s)", hotline.number, session.describe(),
+                     result.case.reference, result.case.status)
+        if not result.wants_agent:
+            await self._remember(uid, {"hotline": hotline.number, "self_service": "follow_up"})
+            await session.set_variable(Var.ACTION, IvrAction.DONE)
+            return None
+        program = result.case.program if result.case is not None else None
+        if program is not None and any(p.id == program for p in self._config.programs):
+            return Route(self._config.program_queue(program).id, program, FOLLOW_UP_REQUEST_TYPE, "follow_up",
+                         route.menu)
+        return Route(hotline.fallback_queue, None, FOLLOW_UP_REQUEST_TYPE, "follow_up", route.menu)
 
     async def _priority(self, session: Channel, hotline: str, route: Route) -> tuple[int, str | None]:
         """The caller's queue priority from the rules (distribution.yaml), then

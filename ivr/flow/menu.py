@@ -14,13 +14,14 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from core.configuration import Config, Hotline, Menu
+from core.configuration.model import FOLLOW_UP_REQUEST_TYPE
 
 from core.channel import ALL_KEYS, Channel
 from core.contract import prompt_path
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["choice", "retries_exhausted"]
+Outcome = Literal["choice", "retries_exhausted", "follow_up"]
 BACK, REPEAT = "*", "0"
 
 
@@ -68,6 +69,11 @@ class MenuWalk:
         option = menu.options.get(key) if key is not None else None
         if option is not None and option.menu is not None:
             return replace(self, path=self.path + (option.menu,), failures=0, apology=None)
+        if option is not None and option.action == "follow_up":
+            # Self-service: the hotline's flow asks for the reference; the
+            # queue is the fallback until the case says which sector it is.
+            return replace(self, route=Route(self.hotline.fallback_queue, None, FOLLOW_UP_REQUEST_TYPE, "follow_up",
+                                             self.menu_id))
         if option is not None:
             queue = self.config.program_queue(option.program).id
             return replace(self, route=Route(queue, option.program, option.request_type, "choice", self.menu_id))

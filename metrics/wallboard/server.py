@@ -20,12 +20,9 @@ counters directly.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import html
 import json
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from string import Template
@@ -34,6 +31,7 @@ from typing import Any
 from aiohttp import web
 
 from core.configuration.model import Config, is_loopback
+from metrics.web import content_policy, start_site
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +46,6 @@ SNAPSHOT_TIMEOUT_SECONDS = 3.0
 Snapshot = Callable[[], Awaitable[dict[str, Any]]]
 
 
-def _csp_hash(text: str) -> str:
-    digest = hashlib.sha256(text.encode("utf-8")).digest()
-    return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
-
-
 def render_page(config: Config) -> tuple[bytes, str]:
     """The page for this hotline, and the Content-Security-Policy that allows
     exactly its own inline script and style and nothing from elsewhere."""
@@ -62,19 +55,7 @@ def render_page(config: Config) -> tuple[bytes, str]:
         refresh_ms=str(REFRESH_SECONDS * 1000),
         sl_threshold=str(config.supervision.service_level.threshold_seconds),
     )
-    scripts = re.findall(r"<script>(.*?)</script>", text, flags=re.DOTALL)
-    styles = re.findall(r"<style>(.*?)</style>", text, flags=re.DOTALL)
-    policy = "; ".join((
-        "default-src 'none'",
-        "script-src " + " ".join(_csp_hash(s) for s in scripts),
-        "style-src " + " ".join(_csp_hash(s) for s in styles),
-        "connect-src 'self'",
-        "img-src data:",
-        "base-uri 'none'",
-        "form-action 'none'",
-        "frame-ancestors 'none'",
-    ))
-    return text.encode("utf-8"), policy
+    return text.encode("utf-8"), content_policy(text)
 
 
 class WallboardServer:
@@ -101,18 +82,7 @@ class WallboardServer:
         return app
 
     async def start(self) -> None:
-        # access_log=None: every screen polls every 5 s; an access line per poll
-        # would drown the engine's log.
-        self._runner = web.AppRunner(self._app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
-        try:
-            await site.start()
-        except OSError:
-            await self._runner.cleanup()
-            self._runner = None
-            raise
-        self.port = self._runner.addresses[0][1]
+        self._runner, self.port = await start_site(self._app(), self._host, self._port)
         log.info("wallboard on http://%s:%d/", self._host, self.port)
 
     async def stop(self) -> None:

@@ -304,6 +304,8 @@ def call_outcome(facts: Mapping[str, str], *, program: str, answered: bool, offe
         return "closed"
     if program and facts.get(f"abandoned:{program}"):
         return facts[f"abandoned:{program}"]
+    if facts.get("self_service") and not offered:
+        return "self_service"
     if facts.get("ivr_left") and not offered:
         return "ivr_hangup"
     return "no_queue"

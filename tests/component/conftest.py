@@ -48,3 +48,48 @@ async def redis_client(redis_server):
 @pytest.fixture(scope="session")
 def config():
     return load_config(DEMO)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL for the session (Debian's, `initdb` in a temporary
+    folder, loopback only); the tests' databases are created in it."""
+    import shutil
+    import tempfile
+
+    from app.postgres_server import PostgresServer
+
+    server = PostgresServer(port=free_port(), data_dir=Path(tempfile.mkdtemp(prefix="ivr-pg-")))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.data_dir, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def case_engine(request, tmp_path):
+    """A migrated, empty case database on each backend."""
+    from cases.database import make_engine, migrate
+
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite+pysqlite:///{tmp_path / 'cases.sqlite3'}")
+    else:
+        import sqlalchemy as sa
+
+        server = request.getfixturevalue("postgres_server")
+        name = f"cases_test_{free_port()}"
+        admin = make_engine(server.url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        engine = make_engine(server.url.rsplit("/", 1)[0] + "/" + name)
+    migrate(engine)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        if request.param == "postgresql":
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()

@@ -182,6 +182,30 @@ async def test_script_fetches_and_draws_the_snapshot(board, tmp_path):
     assert "under" not in dom.cell_classes[("services_card", "ratio")]
 
 
+async def test_the_case_panel_shows_open_critical_reports_in_red(board, tmp_path):
+    created = 1764003000.0
+
+    async def with_cases() -> dict:
+        return {**copy.deepcopy(SNAPSHOT), "cases": {
+            "live": True, "open": 412, "critical_open": 2, "overdue": 17,
+            "critical": [{"reference": "735102648", "sector": "takaful_karama", "sector_name": "تكافل وكرامة",
+                          "created_at": created}]}}
+
+    url = await board(with_cases)
+    dom = DomCells()
+    dom.feed(await run_chromium(url, tmp_path / "profile", "--dump-dom"))
+    assert "hidden" not in dom.attrs_by_id["cases"]
+    assert (dom.by_id["c-open"], dom.by_id["c-critical"], dom.by_id["c-overdue"]) == ("412", "2", "17")
+    assert "alarm" in dom.attrs_by_id["c-critical-card"]["class"].split()
+    cairo = datetime.fromtimestamp(created, ZoneInfo("Africa/Cairo")).strftime("%H:%M:%S")
+    assert dom.by_id["c-critical-list"] == f"735 102 648 — تكافل وكرامة — منذ {cairo}"
+
+    # Without cases in the snapshot (no case database) the panel is not shown.
+    dom = DomCells()
+    dom.feed(await run_chromium(await board(fixed_snapshot), tmp_path / "profile2", "--dump-dom"))
+    assert "hidden" in dom.attrs_by_id["cases"]
+
+
 async def test_failing_snapshot_shows_the_unavailable_banner(board, tmp_path):
     async def broken_snapshot() -> dict:
         raise ConnectionError("engine not ready")

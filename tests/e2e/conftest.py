@@ -29,7 +29,9 @@ import pytest
 
 from dialplans.asterisk import AsteriskInstall
 from dialplans.generate import render_queues
-from app.cli import setup
+from app.cli import agent_passwords, setup
+from cases.database import make_engine, migrate
+from cases.store import CaseStore
 from core.configuration import load_config
 from app.engine import Engine
 from core.paths import REPO_ROOT, Paths
@@ -292,7 +294,7 @@ def hotline(tmp_path_factory):
         pytest.fail(f"end-to-end tests need {', '.join(missing)}: run `make test`, which installs them")
     base = e2e_config(load_config(REPO_ROOT / "config"))
     s = base.service
-    busy = [p for p in (s.fastagi.port, s.metrics.port, s.wallboard.port) if not port_is_free(p)]
+    busy = [p for p in (s.fastagi.port, s.metrics.port, s.wallboard.port, s.desktop.port) if not port_is_free(p)]
     if busy:
         pytest.fail(f"ports {busy} are in use (is `make run` running?); stop it before the end-to-end tests")
     paths = Paths.from_environment()
@@ -328,9 +330,15 @@ def hotline(tmp_path_factory):
         from queues.ami.recording import SessionRecorder, pytest_test_name
 
         recorder = SessionRecorder(Path(os.environ["IVR_AMI_RECORD"]), name_of=pytest_test_name)
+    # The cases of the session: a SQLite file of its own, migrated as `ivr setup` does.
+    case_store = CaseStore(engine=make_engine(f"sqlite:///{tmp_path_factory.mktemp('cases')}/cases.sqlite3"),
+                           config=config.cases)
+    migrate(case_store.engine)
     engine = EngineThread(lambda: Engine(config=config, ami_secret=secrets.ami_secret(config),
                                          national_id_key=secrets.national_id_key(), clock=clock,
-                                         ami_recorder=recorder),
+                                         ami_recorder=recorder, case_store=case_store,
+                                         cases_key=secrets.cases_key(),
+                                         agent_password=agent_passwords(config, secrets)),
                           loop=loop, thread=thread)
     try:
         engine.start()
@@ -344,6 +352,7 @@ def hotline(tmp_path_factory):
     try:
         hotline = Hotline(config, secrets, sipp, engine, asterisk, proxy)
         hotline.clock = clock
+        hotline.cases = case_store
         yield hotline
     finally:
         engine.stop(proxy.close())

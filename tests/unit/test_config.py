@@ -22,7 +22,7 @@ EXPECTED_MENU = [
     ("5", "abnaa_misr"),
     ("6", "forsa"),
 ]
-EXPECTED_REQUEST_TYPES = ["inquiry", "complaint", "service_request", "grievance"]
+EXPECTED_REQUEST_TYPES = ["inquiry", "complaint", "service_request", "grievance", "follow_up"]
 DIRECT_LINES = {"14401": "takaful_karama", "14402": "services_card", "14403": "nasser_bank",
                 "14404": "addiction_fund", "14405": "abnaa_misr", "14406": "forsa"}
 
@@ -78,7 +78,9 @@ def test_demo_config_loads():
     assert hotline is not None
     assert hotline.menu == "main-1442"
     main_menu = config.menus[hotline.menu]
-    assert [(key, option.menu) for key, option in main_menu.options.items()] == EXPECTED_MENU
+    assert [(key, option.menu) for key, option in main_menu.options.items() if option.menu] == EXPECTED_MENU
+    # 7: follow up an earlier request by its reference (ivr/flow/follow_up.py).
+    assert {key: option.action for key, option in main_menu.options.items() if not option.menu} == {"7": "follow_up"}
     assert all(option.program is None and option.request_type is None for option in main_menu.options.values())
     assert main_menu.program is None
     assert hotline.fallback_queue == "shared"

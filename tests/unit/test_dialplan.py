@@ -12,6 +12,7 @@ import pytest
 
 from dialplans.generate import render_all, render_extensions, write_all
 from core.configuration import load_config
+from core.privacy import NumberCipher
 from core.secrets import SecretStore
 
 DEMO = Path(__file__).resolve().parents[2] / "config"
@@ -431,8 +432,11 @@ def test_secret_file_is_private(config, tmp_path):
     assert store.ensure(config) is True
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     data = json.loads(path.read_text())
-    assert set(data) == {"ami:ivr_engine", "hmac:national_id"} | {f"sip:{a.sip_username}" for a in config.agents}
+    assert config.cases is not None  # the shipped config has cases: their Fernet key is generated too
+    assert set(data) == ({"ami:ivr_engine", "hmac:national_id", "fernet:cases"}
+                         | {f"sip:{a.sip_username}" for a in config.agents})
     assert all(len(v) >= 32 for v in data.values())
+    NumberCipher(data["fernet:cases"])  # a valid Fernet key
     assert len(set(data.values())) == len(data)
 
 

@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("app", "ivr", "queues", "metrics", "dialplans", "core")
+PACKAGES = ("app", "ivr", "desktop", "queues", "cases", "metrics", "dialplans", "core")
 
 
 def lint_imports(cwd: Path, config: Path) -> subprocess.CompletedProcess:
@@ -35,30 +35,43 @@ def test_the_layers_are_the_documented_ones():
     linter = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
     assert tuple(linter["root_packages"]) == PACKAGES
     layers = next(c for c in linter["contracts"] if c["type"] == "layers")
-    assert layers["layers"] == ["app", "ivr", "queues", "metrics | dialplans", "core"]
+    assert layers["layers"] == ["app", "ivr | desktop", "queues | cases", "metrics | dialplans", "core"]
     architecture = (ROOT / "docs" / "architecture.md").read_text()
     for package in PACKAGES:
         assert f"{package}/" in architecture, package
 
 
-def test_an_upward_import_breaks_the_build(tmp_path):
-    """The same contract on a copy of the tree with one import pointing up fails."""
+def _lint_with(tmp_path, module: str, line: str):
+    """The contracts on a copy of the tree where ``module`` (a path) gains ``line``."""
     for package in PACKAGES:
         shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
-    (tmp_path / "core" / "privacy.py").write_text((ROOT / "core" / "privacy.py").read_text()
-                                                  + "\nfrom queues.waiting import WaitingTracker  # up\n")
+    (tmp_path / module).write_text((ROOT / module).read_text() + "\n" + line + "\n")
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    result = lint_imports(tmp_path, tmp_path / "pyproject.toml")
+    return lint_imports(tmp_path, tmp_path / "pyproject.toml")
+
+
+def test_an_upward_import_breaks_the_build(tmp_path):
+    """The same contract on a copy of the tree with one import pointing up fails."""
+    result = _lint_with(tmp_path, "core/privacy.py", "from queues.waiting import WaitingTracker  # up")
     assert result.returncode == 1, result.stdout[-2000:]
     assert "core.privacy -> queues.waiting" in result.stdout
+
+
+def test_cases_and_queues_are_independent_of_each_other(tmp_path):
+    """Siblings in one layer: a case module importing the queue side fails."""
+    result = _lint_with(tmp_path, "cases/store.py", "from queues.priority import hash_caller  # sideways")
+    assert result.returncode == 1, result.stdout[-2000:]
+    assert "cases.store -> queues.priority" in result.stdout
 
 
 def test_nothing_is_built_at_import_time():
     """Importing every module builds no metric, registry, Redis client or event
     loop, and leaves prometheus_client's process-wide switches alone: that is
     each composition root's job (app/engine.py, app/tools.py, app/classic_agi.py)."""
+    # cases/migrations holds Alembic's scripts, run by Alembic, not imported.
     modules = sorted({".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-                      for package in PACKAGES for p in (ROOT / package).rglob("*.py")})
+                      for package in PACKAGES for p in (ROOT / package).rglob("*.py")
+                      if "migrations" not in p.relative_to(ROOT).parts})
     script = textwrap.dedent(f"""
         import importlib, json
         import prometheus_client, prometheus_client.metrics as pm
@@ -85,3 +98,4 @@ def test_nothing_is_built_at_import_time():
 
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {"built": [], "created_series_on": True, "default_registry_grew": 0}, report
+

@@ -154,7 +154,7 @@ async def test_right_key_during_the_apology(config, hotline):
 
 
 async def test_three_wrong_keys_on_the_main_menu_go_to_shared(config, hotline):
-    channel = ScriptedChannel([None, "9", None, "#", None, "7"])
+    channel = ScriptedChannel([None, "9", None, "#", None, "8"])
     route = await run_hotline(channel, hotline, config)
     assert route == Route(queue="shared", program=None, request_type=None, outcome="retries_exhausted",
                           menu="main-1442")
@@ -176,7 +176,7 @@ async def test_three_silences_on_the_main_menu_go_to_shared_never_a_hangup(confi
 
 
 async def test_mixed_failures_pick_the_matching_apology(config, hotline):
-    channel = ScriptedChannel([None, None, None, None, "7", None, "3", "2"])
+    channel = ScriptedChannel([None, None, None, None, "8", None, "3", "2"])
     route = await run_hotline(channel, hotline, config)
     assert (route.queue, route.request_type, route.outcome) == ("nasser_bank", "complaint", "choice")
     assert channel.prompts == [WELCOME, MAIN, NO_INPUT, MAIN, INVALID, MAIN, REQ]
@@ -490,11 +490,18 @@ def test_on_key_retries_one(config, hotline):
     assert walk.route == Route("shared", None, None, "retries_exhausted", "main-1442")
 
 
-@pytest.mark.parametrize("key", ["7", "8", "9", "#"])
+@pytest.mark.parametrize("key", ["8", "9", "#"])
 def test_on_key_keys_outside_the_main_menu_are_invalid(config, hotline, key):
     walk = MenuWalk.start(config, hotline).on_key(key)
     assert walk.apology == "invalid-option"
     assert walk.failures == 1
+
+
+def test_on_key_7_on_the_main_menu_is_the_follow_up_of_a_case(config, hotline):
+    walk = MenuWalk.start(config, hotline).on_key("7")
+    # The hotline's flow asks for the reference next (ivr/flow/follow_up.py).
+    assert walk.route == Route("shared", None, "follow_up", "follow_up", "main-1442")
+    assert walk.failures == 0
 
 
 @pytest.mark.parametrize("key", ["4", "5", "6", "7", "8", "9", "#"])

@@ -1,0 +1,252 @@
+"""The SQL side of cases: one transaction per change, the audit trail with it.
+
+Synchronous SQLAlchemy Core: the CLI calls it directly, the engine from a
+worker thread (``asyncio.to_thread``), so a slow database never stalls the
+event loop that serves calls.
+
+Every read is scoped to a tenant: a case of another tenant is simply not
+found (:class:`CaseNotFound`), whoever asks. A write carries the version the
+writer read; if somebody else wrote in between, nothing is overwritten and
+:class:`CaseConflict` says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from typing import Callable, Iterable
+
+import sqlalchemy as sa
+
+from core.configuration.model import Cases as CasesConfig
+
+from . import model
+from .model import Case, CaseEvent, Change, Status
+from .reference import new_reference
+from .schema import case_events, cases
+
+REFERENCE_ATTEMPTS = 8
+MAX_PAGE = 500
+
+
+class CaseNotFound(LookupError):
+    def __init__(self, reference: str):
+        self.reference = reference
+        super().__init__(f"no case {reference}")
+
+
+class CaseConflict(Exception):
+    """The case changed since it was read: read it again, then decide."""
+
+    def __init__(self, reference: str, read_version: int, current_version: int):
+        self.reference, self.read_version, self.current_version = reference, read_version, current_version
+        super().__init__(f"case {reference} was changed by somebody else (read at version {read_version}, "
+                         f"now {current_version}): nothing was saved; reload it")
+
+
+_CASE_COLUMNS = [c.name for c in cases.columns if c.name != "id"]
+
+
+def _row_of(case: Case) -> dict:
+    row = model.fields_of(case)
+    row["status"] = case.status.value
+    row["escalated"] = ",".join(sorted(case.escalated))
+    return row
+
+
+def _case_of(row) -> Case:
+    m = row._mapping
+    fields = {name: m[name] for name in _CASE_COLUMNS}
+    fields["status"] = Status(fields["status"])
+    fields["escalated"] = frozenset(e for e in (fields["escalated"] or "").split(",") if e)
+    return Case(id=m["id"], **fields)
+
+
+def _event_of(row) -> CaseEvent:
+    m = row._mapping
+    return CaseEvent(at=m["at"], actor=m["actor"], action=model.Action(m["action"]),
+                     from_status=Status(m["from_status"]) if m["from_status"] else None,
+                     to_status=Status(m["to_status"]), note=m["note"], details=m["details"])
+
+
+def _event_row(case_id: int, event: CaseEvent) -> dict:
+    return {"case_id": case_id, "at": event.at, "actor": event.actor, "action": event.action.value,
+            "from_status": event.from_status.value if event.from_status else None,
+            "to_status": event.to_status.value, "note": event.note, "details": event.details}
+
+
+class CaseStore:
+    def __init__(self, *, engine: sa.Engine, config: CasesConfig,
+                 references: Callable[[], str] = new_reference):
+        self._engine = engine
+        self._config = config
+        self._references = references
+
+    @property
+    def config(self) -> CasesConfig:
+        return self._config
+
+    @property
+    def engine(self) -> sa.Engine:
+        return self._engine
+
+    # ------------------------------------------------------------------ writes
+
+    def register(self, **fields) -> Case:
+        """A new case (``model.register``'s fields, without the reference),
+        stored with its first audit event; a reference already taken is drawn again."""
+        for _ in range(REFERENCE_ATTEMPTS):
+            change = model.register(self._config, reference=self._references(), **fields)
+            try:
+                return self._insert(change)
+            except sa.exc.IntegrityError:
+                if not self._exists(change.case.reference):
+                    raise
+        raise RuntimeError(f"no free reference number after {REFERENCE_ATTEMPTS} draws")
+
+    def _insert(self, change: Change) -> Case:
+        row = _row_of(change.case)
+        row["version"] = 1
+        with self._engine.begin() as conn:
+            case_id = conn.execute(cases.insert().values(**row).returning(cases.c.id)).scalar_one()
+            conn.execute(case_events.insert().values(**_event_row(case_id, change.event)))
+        return replace(change.case, id=case_id, version=1)
+
+    def save(self, change: Change) -> Case:
+        """Store a transition made on the case as read: the new fields and the
+        audit event together. :class:`CaseConflict` when the case changed since."""
+        case = change.case
+        if case.id is None:
+            raise ValueError("save() needs a case read from the store")
+        row = _row_of(case)
+        for frozen_field in ("reference", "tenant", "created_at", "created_by", "version"):
+            row.pop(frozen_field)
+        with self._engine.begin() as conn:
+            done = conn.execute(
+                cases.update()
+                .where(cases.c.id == case.id, cases.c.tenant == case.tenant, cases.c.version == case.version)
+                .values(**row, version=cases.c.version + 1))
+            if done.rowcount != 1:
+                current = conn.execute(sa.select(cases.c.version).where(
+                    cases.c.id == case.id, cases.c.tenant == case.tenant)).scalar_one_or_none()
+                if current is None:
+                    raise CaseNotFound(case.reference)
+                raise CaseConflict(case.reference, case.version, current)
+            conn.execute(case_events.insert().values(**_event_row(case.id, change.event)))
+        return replace(case, version=case.version + 1)
+
+    def transition(self, tenant: str, reference: str, step: Callable[[Case], Change],
+                   expected_version: int | None = None) -> Case:
+        """Read, apply ``step`` (a transition of ``cases.model``), save. With
+        ``expected_version`` (what the agent's form was showing) the change is
+        refused if the case moved on since, even before the write."""
+        case = self.get(tenant, reference)
+        if expected_version is not None and case.version != expected_version:
+            raise CaseConflict(reference, expected_version, case.version)
+        return self.save(step(case))
+
+    # ------------------------------------------------------------------- reads
+
+    def _exists(self, reference: str) -> bool:
+        with self._engine.connect() as conn:
+            return conn.execute(sa.select(cases.c.id).where(cases.c.reference == reference)).first() is not None
+
+    def tenant_of(self, reference: str) -> str | None:
+        """Whose case this is (to log an attempt on another tenant's case); None: no such case."""
+        with self._engine.connect() as conn:
+            return conn.execute(sa.select(cases.c.tenant).where(cases.c.reference == reference)).scalar_one_or_none()
+
+    def get(self, tenant: str, reference: str) -> Case:
+        with self._engine.connect() as conn:
+            row = conn.execute(sa.select(cases).where(cases.c.reference == reference,
+                                                      cases.c.tenant == tenant)).first()
+        if row is None:
+            raise CaseNotFound(reference)
+        return _case_of(row)
+
+    def history(self, tenant: str, reference: str) -> list[CaseEvent]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(case_events).join(cases, cases.c.id == case_events.c.case_id)
+                .where(cases.c.reference == reference, cases.c.tenant == tenant)
+                .order_by(case_events.c.id)).all()
+        if not rows:
+            self.get(tenant, reference)  # CaseNotFound, or a case without history (never written so)
+        return [_event_of(r) for r in rows]
+
+    def open_cases_of(self, tenant: str, *, national_id_hash: str | None = None,
+                      number_hash: str | None = None, limit: int = 20) -> list[Case]:
+        """The citizen's open cases, newest first, by the ID's or the number's hash."""
+        who = []
+        if national_id_hash:
+            who.append(cases.c.national_id_hash == national_id_hash)
+        if number_hash:
+            who.append(cases.c.number_hash == number_hash)
+        if not who:
+            return []
+        query = (sa.select(cases).where(cases.c.tenant == tenant, sa.or_(*who),
+                                        cases.c.status.in_([s.value for s in model.OPEN_STATUSES]))
+                 .order_by(cases.c.created_at.desc(), cases.c.id.desc()).limit(min(limit, MAX_PAGE)))
+        with self._engine.connect() as conn:
+            return [_case_of(r) for r in conn.execute(query)]
+
+    def list(self, tenant: str, *, status: Iterable[str] = (), sector: str | None = None,
+             severity: str | None = None, assignee: str | None = None, escalated: bool | None = None,
+             created_from: datetime | None = None, created_to: datetime | None = None,
+             limit: int = 50, offset: int = 0) -> list[Case]:
+        """Newest first, filtered, paged (``limit`` at most MAX_PAGE)."""
+        query = sa.select(cases).where(cases.c.tenant == tenant)
+        status = [Status(s).value for s in status]
+        if status:
+            query = query.where(cases.c.status.in_(status))
+        for column, value in ((cases.c.sector, sector), (cases.c.severity, severity),
+                              (cases.c.assignee, assignee)):
+            if value is not None:
+                query = query.where(column == value)
+        if escalated is not None:
+            query = query.where(cases.c.escalated != "" if escalated else cases.c.escalated == "")
+        if created_from is not None:
+            query = query.where(cases.c.created_at >= created_from)
+        if created_to is not None:
+            query = query.where(cases.c.created_at < created_to)
+        query = query.order_by(cases.c.created_at.desc(), cases.c.id.desc()).limit(
+            max(1, min(limit, MAX_PAGE))).offset(max(0, offset))
+        with self._engine.connect() as conn:
+            return [_case_of(r) for r in conn.execute(query)]
+
+    def work_queue(self, tenant: str, sector: str, *, limit: int = 50, offset: int = 0) -> list[Case]:
+        """A sector's open cases, the most urgent first: the earliest
+        resolution deadline (a critical case's is the nearest), then the oldest.
+        A case is in its sector's queue from its registration on."""
+        query = (sa.select(cases).where(cases.c.tenant == tenant, cases.c.sector == sector,
+                                        cases.c.status.in_([s.value for s in model.OPEN_STATUSES]))
+                 .order_by(cases.c.resolution_due, cases.c.id)
+                 .limit(max(1, min(limit, MAX_PAGE))).offset(max(0, offset)))
+        with self._engine.connect() as conn:
+            return [_case_of(r) for r in conn.execute(query)]
+
+    def overdue(self, now: datetime, limit: int = MAX_PAGE) -> list[Case]:
+        """Open cases of every tenant with a deadline passed and not yet escalated."""
+        open_values = [s.value for s in model.OPEN_STATUSES]
+        query = (sa.select(cases).where(
+            cases.c.status.in_(open_values),
+            sa.or_(cases.c.resolution_due < now,
+                   sa.and_(cases.c.first_response_at.is_(None), cases.c.first_response_due < now)))
+            .order_by(cases.c.id).limit(limit))
+        with self._engine.connect() as conn:
+            found = [_case_of(r) for r in conn.execute(query)]
+        return [c for c in found if model.overdue(c, now) - c.escalated]
+
+    def escalate_overdue(self, now: datetime) -> list[Case]:
+        """Flag every newly overdue case (one audit event each); a case changed
+        meanwhile by an agent is left for the next run."""
+        done = []
+        for case in self.overdue(now):
+            change = model.escalate(case, at=now)
+            if change is None:
+                continue
+            try:
+                done.append(self.save(change))
+            except CaseConflict:
+                continue
+        return done

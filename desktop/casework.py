@@ -1,0 +1,125 @@
+"""What the desktop does with cases: the case store's calls, off the event loop.
+
+The store (``cases.store``) is synchronous SQLAlchemy; each call here runs
+in a worker thread (``asyncio.to_thread``) so a slow database never stalls
+calls. The citizen's identifiers come from the agent's current pop, never
+from the browser: the national ID's keyed hash, the number's keyed hash and
+the number itself, encrypted with the case key before it is stored.
+
+An agent works only on their own tenant's cases. A reference of another
+tenant is answered as unknown (the page learns nothing about it) and the
+attempt is logged with the agent and both tenants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import sqlalchemy as sa
+
+from cases import model
+from cases.model import Action
+from cases.store import CaseNotFound, CaseStore
+from cases.views import event_row, named_row
+from core.configuration import Config
+from core.privacy import NumberCipher
+
+from .forms import CaseUpdate, NewCase
+from .pops import Pop
+
+log = logging.getLogger(__name__)
+
+
+class CasesUnavailable(Exception):
+    """The case database cannot be reached right now."""
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class CaseWork:
+    def __init__(self, *, store: CaseStore, config: Config, cipher: NumberCipher,
+                 clock: Callable[[], datetime] = _now, on_change: Callable[[], None] = lambda: None):
+        """``on_change``: called after each write (the engine refreshes the case figures)."""
+        self._store = store
+        self._config = config
+        self._cipher = cipher
+        self._clock = clock
+        self._on_change = on_change
+
+    async def _run(self, fn, *args, **kwargs):
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            raise CasesUnavailable(type(exc.orig).__name__ if exc.orig is not None else str(exc)) from exc
+
+    def row(self, case: model.Case) -> dict[str, Any]:
+        row = named_row(case, self._config, self._cipher)
+        row["reference_spaced"] = " ".join(case.reference[i:i + 3] for i in range(0, len(case.reference), 3))
+        return row
+
+    async def open_cases(self, tenant: str, national_id_hash: str | None,
+                         number_hash: str | None) -> list[dict[str, Any]]:
+        found = await self._run(self._store.open_cases_of, tenant, national_id_hash=national_id_hash,
+                                number_hash=number_hash)
+        return [self.row(c) for c in found]
+
+    async def work_queue(self, *, tenant: str, sector: str, limit: int, offset: int) -> list[dict[str, Any]]:
+        now = self._clock()
+        found = await self._run(self._store.work_queue, tenant, sector, limit=limit, offset=offset)
+        return [{**self.row(c), "overdue": sorted(model.overdue(c, now))} for c in found]
+
+    async def create(self, *, agent_id: str, tenant: str, form: NewCase, pop: Pop | None) -> dict[str, Any]:
+        """A case from the form, with the citizen of ``pop`` when the form is for that call."""
+        citizen: dict[str, Any] = {}
+        if pop is not None and form.call_id == pop.call_id:
+            citizen = dict(call_id=pop.call_id, program=pop.program or None, governorate=pop.governorate or None,
+                           national_id_hash=pop.national_id_hash, number_hash=pop.number_hash,
+                           number_encrypted=self._cipher.encrypt(pop.number))
+        case = await self._run(self._store.register, tenant=tenant, sector=form.sector, kind=form.kind,
+                               severity=form.severity, actor=agent_id, at=self._clock(), subject=form.subject,
+                               note=form.note, **citizen)
+        self._on_change()
+        log.info("case %s registered by agent %s (%s, %s, %s)%s", case.reference, agent_id, case.sector,
+                 case.kind, case.severity, f" for call {pop.call_id}" if citizen else "")
+        return self.row(case)
+
+    async def read(self, *, agent_id: str, tenant: str, reference: str) -> dict[str, Any]:
+        try:
+            case = await self._run(self._store.get, tenant, reference)
+            history = await self._run(self._store.history, tenant, reference)
+        except CaseNotFound:
+            await self._refused(agent_id, tenant, reference)
+            raise
+        return {"case": self.row(case), "history": [event_row(e, self._config) for e in history]}
+
+    async def update(self, *, agent_id: str, tenant: str, reference: str, form: CaseUpdate) -> dict[str, Any]:
+        at = self._clock()
+        if form.action == Action.NOTE.value:
+            def step(c):
+                return model.add_note(c, actor=agent_id, at=at, note=form.note)
+        else:
+            transition = getattr(model, form.action)
+
+            def step(c):
+                return transition(c, actor=agent_id, at=at, note=form.note)
+        try:
+            case = await self._run(self._store.transition, tenant, reference, step, expected_version=form.version)
+        except CaseNotFound:
+            await self._refused(agent_id, tenant, reference)
+            raise
+        self._on_change()
+        log.info("case %s: %s by agent %s -> %s", reference, form.action, agent_id, case.status.value)
+        return self.row(case)
+
+    async def _refused(self, agent_id: str, tenant: str, reference: str) -> None:
+        try:
+            owner = await self._run(self._store.tenant_of, reference)
+        except CasesUnavailable:
+            return
+        if owner is not None and owner != tenant:
+            log.warning("agent %s (tenant %s) refused case %s of tenant %s", agent_id, tenant, reference, owner)
