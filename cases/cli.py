@@ -6,6 +6,8 @@
     ivr cases update <reference> <action> [--assignee A] [--severity S] [--kind K] [--sector S]
                      [--note TEXT] [--as WHO] [--version N]
     ivr cases export [--tenant T] [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--format csv|json]
+    ivr cases report --month YYYY-MM [--tenant T] [--format text|csv|json] [--bidi auto|visual|logical]
+                     the month's per-sector performance (cases/report.py)
 
 ``action`` is one of the state machine's (``assign``, ``start``,
 ``wait_for_citizen``, ``resolve``, ``close``, ``reopen``) or ``note`` and
@@ -38,14 +40,16 @@ from core.configuration import Config
 from core.errors import Unreachable
 from core.hours import local_timezone
 from core.privacy import NumberCipher
+from metrics.report import choose_bidi
 
 from . import model
 from .model import Case, TransitionRefused
 from .reference import BadReference, check_reference
 from .store import MAX_PAGE, CaseConflict, CaseNotFound, CaseStore
+from .report import month_bounds, monthly_report, write_report
 from .views import COLUMNS, event_row, local_time, row_of
 
-CASE_ACTIONS = ("list", "show", "update", "export")
+CASE_ACTIONS = ("list", "show", "update", "export", "report")
 UPDATE_ACTIONS = ("assign", "start", "wait_for_citizen", "resolve", "close", "reopen", "note", "reclassify")
 
 
@@ -69,6 +73,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--as", dest="actor", default="supervisor")
     p.add_argument("--version", type=int)
     p.add_argument("--format", choices=("text", "json", "csv"), default=None)
+    p.add_argument("--month", help="(report) YYYY-MM, Cairo time")
+    p.add_argument("--bidi", choices=("auto", "visual", "logical"), default="auto",
+                   help="(report, text) how to lay out the Arabic for this terminal (as `ivr report`)")
 
 
 class UsageError(Exception):
@@ -95,6 +102,15 @@ def run_cases_command(args, config: Config, *, store_factory: Callable[[], CaseS
             _write(cases, config, cipher, args.format or "text", out)
         elif args.action == "export":
             _write(list(_export(store, tenant, args, config)), config, cipher, args.format or "csv", out)
+        elif args.action == "report":
+            if not args.month:
+                raise UsageError("`ivr cases report` needs --month YYYY-MM")
+            try:
+                month_bounds(args.month, config)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+            report = monthly_report(store.engine, config, tenant=tenant, month=args.month)
+            write_report(report, config, args.format or "text", out, bidi=choose_bidi(args.bidi, out))
         elif args.action == "show":
             _show(store.get(tenant, reference), store.history(tenant, reference), config, cipher,
                   args.format or "text", out)

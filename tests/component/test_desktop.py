@@ -2,7 +2,7 @@
 database (SQLite and PostgreSQL): sign-in, the call pop on the event stream,
 cases opened and updated from the form, and every kind of bad input.
 
-The browser itself is in tests/e2e/test_desktop.py (headless Chromium, a
+The browser itself is in tests/e2e/test_desktop_call.py (headless Chromium, a
 real SIPp call through Asterisk).
 """
 
