@@ -27,6 +27,7 @@ from core.configuration import Config
 from cases.service import CaseJobs
 from core.privacy import NumberCipher
 from desktop.casework import CaseWork
+from desktop.outbox import CaseOutbox
 from desktop.pops import CallPops, PopHub
 from desktop.server import DesktopServer
 from desktop.sessions import SessionBook
@@ -59,6 +60,7 @@ JOIN_OFFER = ("queue-callback-offer",)
 ANNOUNCE_TICK_SECONDS = 3.0
 LIVE_FIGURES_SECONDS = 2.0
 CALLBACK_TICK_SECONDS = 1.0
+OUTBOX_SECONDS = 5.0
 
 
 class Engine:
@@ -126,7 +128,8 @@ class Engine:
         self.case_work = None
         if case_store is not None and cases_key:
             self.case_work = CaseWork(store=case_store, config=config, cipher=NumberCipher(cases_key),
-                                      on_change=self.case_jobs.poke if self.case_jobs else lambda: None)
+                                      on_change=self.case_jobs.poke if self.case_jobs else lambda: None,
+                                      outbox=CaseOutbox(self.redis, prefix=prefix))
         caller_key = national_id_key or DEFAULT_CALLER_KEY
         self.call_pops = CallPops(config=config, hub=self.pops, call_state=self.store,
                                   open_cases=self.case_work.open_cases if self.case_work else None,
@@ -175,6 +178,8 @@ class Engine:
         self._tasks.append(asyncio.create_task(self.live.run(interval=LIVE_FIGURES_SECONDS), name="live-figures"))
         if self.case_jobs is not None:
             self._tasks.append(asyncio.create_task(self.case_jobs.run(), name="cases"))
+        if self.case_work is not None:
+            self._tasks.append(asyncio.create_task(self._drain_outbox(), name="case-outbox"))
         if self.ami is not None:
             await self.ami.start()
             self._tasks += [
@@ -202,6 +207,23 @@ class Engine:
         await self.redis.aclose()
         if self.case_store is not None:
             self.case_store.engine.dispose()
+
+    async def _drain_outbox(self) -> None:
+        """Cases kept while the database was away are registered once it answers."""
+        failing = False
+        while True:
+            try:
+                await self.case_work.drain_outbox()
+            except Exception as exc:  # Redis away too: the entries wait in Redis, tried again
+                if not failing:
+                    log.warning("case outbox: not drained now (%s); tried again every %.0f s",
+                                type(exc).__name__, OUTBOX_SECONDS)
+                failing = True
+            else:
+                if failing:
+                    log.warning("case outbox: drained again")
+                failing = False
+            await asyncio.sleep(OUTBOX_SECONDS)
 
     async def _wallboard_snapshot(self) -> dict:
         """The live figures, and the case panel when there are cases."""

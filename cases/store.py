@@ -104,6 +104,28 @@ class CaseStore:
                     raise
         raise RuntimeError(f"no free reference number after {REFERENCE_ATTEMPTS} draws")
 
+    def register_as(self, reference: str, **fields) -> tuple[Case, str]:
+        """Register with a reference drawn beforehand: a case the agent saved
+        while the database was away (the desktop's outbox) and the citizen
+        may already have been told. Returns the case and how:
+        ``registered``; ``already`` when this very case is stored (a replay
+        after an interrupted drain: nothing is written twice); ``renumbered``
+        when another case took the reference meanwhile (one in ten million)."""
+        change = model.register(self._config, reference=reference, **fields)
+        try:
+            return self._insert(change), "registered"
+        except sa.exc.IntegrityError:
+            with self._engine.connect() as conn:
+                row = conn.execute(sa.select(cases).where(cases.c.reference == reference)).first()
+            if row is None:
+                raise
+            existing = _case_of(row)
+            wanted = change.case
+            if (existing.tenant, existing.created_at, existing.created_by, existing.call_id, existing.subject) == (
+                    wanted.tenant, wanted.created_at, wanted.created_by, wanted.call_id, wanted.subject):
+                return existing, "already"
+            return self.register(**fields), "renumbered"
+
     def _insert(self, change: Change) -> Case:
         row = _row_of(change.case)
         row["version"] = 1

@@ -6,6 +6,11 @@ calls. The citizen's identifiers come from the agent's current pop, never
 from the browser: the national ID's keyed hash, the number's keyed hash and
 the number itself, encrypted with the case key before it is stored.
 
+With the database away, a registration is kept in the outbox
+(``desktop.outbox``) with its reference, and the engine applies it when the
+database answers again (``drain_outbox``); reads and updates answer that
+cases cannot be reached right now.
+
 An agent works only on their own tenant's cases. A reference of another
 tenant is answered as unknown (the page learns nothing about it) and the
 attempt is logged with the agent and both tenants.
@@ -19,18 +24,24 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 import sqlalchemy as sa
+from redis.exceptions import RedisError
 
 from cases import model
 from cases.model import Action
+from cases.reference import new_reference
 from cases.store import CaseNotFound, CaseStore
 from cases.views import event_row, named_row
 from core.configuration import Config
 from core.privacy import NumberCipher
 
 from .forms import CaseUpdate, NewCase
+from .outbox import CaseOutbox
 from .pops import Pop
 
 log = logging.getLogger(__name__)
+
+
+QUEUED_NAME = "محفوظ، يُسجَّل عند عودة قاعدة البيانات"
 
 
 class CasesUnavailable(Exception):
@@ -43,13 +54,16 @@ def _now() -> datetime:
 
 class CaseWork:
     def __init__(self, *, store: CaseStore, config: Config, cipher: NumberCipher,
-                 clock: Callable[[], datetime] = _now, on_change: Callable[[], None] = lambda: None):
-        """``on_change``: called after each write (the engine refreshes the case figures)."""
+                 clock: Callable[[], datetime] = _now, on_change: Callable[[], None] = lambda: None,
+                 outbox: CaseOutbox | None = None):
+        """``on_change``: called after each write (the engine refreshes the case figures).
+        ``outbox``: where registrations wait while the database is away (None: they are refused)."""
         self._store = store
         self._config = config
         self._cipher = cipher
         self._clock = clock
         self._on_change = on_change
+        self._outbox = outbox
 
     async def _run(self, fn, *args, **kwargs):
         try:
@@ -74,19 +88,60 @@ class CaseWork:
         return [{**self.row(c), "overdue": sorted(model.overdue(c, now))} for c in found]
 
     async def create(self, *, agent_id: str, tenant: str, form: NewCase, pop: Pop | None) -> dict[str, Any]:
-        """A case from the form, with the citizen of ``pop`` when the form is for that call."""
+        """A case from the form, with the citizen of ``pop`` when the form is for that call.
+        With the database away it is kept in the outbox: the answer then has
+        ``queued`` true and the reference the case will have."""
         citizen: dict[str, Any] = {}
         if pop is not None and form.call_id == pop.call_id:
             citizen = dict(call_id=pop.call_id, program=pop.program or None, governorate=pop.governorate or None,
                            national_id_hash=pop.national_id_hash, number_hash=pop.number_hash,
                            number_encrypted=self._cipher.encrypt(pop.number))
-        case = await self._run(self._store.register, tenant=tenant, sector=form.sector, kind=form.kind,
-                               severity=form.severity, actor=agent_id, at=self._clock(), subject=form.subject,
-                               note=form.note, **citizen)
+        fields = dict(tenant=tenant, sector=form.sector, kind=form.kind, severity=form.severity, actor=agent_id,
+                      at=self._clock(), subject=form.subject, note=form.note, **citizen)
+        try:
+            case = await self._run(self._store.register, **fields)
+        except CasesUnavailable:
+            if self._outbox is None:
+                raise
+            return await self._keep(agent_id, fields)
         self._on_change()
         log.info("case %s registered by agent %s (%s, %s, %s)%s", case.reference, agent_id, case.sector,
                  case.kind, case.severity, f" for call {pop.call_id}" if citizen else "")
         return self.row(case)
+
+    async def _keep(self, agent_id: str, fields: dict) -> dict[str, Any]:
+        reference = new_reference()
+        case = model.register(self._store.config, reference=reference, **fields).case  # checked, not stored
+        try:
+            await self._outbox.put({"reference": reference, **fields})
+        except RedisError as exc:
+            raise CasesUnavailable(f"database and Redis ({type(exc).__name__})") from exc
+        log.warning("case database unavailable: case %s by agent %s kept in the outbox, registered when it "
+                    "answers", reference, agent_id)
+        return {**self.row(case), "queued": True, "status_name": QUEUED_NAME}
+
+    async def drain_outbox(self) -> int:
+        """Register the cases kept while the database was away, oldest first;
+        the number newly stored. Stops at the first sign the database is still away."""
+        if self._outbox is None:
+            return 0
+        stored = 0
+        for entry_id, entry in await self._outbox.pending():
+            reference = entry.pop("reference")
+            try:
+                case, how = await self._run(self._store.register_as, reference, **entry)
+            except CasesUnavailable:
+                break
+            await self._outbox.done(entry_id)
+            if how == "renumbered":
+                log.warning("case %s kept in the outbox is registered as %s: its reference was taken meanwhile",
+                            reference, case.reference)
+            if how != "already":
+                stored += 1
+                log.info("case %s from the outbox registered (%s, %s)", case.reference, case.sector, case.severity)
+        if stored:
+            self._on_change()
+        return stored
 
     async def read(self, *, agent_id: str, tenant: str, reference: str) -> dict[str, Any]:
         try:

@@ -21,7 +21,9 @@ for the screen>, "detail": <English for the log>}``: 400 a malformed post
 (with its ``field``), 404 an unknown case (another tenant's too), 409 a
 conflict (somebody changed the case since it was read) or a refused action,
 503 the case database down ("cases cannot be saved right now"), and the
-call goes on: calls never depend on the desktop.
+call goes on: calls never depend on the desktop. A registration made while
+the database is down is kept (``desktop.outbox``) and answered 202 with the
+reference it will have.
 
 aiohttp serves it on the engine's own loop, like the wallboard; case
 store calls run in threads (``desktop.casework``).
@@ -322,7 +324,8 @@ class DesktopServer:
         form = forms.new_case(await self._body(request), self._config, tenant)
         agent_id = request[SESSION].agent_id
         row = await work.create(agent_id=agent_id, tenant=tenant, form=form, pop=self._hub.current(agent_id))
-        return _json({"case": row}, status=201)
+        # 202: the database is away; the case is kept and will be registered with this reference.
+        return _json({"case": row}, status=202 if row.get("queued") else 201)
 
     async def _read_case(self, request: web.Request) -> web.Response:
         work, tenant = self._casework(request)

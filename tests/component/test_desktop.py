@@ -59,14 +59,14 @@ CASES = Cases.model_validate({
 class Desk:
     """A running desktop on a free port, with its hub, call facts and store."""
 
-    def __init__(self, config, store: CaseStore):
+    def __init__(self, config, store: CaseStore, outbox=None):
         self.config = config
         self.store = store
         self.hub = PopHub()
         self.calls = MemoryCallStateStore()
         self.metrics = EngineMetrics(config, CollectorRegistry())
         desk = AgentDesk(ami=NoAmi(), store=MemoryAgentStateStore(), config=config, metrics=self.metrics)
-        self.work = CaseWork(store=store, config=config, cipher=NumberCipher(CIPHER_KEY))
+        self.work = CaseWork(store=store, config=config, cipher=NumberCipher(CIPHER_KEY), outbox=outbox)
         self.pops = CallPops(config=config, hub=self.hub, call_state=self.calls, open_cases=self.work.open_cases,
                              number_hash=lambda n: hash_caller(n, KEY))
         self.sessions = SessionBook(password_of=PASSWORDS.get,

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timezone
 import urllib.error
 import urllib.parse
 import urllib.request
 
 import pytest
 
+from cases import model
 from core.paths import REPO_ROOT
 from app.simulate.sipp import CallerScript, start_agent, stop_agent
 from metrics.grafana import panel_queries
@@ -104,13 +106,24 @@ def test_every_dashboard_query_returns_data_after_real_calls(hotline, prometheus
                                program="addiction_fund") == abandoned + 1
     assert hotline.wait_metric("ivr_menu_node_exits_total", hangups + 1, timeout=20, outcome="hangup") >= hangups + 1
     assert hotline.wait_metric("ivr_calls_received_total", received + 3, timeout=20) >= received + 3
+    # A case registered and resolved (within its deadline) for the case panels;
+    # the engine re-reads the figures at once when poked, as after a desktop write.
+    resolved = prom_sum('ivr_cases_resolved_total{sector="nasser_bank"}')
+    now = datetime.now(timezone.utc)
+    case = hotline.cases.register(tenant="mss", sector="nasser_bank", kind="inquiry", severity="normal",
+                                  actor="1002", at=now, subject="استفسار عن القرض")
+    for step in (model.start, model.resolve):
+        hotline.cases.transition("mss", case.reference, lambda c, s=step: s(c, actor="1002", at=now))
+    hotline.engine.loop.call_soon_threadsafe(hotline.engine.engine.case_jobs.poke)
 
     # Prometheus has the new values, then scrapes twice more, so every rate
     # and increase has samples on both sides of the calls.
     assert hotline.wait_until(lambda: prom_sum('ivr_queue_answered_total{program="nasser_bank"}') >= answered + 1
                               and prom_sum('ivr_queue_abandoned_total{program="addiction_fund"}') >= abandoned + 1
                               and prom_sum('ivr_menu_node_exits_total{outcome="hangup"}') >= hangups + 1
-                              and prom_sum("ivr_calls_received_total") >= received + 3, timeout=30), \
+                              and prom_sum("ivr_calls_received_total") >= received + 3
+                              and prom_sum('ivr_cases_resolved_total{sector="nasser_bank"}') >= resolved + 1,
+                              timeout=30), \
         "Prometheus did not scrape the calls' figures"
     assert scrapes_after(prometheus, time.time(), count=2, timeout=30), "Prometheus stopped scraping the engine"
 
@@ -137,3 +150,4 @@ def test_every_dashboard_query_returns_data_after_real_calls(hotline, prometheus
     assert values("نسبة الرد حسب البرنامج", "program")["nasser_bank"] > 0
     assert values("نسبة التخلي حسب البرنامج", "program")["addiction_fund"] > 0
     assert sum(values("الإنهاء داخل القوائم حسب القائمة", "node").values()) >= 1
+    assert values("نسبة الحل في الموعد حسب الجهة", "sector")["nasser_bank"] == pytest.approx(1.0)

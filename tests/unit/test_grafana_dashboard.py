@@ -137,13 +137,28 @@ def test_titles_are_arabic_and_descriptions_english(dashboard):
         assert p["description"] and not arabic.search(p["description"]), p["title"]
 
 
-def test_template_variables_program_and_hotline(dashboard):
+def test_template_variables_program_hotline_and_tenant(dashboard):
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
-    assert set(variables) == {"program", "hotline"}
+    assert set(variables) == {"program", "hotline", "tenant"}
     for name, v in variables.items():
         assert v["type"] == "query" and v["multi"] and v["includeAll"], name
         assert v["query"] == v["definition"]
         assert re.fullmatch(rf"label_values\((ivr_\w+), {name}\)", v["query"]), v["query"]
+
+
+def test_the_case_panels_filter_by_tenant_and_name_the_sectors(dashboard):
+    row = [p for p in dashboard["panels"] if p["type"] == "row"]
+    assert "البلاغات" in [r["title"] for r in row]
+    cases = [p for p in content_panels(dashboard) if any("ivr_cases" in t["expr"] for t in p["targets"])]
+    assert len(cases) == 8
+    for p in cases:
+        for t in p["targets"]:
+            # Every case series is selected by the tenant variable, never by programme or hotline.
+            for selector in re.findall(r"ivr_cases_\w+\{([^}]*)\}", t["expr"]):
+                assert 'tenant=~"$tenant"' in selector and "program" not in selector, t["expr"]
+    by_sector = next(p for p in cases if p["title"] == "البلاغات المفتوحة حسب الجهة")
+    renames = {r["options"]["renamePattern"] for r in by_sector["transformations"]}
+    assert "تكافل وكرامة" in renames
 
 
 # --- metrics ---------------------------------------------------------------

@@ -151,7 +151,8 @@ def test_every_ratio_exists_per_program_and_hotline_over_each_window():
 
 
 def test_recording_rule_names_follow_level_metric_operation():
-    shape = re.compile(r"^(program|hotline):ivr_[a-z0-9_]+:(rate|ratio_rate)(5m|1h|1d)$")
+    shape = re.compile(r"^(program|hotline|tenant_sector):ivr_[a-z0-9_]+:(rate|ratio_rate|increase|ratio_increase)"
+                       r"(5m|1h|1d|30d)$")
     bad = [rule["record"] for rule in load_rules() if "record" in rule and not shape.match(rule["record"])]
     assert not bad, bad
 
