@@ -11,6 +11,7 @@ passed on as keyword arguments. This module holds no call logic.
                                                   \\-> desktop (call pops -> the agent's page)
     Redis <----------- every store ------------------------> /metrics, wallboard (queues.live)
     case database <--- cases.store ------------------------> desktop (cases), case jobs (figures, escalations)
+                                                           \\-> service check (dialler -> AMI Originate -> its route)
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from desktop.server import DesktopServer
 from desktop.sessions import SessionBook
 from ivr.agi.fastagi import FastAgiServer
 from ivr.flow.follow_up import store_lookup
+from ivr.service_check.dialler import ServiceCheckDialler
+from ivr.service_check.flow import store_answer
 from ivr.routes import engine_routes
 from metrics.call_records import RedisCallRecords
 from metrics.exporter import MetricsExporter
@@ -61,6 +64,11 @@ ANNOUNCE_TICK_SECONDS = 3.0
 LIVE_FIGURES_SECONDS = 2.0
 CALLBACK_TICK_SECONDS = 1.0
 OUTBOX_SECONDS = 5.0
+
+
+def wall_clock_utc(wall_clock: Callable[[], float]) -> Callable[[], datetime]:
+    """Real time as an aware UTC datetime (case times are real times, never the IVR's pinnable clock)."""
+    return lambda: datetime.fromtimestamp(wall_clock(), timezone.utc)
 
 
 class Engine:
@@ -130,6 +138,15 @@ class Engine:
             self.case_work = CaseWork(store=case_store, config=config, cipher=NumberCipher(cases_key),
                                       on_change=self.case_jobs.poke if self.case_jobs else lambda: None,
                                       outbox=CaseOutbox(self.redis, prefix=prefix))
+        # --- the service check: "did you get the service?" after a resolution ------
+        self.service_checks = None
+        case_poke = self.case_jobs.poke if self.case_jobs else lambda: None
+        if case_store is not None and cases_key and any(t.service_check.mode != "none"
+                                                        for t in config.cases.tenants):
+            self.service_checks = ServiceCheckDialler(config=config, store=case_store,
+                                                      cipher=NumberCipher(cases_key), ami=ami,
+                                                      callbacks=self.callbacks, clock=wall_clock_utc(wall_clock),
+                                                      on_change=case_poke)
         caller_key = national_id_key or DEFAULT_CALLER_KEY
         self.call_pops = CallPops(config=config, hub=self.pops, call_state=self.store,
                                   open_cases=self.case_work.open_cases if self.case_work else None,
@@ -155,7 +172,9 @@ class Engine:
             routes=engine_routes(config=config, metrics=self.metrics, store=self.store, callbacks=self.callbacks,
                                  national_id_key=national_id_key, recent=self.recent, desk=self.agent_desk,
                                  place_of=self.place_of, clock=clock,
-                                 case_status=store_lookup(case_store, clock=clock) if case_store else None),
+                                 case_status=store_lookup(case_store, clock=clock) if case_store else None,
+                                 service_check_answer=store_answer(case_store, clock=wall_clock_utc(wall_clock),
+                                                                   on_change=case_poke) if case_store else None),
             host=s.fastagi.host, port=s.fastagi.port,
             on_session_end=self.metrics.count_session, on_latency=self.metrics.observe_agi_command,
         ) if enable_agi else None
@@ -188,6 +207,10 @@ class Engine:
                 asyncio.create_task(self.dispatcher.run(interval=CALLBACK_TICK_SECONDS), name="callbacks"),
                 asyncio.create_task(self._announce(), name="announcements"),
             ]
+            if self.service_checks is not None:
+                self._tasks.append(asyncio.create_task(self.service_checks.run(
+                    interval=self.config.cases.service_check_every_seconds),
+                                                       name="service-checks"))
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -25,7 +25,8 @@ from .model import OPEN_STATUSES, Action
 from .schema import case_events, cases
 
 Labels = tuple[str, str, str, str]          # tenant, sector, kind, severity
-COUNTED_ACTIONS = (Action.REGISTER, Action.RESOLVE, Action.REOPEN, Action.ESCALATE)
+COUNTED_ACTIONS = (Action.REGISTER, Action.RESOLVE, Action.REOPEN, Action.ESCALATE, Action.CONFIRM, Action.DISPUTE,
+                   Action.UNREACHED)
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class CaseFigures:
     open: dict[Labels, int] = field(default_factory=dict)
     # Open and past a deadline (first response or resolution), flagged or not yet.
     overdue: dict[Labels, int] = field(default_factory=dict)
-    # Audit lines by action ("register", "resolve", "reopen", "escalate").
+    # Audit lines by action (COUNTED_ACTIONS' values: "register", "resolve", ...).
     totals: dict[tuple[str, Labels], int] = field(default_factory=dict)
     # Resolutions made by their resolution deadline.
     resolved_in_time: dict[Labels, int] = field(default_factory=dict)

@@ -10,8 +10,19 @@ States and transitions (docs/cases.md has the picture)::
     resolve           in_progress, waiting_for_citizen                  resolved
     close             resolved                                          closed
     reopen            resolved, closed                                  reopened
+    confirm           resolved                                          closed
+    dispute           resolved                                          reopened
 
-``add_note``, ``reclassify`` and ``escalate`` keep the status.
+``add_note``, ``reclassify`` and ``escalate`` keep the status, and so do
+``check_called`` and ``unreached``.
+
+*The service check* (docs/cases.md): once a case that kept the citizen's
+number is resolved, the engine asks the citizen whether they got the
+service. ``check_called`` records each attempt (the call placed, or the
+callback requested), ``confirm`` is the citizen's *yes* (the case is closed),
+``dispute`` their *no* (the case is reopened for its sector), ``unreached``
+the end of the attempts without an answer. ``resolve`` starts the check
+afresh.
 
 Every transition is one function taking the case as it was read and
 returning a :class:`Change`: the case as it becomes and the audit event
@@ -64,6 +75,10 @@ class Action(str, enum.Enum):
     NOTE = "note"
     RECLASSIFY = "reclassify"
     ESCALATE = "escalate"
+    CONFIRM = "confirm"
+    DISPUTE = "dispute"
+    CHECK_CALL = "check_call"
+    UNREACHED = "unreached"
 
 
 # Where each status-changing action may start from, and where it leads.
@@ -76,17 +91,26 @@ TRANSITIONS: dict[Action, tuple[frozenset[Status], Status]] = {
     Action.RESOLVE: (frozenset({Status.IN_PROGRESS, Status.WAITING_FOR_CITIZEN}), Status.RESOLVED),
     Action.CLOSE: (frozenset({Status.RESOLVED}), Status.CLOSED),
     Action.REOPEN: (frozenset({Status.RESOLVED, Status.CLOSED}), Status.REOPENED),
+    Action.CONFIRM: (frozenset({Status.RESOLVED}), Status.CLOSED),
+    Action.DISPUTE: (frozenset({Status.RESOLVED}), Status.REOPENED),
 }
+
+CITIZEN_ACTOR = "citizen"   # the citizen's own answer to the service check
+
+# check_result: how the service check of the latest resolution ended.
+CHECK_YES, CHECK_NO, CHECK_UNREACHED, CHECK_CALLBACK = "yes", "no", "unreached", "callback"
+CHECK_RESULTS = (CHECK_YES, CHECK_NO, CHECK_UNREACHED, CHECK_CALLBACK)
 
 
 class TransitionRefused(ValueError):
     """The state machine does not allow ``action`` from ``status``."""
 
-    def __init__(self, action: Action, status: Status, reference: str = ""):
+    def __init__(self, action: Action, status: Status, reference: str = "", why: str = ""):
         self.action, self.status = action, status
-        allowed = ", ".join(sorted(s.value for s in TRANSITIONS[action][0])) if action in TRANSITIONS else "-"
+        allowed = ", ".join(sorted(s.value for s in TRANSITIONS[action][0])) if action in TRANSITIONS else "resolved"
         where = f"case {reference}: " if reference else ""
-        super().__init__(f"{where}cannot {action.value} a case that is {status.value} (allowed from: {allowed})")
+        super().__init__(f"{where}cannot {action.value} a case that is {status.value} "
+                         f"({why or 'allowed from: ' + allowed})")
 
 
 class InvalidCase(ValueError):
@@ -123,6 +147,11 @@ class Case:
     # Deadlines found passed: "first_response", "resolution" (escalations).
     escalated: frozenset[str] = frozenset()
     updated_at: datetime | None = None
+    # The service check of the latest resolution: calls made, when the next
+    # is due, how it ended (CHECK_RESULTS; None: not ended).
+    check_attempts: int = 0
+    check_due_at: datetime | None = None
+    check_result: str | None = None
     # Optimistic concurrency: the store refuses a write made on an older read.
     version: int = 0
     id: int | None = field(default=None, compare=False)
@@ -213,7 +242,8 @@ def wait_for_citizen(case: Case, *, actor: str, at: datetime, note: str = "") ->
 
 
 def resolve(case: Case, *, actor: str, at: datetime, note: str = "") -> Change:
-    return _move(case, Action.RESOLVE, actor=actor, at=at, note=note, resolved_at=at)
+    return _move(case, Action.RESOLVE, actor=actor, at=at, note=note, resolved_at=at, check_attempts=0,
+                 check_due_at=None, check_result=None)
 
 
 def close(case: Case, *, actor: str, at: datetime, note: str = "") -> Change:
@@ -225,6 +255,56 @@ def reopen(case: Case, *, actor: str, at: datetime, note: str = "") -> Change:
     resolution is no longer current."""
     return _move(case, Action.REOPEN, actor=actor, at=at, note=note, reopened_count=case.reopened_count + 1,
                  resolved_at=None, closed_at=None)
+
+
+def _check_pending(case: Case, action: Action) -> None:
+    if case.status is not Status.RESOLVED:
+        raise TransitionRefused(action, case.status, case.reference)
+    if case.check_result is not None:
+        raise TransitionRefused(action, case.status, case.reference,
+                                why=f"its service check already ended: {case.check_result}")
+
+
+def check_called(case: Case, *, at: datetime, retry_at: datetime | None, how: str = "call",
+                 actor: str = SYSTEM_ACTOR) -> Change:
+    """One attempt of the service check, recorded *before* it is made (the
+    write claims it: of two engines, only the one whose write lands calls).
+    ``retry_at``: when the next attempt is due if this one gets no answer.
+    ``how="callback"``: an agent will call the citizen (the callback
+    machinery); the check is then the agent's, and ends here."""
+    _check_pending(case, Action.CHECK_CALL)
+    attempt = case.check_attempts + 1
+    fields: dict = dict(check_attempts=attempt, check_due_at=retry_at)
+    if how == "callback":
+        fields.update(check_result=CHECK_CALLBACK, check_due_at=None)
+    elif how != "call":
+        raise InvalidCase(f"unknown service check {how!r}")
+    return Change(replace(case, updated_at=at, **fields),
+                  CaseEvent(at=at, actor=actor, action=Action.CHECK_CALL, from_status=case.status,
+                            to_status=case.status, details=f"{how}: attempt {attempt}"))
+
+
+def confirm(case: Case, *, at: datetime, actor: str = CITIZEN_ACTOR, note: str = "") -> Change:
+    """The citizen got the service (the check's *yes*): the case is closed."""
+    _check_pending(case, Action.CONFIRM)
+    return _move(case, Action.CONFIRM, actor=actor, at=at, note=note, closed_at=at, check_result=CHECK_YES,
+                 check_due_at=None)
+
+
+def dispute(case: Case, *, at: datetime, actor: str = CITIZEN_ACTOR, note: str = "") -> Change:
+    """The citizen did not get the service (the check's *no*): back to its
+    sector, counted as a reopening."""
+    _check_pending(case, Action.DISPUTE)
+    return _move(case, Action.DISPUTE, actor=actor, at=at, note=note, reopened_count=case.reopened_count + 1,
+                 resolved_at=None, closed_at=None, check_result=CHECK_NO, check_due_at=None)
+
+
+def unreached(case: Case, *, at: datetime, actor: str = SYSTEM_ACTOR) -> Change:
+    """Every attempt of the check went unanswered: the case stays resolved."""
+    _check_pending(case, Action.UNREACHED)
+    return Change(replace(case, updated_at=at, check_result=CHECK_UNREACHED, check_due_at=None),
+                  CaseEvent(at=at, actor=actor, action=Action.UNREACHED, from_status=case.status,
+                            to_status=case.status, details=f"attempts: {case.check_attempts}"))
 
 
 def add_note(case: Case, *, actor: str, at: datetime, note: str) -> Change:

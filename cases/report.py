@@ -11,14 +11,15 @@ severity (docs/cases.md, *The monthly report*, defines every column):
   opened in the month that have had one (hours from registration);
 * **time to resolution**, median and 90th percentile, of the resolutions in
   the month (hours from registration to that resolution);
-* **reopened** and **escalated**: those audit lines in the month;
+* **reopened** and **escalated**: those audit lines in the month (a
+  citizen's *no* to the service check reopens the case: it counts too);
+* **satisfaction**: of the service checks answered in the month, the share
+  answered *yes* (``confirmed`` / (``confirmed`` + ``disputed``); none
+  answered: "—");
 * **backlog**: cases open at the end of the month, by age then (under a
   day, 1-3 days, 3-7 days, 7-30 days, over 30). A case's state at the end of
   the month is the state its audit trail had reached by then, so a report
   on a past month stays the same whatever happened after it.
-
-Satisfaction needs the satisfaction call (not built yet): the column is
-there and says so ("—"), rather than a made-up figure.
 
 Everything is read with three queries; the backlog is counted by the
 database (one correlated look-up of each case's last audit line), the rest
@@ -58,6 +59,8 @@ class SectorRow:
     resolved_in_time: int = 0
     reopened: int = 0
     escalated: int = 0
+    confirmed: int = 0
+    disputed: int = 0
     first_response_hours: list[float] = field(default_factory=list, repr=False)
     resolution_hours: list[float] = field(default_factory=list, repr=False)
     backlog: dict[str, int] = field(default_factory=lambda: {b: 0 for b, _ in AGE_BUCKETS})
@@ -65,6 +68,11 @@ class SectorRow:
     @property
     def resolved_in_time_ratio(self) -> float | None:
         return self.resolved_in_time / self.resolved if self.resolved else None
+
+    @property
+    def satisfaction(self) -> float | None:
+        answered = self.confirmed + self.disputed
+        return self.confirmed / answered if answered else None
 
     @property
     def open_at_end(self) -> int:
@@ -79,11 +87,12 @@ class SectorRow:
             "resolution_median_hours": quantile(self.resolution_hours, 0.5),
             "resolution_p90_hours": quantile(self.resolution_hours, 0.9),
             "reopened": self.reopened, "escalated": self.escalated, "open_at_end": self.open_at_end,
-            "backlog_by_age": dict(self.backlog), "satisfaction": None,
+            "backlog_by_age": dict(self.backlog), "confirmed": self.confirmed, "disputed": self.disputed,
+            "satisfaction": self.satisfaction,
         }
 
     def add(self, other: "SectorRow") -> None:
-        for name in ("opened", "resolved", "resolved_in_time", "reopened", "escalated"):
+        for name in ("opened", "resolved", "resolved_in_time", "reopened", "escalated", "confirmed", "disputed"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.first_response_hours += other.first_response_hours
         self.resolution_hours += other.resolution_hours
@@ -147,7 +156,8 @@ def monthly_report(engine: sa.Engine, config: Config, *, tenant: str, month: str
             r.opened += 1
             if first is not None:
                 r.first_response_hours.append(_hours(first, created))
-        actions = [Action.RESOLVE.value, Action.REOPEN.value, Action.ESCALATE.value]
+        actions = [Action.RESOLVE.value, Action.REOPEN.value, Action.ESCALATE.value, Action.CONFIRM.value,
+                   Action.DISPUTE.value]
         lines = conn.execute(
             sa.select(case_events.c.action, cases.c.sector, cases.c.severity, case_events.c.at, cases.c.created_at,
                       cases.c.resolution_due)
@@ -162,6 +172,11 @@ def monthly_report(engine: sa.Engine, config: Config, *, tenant: str, month: str
                 r.resolution_hours.append(_hours(at, created))
             elif action == Action.REOPEN.value:
                 r.reopened += 1
+            elif action == Action.DISPUTE.value:
+                r.reopened += 1
+                r.disputed += 1
+            elif action == Action.CONFIRM.value:
+                r.confirmed += 1
             else:
                 r.escalated += 1
         # The state each case had reached by the end of the month: its last audit line then.
@@ -197,7 +212,7 @@ def _arranged(config: Config, tenant: str, start, end, rows: dict[tuple[str, str
 
 
 def _active(r: SectorRow) -> bool:
-    return bool(r.opened or r.resolved or r.reopened or r.escalated or r.open_at_end)
+    return bool(r.opened or r.resolved or r.reopened or r.escalated or r.open_at_end or r.confirmed)
 
 
 # ------------------------------------------------------------------ rendering
@@ -225,7 +240,7 @@ def render_text(report: CaseReport, config: Config, *, bidi: str = "logical") ->
         return (sector, severity, count(r.opened), count(r.resolved), count(r.resolved_in_time),
                 percent(r.resolved_in_time_ratio), _h(f["first_response_median_hours"]),
                 _h(f["first_response_p90_hours"]), _h(f["resolution_median_hours"]), _h(f["resolution_p90_hours"]),
-                count(r.reopened), count(r.escalated), count(r.open_at_end), "—")
+                count(r.reopened), count(r.escalated), count(r.open_at_end), percent(r.satisfaction))
 
     table = [cells(r, names.get(r.sector, r.sector), "الكل") for r in report.by_sector]
     table.append(cells(report.total, "الإجمالي", "الكل"))
@@ -240,14 +255,16 @@ def render_text(report: CaseReport, config: Config, *, bidi: str = "logical") ->
                         [(names.get(r.sector, r.sector), *[count(r.backlog[b]) for b, _ in AGE_BUCKETS])
                          for r in [*report.by_sector, report.total]], bidi=bidi)
     out.append("")
-    out += render_lines(["رضا المواطن: يُقاس بمكالمة الرضا بعد الحل (لم تُفعّل بعد)"], bidi=bidi)
+    out += render_lines(["رضا المواطن: نسبة من أجابوا «نعم» على مكالمة التحقق من الخدمة بعد الحل، من بين من أجابوا"],
+                        bidi=bidi)
     return "\n".join(out) + "\n"
 
 
 CSV_COLUMNS = ("tenant", "period_start", "period_end", "scope", "sector", "severity", "opened", "resolved",
                "resolved_in_time", "resolved_in_time_ratio", "first_response_median_hours",
                "first_response_p90_hours", "resolution_median_hours", "resolution_p90_hours", "reopened",
-               "escalated", "open_at_end", *[f"backlog_{b}" for b, _ in AGE_BUCKETS], "satisfaction")
+               "escalated", "open_at_end", *[f"backlog_{b}" for b, _ in AGE_BUCKETS], "confirmed", "disputed",
+               "satisfaction")
 
 
 def render_csv(report: CaseReport) -> str:

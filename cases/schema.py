@@ -75,12 +75,18 @@ cases = Table(
     # Deadlines found passed, comma-separated: first_response, resolution.
     Column("escalated", String(40), nullable=False, default=""),
     Column("version", Integer, nullable=False, default=1),
+    # The service check of the latest resolution (cases.model): calls made,
+    # the next one due, how it ended.
+    Column("check_attempts", Integer, nullable=False, default=0, server_default="0"),
+    Column("check_due_at", UtcDateTime),
+    Column("check_result", String(12)),
     Index(None, "tenant", "national_id_hash"),
     Index(None, "tenant", "number_hash"),
     Index(None, "tenant", "sector", "status"),
     Index(None, "tenant", "created_at"),
     Index(None, "status", "resolution_due"),
     Index(None, "tenant", "sector", "resolution_due"),
+    Index(None, "status", "check_result", "resolved_at"),
 )
 
 case_events = Table(

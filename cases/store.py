@@ -13,7 +13,7 @@ writer read; if somebody else wrote in between, nothing is overwritten and
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Callable, Iterable
 
 import sqlalchemy as sa
@@ -272,3 +272,26 @@ class CaseStore:
             except CaseConflict:
                 continue
         return done
+
+    def service_checks_due(self, now: datetime, limit: int = 50) -> list[Case]:
+        """Resolved cases whose service check is due (docs/cases.md): their
+        tenant checks (``service_check.mode`` call or callback), the case
+        kept the citizen's number, the check has not ended, the resolution
+        is ``after_minutes`` old and the next attempt's time has come.
+        Oldest resolution first."""
+        wanted = []
+        for tenant in self._config.tenants:
+            check = tenant.service_check
+            if check.mode == "none":
+                continue
+            wanted.append(sa.and_(cases.c.tenant == tenant.id,
+                                  cases.c.resolved_at <= now - timedelta(minutes=check.after_minutes)))
+        if not wanted:
+            return []
+        query = (sa.select(cases).where(
+            cases.c.status == Status.RESOLVED.value, cases.c.check_result.is_(None),
+            cases.c.number_encrypted.is_not(None), sa.or_(*wanted),
+            sa.or_(cases.c.check_due_at.is_(None), cases.c.check_due_at <= now))
+            .order_by(cases.c.resolved_at, cases.c.id).limit(max(1, min(limit, MAX_PAGE))))
+        with self._engine.connect() as conn:
+            return [_case_of(r) for r in conn.execute(query)]

@@ -37,8 +37,9 @@ class Route:
     AGENT: Final = "agent"         # [agents]: feature codes; action, endpoint, reason code, address
     CALLBACK: Final = "callback"   # [ivr-queue-keys]: the callback key in a queue; arg 1 the queue
     OVERFLOW: Final = "overflow"   # [ivr-overflow]: a queue's limit reached; queue, QUEUESTATUS
+    SERVICE_CHECK: Final = "service_check"   # [ivr-service-check]: reference, tenant
 
-    ALL: Final = (HOTLINE, SURVEY, AGENT, CALLBACK, OVERFLOW)
+    ALL: Final = (HOTLINE, SURVEY, AGENT, CALLBACK, OVERFLOW, SERVICE_CHECK)
 
 
 # --- contexts ------------------------------------------------------------------------------------
@@ -63,11 +64,16 @@ class Context:
     CALLBACK_ANSWERED: Final = "ivr-callback-answered"
     ANNOUNCE: Final = "ivr-announce"
     ANNOUNCE_SPY: Final = "ivr-announce-spy"
+    # The service check: ;2 of Local/<reference>@ivr-service-check-dial rings
+    # the citizen, ;1 runs the question once they answer.
+    SERVICE_CHECK_DIAL: Final = "ivr-service-check-dial"
+    SERVICE_CHECK: Final = "ivr-service-check"
     # Agents' softphones.
     AGENTS: Final = "agents"
     AGENTS_DONE: Final = "agents-done"
 
-    ORIGINATE_ONLY: Final = (CALLBACK_HOLD, CALLBACK_DIAL, CALLBACK_END, CALLBACK_ANSWERED, ANNOUNCE, ANNOUNCE_SPY)
+    ORIGINATE_ONLY: Final = (CALLBACK_HOLD, CALLBACK_DIAL, CALLBACK_END, CALLBACK_ANSWERED, ANNOUNCE, ANNOUNCE_SPY,
+                             SERVICE_CHECK_DIAL, SERVICE_CHECK)
 
 
 # --- channel variables ---------------------------------------------------------------------------
@@ -108,6 +114,10 @@ class Var:
     ANNOUNCE_TARGET: Final = "IVR_ANNOUNCE_TARGET"
     ANNOUNCE_QUEUE: Final = "IVR_ANNOUNCE_QUEUE"
     ANNOUNCE_UID: Final = "IVR_ANNOUNCE_UID"
+    # Originate variables of a service check ([ivr-service-check-dial] / [ivr-service-check]).
+    CHECK_NUMBER: Final = "IVR_CHECK_NUMBER"
+    CHECK_RING: Final = "IVR_CHECK_RING"
+    CHECK_TENANT: Final = "IVR_CHECK_TENANT"
 
 
 class IvrAction:

@@ -358,6 +358,7 @@ exten => s,1,UserEvent(@E_CALL_END@,@H_HOTLINE@: ${@V_HOTLINE@},@H_QUEUE@: ${@V_
     out.append("; The outbound carrier endpoint's context: nothing enters here.\n[@C_CARRIER_OUT_INBOUND@]\n"
                "exten => _[0-9a-zA-Z*#+].,1,Hangup(21)\nexten => i,1,Hangup(21)\n")
     out.append(render_callback_contexts(config))
+    out.append(render_service_check_contexts(config, agi))
     out.append(render_agent_context(config, agi))
     return _names("\n".join(out))
 
@@ -588,6 +589,28 @@ exten => _X!,1,Answer()
 [@C_ANNOUNCE_SPY@]
 exten => s,1,ChanSpy(${@V_ANNOUNCE_TARGET@},qwES)
  same => n,Hangup()
+""")
+
+
+def render_service_check_contexts(config: Config, agi: str) -> str:
+    """The service check's call (ivr/service_check): only the engine's AMI
+    Originate enters these contexts. The ;2 side of
+    Local/<reference>@ivr-service-check-dial rings the citizen (a number the
+    regex refuses is not dialled); once they answer, the ;1 side runs the
+    question (FastAGI route ``service_check``). Without the engine the call
+    simply ends: nothing is recorded, and the engine calls again later."""
+    return _names(f"""; The service check: "did you get the service? 1 yes, 2 no".
+[@C_SERVICE_CHECK_DIAL@]
+exten => _X!,1,GotoIf($[${{REGEX("^0[0-9]{{9,10}}$" ${{@V_CHECK_NUMBER@}})}}]?dial)
+ same => n,Hangup(1)
+ same => n(dial),Set(CALLERID(all)="${{@V_HOTLINE@}}" <${{@V_HOTLINE@}}>)
+ same => n,Dial(PJSIP/${{@V_CHECK_NUMBER@}}@carrier-out,${{@V_CHECK_RING@}})
+ same => n,Hangup()
+
+[@C_SERVICE_CHECK@]
+exten => _X!,1,Set(CHANNEL(language)={config.service.language})
+ same => n,TryExec(AGI({agi}/{Route.SERVICE_CHECK},${{EXTEN}},${{@V_CHECK_TENANT@}}))
+ same => n,Hangup(16)
 """)
 
 

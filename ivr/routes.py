@@ -24,6 +24,7 @@ from queues.priority import RecentCallers
 
 from .flow.hotline import CaseStatusLookup, HotlineHandler
 from .flow.survey import SurveyHandler
+from .service_check.flow import Answer, ServiceCheckHandler
 
 Handler = Callable[[Channel], Awaitable[None]]
 
@@ -46,10 +47,10 @@ def call_routes(*, config: Config, metrics: EngineMetrics, store: CallStateStore
 
 def engine_routes(*, config: Config, metrics: EngineMetrics, store: CallStateStore, callbacks: CallbackStore,
                   national_id_key: bytes, recent: RecentCallers, desk: AgentDesk, place_of: PlaceOf,
-                  case_status: CaseStatusLookup | None = None,
+                  case_status: CaseStatusLookup | None = None, service_check_answer: Answer | None = None,
                   clock: Callable[[], datetime] = _utcnow) -> dict[str, Handler]:
-    """Every route of ``ivr serve``: the call's, the agents' feature codes, and
-    the queue's callback and overflow menus."""
+    """Every route of ``ivr serve``: the call's, the agents' feature codes,
+    the queue's callback and overflow menus, and the service check's call."""
     routes = call_routes(config=config, metrics=metrics, store=store, callbacks=callbacks,
                          national_id_key=national_id_key, recent=recent, case_status=case_status, clock=clock)
     routes[Route.AGENT] = AgentCodeHandler(config=config, desk=desk)
@@ -57,4 +58,5 @@ def engine_routes(*, config: Config, metrics: EngineMetrics, store: CallStateSto
                          clock=clock)
     routes[Route.CALLBACK] = QueueCallbackHandler(**callback_args)
     routes[Route.OVERFLOW] = OverflowHandler(**callback_args)
+    routes[Route.SERVICE_CHECK] = ServiceCheckHandler(config=config, answer=service_check_answer)
     return routes

@@ -21,11 +21,20 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from core.configuration.model import CASE_KINDS, SEVERITIES, Cases
 
 LABELS = ["tenant", "sector", "kind", "severity"]
+# (audit actions added up, metric, help)
 COUNTERS = (
-    ("register", "ivr_cases_opened", "Cases registered."),
-    ("resolve", "ivr_cases_resolved", "Resolutions of cases (a case resolved again after a reopening counts again)."),
-    ("reopen", "ivr_cases_reopened", "Cases reopened after a resolution or closing."),
-    ("escalate", "ivr_cases_escalated", "Escalations: a case found past its first-response or resolution deadline."),
+    (("register",), "ivr_cases_opened", "Cases registered."),
+    (("resolve",), "ivr_cases_resolved", "Resolutions of cases (a case resolved again after a reopening counts "
+                                         "again)."),
+    (("reopen", "dispute"), "ivr_cases_reopened", "Cases reopened after a resolution or closing (by an agent, or "
+                                                  "by the citizen's no to the service check)."),
+    (("escalate",), "ivr_cases_escalated", "Escalations: a case found past its first-response or resolution "
+                                           "deadline."),
+    (("confirm",), "ivr_cases_confirmed", "Service checks answered yes: the citizen got the service, the case "
+                                          "was closed."),
+    (("dispute",), "ivr_cases_disputed", "Service checks answered no: the citizen did not get the service, the "
+                                         "case was reopened."),
+    (("unreached",), "ivr_cases_check_unreached", "Service checks that ended with every call unanswered."),
 )
 
 
@@ -66,7 +75,7 @@ class CaseMetrics:
                                     "deadline.", labels=LABELS)
         in_time = CounterMetricFamily("ivr_cases_resolved_within_deadline", "Resolutions made by the case's "
                                       "resolution deadline.", labels=LABELS)
-        counters = {action: CounterMetricFamily(name, doc, labels=LABELS) for action, name, doc in COUNTERS}
+        counters = {actions: CounterMetricFamily(name, doc, labels=LABELS) for actions, name, doc in COUNTERS}
         known = set(self._labels)
         extra = sorted(({k for k in f.open} | {k for k in f.overdue} | {k for _, k in f.totals}) - known)
         for labels in self._labels + extra:    # a label set config no longer has is still shown
@@ -74,8 +83,8 @@ class CaseMetrics:
             open_cases.add_metric(values, f.open.get(labels, 0))
             overdue.add_metric(values, f.overdue.get(labels, 0))
             in_time.add_metric(values, f.resolved_in_time.get(labels, 0))
-            for action, family in counters.items():
-                family.add_metric(values, f.totals.get((action, labels), 0))
+            for actions, family in counters.items():
+                family.add_metric(values, sum(f.totals.get((action, labels), 0) for action in actions))
         yield open_cases
         yield overdue
         yield in_time

@@ -156,6 +156,16 @@ def register_scenario(user: str, password: str, contact_port: int, expires: int 
     ]) + "\n"
 
 
+def _pressed(keys: tuple[tuple[int, str], ...]) -> str:
+    out = []
+    for delay, key in keys:
+        out.append(f'  <pause milliseconds="{delay}"/>')
+        out.append(f'  <nop><action><exec play_pcap_audio="{DTMF_DIR / DTMF_FILES[key]}"/></action></nop>')
+    if keys:
+        out.append('  <pause milliseconds="400"/>')   # the clip plays in the background: let it finish
+    return "".join("\n" + line for line in out)
+
+
 def _ringing(user: str) -> str:
     """A softphone's 180 Ringing to the INVITE just received."""
     return f"""  <send><![CDATA[
@@ -171,7 +181,10 @@ def _ringing(user: str) -> str:
 
 
 def agent_scenario(user: str, ring_ms: int = 500, talk_ms: int = 3000,
-                   expect_headers: dict[str, str] | None = None) -> str:
+                   expect_headers: dict[str, str] | None = None, keys: tuple[tuple[int, str], ...] = ()) -> str:
+    """An answering phone. ``keys``: (delay in ms, key) pressed once the call
+    is up (RFC 2833, the captures ``caller_scenario`` plays), before it waits
+    ``talk_ms`` for the far end's BYE."""
     # A header the call must carry (e.g. X-IVR-Request-Type): the call fails otherwise.
     checks = "".join(
         f'\n      <ereg regexp="{value}" search_in="hdr" header="{name}:" check_it="true" assign_to="h{n}"/>'
@@ -203,7 +216,7 @@ def agent_scenario(user: str, ring_ms: int = 500, talk_ms: int = 3000,
 
       {_SDP.replace(chr(10), chr(10) + '      ')}
     ]]></send>
-  <recv request="ACK" rtd="true" crlf="true"/>
+  <recv request="ACK" rtd="true" crlf="true"/>{_pressed(keys)}
   <recv request="BYE" timeout="{talk_ms}" ontimeout="hangup"/>
 {_OK_TO_BYE}
   <label id="hangup"/>
@@ -453,7 +466,9 @@ def start_unanswering_agent(sipp: Sipp, *, user: str, password: str, target: str
 
 
 def start_citizen_phone(sipp: Sipp, *, port: int, answer: bool = True, ring_ms: int = 1000,
-                        talk_ms: int = 5000, calls: int = 10) -> SippProcess:
-    """The citizen's phone behind the outbound carrier (callbacks ring here)."""
-    scenario = agent_scenario("citizen", ring_ms, talk_ms) if answer else unanswering_agent_scenario("citizen")
+                        talk_ms: int = 5000, calls: int = 10, keys: tuple[tuple[int, str], ...] = ()) -> SippProcess:
+    """The citizen's phone behind the outbound carrier (callbacks and service
+    checks ring here); ``keys`` are pressed once it answered."""
+    scenario = (agent_scenario("citizen", ring_ms, talk_ms, keys=keys) if answer
+                else unanswering_agent_scenario("citizen"))
     return sipp.start("citizen", scenario, target=None, port=port, calls=calls, timeout_s=3600)

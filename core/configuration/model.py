@@ -219,6 +219,11 @@ FOLLOW_UP_PROMPTS = ("follow-up-enter", "follow-up-incomplete", "follow-up-wrong
                      "follow-up-resolved-on", "follow-up-agent-offer", "follow-up-goodbye")
 CASE_STATUSES = ("new", "assigned", "in_progress", "waiting_for_citizen", "resolved", "closed", "reopened")
 FOLLOW_UP_REQUEST_TYPE = "follow_up"
+# Said by the call that asks whether a resolved case's citizen got the
+# service (ivr/service_check/flow.py).
+SERVICE_CHECK_PROMPTS = ("service-check-intro", "service-check-question", "service-check-thanks",
+                         "service-check-reopened", "service-check-unavailable", "service-check-goodbye",
+                         "invalid-option")
 
 # Said by the post-call survey (ivr/flow/survey.py).
 SURVEY_PROMPTS = ("survey-question", "survey-thanks")
@@ -468,12 +473,40 @@ CASE_KINDS = ("report", "inquiry", "complaint", "grievance")
 SEVERITIES = ("critical", "high", "normal", "low")
 
 
+class ServiceCheck(Frozen):
+    """What happens when one of a tenant's cases is resolved and the case kept
+    the citizen's number (docs/cases.md, "Did you get the service?").
+
+    ``call``: an automated call asks "did you get the service? 1 yes, 2 no";
+    yes closes the case, no reopens it for its sector. ``callback``: the
+    callback machinery rings an agent of the sector's programme, then the
+    citizen. ``none``: nothing."""
+
+    mode: Literal["call", "callback", "none"] = "none"
+    # The hotline the citizen sees calling (its number is the caller ID).
+    hotline: Annotated[str, StringConstraints(pattern=r"^[0-9]{3,15}$")] | None = None
+    after_minutes: float = Field(default=0, ge=0, le=7 * 24 * 60,
+                                 description="Minutes between the resolution and the first call")
+    attempts: int = Field(default=3, ge=1, le=10, description="Calls before the citizen counts as unreached")
+    retry_minutes: float = Field(default=60, gt=0, le=7 * 24 * 60, description="Minutes between two calls")
+    ring_seconds: int = Field(default=30, ge=5, le=120)
+    # Said first (who is calling, about which request): each ministry its own.
+    intro_prompt: PromptId = "service-check-intro"
+
+    @model_validator(mode="after")
+    def _hotline_needed(self) -> "ServiceCheck":
+        if self.mode != "none" and self.hotline is None:
+            raise ValueError(f"mode {self.mode!r} needs the hotline whose number the citizen sees calling")
+        return self
+
+
 class Tenant(Frozen):
     """A ministry served by the engine: its cases are its own."""
 
     id: Identifier
     name: str = Field(min_length=1, description="Arabic name")
     name_en: str = Field(min_length=1)
+    service_check: ServiceCheck = ServiceCheck()
 
 
 class Sector(Frozen):
@@ -514,6 +547,8 @@ class Cases(Frozen):
     sectors: tuple[Sector, ...] = Field(min_length=1)
     kinds: dict[Literal["report", "inquiry", "complaint", "grievance"], KindName]
     deadlines: dict[Literal["critical", "high", "normal", "low"], Deadline]
+    # How often the engine looks for service checks due (ivr/service_check/dialler.py).
+    service_check_every_seconds: float = Field(default=30, ge=1, le=3600)
 
     @model_validator(mode="after")
     def _complete(self) -> "Cases":
@@ -675,6 +710,20 @@ class Config(Frozen):
                 errors.append((("cases", "sectors", i, "tenant"), f"unknown tenant {sector.tenant!r}"))
             if sector.program is not None and sector.program not in program_ids:
                 errors.append((("cases", "sectors", i, "program"), f"unknown program {sector.program!r}"))
+        for i, tenant in enumerate(cases.tenants):
+            check = tenant.service_check
+            loc = ("cases", "tenants", i, "service_check")
+            if check.mode == "none":
+                continue
+            line = self.hotline(check.hotline)
+            if line is None:
+                errors.append((loc + ("hotline",), f"unknown hotline {check.hotline!r}"))
+            elif self.tenant_of(line) != tenant.id:
+                errors.append((loc + ("hotline",), f"hotline {check.hotline!r} is not one of {tenant.id!r}'s"))
+            if check.mode == "call":
+                missing = [p for p in (*SERVICE_CHECK_PROMPTS[1:], check.intro_prompt) if p not in self.prompts]
+                if missing:
+                    errors.append((loc + ("mode",), f"mode 'call' needs the prompts {', '.join(missing)}"))
         for section, items in (("agents", self.agents), ("hotlines", self.hotlines)):
             for i, item in enumerate(items):
                 if item.tenant is not None and item.tenant not in tenant_ids:

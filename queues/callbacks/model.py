@@ -1,8 +1,9 @@
 """A callback as stored, and the names of its states and outcomes.
 
-Three kinds (``reason``): ``closed`` (asked outside opening hours),
-``queue`` (pressed the callback key while waiting: virtual hold) and
-``overflow`` (accepted the offer when the queue's limit was reached).
+Four kinds (``reason``): ``closed`` (asked outside opening hours),
+``queue`` (pressed the callback key while waiting: virtual hold),
+``overflow`` (accepted the offer when the queue's limit was reached) and
+``case`` (a resolved case's service check by an agent, ivr/service_check).
 The states and the only ways between them are in ``queues.callbacks.machine``.
 """
 
@@ -14,7 +15,7 @@ from typing import Any, Mapping
 from core.configuration import Config
 from core.privacy import mask_number
 
-REASONS = ("closed", "queue", "overflow")
+REASONS = ("closed", "queue", "overflow", "case")
 STATES = ("waiting", "placing", "queued", "dialling", "done")
 LIVE_STATES = ("placing", "queued", "dialling")
 

@@ -27,9 +27,9 @@ def installed(config, tmp_path):
     secrets.ensure(config)
     said = []
     migrate_case_database(config, paths, secrets, say=said.append)
-    assert said == [f"Case database sqlite+pysqlite:///{paths.state / 'cases.sqlite3'}: schema empty -> 0002"]
+    assert said == [f"Case database sqlite+pysqlite:///{paths.state / 'cases.sqlite3'}: schema empty -> 0003"]
     migrate_case_database(config, paths, secrets, say=said.append)
-    assert said[-1].endswith("schema current (0002)")
+    assert said[-1].endswith("schema current (0003)")
     store = case_store(config, paths, secrets)
     cipher = NumberCipher(secrets.cases_key())
     return paths, store, cipher

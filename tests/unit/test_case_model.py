@@ -24,6 +24,8 @@ STEPS = {
     Action.RESOLVE: lambda c: model.resolve(c, actor="agent01", at=T0),
     Action.CLOSE: lambda c: model.close(c, actor="agent01", at=T0),
     Action.REOPEN: lambda c: model.reopen(c, actor="agent01", at=T0),
+    Action.CONFIRM: lambda c: model.confirm(c, at=T0),
+    Action.DISPUTE: lambda c: model.dispute(c, at=T0),
 }
 
 

@@ -1,0 +1,136 @@
+"""The service check's calls, placed by the engine (docs/cases.md).
+
+Every ``interval`` seconds the dialler reads the resolved cases whose check
+is due (``CaseStore.service_checks_due``) and, for each:
+
+* every attempt used up (``attempts``), or a number that cannot be called:
+  the check ends ``unreached`` (counted: ``ivr_cases_check_unreached_total``);
+* otherwise the attempt is *recorded first* (``check_called``: one more
+  attempt, the next one due ``retry_minutes`` later), and only the engine
+  whose write lands places it: two engines on one database never call a
+  citizen twice for one attempt. Then, mode ``call``: an AMI Originate of
+  Local/<reference>@ivr-service-check-dial, whose answer runs the
+  question (``flow``); mode ``callback``: a callback of reason ``case`` for
+  an agent of the sector's programme (the queued-callback machinery rings
+  the agent first, then the citizen), and the check is the agent's.
+
+An attempt that fails to go out (AMI or Redis away) has been counted; the
+next one follows after ``retry_minutes``, as for an unanswered call, so a
+citizen is never called in a loop. Database errors are logged once per
+outage; the next tick tries again. The number is decrypted only to be
+dialled, and never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+from typing import Callable
+
+from cases import model
+from cases.store import CaseConflict, CaseStore
+from core.citizens.phone_numbers import normalize_egyptian_number
+from core.configuration import Config
+from core.contract import Context, Var
+from core.privacy import NumberCipher
+from queues.ami.actions import AmiClient, Originate
+from queues.callbacks.store import CallbackStore
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 30.0
+BATCH = 20
+ACTION_ID_PREFIX = "ivr-service-check-"
+CALLBACK_REASON = "case"
+
+
+class ServiceCheckDialler:
+    def __init__(self, *, config: Config, store: CaseStore, cipher: NumberCipher, ami: AmiClient,
+                 callbacks: CallbackStore, clock: Callable[[], datetime], on_change: Callable[[], None] = lambda: None):
+        self._config = config
+        self._store = store
+        self._cipher = cipher
+        self._ami = ami
+        self._callbacks = callbacks
+        self._clock = clock
+        self._on_change = on_change
+        self._down = False
+        self.placed = 0
+
+    async def tick(self) -> int:
+        """One pass over the due checks; returns the attempts placed."""
+        now = self._clock()
+        try:
+            due = await asyncio.to_thread(self._store.service_checks_due, now, BATCH)
+        except Exception as exc:  # the driver's errors are many: any of them means "not now"
+            if not self._down:
+                log.error("service check: the case database does not answer (%s); checks wait", type(exc).__name__)
+            self._down = True
+            return 0
+        if self._down:
+            log.warning("service check: the case database answers again")
+        self._down = False
+        placed = 0
+        for case in due:
+            try:
+                placed += await self._one(case, now)
+            except Exception as exc:
+                log.error("service check %s: not placed now (%s: %s)", case.reference, type(exc).__name__,
+                          str(exc).splitlines()[0] if str(exc) else "")
+        self.placed += placed
+        return placed
+
+    async def _save(self, change: model.Change) -> model.Case | None:
+        try:
+            saved = await asyncio.to_thread(self._store.save, change)
+        except CaseConflict:
+            return None      # changed meanwhile (an agent, another engine): seen again next tick if still due
+        self._on_change()
+        return saved
+
+    async def _one(self, case: model.Case, now: datetime) -> int:
+        tenant = self._store.config.tenant(case.tenant)
+        check = tenant.service_check
+        number = normalize_egyptian_number(self._cipher.decrypt(case.number_encrypted))
+        if number is None or (check.mode == "call" and case.check_attempts >= check.attempts):
+            if await self._save(model.unreached(case, at=now)) is not None:
+                log.info("service check %s: ended unreached after %d attempt(s)%s", case.reference,
+                         case.check_attempts, "" if number else " (the number kept cannot be called)")
+            return 0
+        claimed = await self._save(model.check_called(case, at=now, how=check.mode,
+                                                      retry_at=now + timedelta(minutes=check.retry_minutes)))
+        if claimed is None:
+            return 0
+        if check.mode == "callback":
+            return await self._callback(claimed, number, check.hotline, now)
+        await self._ami.send(self.originate(claimed, number))
+        log.info("service check %s: call %d of %d placed", case.reference, claimed.check_attempts, check.attempts)
+        return 1
+
+    def originate(self, case: model.Case, number: str) -> Originate:
+        check = self._store.config.tenant(case.tenant).service_check
+        return Originate(
+            action_id=f"{ACTION_ID_PREFIX}{case.reference}-{case.check_attempts}",
+            channel=f"Local/{case.reference}@{Context.SERVICE_CHECK_DIAL}/n",
+            context=Context.SERVICE_CHECK, exten=case.reference, priority=1,
+            timeout_ms=(check.ring_seconds + 5) * 1000,
+            variables=(f"{Var.CHECK_NUMBER}={number}", f"{Var.CHECK_RING}={check.ring_seconds}",
+                       f"{Var.HOTLINE}={check.hotline}", f"{Var.CHECK_TENANT}={case.tenant}"))
+
+    async def _callback(self, case: model.Case, number: str, hotline: str, now: datetime) -> int:
+        sector = self._store.config.sector(case.sector)
+        program = sector.program if sector is not None and sector.program else ""
+        # Every programme has its queue (validated); a sector without one: the hotline's fallback queue.
+        queue = self._config.program_queue(program).id if program else ""
+        callback_id = await self._callbacks.request(hotline=hotline, number=number, reason=CALLBACK_REASON,
+                                                    call_uid=f"case-{case.reference}", program=program,
+                                                    queue=queue, now=now.timestamp())
+        log.info("service check %s: callback %s requested for an agent of %s", case.reference, callback_id,
+                 program or "the hotline's fallback queue")
+        return 1
+
+    async def run(self, interval: float = TICK_SECONDS) -> None:
+        while True:
+            await self.tick()
+            await asyncio.sleep(interval)

@@ -1,0 +1,127 @@
+"""The service check's dialler on a real database (SQLite and PostgreSQL):
+which resolved cases are due, the attempt claimed before the call, the
+Originate it sends, unreached after the last attempt, and the figures."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from cases import model
+from cases.figures import read_figures
+from cases.report import monthly_report
+from cases.store import CaseStore
+from core.configuration import load_config
+from core.privacy import NumberCipher
+from ivr.service_check.dialler import ServiceCheckDialler
+from ivr.service_check.flow import RECORDED, store_answer
+from queues.ami.actions import Reply
+from queues.callbacks.store import MemoryCallbackStore
+
+DEMO = Path(__file__).resolve().parents[2] / "config"
+CONFIG = load_config(DEMO)   # mss: mode call from 1442, after 30 min, 3 attempts, 120 min apart
+CHECK = CONFIG.cases.tenant("mss").service_check
+T0 = datetime(2026, 3, 8, 9, 30, tzinfo=timezone.utc)
+CIPHER = NumberCipher(NumberCipher.generate_key())
+MOBILE = "01012345678"
+
+
+class SentAmi:
+    def __init__(self):
+        self.sent = []
+
+    async def send(self, action, *, timeout=None):
+        self.sent.append(action)
+        return Reply(ok=True)
+
+
+class Clock:
+    def __init__(self, now):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def store(case_engine):
+    return CaseStore(engine=case_engine, config=CONFIG.cases)
+
+
+def resolved(store, *, number=MOBILE, at=T0):
+    case = store.register(tenant="mss", sector="takaful_karama", kind="grievance", severity="normal",
+                          actor="agent01", at=at, number_encrypted=CIPHER.encrypt(number) if number else None)
+    store.transition("mss", case.reference, lambda c: model.start(c, actor="agent01", at=at))
+    return store.transition("mss", case.reference, lambda c: model.resolve(c, actor="agent01", at=at))
+
+
+def dialler(store, clock, ami):
+    return ServiceCheckDialler(config=CONFIG, store=store, cipher=CIPHER, ami=ami, callbacks=MemoryCallbackStore(),
+                               clock=clock)
+
+
+async def test_a_resolved_case_is_called_after_the_wait_attempts_apart_then_unreached(store):
+    case = resolved(store)
+    resolved(store, number=None)        # no number kept: never called
+    ami, clock = SentAmi(), Clock(T0 + timedelta(minutes=CHECK.after_minutes - 1))
+    d = dialler(store, clock, ami)
+    assert await d.tick() == 0 and ami.sent == []
+    clock.now = T0 + timedelta(minutes=CHECK.after_minutes)
+    assert await d.tick() == 1
+    originate = ami.sent[0]
+    assert originate.channel == f"Local/{case.reference}@ivr-service-check-dial/n"
+    assert (originate.context, originate.exten) == ("ivr-service-check", case.reference)
+    assert f"IVR_CHECK_NUMBER={MOBILE}" in originate.variables and "IVR_HOTLINE=1442" in originate.variables
+    # Not again before retry_minutes: the attempt was recorded before the call.
+    assert await d.tick() == 0
+    got = store.get("mss", case.reference)
+    assert (got.check_attempts, got.check_due_at) == (1, clock.now + timedelta(minutes=CHECK.retry_minutes))
+    for _ in range(CHECK.attempts - 1):
+        clock.now += timedelta(minutes=CHECK.retry_minutes)
+        assert await d.tick() == 1
+    clock.now += timedelta(minutes=CHECK.retry_minutes)
+    assert await d.tick() == 0 and len(ami.sent) == CHECK.attempts
+    got = store.get("mss", case.reference)
+    assert (got.status, got.check_result, got.check_attempts) == (model.Status.RESOLVED, "unreached", CHECK.attempts)
+    actions = [e.action for e in store.history("mss", case.reference)]
+    assert actions.count(model.Action.CHECK_CALL) == CHECK.attempts and actions[-1] is model.Action.UNREACHED
+    totals = read_figures(store.engine, clock.now).totals
+    assert totals[("unreached", ("mss", "takaful_karama", "grievance", "normal"))] == 1
+
+
+async def test_two_engines_place_one_call_per_attempt(store):
+    resolved(store)
+    clock = Clock(T0 + timedelta(minutes=CHECK.after_minutes))
+    first, second = SentAmi(), SentAmi()
+    one, two = dialler(store, clock, first), dialler(store, clock, second)
+    # Both read the case as due; only the write that lands places the call.
+    due = store.service_checks_due(clock.now)
+    assert len(due) == 1
+    assert await one.tick() == 1
+    assert await two.tick() == 0
+    assert len(first.sent) + len(second.sent) == 1
+
+
+async def test_the_citizen_s_answer_is_saved_once_and_counted(store):
+    yes, no = resolved(store), resolved(store)
+    clock = Clock(T0 + timedelta(hours=1))
+    answer = store_answer(store, clock=clock)
+    assert await answer("mss", yes.reference, True) == RECORDED
+    assert await answer("mss", no.reference, False) == RECORDED
+    assert await answer("mss", no.reference, True) == "ended"      # asked twice: the first answer stands
+    assert await answer("moh", yes.reference, True) == "not_found"
+    assert store.get("mss", yes.reference).status is model.Status.CLOSED
+    reopened = store.get("mss", no.reference)
+    assert (reopened.status, reopened.check_result, reopened.reopened_count) == (model.Status.REOPENED, "no", 1)
+    last = store.history("mss", no.reference)[-1]
+    assert (last.actor, last.action) == ("citizen", model.Action.DISPUTE)
+    labels = ("mss", "takaful_karama", "grievance", "normal")
+    totals = read_figures(store.engine, clock.now).totals
+    assert (totals[("confirm", labels)], totals[("dispute", labels)]) == (1, 1)
+    # The month's report: one yes of two answers, and the no is a reopening.
+    total = monthly_report(store.engine, CONFIG, tenant="mss", month="2026-03").total.figures()
+    assert (total["confirmed"], total["disputed"], total["satisfaction"], total["reopened"]) == (1, 1, 0.5, 1)
+    # A reopened case is not due for a check, a closed one neither.
+    assert store.service_checks_due(clock.now + timedelta(days=1)) == []
