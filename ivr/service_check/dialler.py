@@ -14,9 +14,12 @@ is due (``CaseStore.service_checks_due``) and, for each:
   an agent of the sector's programme (the queued-callback machinery rings
   the agent first, then the citizen), and the check is the agent's.
 
-An attempt that fails to go out (AMI or Redis away) has been counted; the
-next one follows after ``retry_minutes``, as for an unanswered call, so a
-citizen is never called in a loop. Database errors are logged once per
+A call that fails to go out (AMI away) has been counted; the next one
+follows after ``retry_minutes``, as for an unanswered call, so a citizen is
+never called in a loop. Known gap: in mode ``callback`` the check is marked
+handed to an agent in the same write that claims it, so a callback request
+that then fails (Redis away) is logged as an error naming the case and is
+not requested again. Database errors are logged once per
 outage; the next tick tries again. The number is decrypted only to be
 dialled, and never logged.
 """

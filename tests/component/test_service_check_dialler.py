@@ -125,3 +125,21 @@ async def test_the_citizen_s_answer_is_saved_once_and_counted(store):
     assert (total["confirmed"], total["disputed"], total["satisfaction"], total["reopened"]) == (1, 1, 0.5, 1)
     # A reopened case is not due for a check, a closed one neither.
     assert store.service_checks_due(clock.now + timedelta(days=1)) == []
+
+
+async def test_callback_mode_hands_the_check_to_an_agent_of_the_sector_s_programme(store):
+    tenant = CONFIG.cases.tenant("mss")
+    check = tenant.service_check.model_copy(update={"mode": "callback"})
+    cases = CONFIG.cases.model_copy(update={"tenants": (tenant.model_copy(update={"service_check": check}),)})
+    store = CaseStore(engine=store.engine, config=cases)
+    case = resolved(store)
+    callbacks, ami = MemoryCallbackStore(), SentAmi()
+    d = ServiceCheckDialler(config=CONFIG, store=store, cipher=CIPHER, ami=ami, callbacks=callbacks,
+                            clock=Clock(T0 + timedelta(minutes=check.after_minutes)))
+    assert await d.tick() == 1 and ami.sent == []
+    (cb,) = callbacks.callbacks.values()
+    assert (cb["reason"], cb["program"], cb["queue"], cb["number"], cb["hotline"]) == (
+        "case", "takaful_karama", CONFIG.program_queue("takaful_karama").id, MOBILE, "1442")
+    got = store.get("mss", case.reference)
+    assert (got.check_result, got.check_attempts) == ("callback", 1)
+    assert await d.tick() == 0 and len(callbacks.callbacks) == 1
