@@ -134,18 +134,18 @@ class Engine:
         # --- the agents' desktop: its pops follow the AMI events too ---------------
         self.pops = PopHub()
         self.case_work = None
-        if case_store is not None and cases_key:
-            self.case_work = CaseWork(store=case_store, config=config, cipher=NumberCipher(cases_key),
-                                      on_change=self.case_jobs.poke if self.case_jobs else lambda: None,
+        case_poke = self.case_jobs.poke if self.case_jobs else lambda: None
+        case_clock = wall_clock_utc(wall_clock)
+        cipher = NumberCipher(cases_key) if cases_key else None
+        if case_store is not None and cipher is not None:
+            self.case_work = CaseWork(store=case_store, config=config, cipher=cipher, on_change=case_poke,
                                       outbox=CaseOutbox(self.redis, prefix=prefix))
         # --- the service check: "did you get the service?" after a resolution ------
         self.service_checks = None
-        case_poke = self.case_jobs.poke if self.case_jobs else lambda: None
-        if case_store is not None and cases_key and any(t.service_check.mode != "none"
-                                                        for t in config.cases.tenants):
-            self.service_checks = ServiceCheckDialler(config=config, store=case_store,
-                                                      cipher=NumberCipher(cases_key), ami=ami,
-                                                      callbacks=self.callbacks, clock=wall_clock_utc(wall_clock),
+        if case_store is not None and cipher is not None and any(t.service_check.mode != "none"
+                                                                 for t in config.cases.tenants):
+            self.service_checks = ServiceCheckDialler(config=config, store=case_store, cipher=cipher, ami=ami,
+                                                      callbacks=self.callbacks, clock=case_clock,
                                                       on_change=case_poke)
         caller_key = national_id_key or DEFAULT_CALLER_KEY
         self.call_pops = CallPops(config=config, hub=self.pops, call_state=self.store,
@@ -173,7 +173,7 @@ class Engine:
                                  national_id_key=national_id_key, recent=self.recent, desk=self.agent_desk,
                                  place_of=self.place_of, clock=clock,
                                  case_status=store_lookup(case_store, clock=clock) if case_store else None,
-                                 service_check_answer=store_answer(case_store, clock=wall_clock_utc(wall_clock),
+                                 service_check_answer=store_answer(case_store, clock=case_clock,
                                                                    on_change=case_poke) if case_store else None),
             host=s.fastagi.host, port=s.fastagi.port,
             on_session_end=self.metrics.count_session, on_latency=self.metrics.observe_agi_command,
