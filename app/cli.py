@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--format", choices=("text", "csv", "json"), default="text", help="(default: %(default)s)")
     p.add_argument("--replay", action="store_true",
                    help="report on a replayed month shaped like the ministry's March (no Redis needed)")
+    p.add_argument("--tenant", metavar="T", help="the ministry (config/cases.yaml tenants); needed when there are "
+                   "several: a report never mixes two ministries' calls")
 
     p = sub.add_parser("staffing", help="agents needed per programme (Erlang C) from the call records")
     _config_arg(p)

@@ -7,9 +7,13 @@ from the browser: the national ID's keyed hash, the number's keyed hash and
 the number itself, encrypted with the case key before it is stored.
 
 With the database away, a registration is kept in the outbox
-(``desktop.outbox``) with its reference, and the engine applies it when the
-database answers again (``drain_outbox``); reads and updates answer that
-cases cannot be reached right now.
+(``desktop.outbox``) with its reference, and so is an update of a case the
+page was showing (its action, note and the version the agent saw); the
+engine applies them in order when the database answers again
+(``drain_outbox``). An update that no longer applies then (the case moved
+on, or the step is not allowed from its state) is not forced: the agent's
+words go into the case's trail as a note saying so, and nothing is lost.
+Reads answer that cases cannot be reached right now.
 
 An agent works only on their own tenant's cases. A reference of another
 tenant is answered as unknown (the page learns nothing about it) and the
@@ -29,7 +33,7 @@ from redis.exceptions import RedisError
 from cases import model
 from cases.model import Action
 from cases.reference import new_reference
-from cases.store import CaseNotFound, CaseStore
+from cases.store import CaseConflict, CaseNotFound, CaseStore
 from cases.views import event_row, named_row
 from core.configuration import Config
 from core.privacy import NumberCipher
@@ -46,6 +50,20 @@ QUEUED_NAME = "محفوظ، يُسجَّل عند عودة قاعدة البيا
 
 class CasesUnavailable(Exception):
     """The case database cannot be reached right now."""
+
+
+# Said in the note that keeps an update which no longer applied (the page's button names).
+ACTION_NAMES = {"start": "بدء العمل", "wait_for_citizen": "في انتظار المواطن", "resolve": "تم الحل",
+                "close": "إغلاق", "reopen": "إعادة فتح", "note": "إضافة ملاحظة"}
+_WHY_AR = {"CaseConflict": "تغيّر البلاغ أثناء انقطاع قاعدة البيانات",
+           "TransitionRefused": "غير مسموح من حالة البلاغ"}
+
+
+def _step(action: str, note: str, *, actor: str, at: datetime):
+    if action == Action.NOTE.value:
+        return lambda c: model.add_note(c, actor=actor, at=at, note=note)
+    transition = getattr(model, action)
+    return lambda c: transition(c, actor=actor, at=at, note=note)
 
 
 def _now() -> datetime:
@@ -121,12 +139,21 @@ class CaseWork:
         return {**self.row(case), "queued": True, "status_name": QUEUED_NAME}
 
     async def drain_outbox(self) -> int:
-        """Register the cases kept while the database was away, oldest first;
-        the number newly stored. Stops at the first sign the database is still away."""
+        """Apply what was kept while the database was away, oldest first:
+        registrations and updates; the number newly stored. Stops at the
+        first sign the database is still away."""
         if self._outbox is None:
             return 0
         stored = 0
         for entry_id, entry in await self._outbox.pending():
+            if entry.pop("op", "register") == "update":
+                try:
+                    applied = await self._run(self._apply_kept_update, entry)
+                except CasesUnavailable:
+                    break
+                await self._outbox.done(entry_id)
+                stored += applied
+                continue
             reference = entry.pop("reference")
             try:
                 case, how = await self._run(self._store.register_as, reference, **entry)
@@ -154,22 +181,63 @@ class CaseWork:
 
     async def update(self, *, agent_id: str, tenant: str, reference: str, form: CaseUpdate) -> dict[str, Any]:
         at = self._clock()
-        if form.action == Action.NOTE.value:
-            def step(c):
-                return model.add_note(c, actor=agent_id, at=at, note=form.note)
-        else:
-            transition = getattr(model, form.action)
-
-            def step(c):
-                return transition(c, actor=agent_id, at=at, note=form.note)
+        step = _step(form.action, form.note, actor=agent_id, at=at)
         try:
             case = await self._run(self._store.transition, tenant, reference, step, expected_version=form.version)
+        except CasesUnavailable:
+            if self._outbox is None or form.version is None:
+                raise
+            return await self._keep_update(agent_id, tenant, reference, form, at)
         except CaseNotFound:
             await self._refused(agent_id, tenant, reference)
             raise
         self._on_change()
         log.info("case %s: %s by agent %s -> %s", reference, form.action, agent_id, case.status.value)
         return self.row(case)
+
+    async def _keep_update(self, agent_id: str, tenant: str, reference: str, form: CaseUpdate,
+                           at: datetime) -> dict[str, Any]:
+        entry = {"op": "update", "tenant": tenant, "reference": reference, "action": form.action,
+                 "note": form.note, "version": form.version, "actor": agent_id, "at": at}
+        try:
+            await self._outbox.put(entry)
+        except RedisError as exc:
+            raise CasesUnavailable(f"database and Redis ({type(exc).__name__})") from exc
+        log.warning("case database unavailable: %s of case %s by agent %s kept in the outbox, applied when it "
+                    "answers", form.action, reference, agent_id)
+        # The version the case will have once this is applied: the page's next
+        # update of it follows this one in the outbox.
+        return {"reference": reference, "queued": True, "action": form.action, "version": form.version + 1,
+                "status_name": QUEUED_NAME}
+
+    def _apply_kept_update(self, entry: dict) -> int:
+        """One kept update, in a worker thread: 1 applied, 0 not (already
+        applied, kept as a note instead, or the case is not the tenant's)."""
+        tenant, reference, actor, at = entry["tenant"], entry["reference"], entry["actor"], entry["at"]
+        action, note = entry["action"], entry.get("note", "")
+        try:
+            history = self._store.history(tenant, reference)
+        except CaseNotFound:
+            log.warning("a kept %s by agent %s names case %s, unknown in tenant %s: dropped", action, actor,
+                        reference, tenant)
+            return 0
+        if any(e.actor == actor and e.at == at and e.action.value == action for e in history):
+            return 0    # applied before, its removal from Redis failed: not twice
+        try:
+            self._store.transition(tenant, reference, _step(action, note, actor=actor, at=at),
+                                   expected_version=entry["version"])
+        except (CaseConflict, model.TransitionRefused) as exc:
+            why = ("the case changed meanwhile" if isinstance(exc, CaseConflict)
+                   else "not allowed from the case's status")
+            words = f"[{ACTION_NAMES.get(action, action)}: لم يُطبَّق، {_WHY_AR[type(exc).__name__]}] {note}".strip()
+            self._store.transition(tenant, reference, lambda c: model.add_note(c, actor=actor, at=at, note=words))
+            log.warning("kept %s of case %s by agent %s not applied (%s): kept as a note", action, reference,
+                        actor, why)
+            self._on_change()
+            return 0
+        log.info("case %s: %s by agent %s from the outbox", reference, action, actor)
+        self._on_change()
+        return 1
 
     async def _refused(self, agent_id: str, tenant: str, reference: str) -> None:
         try:

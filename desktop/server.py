@@ -23,7 +23,8 @@ conflict (somebody changed the case since it was read) or a refused action,
 503 the case database down ("cases cannot be saved right now"), and the
 call goes on: calls never depend on the desktop. A registration made while
 the database is down is kept (``desktop.outbox``) and answered 202 with the
-reference it will have.
+reference it will have; so is an update of a case the page was showing
+(answered 202 with the version the case will have once it is applied).
 
 aiohttp serves it on the engine's own loop, like the wallboard; case
 store calls run in threads (``desktop.casework``).
@@ -337,5 +338,6 @@ class DesktopServer:
         reference = forms.reference(request.match_info["reference"])
         form = forms.case_update(await self._body(request))
         row = await work.update(agent_id=request[SESSION].agent_id, tenant=tenant, reference=reference, form=form)
-        return _json({"case": row})
+        # 202: the database is away; the update is kept and applied when it returns.
+        return _json({"case": row}, status=202 if row.get("queued") else 200)
 

@@ -15,7 +15,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from core.citizens.governorates import LABEL_VALUES as GOVERNORATE_LABELS
 from core.configuration import Config
-from core.configuration.model import AUTO_PAUSE_REASON, FOLLOW_UP_REQUEST_TYPE
+from core.configuration.model import ANSWER_REQUEST_TYPE, AUTO_PAUSE_REASON, FOLLOW_UP_REQUEST_TYPE
 
 from .cases import CaseMetrics
 
@@ -32,7 +32,7 @@ AGI_VERBS = ("STREAM", "WAIT", "SET", "GET", "CHANNEL", "other")
 # How a finished call ended (the call record's `outcome`; docs/metrics.md).
 CALL_OUTCOMES = ("answered", "abandoned", "short_abandoned", "callback", "overflow_callback", "closed",
                  "ivr_hangup", "self_service", "no_queue")
-MENU_NODE_OUTCOMES = ("choice", "retries_exhausted", "follow_up", "hangup")
+MENU_NODE_OUTCOMES = ("choice", "retries_exhausted", "follow_up", "answer", "hangup")
 # How a follow-up by reference went, step by step (ivr/flow/follow_up.py RESULTS).
 FOLLOW_UP_RESULTS = ("found", "not_found", "wrong_check_digit", "incomplete", "unavailable", "gave_up")
 # Hotline waits: the service-level thresholds (10, 20, 30, 60 s) are bucket
@@ -64,6 +64,10 @@ class EngineMetrics:
         sup = config.supervision
         self.short_abandon_seconds = sup.short_abandon_seconds
         self.service_level_seconds = sup.service_level.threshold_seconds
+        # Every metric labelled by programme (queue) carries its `tenant` too,
+        # set from the configuration (``_Tenanted``): one ministry's figures
+        # never mix with another's, and no call site can get it wrong.
+        tenanted = _tenanting(config)
         queue_labels = ["hotline", "program", "request_type", "governorate"]
         self.calls_received = Counter(
             "ivr_calls_received", "Calls delivered to a hotline number and answered by Asterisk, once per call.",
@@ -75,20 +79,20 @@ class EngineMetrics:
             self.calls_received.labels(hotline=h)
             for outcome in CALL_OUTCOMES:
                 self.calls_ended.labels(hotline=h, outcome=outcome)
-        self.queue_offered = Counter(
+        self.queue_offered = tenanted(Counter, 
             "ivr_queue_offered", "Calls that entered a queue (app_queue QueueCallerJoin), once per call and queue.",
             queue_labels, registry=r)
-        self.queue_answered = Counter(
+        self.queue_answered = tenanted(Counter, 
             "ivr_queue_answered", "Queued calls connected to an agent (AgentConnect), once per call and queue.",
             queue_labels, registry=r)
-        self.queue_answered_within_threshold = Counter(
+        self.queue_answered_within_threshold = tenanted(Counter, 
             "ivr_queue_answered_within_threshold",
             f"Answered calls that waited at most the service-level threshold ({self.service_level_seconds} s).",
             queue_labels, registry=r)
-        self.queue_abandoned = Counter(
+        self.queue_abandoned = tenanted(Counter, 
             "ivr_queue_abandoned", "Queued callers who hung up while waiting, after more than "
             f"{self.short_abandon_seconds} s (short abandons are counted apart).", queue_labels, registry=r)
-        self.queue_short_abandoned = Counter(
+        self.queue_short_abandoned = tenanted(Counter, 
             "ivr_queue_short_abandoned", f"Queued callers who hung up within {self.short_abandon_seconds} s of "
             "joining: left out of the rates.", queue_labels, registry=r)
         queue_counters = (self.queue_offered, self.queue_answered, self.queue_answered_within_threshold,
@@ -98,11 +102,11 @@ class EngineMetrics:
                 for g in GOVERNORATE_LABELS:
                     for c in queue_counters:
                         c.labels(hotline=h.number, program=q, request_type=t, governorate=g)
-        self.queue_wait_seconds = Histogram(
+        self.queue_wait_seconds = tenanted(Histogram, 
             "ivr_queue_wait_seconds", "Time from joining a queue to an agent's connect (answered) or the caller's "
             "hang-up (abandoned, short abandons included).", ["program", "outcome"], registry=r,
             buckets=WAIT_BUCKETS)
-        self.queue_talk_seconds = Histogram(
+        self.queue_talk_seconds = tenanted(Histogram, 
             "ivr_queue_talk_seconds", "Time from an agent's connect to the caller's hang-up.", ["program"],
             registry=r, buckets=TALK_BUCKETS)
         for q in self.queue_ids:
@@ -122,9 +126,9 @@ class EngineMetrics:
         for result in ("written", "failed"):
             self.call_records.labels(result=result)
         # Targets from config/supervision.yaml, for alerts and dashboards.
-        self.target_answer_ratio = Gauge("ivr_target_answer_ratio", "Answer-rate target per programme.",
+        self.target_answer_ratio = tenanted(Gauge, "ivr_target_answer_ratio", "Answer-rate target per programme.",
                                          ["program"], registry=r)
-        self.target_service_level_ratio = Gauge(
+        self.target_service_level_ratio = tenanted(Gauge, 
             "ivr_target_service_level_ratio", "Service-level target per programme (share answered within the "
             "threshold).", ["program"], registry=r)
         self.service_level_threshold = Gauge("ivr_service_level_threshold_seconds",
@@ -139,20 +143,20 @@ class EngineMetrics:
         # Case figures from the case database (metrics/cases.py): registered
         # by the engine when it has a case store (app/engine.py).
         self.cases = CaseMetrics(config.cases) if config.cases is not None else None
-        self.callers_waiting = self.live.gauge(
+        self.callers_waiting = tenanted(self.live.gauge, 
             "ivr_queue_callers_waiting", "Callers waiting in the queue now (callback placeholders included).",
             ["program"])
-        self.longest_wait = self.live.gauge(
+        self.longest_wait = tenanted(self.live.gauge, 
             "ivr_queue_longest_wait_seconds", "How long the longest-waiting caller has waited now.", ["program"])
-        self.staffing_needed = self.live.gauge(
+        self.staffing_needed = tenanted(self.live.gauge, 
             "ivr_staffing_agents_needed", "Agents needed to reach the service-level target (Erlang C) at the "
             "last hour's arrival rate and handle time.", ["program"])
-        self.staffing_offered_per_hour = self.live.gauge(
+        self.staffing_offered_per_hour = tenanted(self.live.gauge, 
             "ivr_staffing_offered_per_hour", "Calls offered per hour over the staffing window.", ["program"])
-        self.staffing_handle_seconds = self.live.gauge(
+        self.staffing_handle_seconds = tenanted(self.live.gauge, 
             "ivr_staffing_handle_seconds", "Mean handle time (talk + wrap-up) over the staffing window.",
             ["program"])
-        self.menu_exits = Counter(
+        self.menu_exits = tenanted(Counter, 
             "ivr_menu_exits", "Callers leaving the menus, by hotline, where they went, what for, and why.",
             ["hotline", "program", "request_type", "outcome"], registry=r)
         for h in config.hotlines:
@@ -177,13 +181,20 @@ class EngineMetrics:
             if h.schedule:
                 self.closed_calls.labels(hotline=h.number)
                 self.callback_requests.labels(hotline=h.number, reason="closed")
-        self.survey_ratings = Counter(
+        self.survey_ratings = tenanted(Counter, 
             "ivr_survey_ratings", "Post-call survey answers by programme; score `none` when the caller gave none.",
             ["program", "score"], registry=r)
         for p in config.programs:
             if p.survey:
                 for score in ("1", "2", "3", "4", "5", "none"):
                     self.survey_ratings.labels(program=p.id, score=score)
+        self.self_service_answers = tenanted(
+            Counter, "ivr_self_service_answers", "Self-service answers said to callers, by answer and whether the "
+            "caller found it useful (yes, no: on to an agent, none: no reply).", ["program", "answer", "useful"],
+            registry=r)
+        for answer_id, answer in config.answers.items():
+            for useful in ("yes", "no", "none"):
+                self.self_service_answers.labels(program=answer.program, answer=answer_id, useful=useful)
         self.agi_sessions = Counter(
             "ivr_fastagi_sessions", "FastAGI sessions handled, by route and outcome.",
             ["route", "outcome"], registry=r)
@@ -204,7 +215,7 @@ class EngineMetrics:
             self.ami_events.labels(kind=kind)
 
         # --- call distribution (queues/) ---------------------------------
-        self.agents_by_state = self.live.gauge(
+        self.agents_by_state = tenanted(self.live.gauge, 
             "ivr_agents", "Agents by programme (a queue they serve) and state: offline, available, ringing, "
             "on_call, wrapup, paused.", ["program", "state"])
         for q in self.queue_ids:
@@ -218,24 +229,24 @@ class EngineMetrics:
         self.agent_actions = Counter(
             "ivr_agent_actions", "Agent log-in/log-out/pause/resume requests, by source (phone, cli, desktop) and result.",
             ["action", "source", "result"], registry=r)
-        self.queue_priority_calls = Counter(
+        self.queue_priority_calls = tenanted(Counter, 
             "ivr_queue_priority_calls", "Callers queued with a raised priority, by the rule that raised it.",
             ["program", "rule"], registry=r)
-        self.queue_overflows = Counter(
+        self.queue_overflows = tenanted(Counter, 
             "ivr_queue_overflows", "Callers who reached a queue's limit (reason: max_wait or full) and what they "
             "chose (outcome: callback or overflow).", ["program", "reason", "outcome"], registry=r)
         for q in self.queue_ids:
             for reason in ("max_wait", "full"):
                 for outcome in ("callback", "overflow"):
                     self.queue_overflows.labels(program=q, reason=reason, outcome=outcome)
-        self.queue_announcements = Counter(
+        self.queue_announcements = tenanted(Counter, 
             "ivr_queue_announcements", "Position and wait announcements to waiting callers (kind: join, periodic).",
             ["program", "kind"], registry=r)
-        self.queue_estimated_wait = Histogram(
+        self.queue_estimated_wait = tenanted(Histogram, 
             "ivr_queue_estimated_wait_seconds", "Wait announced to callers when they joined a queue.",
             ["program"], registry=r,
             buckets=(15, 30, 60, 120, 180, 300, 600, 900, 1200, 1800, 3600))
-        self.callbacks = Counter(
+        self.callbacks = tenanted(Counter, 
             "ivr_callbacks", "Callbacks that ended, by programme (queue) and outcome: connected, no_answer, busy, "
             "failed, invalid_number, cancelled.", ["program", "outcome"], registry=r)
         for q in self.queue_ids:
@@ -257,6 +268,30 @@ class EngineMetrics:
     def count_session(self, route: str, outcome: str) -> None:
         route = route if route in ("hotline", "survey", "agent", "callback", "overflow") else "other"
         self.agi_sessions.labels(route=route, outcome=outcome).inc()
+
+
+class _Tenanted:
+    """A metric labelled by programme (``program``, the queue id) whose
+    ``tenant`` label follows from it (``Config.tenant_label``): callers label
+    it as before, by name, and the tenant is added."""
+
+    __slots__ = ("_metric", "_tenant_of")
+
+    def __init__(self, metric, tenant_of):
+        self._metric = metric
+        self._tenant_of = tenant_of
+
+    def labels(self, **labels: str):
+        return self._metric.labels(tenant=self._tenant_of(labels["program"]), **labels)
+
+    def __getattr__(self, name):
+        return getattr(self._metric, name)
+
+
+def _tenanting(config: Config):
+    def make(factory, name: str, documentation: str, labelnames, **kw):
+        return _Tenanted(factory(name, documentation, ["tenant", *labelnames], **kw), config.tenant_label)
+    return make
 
 
 class LiveFigures:
@@ -344,6 +379,9 @@ def _reachable_routes(config: Config, hotline) -> set[tuple[str, str, str]]:
                 for sector in (config.cases.sectors if config.cases else ()):
                     if sector.tenant == tenant and sector.program and config.queue(sector.program):
                         routes.add((config.program_queue(sector.program).id, FOLLOW_UP_REQUEST_TYPE, "follow_up"))
+            elif option.answer is not None:
+                program = config.answers[option.answer].program
+                routes.add((config.program_queue(program).id, ANSWER_REQUEST_TYPE, "answer"))
             elif not option.menu:
                 routes.add((config.program_queue(option.program).id, option.request_type or NO_REQUEST_TYPE,
                             "choice"))

@@ -203,6 +203,8 @@ class Report:
     quietest_governorates: list[str]
     malformed_records: int = 0
     names: dict[str, str] = field(default_factory=dict)   # id -> Arabic name, for rendering
+    tenant: str | None = None     # the ministry reported on (None: no tenants configured)
+    tenant_name: str = ""
 
     @property
     def is_empty(self) -> bool:
@@ -218,21 +220,24 @@ class Report:
 
 
 def build_report(records: Iterable[CallRecord], *, config: Config, start: float, end: float,
-                 malformed_records: int = 0) -> Report:
-    """The report over the records whose time lies in [start, end) (epoch seconds)."""
+                 malformed_records: int = 0, tenant: str | None = None) -> Report:
+    """The report over the records whose time lies in [start, end) (epoch
+    seconds); with ``tenant``, only that ministry's hotlines, calls and queues."""
     tz = report_timezone(config)
     threshold = service_level_threshold(config)
-    kept = [r for r in records if start <= r.time < end]
+    hotlines = [h for h in config.hotlines if tenant is None or config.tenant_of(h) == tenant]
+    numbers = {h.number for h in hotlines}
+    kept = [r for r in records if start <= r.time < end and (tenant is None or r.hotline in numbers)]
     total = figures(kept, threshold)
 
-    per_line: dict[str, list[CallRecord]] = {h.number: [] for h in config.hotlines}
+    per_line: dict[str, list[CallRecord]] = {h.number: [] for h in hotlines}
     for r in kept:
         per_line.setdefault(r.hotline, []).append(r)
     lines = [LineRow(hotline=number, name=(config.hotline(number).name if config.hotline(number) else number),
                      figures=figures(rs, threshold)) for number, rs in per_line.items()]
 
     programs = []
-    for q in config.queues:
+    for q in (config.queues if tenant is None else config.tenant_queues(tenant)):
         offered = [r for r in kept if q.id in r.queues]
         counts, busiest, quietest = _governorate_ranking(offered)
         programs.append(ProgramRow(queue=q.id, name=queue_name(config, q.id),
@@ -250,7 +255,13 @@ def build_report(records: Iterable[CallRecord], *, config: Config, start: float,
                   most_used_line=most(lines, "hotline"),
                   most_used_program=most([p for p in programs if config.queue(p.queue).program], "queue"),
                   lines=lines, programs=programs, governorates=counts, busiest_governorates=busiest,
-                  quietest_governorates=quietest, malformed_records=malformed_records, names=names)
+                  quietest_governorates=quietest, malformed_records=malformed_records, names=names,
+                  tenant=tenant, tenant_name=_tenant_name(config, tenant))
+
+
+def _tenant_name(config: Config, tenant: str | None) -> str:
+    found = config.cases.tenant(tenant) if config.cases is not None and tenant else None
+    return found.name if found is not None else ""
 
 
 # ------------------------------------------------------------ right to left
@@ -367,7 +378,10 @@ def render_text(report: Report, *, bidi: str = "logical") -> str:
     t = report.total
     threshold = report.threshold_seconds
     out: list[str] = []
-    out += render_lines([f"تقرير الخطوط الساخنة — {period_title(report)}"], bidi=bidi)
+    title = f"تقرير الخطوط الساخنة — {period_title(report)}"
+    if report.tenant_name:
+        title = f"{report.tenant_name} — {title}"
+    out += render_lines([title], bidi=bidi)
     out.append("")
     summary = [
         ("إجمالي الاتصالات", count(t.calls)),
@@ -408,7 +422,8 @@ def render_text(report: Report, *, bidi: str = "logical") -> str:
 
 CSV_COLUMNS = ("period_start", "period_end", "scope", "hotline", "program", "governorate", "name_ar", "calls",
                "answered", "abandoned", "short_abandoned", "answered_within_threshold", "answer_rate",
-               "abandonment_rate", "service_level", "average_wait_seconds", "service_level_threshold_seconds")
+               "abandonment_rate", "service_level", "average_wait_seconds", "service_level_threshold_seconds",
+               "tenant")
 
 
 def _csv_number(value: float | None, digits: int = 4) -> str:
@@ -423,7 +438,7 @@ def render_csv(report: Report) -> str:
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
     writer.writeheader()
     base = {"period_start": report.start.isoformat(), "period_end": report.end.isoformat(),
-            "service_level_threshold_seconds": str(report.threshold_seconds)}
+            "service_level_threshold_seconds": str(report.threshold_seconds), "tenant": report.tenant or ""}
 
     def figures_row(scope: str, f: Figures, **keys) -> dict:
         row = dict(base, scope=scope, hotline="", program="", governorate="")
@@ -520,6 +535,21 @@ def period_from_args(args, tz: ZoneInfo) -> tuple[float, float] | None:
     return None
 
 
+def tenant_from_args(args, config: Config) -> tuple[str | None, str | None]:
+    """The ``--tenant`` asked for, and a problem to say: one ministry's report
+    never mixes in another's calls, so with several tenants one is needed.
+    With a single tenant it is that one."""
+    tenants = [t.id for t in config.cases.tenants] if config.cases is not None else []
+    wanted = getattr(args, "tenant", None)
+    if wanted:
+        if wanted not in tenants:
+            return None, f"unknown tenant {wanted!r} (one of: {', '.join(tenants) or 'none configured'})"
+        return wanted, None
+    if len(tenants) > 1:
+        return None, f"give --tenant, one of: {', '.join(tenants)} (a report covers one ministry)"
+    return (tenants[0] if tenants else None), None
+
+
 class RecordsUnavailable(RuntimeError):
     pass
 
@@ -559,11 +589,15 @@ def run_report_command(args, config: Config, *, stdout: TextIO | None = None, st
         print("ivr report: give --month YYYY-MM or --from YYYY-MM-DD --to YYYY-MM-DD", file=stderr)
         return EXIT_ERROR
     start, end = period
+    tenant, problem = tenant_from_args(args, config)
+    if problem:
+        print(f"ivr report: {problem}", file=stderr)
+        return EXIT_ERROR
     records = load_records("ivr report", reader, config, start, end, stderr)
     if records is None:
         return EXIT_ERROR
     malformed = getattr(records, "malformed", 0)
-    report = build_report(records, config=config, start=start, end=end, malformed_records=malformed)
+    report = build_report(records, config=config, start=start, end=end, malformed_records=malformed, tenant=tenant)
     if report.is_empty:
         print(no_data_message(report.start, report.end), file=stderr)
         return EXIT_NO_DATA

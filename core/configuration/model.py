@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 from datetime import date
+from functools import cached_property
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -24,6 +25,8 @@ PromptId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,62}
 Digit = Annotated[str, StringConstraints(pattern=r"^[0-9*#]$")]
 # Section names app_queue keeps for itself: a queue cannot be called so.
 RESERVED_QUEUE_IDS = ("general",)
+# The tenant label of a configuration without cases (config/cases.yaml).
+NO_TENANT = "none"
 
 
 def is_loopback(host: str) -> bool:
@@ -140,6 +143,10 @@ class Program(Frozen):
     collect_national_id: bool = Field(
         default=False, description="Ask callers of this programme for their national ID before the queue")
     survey: bool = Field(default=False, description="After the agent hangs up, ask the caller for a 1-5 rating")
+    # The ministry the programme belongs to (config/cases.yaml): the `tenant`
+    # label of its metrics, records and reports. May be left out while there
+    # is one tenant.
+    tenant: Identifier | None = None
 
 
 class Queue(Frozen):
@@ -171,7 +178,11 @@ class Queue(Frozen):
     default_handle_seconds: int = Field(
         default=180, ge=10, le=7200,
         description="Handle time assumed for wait estimates until the queue has answered calls of its own")
-    served_by_all_agents: bool = False
+    served_by_all_agents: bool = Field(
+        default=False, description="Every agent of the queue's tenant serves it (a general queue)")
+    # A queue without a programme (a general queue) names its tenant; a
+    # programme's queue is its programme's tenant's.
+    tenant: Identifier | None = None
 
     @model_validator(mode="after")
     def _not_reserved(self) -> "Queue":
@@ -197,16 +208,36 @@ class MenuOption(Frozen):
     program: Identifier | None = None
     request_type: Identifier | None = None
     action: Literal["follow_up"] | None = None
+    # Self-service: a recorded answer (``answers`` in menus.yaml), then
+    # "was this answer useful? 1 yes, 2 no" (ivr/flow/answers.py).
+    answer: Identifier | None = None
 
     @model_validator(mode="after")
     def _one_target(self) -> "MenuOption":
-        if sum(x is not None for x in (self.menu, self.program, self.action)) != 1:
-            raise ValueError("an option needs exactly one of `menu` (open a menu), `program` (route) "
-                             "or `action` (follow_up)")
+        if sum(x is not None for x in (self.menu, self.program, self.action, self.answer)) != 1:
+            raise ValueError("an option needs exactly one of `menu` (open a menu), `program` (route), "
+                             "`action` (follow_up) or `answer` (a recorded answer)")
         if self.menu is not None and self.request_type is not None:
             raise ValueError("`request_type` goes with `program`, not with `menu`")
         return self
 
+
+class SelfServiceAnswer(Frozen):
+    """A recorded answer to a frequent question, said by the IVR; the caller
+    is then asked whether it was useful (counted per question). A caller it
+    did not help reaches an agent of ``program``."""
+
+    name: str = Field(min_length=1, description="Arabic name of the question, shown to supervisors")
+    name_en: str = Field(min_length=1)
+    prompt: PromptId = Field(description="The recorded answer")
+    program: Identifier = Field(description="Whose agents take a caller the answer did not help; its tenant "
+                                "labels the answer's figures")
+
+
+# Said around a self-service answer (ivr/flow/answers.py).
+ANSWER_PROMPTS = ("answer-useful-question", "answer-thanks", "answer-to-agent")
+# The request type of a caller an answer did not help (they ask an agent).
+ANSWER_REQUEST_TYPE = "inquiry"
 
 # Said during national ID entry (ivr/flow/national_id.py).
 NATIONAL_ID_PROMPTS = ("national-id-enter", "national-id-invalid", "national-id-you-entered",
@@ -580,6 +611,8 @@ class Config(Frozen):
     distribution: Distribution = Distribution()
     supervision: Supervision = Supervision()
     cases: Cases | None = None
+    # Self-service answers to frequent questions (menus.yaml `answers`).
+    answers: dict[Identifier, SelfServiceAnswer] = {}
 
     def cross_reference_errors(self) -> list[tuple[tuple, str]]:
         """Errors pydantic cannot see field by field: ids that point nowhere.
@@ -632,6 +665,21 @@ class Config(Frozen):
                 if option.action == "follow_up":
                     errors.extend((loc + ("options", key, "action"), problem)
                                   for problem in self._follow_up_problems(request_type_ids))
+                if option.answer is not None and option.answer not in self.answers:
+                    errors.append((loc + ("options", key, "answer"), f"unknown answer {option.answer!r}"))
+        for answer_id, answer in self.answers.items():
+            loc = ("answers", answer_id)
+            if answer.prompt not in self.prompts:
+                errors.append((loc + ("prompt",), f"unknown prompt {answer.prompt!r}"))
+            if answer.program not in program_ids:
+                errors.append((loc + ("program",), f"unknown program {answer.program!r}"))
+        if self.answers:
+            missing = [p for p in ANSWER_PROMPTS if p not in self.prompts]
+            if missing:
+                errors.append((("prompts",), f"self-service answers need the prompts {', '.join(missing)}"))
+            if ANSWER_REQUEST_TYPE not in request_type_ids:
+                errors.append((("answers",), f"self-service answers need the request type {ANSWER_REQUEST_TYPE!r} "
+                               "(menus.yaml): a caller an answer did not help asks an agent"))
         for i, h in enumerate(self.hotlines):
             if h.fallback_queue not in queue_ids:
                 errors.append((("hotlines", i, "fallback_queue"), f"unknown queue {h.fallback_queue!r}"))
@@ -718,21 +766,76 @@ class Config(Frozen):
             line = self.hotline(check.hotline)
             if line is None:
                 errors.append((loc + ("hotline",), f"unknown hotline {check.hotline!r}"))
-            elif self.tenant_of(line) != tenant.id:
+            elif (line.tenant is not None or len(tenant_ids) == 1) and self.tenant_of(line) != tenant.id:
+                # (a hotline naming no tenant among several is reported with the hotlines)
                 errors.append((loc + ("hotline",), f"hotline {check.hotline!r} is not one of {tenant.id!r}'s"))
             if check.mode == "call":
                 missing = [p for p in (*SERVICE_CHECK_PROMPTS[1:], check.intro_prompt) if p not in self.prompts]
                 if missing:
                     errors.append((loc + ("mode",), f"mode 'call' needs the prompts {', '.join(missing)}"))
-        for section, items in (("agents", self.agents), ("hotlines", self.hotlines)):
-            for i, item in enumerate(items):
+        general_queues = [(i, q) for i, q in enumerate(self.queues) if q.program is None]
+        for section, items in (("agents", list(enumerate(self.agents))), ("hotlines", list(enumerate(self.hotlines))),
+                               ("programs", list(enumerate(self.programs))), ("queues", general_queues)):
+            for i, item in items:
                 if item.tenant is not None and item.tenant not in tenant_ids:
                     errors.append(((section, i, "tenant"), f"unknown tenant {item.tenant!r}"))
                 elif item.tenant is None and len(tenant_ids) > 1:
                     errors.append(((section, i, "tenant"),
                                    f"with several tenants ({', '.join(tenant_ids)}) each of the {section} "
                                    "must name one"))
+        if errors:
+            return errors
+        # One ministry's calls never reach another's queues or agents.
+        known = set(program_ids)
+        for i, q in enumerate(self.queues):
+            if q.program is not None and q.tenant is not None and q.program in known and \
+                    q.tenant != self.tenant_of(self.program(q.program)):
+                errors.append((("queues", i, "tenant"), f"queue {q.id!r} serves programme {q.program!r} of "
+                               f"tenant {self.tenant_of(self.program(q.program))!r}, not {q.tenant!r}"))
+            target = self.queue(q.overflow_queue) if q.overflow_queue else None
+            if target is not None and self.tenant_of(target) != self.tenant_of(q):
+                errors.append((("queues", i, "overflow_queue"), f"overflow queue {target.id!r} is tenant "
+                               f"{self.tenant_of(target)!r}'s, not {self.tenant_of(q)!r}'s"))
+        for i, a in enumerate(self.agents):
+            for prog in a.skills:
+                if prog in known and self.tenant_of(self.program(prog)) != self.tenant_of(a):
+                    errors.append((("agents", i, "skills", prog), f"programme {prog!r} is tenant "
+                                   f"{self.tenant_of(self.program(prog))!r}'s, not the agent's "
+                                   f"({self.tenant_of(a)!r})"))
+        for i, h in enumerate(self.hotlines):
+            tenant = self.tenant_of(h)
+            fallback = self.queue(h.fallback_queue)
+            if fallback is not None and self.tenant_of(fallback) != tenant:
+                errors.append((("hotlines", i, "fallback_queue"), f"queue {fallback.id!r} is tenant "
+                               f"{self.tenant_of(fallback)!r}'s, not the hotline's ({tenant!r})"))
+            for prog in sorted(self.menu_programs(h.menu)):
+                if prog in known and self.tenant_of(self.program(prog)) != tenant:
+                    errors.append((("hotlines", i, "menu"), f"its menus reach programme {prog!r} of tenant "
+                                   f"{self.tenant_of(self.program(prog))!r}, not the hotline's ({tenant!r})"))
+        for i, sector in enumerate(cases.sectors):
+            if sector.program in known and self.tenant_of(self.program(sector.program)) != sector.tenant:
+                errors.append((("cases", "sectors", i, "program"), f"programme {sector.program!r} is tenant "
+                               f"{self.tenant_of(self.program(sector.program))!r}'s, not {sector.tenant!r}'s"))
         return errors
+
+    def menu_programs(self, menu_id: str) -> set[str]:
+        """Every programme a caller can reach from ``menu_id`` (submenus included)."""
+        seen, todo, programs = set(), [menu_id], set()
+        while todo:
+            menu = self.menus.get(todo.pop())
+            if menu is None or id(menu) in seen:
+                continue
+            seen.add(id(menu))
+            if menu.program:
+                programs.add(menu.program)
+            for option in menu.options.values():
+                if option.program:
+                    programs.add(option.program)
+                if option.answer in self.answers:
+                    programs.add(self.answers[option.answer].program)
+                if option.menu:
+                    todo.append(option.menu)
+        return programs
 
 
     # Look-ups used on every call; the tuples are small, so a scan is cheapest.
@@ -753,15 +856,18 @@ class Config(Frozen):
 
     def queue_members(self, queue: Queue) -> tuple[Agent, ...]:
         if queue.served_by_all_agents:
-            return self.agents
+            tenant = self.tenant_of(queue)
+            return tuple(a for a in self.agents if self.tenant_of(a) == tenant)
         return tuple(a for a in self.agents if queue.program in a.skills)
 
     def agent_queues(self, agent: Agent) -> list[tuple[Queue, int]]:
         """The queues an agent joins on login, with the member penalty of each."""
         out = []
+        tenant = self.tenant_of(agent)
         for q in self.queues:
             if q.served_by_all_agents:
-                out.append((q, 0))
+                if self.tenant_of(q) == tenant:
+                    out.append((q, 0))
             elif q.program in agent.skills:
                 out.append((q, SKILL_PENALTY[agent.skills[q.program]]))
         return out
@@ -773,11 +879,28 @@ class Config(Frozen):
         """The tenant whose cases ``agent`` works on (None: no cases configured)."""
         return self.tenant_of(agent)
 
-    def tenant_of(self, item: "Agent | Hotline") -> str | None:
-        """The tenant of an agent or a hotline: its own, else the only one (None: no cases)."""
+    def tenant_of(self, item: "Agent | Hotline | Program | Queue") -> str | None:
+        """The tenant of an agent, a hotline, a programme or a queue: its own
+        (a programme's queue: its programme's), else the first one (None: no cases)."""
         if self.cases is None:
             return None
+        if isinstance(item, Queue) and item.program is not None:
+            program = next((p for p in self.programs if p.id == item.program), None)
+            if program is not None:
+                return self.tenant_of(program)
         return item.tenant or self.cases.tenants[0].id
+
+    @cached_property
+    def _queue_tenant_labels(self) -> dict[str, str]:
+        return {q.id: self.tenant_of(q) or NO_TENANT for q in self.queues}
+
+    def tenant_label(self, queue_id: str) -> str:
+        """The ``tenant`` label of a queue's (a programme's) metrics: bounded
+        by the configuration; ``none`` without cases (config/cases.yaml)."""
+        return self._queue_tenant_labels.get(queue_id, NO_TENANT)
+
+    def tenant_queues(self, tenant: str) -> tuple[Queue, ...]:
+        return tuple(q for q in self.queues if self.tenant_label(q.id) == tenant)
 
     def agent_by_endpoint(self, endpoint: str) -> Agent | None:
         return next((a for a in self.agents if a.sip_username == endpoint), None)

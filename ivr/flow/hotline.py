@@ -21,7 +21,7 @@ from core.channel import CallerHungUp, Channel
 from core.citizens.area_codes import governorate_from_caller
 from core.citizens.national_id import hash_national_id, mask_national_id
 from core.configuration import Config
-from core.configuration.model import FOLLOW_UP_REQUEST_TYPE
+from core.configuration.model import ANSWER_REQUEST_TYPE, FOLLOW_UP_REQUEST_TYPE
 from core.contract import IvrAction, Var, inherited, prompt_path
 from core.hours import describe, is_open, local_timezone
 from metrics.registry import NO_REQUEST_TYPE, EngineMetrics
@@ -31,6 +31,7 @@ from queues.calls.store import CallStateStore
 from queues.priority import (DEFAULT_CALLER_KEY, MemoryRecentCallers, RecentCallers, caller_priority, count_priority,
                              hash_caller, keep_seconds)
 
+from .answers import ask_useful
 from .follow_up import CaseStatus, LookupUnavailable, run_follow_up
 from .menu import Route, run_hotline
 from .national_id import collect_national_id
@@ -92,6 +93,10 @@ class HotlineHandler:
         self._metrics.menu_node_exits.labels(hotline=hotline.number, node=route.menu, outcome=route.outcome).inc()
         if route.outcome == "follow_up":
             route = await self._follow_up(session, uid, hotline, route)
+            if route is None:
+                return
+        elif route.outcome == "answer":
+            route = await self._answer(session, uid, hotline, route)
             if route is None:
                 return
         request_type = route.request_type or NO_REQUEST_TYPE
@@ -168,6 +173,29 @@ class HotlineHandler:
             return Route(self._config.program_queue(program).id, program, FOLLOW_UP_REQUEST_TYPE, "follow_up",
                          route.menu)
         return Route(hotline.fallback_queue, None, FOLLOW_UP_REQUEST_TYPE, "follow_up", route.menu)
+
+    async def _answer(self, session: Channel, uid: str, hotline, route: Route) -> Route | None:
+        """A self-service answer and its usefulness question, counted per
+        answer; the route to an agent of the answer's programme when it did
+        not help, else None: the IVR served the call and it ends."""
+        answer = self._config.answers[route.answer]
+        try:
+            useful = await ask_useful(session, answer_prompt=answer.prompt)
+        except CallerHungUp:
+            self._metrics.self_service_answers.labels(program=answer.program, answer=route.answer,
+                                                      useful="none").inc()
+            await self._remember(uid, {"hotline": hotline.number, "ivr_left": route.menu})
+            raise
+        self._metrics.self_service_answers.labels(program=answer.program, answer=route.answer, useful=useful).inc()
+        log.info("hotline %s: %s heard the answer %s; useful: %s", hotline.number, session.describe(),
+                 route.answer, useful)
+        if useful != "no":
+            await self._remember(uid, {"hotline": hotline.number, "self_service": "answer"})
+            await session.play(prompt_path("answer-thanks"), "")
+            await session.set_variable(Var.ACTION, IvrAction.DONE)
+            return None
+        await session.play(prompt_path("answer-to-agent"), "")
+        return Route(route.queue, answer.program, ANSWER_REQUEST_TYPE, "answer", route.menu)
 
     async def _priority(self, session: Channel, hotline: str, route: Route) -> tuple[int, str | None]:
         """The caller's queue priority from the rules (distribution.yaml), then

@@ -21,7 +21,7 @@ from core.contract import prompt_path
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["choice", "retries_exhausted", "follow_up"]
+Outcome = Literal["choice", "retries_exhausted", "follow_up", "answer"]
 BACK, REPEAT = "*", "0"
 
 
@@ -34,6 +34,7 @@ class Route:
     request_type: str | None
     outcome: Outcome
     menu: str  # the menu the caller left from
+    answer: str | None = None  # outcome "answer": the self-service answer to say
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,12 @@ class MenuWalk:
             # queue is the fallback until the case says which sector it is.
             return replace(self, route=Route(self.hotline.fallback_queue, None, FOLLOW_UP_REQUEST_TYPE, "follow_up",
                                              self.menu_id))
+        if option is not None and option.answer is not None:
+            # Self-service: the hotline's flow says the answer; the queue is
+            # where a caller it did not help goes.
+            program = self.config.answers[option.answer].program
+            return replace(self, route=Route(self.config.program_queue(program).id, program, None, "answer",
+                                             self.menu_id, answer=option.answer))
         if option is not None:
             queue = self.config.program_queue(option.program).id
             return replace(self, route=Route(queue, option.program, option.request_type, "choice", self.menu_id))

@@ -39,13 +39,14 @@ DASHBOARD_UID = "ivr-hotlines"
 # Must equal the uid in provisioning/datasources/prometheus.yml (a unit test checks).
 DATASOURCE = {"type": "prometheus", "uid": "ivr-prometheus"}
 
-# Template-variable matchers. Both are regex matchers so that "All" (.*) and
-# a multi-selection ((a|b)) work alike.
-PROGRAM = 'program=~"$program"'
+# Template-variable matchers. All are regex matchers so that "All" (.*) and
+# a multi-selection ((a|b)) work alike. Every programme-labelled series
+# carries its tenant (the ministry): choosing one shows only its queues,
+# and the programme and hotline lists offer only its own.
+TENANT = 'tenant=~"$tenant"'
+PROGRAM = f'{TENANT}, program=~"$program"'
 HOTLINE = 'hotline=~"$hotline"'
 QUEUE = f"{PROGRAM}, {HOTLINE}"
-# The case panels: cases are per tenant (a ministry) and sector, not per queue.
-TENANT = 'tenant=~"$tenant"'
 
 # The queue without a programme of its own (config/programs.yaml: `shared`).
 SHARED_QUEUE_NAME = "الطابور العام"
@@ -441,12 +442,12 @@ def build(config: Config) -> dict:
             "builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True,
             "hide": True, "iconColor": "rgba(0, 211, 255, 1)", "name": "Annotations & Alerts", "type": "dashboard"}]},
         "templating": {"list": [
-            variable("program", "البرنامج", "Programme (queue id, the program label)",
-                     "label_values(ivr_queue_offered_total, program)"),
-            variable("hotline", "الخط", "Hotline number (the hotline label)",
-                     "label_values(ivr_calls_received_total, hotline)"),
-            variable("tenant", "الجهة المسؤولة (الوزارة)", "Tenant: the ministry whose cases the case panels show",
-                     "label_values(ivr_cases_open, tenant)"),
+            variable("tenant", "الجهة المسؤولة (الوزارة)", "Tenant: the ministry whose queues, lines and cases "
+                     "the panels show", "label_values(ivr_queue_offered_total, tenant)"),
+            variable("program", "البرنامج", "Programme (queue id, the program label) of the chosen ministries",
+                     f"label_values(ivr_queue_offered_total{{{TENANT}}}, program)"),
+            variable("hotline", "الخط", "Hotline number (the hotline label) of the chosen ministries",
+                     f"label_values(ivr_queue_offered_total{{{TENANT}}}, hotline)"),
         ]},
         "panels": layout(panels(display_names(config))),
     }

@@ -105,7 +105,7 @@ async def test_two_workers_share_the_state(redis_client, config):
     assert ami.actions[-1]["Reason"] == "no_answer"
     await tracker.refresh_gauge()
     metrics.live.refreshed()
-    assert metrics.registry.get_sample_value("ivr_agents", {"program": "shared", "state": "paused"}) == 1
+    assert metrics.registry.get_sample_value("ivr_agents", {"tenant": "mss", "program": "shared", "state": "paused"}) == 1
 
 
 async def test_cli_ami_connection_gives_up_when_asterisk_is_not_running(config):

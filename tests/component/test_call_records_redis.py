@@ -153,17 +153,17 @@ def test_report_command_reads_the_month(config_dir, sync_redis, capsys):
                 record("april", end + 10)]
     for r in records:   # stream ids at the call's end, as the engine writes them
         sync_redis.xadd(KEY, r.to_fields(), id=f"{int(r.ended * 1000)}-*")
-    assert main(["report", "--month", "2025-03", "--format", "json", "--config", str(config_dir)]) == 0
+    assert main(["report", "--tenant", "mss", "--month", "2025-03", "--format", "json", "--config", str(config_dir)]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["start"] == datetime(2025, 3, 1, tzinfo=CAIRO).isoformat()
     assert data["total"]["calls"] == 11 and data["total"]["answered"] == 10
     assert data["total"]["answer_rate"] == pytest.approx(10 / 11)
     assert data["most_used_line"] == "1442"
 
-    assert main(["report", "--month", "2025-03", "--format", "csv", "--config", str(config_dir)]) == 0
+    assert main(["report", "--tenant", "mss", "--month", "2025-03", "--format", "csv", "--config", str(config_dir)]) == 0
     assert capsys.readouterr().out.startswith("\ufeffperiod_start,")
 
-    assert main(["report", "--month", "2025-03", "--bidi", "visual", "--config", str(config_dir)]) == 0
+    assert main(["report", "--tenant", "mss", "--month", "2025-03", "--bidi", "visual", "--config", str(config_dir)]) == 0
     assert "11" in capsys.readouterr().out
 
     assert main(["staffing", "--month", "2025-03", "--format", "json", "--config", str(config_dir)]) == 0
@@ -173,7 +173,7 @@ def test_report_command_reads_the_month(config_dir, sync_redis, capsys):
 
 
 def test_report_command_empty_month_exits_3(config_dir, sync_redis, capsys):
-    assert main(["report", "--month", "2024-02", "--config", str(config_dir)]) == 3
+    assert main(["report", "--tenant", "mss", "--month", "2024-02", "--config", str(config_dir)]) == 3
     captured = capsys.readouterr()
     assert captured.out == "" and "no call records" in captured.err and "لا توجد سجلات" in captured.err
 
@@ -183,5 +183,5 @@ def test_report_command_redis_down_exits_2(config_dir, capsys):
     port = free_port()
     service.write_text(re.sub(r"redis: \{host: 127.0.0.1, port: \d+", f"redis: {{host: 127.0.0.1, port: {port}",
                               service.read_text()))
-    assert main(["report", "--month", "2025-03", "--config", str(config_dir)]) == 2
+    assert main(["report", "--tenant", "mss", "--month", "2025-03", "--config", str(config_dir)]) == 2
     assert f"Redis at 127.0.0.1:{port} is not reachable" in capsys.readouterr().err

@@ -108,7 +108,7 @@ class World:
         return await self.store.request(**fields)
 
     def outcome(self, outcome, program="takaful_karama") -> float:
-        return self.registry.get_sample_value("ivr_callbacks_total", {"program": program, "outcome": outcome})
+        return self.registry.get_sample_value("ivr_callbacks_total", {"tenant": "mss", "program": program, "outcome": outcome})
 
     def pending(self) -> float:
         return self.registry.get_sample_value("ivr_callbacks_pending", {})

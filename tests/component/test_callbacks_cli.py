@@ -258,7 +258,7 @@ async def test_cancel_a_queued_callback_hangs_up_its_placeholder(cli_config, see
     cb = await seeded.store.get(seeded.queued)
     assert (cb.state, cb.outcome, cb.last_status) == ("done", "cancelled", "CANCELLED")
     # Counted by the running engine (here: the seeded dispatcher), once, on its next tick.
-    cancelled = {"program": "takaful_karama", "outcome": "cancelled"}
+    cancelled = {"tenant": "mss", "program": "takaful_karama", "outcome": "cancelled"}
     assert seeded.registry.get_sample_value("ivr_callbacks_total", cancelled) == 0
     await seeded.dispatcher.tick(OPEN)
     await seeded.dispatcher.tick(OPEN)
@@ -286,9 +286,9 @@ async def test_cancel_a_waiting_callback(cli_config, seeded):
     assert ami.actions == []  # nothing in Asterisk to hang up
     assert await seeded.store.get(seeded.waiting) is not None
     # No longer due: the dispatcher will not place it.
-    assert seeded.registry.get_sample_value("ivr_callbacks_total", {"program": "forsa", "outcome": "cancelled"}) == 0
+    assert seeded.registry.get_sample_value("ivr_callbacks_total", {"tenant": "mss", "program": "forsa", "outcome": "cancelled"}) == 0
     assert await seeded.dispatcher.tick(OPEN + timedelta(hours=2)) == []
-    assert seeded.registry.get_sample_value("ivr_callbacks_total", {"program": "forsa", "outcome": "cancelled"}) == 1
+    assert seeded.registry.get_sample_value("ivr_callbacks_total", {"tenant": "mss", "program": "forsa", "outcome": "cancelled"}) == 1
 
 
 async def test_cancel_refused(cli_config, seeded):

@@ -70,14 +70,32 @@ async def test_cases_registered_while_postgresql_is_down_are_kept_and_applied_on
         # What waits in Redis is what the database would hold: no number in clear.
         raw = " ".join(str(v) for entry in await redis_client.xrange(outbox.key) for v in entry[1].values())
         assert CALLER not in raw and "c" * 64 in raw
-        # Reads and updates say the database is away (nothing can be queued for them).
+        # Reads say the database is away (nothing to show).
         async with client.get(f"{desk.url}/api/cases/{before['reference']}") as r:
             assert r.status == 503
-        assert await desk.work.drain_outbox() == 0 and await outbox.size() == 3   # still down: kept
+        # Updates of the case the page was showing are kept, in order: start,
+        # then resolve with the version the first will give it. A third made
+        # on the stale version (another agent's page) cannot apply then: it
+        # is kept as a note, and nothing is forced or lost.
+        updates = [("start", "بدأ العمل", before["version"]), ("resolve", "تم الصرف", before["version"] + 1),
+                   ("wait_for_citizen", "نحتاج صورة البطاقة", before["version"])]
+        for action, note, version in updates:
+            async with client.post(f"{desk.url}/api/cases/{before['reference']}",
+                                   json={"action": action, "note": note, "version": version}) as r:
+                assert r.status == 202, await r.text()
+                kept_update = (await r.json())["case"]
+            assert kept_update["queued"] is True and kept_update["version"] == version + 1
+        assert await desk.work.drain_outbox() == 0 and await outbox.size() == 6   # still down: kept
 
         own_postgres.start()
-        assert await desk.work.drain_outbox() == 3
+        assert await desk.work.drain_outbox() == 5      # 3 registrations, 2 updates applied
         assert await outbox.size() == 0
+        case = store.get("mss", before["reference"])
+        assert case.status.value == "resolved" and case.first_response_at is not None
+        trail = [(e.action.value, e.actor, e.note) for e in store.history("mss", before["reference"])]
+        assert [t[:2] for t in trail] == [("register", "1001"), ("start", "1001"), ("resolve", "1001"),
+                                          ("note", "1001")]
+        assert trail[3][2].startswith("[في انتظار المواطن: لم يُطبَّق") and trail[3][2].endswith("نحتاج صورة البطاقة")
         with engine.connect() as conn:
             rows = conn.execute(sa.text("select reference, subject, call_id, number_encrypted from cases "
                                         "order by id")).all()
@@ -99,6 +117,16 @@ async def test_cases_registered_while_postgresql_is_down_are_kept_and_applied_on
         with engine.connect() as conn:
             assert conn.execute(sa.text("select count(*) from cases where reference = :r"),
                                 {"r": row["reference"]}).scalar_one() == 1
+        # The same for an update: applied, its removal failed, not applied twice.
+        own_postgres.stop("fast")
+        async with client.post(f"{desk.url}/api/cases/{row['reference']}",
+                               json={"action": "start", "note": "", "version": 1}) as r:
+            assert r.status == 202
+        own_postgres.start()
+        _, entry = (await outbox.pending())[0]
+        assert desk.work._apply_kept_update(entry) == 1          # applied, not yet removed
+        assert await desk.work.drain_outbox() == 0 and await outbox.size() == 0
+        assert [e.action.value for e in store.history("mss", row["reference"])] == ["register", "start"]
     finally:
         await client.close()
         await desk.server.stop()

@@ -142,8 +142,8 @@ async def test_a_scrape_during_a_redis_outage_withholds_the_live_figures(tmp_pat
         await engine.live.refresh()
         text = scrape()
         assert "ivr_live_figures_up 1.0" in text
-        assert 'ivr_staffing_offered_per_hour{program="nasser_bank"} 2.0' in text
-        assert 'ivr_queue_callers_waiting{program="nasser_bank"} 0.0' in text
+        assert 'ivr_staffing_offered_per_hour{program="nasser_bank",tenant="mss"} 2.0' in text
+        assert 'ivr_queue_callers_waiting{program="nasser_bank",tenant="mss"} 0.0' in text
 
         server.stop()  # Redis goes away
         with pytest.raises(Exception):  # redis-py retries for a few seconds, then gives up

@@ -151,7 +151,7 @@ class Rig:
     def menu_exits(self, program: str, request_type: str, outcome: str, hotline: str = "1442") -> float:
         return self.registry.get_sample_value(
             "ivr_menu_exits_total",
-            {"hotline": hotline, "program": program, "request_type": request_type, "outcome": outcome})
+            {"tenant": "mss", "hotline": hotline, "program": program, "request_type": request_type, "outcome": outcome})
 
     def id_entries(self, outcome: str) -> float:
         return self.registry.get_sample_value("ivr_national_id_entries_total", {"outcome": outcome})

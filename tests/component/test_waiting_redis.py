@@ -302,7 +302,7 @@ class Announcing:
                                    agents_counts=agents_counts, metrics=self.metrics, prefix="t:")
 
     def announced(self, kind: str = "periodic", queue: str = Q) -> float:
-        value = self.registry.get_sample_value("ivr_queue_announcements_total", {"program": queue, "kind": kind})
+        value = self.registry.get_sample_value("ivr_queue_announcements_total", {"tenant": "mss", "program": queue, "kind": kind})
         return value or 0.0
 
 
@@ -405,7 +405,7 @@ async def test_join_announcement_and_estimate(redis_client, config):
     assert (position, wait) == (5, 4 * 245 / 3)
     assert fragments == ["queue-position-is", "num-5-m", "queue-wait-about", "num-6-f", "noun-minute-plural"]
     assert rig.announced("join") == 1.0
-    assert rig.registry.get_sample_value("ivr_queue_estimated_wait_seconds_count", {"program": Q}) == 1.0
+    assert rig.registry.get_sample_value("ivr_queue_estimated_wait_seconds_count", {"tenant": "mss", "program": Q}) == 1.0
 
 
 def test_announce_exten_is_digits():

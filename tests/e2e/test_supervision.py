@@ -73,7 +73,8 @@ def test_real_calls_become_call_records_a_report_and_wallboard_figures(hotline, 
     # --- ivr report over today, from the same Redis -------------------------------
     today = datetime.now(report_timezone(hotline.config)).date().isoformat()
     out, err = io.StringIO(), io.StringIO()
-    args = argparse.Namespace(month=None, date_from=today, date_to=today, format="json", bidi="logical")
+    args = argparse.Namespace(month=None, date_from=today, date_to=today, format="json", bidi="logical",
+                              tenant="mss")
     assert run_report_command(args, hotline.config, stdout=out, stderr=err, reader=read_call_records) == 0, err.getvalue()
     report = json.loads(out.getvalue())
     assert report["total"]["calls"] >= 3
@@ -84,7 +85,8 @@ def test_real_calls_become_call_records_a_report_and_wallboard_figures(hotline, 
     assert run_report_command(args, hotline.config, stdout=text, stderr=err, reader=read_call_records) == 0
     assert "بنك ناصر الاجتماعي" in text.getvalue()
     # A month with no call: a clear message and exit code 3, never a table of 0 %.
-    empty = argparse.Namespace(month="2019-02", date_from=None, date_to=None, format="text", bidi="logical")
+    empty = argparse.Namespace(month="2019-02", date_from=None, date_to=None, format="text", bidi="logical",
+                               tenant="mss")
     err = io.StringIO()
     assert run_report_command(empty, hotline.config, stdout=io.StringIO(), stderr=err,
                               reader=read_call_records) == 3

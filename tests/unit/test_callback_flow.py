@@ -86,7 +86,7 @@ class Setup:
 
     def overflows(self, reason, outcome, program="takaful_karama"):
         return self.registry.get_sample_value("ivr_queue_overflows_total",
-                                              {"program": program, "reason": reason, "outcome": outcome})
+                                              {"tenant": "mss", "program": program, "reason": reason, "outcome": outcome})
 
 
 def env(queue="takaful_karama", caller=CALLER, status=None):

@@ -118,7 +118,7 @@ def test_overdue_and_escalation():
 
 
 @pytest.mark.parametrize("fields,message", [
-    ({"tenant": "moh"}, "unknown tenant 'moh'"),
+    ({"tenant": "mosh"}, "unknown tenant 'mosh'"),
     ({"sector": "health"}, "unknown sector 'health'"),
     ({"kind": "suggestion"}, "unknown kind 'suggestion'"),
     ({"severity": "urgent"}, "unknown severity 'urgent'"),
@@ -186,29 +186,33 @@ def test_a_bad_cases_section_is_refused_with_file_line_and_field(tmp_path):
 
 
 def test_with_two_tenants_every_agent_and_hotline_names_an_existing_one(tmp_path):
+    import re
+
     for path in DEMO.glob("*.yaml"):
         (tmp_path / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
-    cases = (tmp_path / "cases.yaml").read_text(encoding="utf-8")
-    (tmp_path / "cases.yaml").write_text(cases.replace(
-        "      name_en: Ministry of Social Solidarity\n",
-        "      name_en: Ministry of Social Solidarity\n    - {id: moh, name: وزارة الصحة, name_en: Ministry of Health}\n"),
-        encoding="utf-8")
+    # The demo has two tenants (mss, moh): take every agent's and hotline's away.
+    for name in ("agents.yaml", "hotlines.yaml"):
+        text = (tmp_path / name).read_text(encoding="utf-8")
+        text = re.sub(r"^    tenant: [a-z]+\n", "", text, flags=re.M).replace("tenant: mss, ", "")
+        (tmp_path / name).write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError) as err:
         load_config(tmp_path)
     problems = [str(p) for p in err.value.problems]
     demo = load_config(DEMO)
+    assert len(demo.cases.tenants) == 2
     agents = [p for p in problems if "agents.yaml" in p]
     hotlines = [p for p in problems if "hotlines.yaml" in p]
     assert len(agents) == len(demo.agents) and len(hotlines) == len(demo.hotlines)
     assert len(problems) == len(agents) + len(hotlines)
     assert all("each of the agents must name one" in p and ".tenant" in p for p in agents)
     assert all("each of the hotlines must name one" in p and ".tenant" in p for p in hotlines)
+    for path in DEMO.glob("*.yaml"):
+        (tmp_path / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
     agents = (tmp_path / "agents.yaml").read_text(encoding="utf-8")
-    (tmp_path / "agents.yaml").write_text(agents.replace("    name: Omar Farouk\n",
-                                                         "    name: Omar Farouk\n    tenant: moh\n")
-                                          .replace("    skills: {", "    tenant: mss\n    skills: {", 1)
-                                          .replace("    name: Mona Adel\n", "    name: Mona Adel\n    tenant: mosh\n"),
-                                          encoding="utf-8")
+    (tmp_path / "agents.yaml").write_text(agents.replace("    name: Mona Adel\n    tenant: mss\n",
+                                                         "    name: Mona Adel\n    tenant: mosh\n")
+                                          .replace("    name: Youssef Kamal\n    tenant: mss\n",
+                                                   "    name: Youssef Kamal\n"), encoding="utf-8")
     with pytest.raises(ConfigError) as err:
         load_config(tmp_path)
     problems = [str(p) for p in err.value.problems]

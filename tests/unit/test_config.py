@@ -22,7 +22,9 @@ EXPECTED_MENU = [
     ("5", "abnaa_misr"),
     ("6", "forsa"),
 ]
-EXPECTED_REQUEST_TYPES = ["inquiry", "complaint", "service_request", "grievance", "follow_up"]
+EXPECTED_REQUEST_TYPES = ["inquiry", "complaint", "service_request", "report", "grievance", "follow_up"]
+# The Ministry of Health's unified line (105), the second tenant.
+MOH_PROGRAMS = ["moh_treatment", "moh_hospitals", "moh_facilities", "moh_vaccination", "moh_medical_teams"]
 DIRECT_LINES = {"14401": "takaful_karama", "14402": "services_card", "14403": "nasser_bank",
                 "14404": "addiction_fund", "14405": "abnaa_misr", "14406": "forsa"}
 
@@ -68,12 +70,12 @@ def find(problems, field: str):
 
 def test_demo_config_loads():
     config = load_config(DEMO)
-    assert [h.number for h in config.hotlines] == ["1442", *DIRECT_LINES]
-    assert len(config.hotlines) == 7
-    assert len(config.programs) == 6
+    assert [h.number for h in config.hotlines] == ["1442", *DIRECT_LINES, "105"]
+    assert len(config.hotlines) == 8
+    assert len(config.programs) == 6 + len(MOH_PROGRAMS)
     assert [t.id for t in config.request_types] == EXPECTED_REQUEST_TYPES
     assert all(t.name.strip() for t in config.request_types)
-    assert set(config.menus) == {"main-1442"} | {program for _, program in EXPECTED_MENU}
+    assert set(config.menus) == {"main-1442", "main-105"} | {program for _, program in EXPECTED_MENU} | set(MOH_PROGRAMS)
     hotline = config.hotline("1442")
     assert hotline is not None
     assert hotline.menu == "main-1442"
@@ -131,13 +133,13 @@ def test_demo_config_every_menu_is_reachable():
 def test_demo_config_every_program_has_a_queue():
     config = load_config(DEMO)
     queue_ids = {q.id for q in config.queues}
-    assert [p.id for p in config.programs] == [program for _, program in EXPECTED_MENU]
+    assert [p.id for p in config.programs] == [program for _, program in EXPECTED_MENU] + MOH_PROGRAMS
     for program in config.programs:
         queue = config.queue(program.id)
         assert queue is not None, program.id
         assert queue.program == program.id
         assert config.program_queue(program.id) == queue
-    assert queue_ids == {p.id for p in config.programs} | {"shared"}
+    assert queue_ids == {p.id for p in config.programs} | {"shared", "moh_shared"}
 
 
 def test_demo_config_agents():
@@ -148,7 +150,10 @@ def test_demo_config_agents():
     # Every programme is served by somebody, and the general queue by everybody.
     for program in config.programs:
         assert config.queue_members(config.queue(program.id)), program.id
-    assert config.queue_members(config.queue("shared")) == config.agents
+    # Each ministry's general queue by every agent of that ministry, and by nobody else.
+    assert config.queue_members(config.queue("shared")) == tuple(a for a in config.agents if a.tenant == "mss")
+    assert config.queue_members(config.queue("moh_shared")) == tuple(a for a in config.agents if a.tenant == "moh")
+    assert {a.tenant for a in config.agents} == {"mss", "moh"}
 
 
 def test_demo_config_prompts_referenced_exist():

@@ -294,8 +294,9 @@ def test_overflow_offers_then_moves_to_the_overflow_queue(rendered, config):
         assert f"exten => {q.id},1,Set(IVR_ACTION=)" in body
         assert f"/overflow,{q.id},${{QUEUESTATUS}}))" in body
         assert f"same => n,Goto(ivr-queue,{target},1)" in body
-    # The demo: every programme overflows into the general queue.
-    assert {q.overflow_queue for q in config.queues if q.program} == {"shared"}
+    # The demo: every programme overflows into its ministry's general queue.
+    assert {q.id: q.overflow_queue for q in config.queues if q.program} == {
+        q.id: "moh_shared" if q.id.startswith("moh_") else "shared" for q in config.queues if q.program}
 
 
 def test_skills_rules_raise_the_penalty_after_the_configured_wait(rendered, config):
@@ -393,9 +394,11 @@ def test_queues_one_section_per_queue_with_dynamic_members(rendered, config):
 
 
 def test_shared_fallback_queue_is_served_by_every_agent(config):
-    shared = config.queue("shared")
-    for agent in config.agents:
-        assert (shared, 0) in config.agent_queues(agent)
+    """Every agent of the ministry; the other ministry's agents never."""
+    for queue_id, tenant in (("shared", "mss"), ("moh_shared", "moh")):
+        general = config.queue(queue_id)
+        for agent in config.agents:
+            assert ((general, 0) in config.agent_queues(agent)) == (agent.tenant == tenant), (queue_id, agent.id)
 
 
 def test_no_queue_uses_the_reserved_general_section(rendered, config):

@@ -183,8 +183,10 @@ def test_the_follow_up_option_needs_cases_its_request_type_and_its_prompts(confi
     where = ("menus", "main-1442", "options", "7", "action")
     assert config.cross_reference_errors() == []
     prompts = {k: v for k, v in config.prompts.items() if k != "follow-up-overdue"}
+    # Both hotlines' main menus (1442 and 105) offer the follow-up.
     assert config.model_copy(update={"prompts": prompts}).cross_reference_errors() == [
-        (where, "follow_up needs the prompts follow-up-overdue")]
+        (where, "follow_up needs the prompts follow-up-overdue"),
+        (("menus", "main-105", "options", "7", "action"), "follow_up needs the prompts follow-up-overdue")]
     types = tuple(r for r in config.request_types if r.id != "follow_up")
     assert (where, "follow_up needs the request type 'follow_up' (menus.yaml)") in config.model_copy(
         update={"request_types": types}).cross_reference_errors()

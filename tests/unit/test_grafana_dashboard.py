@@ -139,11 +139,13 @@ def test_titles_are_arabic_and_descriptions_english(dashboard):
 
 def test_template_variables_program_hotline_and_tenant(dashboard):
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
-    assert set(variables) == {"program", "hotline", "tenant"}
+    assert list(variables) == ["tenant", "program", "hotline"]
     for name, v in variables.items():
         assert v["type"] == "query" and v["multi"] and v["includeAll"], name
         assert v["query"] == v["definition"]
-        assert re.fullmatch(rf"label_values\((ivr_\w+), {name}\)", v["query"]), v["query"]
+        assert re.fullmatch(rf"label_values\((ivr_\w+)(\{{tenant=~\"\$tenant\"\}})?, {name}\)", v["query"]), v["query"]
+    # The programme and hotline lists offer the chosen ministries' only.
+    assert 'tenant=~"$tenant"' in variables["program"]["query"] and 'tenant=~"$tenant"' in variables["hotline"]["query"]
 
 
 def test_the_case_panels_filter_by_tenant_and_name_the_sectors(dashboard):
@@ -213,6 +215,7 @@ def test_each_panel_filters_by_the_variables_its_metrics_carry(dashboard):
                 metric, matchers = selector.groups()
                 if metric.startswith(program_labelled):
                     assert 'program=~"$program"' in matchers, (p["title"], metric)
+                    assert 'tenant=~"$tenant"' in matchers, (p["title"], metric)
                 if metric.startswith(hotline_labelled):
                     assert 'hotline=~"$hotline"' in matchers, (p["title"], metric)
 

@@ -603,7 +603,7 @@ class RecordingStore(MemoryCallStateStore):
 def menu_exits(registry, program, request_type, outcome, hotline="1442"):
     return registry.get_sample_value(
         "ivr_menu_exits_total",
-        {"hotline": hotline, "program": program, "request_type": request_type, "outcome": outcome})
+        {"tenant": "mss", "hotline": hotline, "program": program, "request_type": request_type, "outcome": outcome})
 
 
 def make_handler(config, calls=None):

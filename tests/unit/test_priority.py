@@ -144,4 +144,4 @@ def test_count_priority(config):
     count_priority(metrics, queue="services_card", rule="services_card")
     count_priority(metrics, queue="services_card", rule=None)
     assert registry.get_sample_value("ivr_queue_priority_calls_total",
-                                     {"program": "services_card", "rule": "services_card"}) == 1.0
+                                     {"tenant": "mss", "program": "services_card", "rule": "services_card"}) == 1.0

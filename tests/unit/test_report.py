@@ -327,7 +327,7 @@ def test_json_keys_and_values(config):
 # ------------------------------------------------------------ the command
 
 def _args(**kw):
-    base = {"month": "2025-03", "date_from": None, "date_to": None, "format": "json", "bidi": "logical"}
+    base = {"month": "2025-03", "date_from": None, "date_to": None, "format": "json", "bidi": "logical", "tenant": "mss"}
     base.update(kw)
     return SimpleNamespace(**base)
 
@@ -381,3 +381,27 @@ def test_days_period_via_command(config):
     data = json.loads(out.getvalue())
     assert code == 0 and data["total"]["calls"] == 17
     assert data["end"] == (datetime(2025, 3, 10, tzinfo=CAIRO) + timedelta(days=1)).isoformat()
+
+
+def test_one_ministrys_report_never_mixes_in_the_others_calls(config):
+    """Two tenants on one engine: the health line's calls are in the Ministry
+    of Health's report only, and the command asks which ministry."""
+    health = [rec(f"h{i}", hotline="105", queues=("moh_hospitals",), gov="giza") for i in range(3)]
+    records = march_records() + health
+    moh = build_report(records, config=config, start=MARCH[0], end=MARCH[1], tenant="moh")
+    assert moh.total.calls == 3 and [row.hotline for row in moh.lines] == ["105"]
+    assert {p.queue for p in moh.programs} == {q.id for q in config.queues if q.id.startswith("moh_")}
+    assert moh.tenant == "moh" and moh.tenant_name == "وزارة الصحة والسكان"
+    mss = build_report(records, config=config, start=MARCH[0], end=MARCH[1], tenant="mss")
+    assert mss.total.calls == 17 and "105" not in [row.hotline for row in mss.lines]
+    assert not any(p.queue.startswith("moh_") for p in mss.programs)
+    assert render_text(moh).splitlines()[0] == "\u200fوزارة الصحة والسكان — تقرير الخطوط الساخنة — مارس 2025"
+    assert all(row.endswith(",moh") for row in render_csv(moh).splitlines()[1:])
+    err = io.StringIO()
+    assert run_report_command(_args(tenant=None), config, stdout=io.StringIO(), stderr=err,
+                              reader=_reader(records)) == 2
+    assert "give --tenant, one of: mss, moh" in err.getvalue()
+    err = io.StringIO()
+    assert run_report_command(_args(tenant="mosh"), config, stdout=io.StringIO(), stderr=err,
+                              reader=_reader(records)) == 2
+    assert "unknown tenant 'mosh'" in err.getvalue()

@@ -68,7 +68,8 @@ def test_queue_without_calls_needs_nobody(config):
     assert (nb.offered, nb.agents_needed, nb.shortfall) == (0, 0, 0)
     assert nb.handle_source == "default" and nb.handle_seconds == config.queue("nasser_bank").default_handle_seconds
     assert nb.service_level is None and nb.occupancy is None
-    assert advice["shared"].agents_configured == len(config.agents)   # served by every agent
+    # Served by every agent of its ministry (mss), none of the other's.
+    assert advice["shared"].agents_configured == len([a for a in config.agents if a.tenant == "mss"]) == 4
 
 
 def test_overflow_is_offered_to_both_queues_and_talk_counts_where_answered(config):

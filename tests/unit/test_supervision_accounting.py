@@ -84,7 +84,7 @@ async def test_hanging_up_within_the_short_abandon_threshold_is_counted_apart(ri
     assert [r.outcome for r in rig.records.records] == ["short_abandoned", "short_abandoned", "abandoned"]
     # Both kinds are in the wait histogram of abandons (3 observations).
     assert rig.registry.get_sample_value("ivr_queue_wait_seconds_count",
-                                         {"program": "nasser_bank", "outcome": "abandoned"}) == 3
+                                         {"tenant": "mss", "program": "nasser_bank", "outcome": "abandoned"}) == 3
 
 
 async def test_answered_within_the_service_level_threshold(rig):
@@ -94,14 +94,14 @@ async def test_answered_within_the_service_level_threshold(rig):
     assert rig.total("ivr_queue_answered_total", program="nasser_bank") == 3
     assert rig.total("ivr_queue_answered_within_threshold_total", program="nasser_bank") == 2
     bucket = rig.registry.get_sample_value("ivr_queue_wait_seconds_bucket",
-                                           {"program": "nasser_bank", "outcome": "answered", "le": "20.0"})
+                                           {"tenant": "mss", "program": "nasser_bank", "outcome": "answered", "le": "20.0"})
     assert bucket == 2  # the threshold is a bucket bound: SL = le="20" / count
 
 
 async def test_talk_time_is_connect_to_hang_up(rig):
     await rig.call("1.1", join=5, answer=15, end=195)
-    assert rig.registry.get_sample_value("ivr_queue_talk_seconds_sum", {"program": "nasser_bank"}) == 180
-    assert rig.registry.get_sample_value("ivr_queue_talk_seconds_count", {"program": "nasser_bank"}) == 1
+    assert rig.registry.get_sample_value("ivr_queue_talk_seconds_sum", {"tenant": "mss", "program": "nasser_bank"}) == 180
+    assert rig.registry.get_sample_value("ivr_queue_talk_seconds_count", {"tenant": "mss", "program": "nasser_bank"}) == 1
 
 
 async def test_a_finished_call_writes_one_record_with_its_facts(rig):
@@ -141,7 +141,7 @@ async def test_a_clock_jump_is_counted_and_kept_out_of_the_histograms(rig):
     # Still one abandon (of unknown wait: never short), no negative wait observed.
     assert rig.total("ivr_queue_abandoned_total", program="nasser_bank") == 1
     assert rig.registry.get_sample_value("ivr_queue_wait_seconds_count",
-                                         {"program": "nasser_bank", "outcome": "abandoned"}) == 0
+                                         {"tenant": "mss", "program": "nasser_bank", "outcome": "abandoned"}) == 0
     assert rig.records.records[0].outcome == "abandoned"
 
 
@@ -150,7 +150,7 @@ async def test_a_clock_jump_during_a_wait_falls_back_to_app_queues_hold_time(rig
     await rig.call("1.1", join=5, answer=7205, end=7300, hold_time="12")
     assert rig.kind("clock_skew") == 1
     assert rig.registry.get_sample_value("ivr_queue_wait_seconds_sum",
-                                         {"program": "nasser_bank", "outcome": "answered"}) == 12
+                                         {"tenant": "mss", "program": "nasser_bank", "outcome": "answered"}) == 12
     assert rig.total("ivr_queue_answered_within_threshold_total") == 1
 
 
@@ -201,9 +201,9 @@ async def test_a_callback_answered_after_the_call_ended_supersedes_its_record(ri
 
 async def test_targets_and_thresholds_are_exported(rig, config):
     assert rig.registry.get_sample_value("ivr_service_level_threshold_seconds") == 20
-    assert rig.registry.get_sample_value("ivr_target_answer_ratio", {"program": "takaful_karama"}) == 0.9
-    assert rig.registry.get_sample_value("ivr_target_answer_ratio", {"program": "nasser_bank"}) == 0.8
-    assert rig.registry.get_sample_value("ivr_target_service_level_ratio", {"program": "forsa"}) == 0.8
+    assert rig.registry.get_sample_value("ivr_target_answer_ratio", {"tenant": "mss", "program": "takaful_karama"}) == 0.9
+    assert rig.registry.get_sample_value("ivr_target_answer_ratio", {"tenant": "mss", "program": "nasser_bank"}) == 0.8
+    assert rig.registry.get_sample_value("ivr_target_service_level_ratio", {"tenant": "mss", "program": "forsa"}) == 0.8
 
 
 def test_live_gauges_are_absent_until_refreshed_and_when_stale(config):
@@ -213,13 +213,13 @@ def test_live_gauges_are_absent_until_refreshed_and_when_stale(config):
     metrics.live._clock = lambda: now[0]
     metrics.callers_waiting.labels(program="forsa").set(3)
     assert registry.get_sample_value("ivr_live_figures_up") == 0
-    assert registry.get_sample_value("ivr_queue_callers_waiting", {"program": "forsa"}) is None
+    assert registry.get_sample_value("ivr_queue_callers_waiting", {"tenant": "mss", "program": "forsa"}) is None
     metrics.live.refreshed()
     assert registry.get_sample_value("ivr_live_figures_up") == 1
-    assert registry.get_sample_value("ivr_queue_callers_waiting", {"program": "forsa"}) == 3
+    assert registry.get_sample_value("ivr_queue_callers_waiting", {"tenant": "mss", "program": "forsa"}) == 3
     now[0] += 11  # no refresh for 11 s (Redis down): the figure is withheld
     assert registry.get_sample_value("ivr_live_figures_up") == 0
-    assert registry.get_sample_value("ivr_queue_callers_waiting", {"program": "forsa"}) is None
+    assert registry.get_sample_value("ivr_queue_callers_waiting", {"tenant": "mss", "program": "forsa"}) is None
 
 
 async def test_talk_time_ends_when_the_conversation_does_not_after_the_survey(rig):
@@ -237,4 +237,4 @@ async def test_talk_time_ends_when_the_conversation_does_not_after_the_survey(ri
                   "Hotline": "14403", "Queue": "nasser_bank", "Member": "PJSIP/agent1002",
                   "Timestamp": f"{T0 + 130:.6f}"})
     assert rig.records.records[0].talk_seconds == 85
-    assert rig.registry.get_sample_value("ivr_queue_talk_seconds_sum", {"program": "nasser_bank"}) == 85
+    assert rig.registry.get_sample_value("ivr_queue_talk_seconds_sum", {"tenant": "mss", "program": "nasser_bank"}) == 85

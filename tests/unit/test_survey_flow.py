@@ -130,7 +130,7 @@ def make_handler(config):
 
 
 def rating(registry, program, score):
-    return registry.get_sample_value("ivr_survey_ratings_total", {"program": program, "score": score})
+    return registry.get_sample_value("ivr_survey_ratings_total", {"tenant": "mss", "program": program, "score": score})
 
 
 def test_demo_survey_programmes(config):
