@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--format", choices=("text", "json"), default="text", help="(default: %(default)s)")
     p.add_argument("--replay", action="store_true",
                    help="advise on a replayed month shaped like the ministry's March (with --month)")
+    p.add_argument("--tenant", metavar="T", help="only this ministry's queues (default: every queue; the advice "
+                   "is per programme, so two ministries are never mixed)")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

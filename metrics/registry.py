@@ -79,20 +79,20 @@ class EngineMetrics:
             self.calls_received.labels(hotline=h)
             for outcome in CALL_OUTCOMES:
                 self.calls_ended.labels(hotline=h, outcome=outcome)
-        self.queue_offered = tenanted(Counter, 
+        self.queue_offered = tenanted(Counter,
             "ivr_queue_offered", "Calls that entered a queue (app_queue QueueCallerJoin), once per call and queue.",
             queue_labels, registry=r)
-        self.queue_answered = tenanted(Counter, 
+        self.queue_answered = tenanted(Counter,
             "ivr_queue_answered", "Queued calls connected to an agent (AgentConnect), once per call and queue.",
             queue_labels, registry=r)
-        self.queue_answered_within_threshold = tenanted(Counter, 
+        self.queue_answered_within_threshold = tenanted(Counter,
             "ivr_queue_answered_within_threshold",
             f"Answered calls that waited at most the service-level threshold ({self.service_level_seconds} s).",
             queue_labels, registry=r)
-        self.queue_abandoned = tenanted(Counter, 
+        self.queue_abandoned = tenanted(Counter,
             "ivr_queue_abandoned", "Queued callers who hung up while waiting, after more than "
             f"{self.short_abandon_seconds} s (short abandons are counted apart).", queue_labels, registry=r)
-        self.queue_short_abandoned = tenanted(Counter, 
+        self.queue_short_abandoned = tenanted(Counter,
             "ivr_queue_short_abandoned", f"Queued callers who hung up within {self.short_abandon_seconds} s of "
             "joining: left out of the rates.", queue_labels, registry=r)
         queue_counters = (self.queue_offered, self.queue_answered, self.queue_answered_within_threshold,
@@ -102,11 +102,11 @@ class EngineMetrics:
                 for g in GOVERNORATE_LABELS:
                     for c in queue_counters:
                         c.labels(hotline=h.number, program=q, request_type=t, governorate=g)
-        self.queue_wait_seconds = tenanted(Histogram, 
+        self.queue_wait_seconds = tenanted(Histogram,
             "ivr_queue_wait_seconds", "Time from joining a queue to an agent's connect (answered) or the caller's "
             "hang-up (abandoned, short abandons included).", ["program", "outcome"], registry=r,
             buckets=WAIT_BUCKETS)
-        self.queue_talk_seconds = tenanted(Histogram, 
+        self.queue_talk_seconds = tenanted(Histogram,
             "ivr_queue_talk_seconds", "Time from an agent's connect to the caller's hang-up.", ["program"],
             registry=r, buckets=TALK_BUCKETS)
         for q in self.queue_ids:
@@ -128,7 +128,7 @@ class EngineMetrics:
         # Targets from config/supervision.yaml, for alerts and dashboards.
         self.target_answer_ratio = tenanted(Gauge, "ivr_target_answer_ratio", "Answer-rate target per programme.",
                                          ["program"], registry=r)
-        self.target_service_level_ratio = tenanted(Gauge, 
+        self.target_service_level_ratio = tenanted(Gauge,
             "ivr_target_service_level_ratio", "Service-level target per programme (share answered within the "
             "threshold).", ["program"], registry=r)
         self.service_level_threshold = Gauge("ivr_service_level_threshold_seconds",
@@ -143,20 +143,20 @@ class EngineMetrics:
         # Case figures from the case database (metrics/cases.py): registered
         # by the engine when it has a case store (app/engine.py).
         self.cases = CaseMetrics(config.cases) if config.cases is not None else None
-        self.callers_waiting = tenanted(self.live.gauge, 
+        self.callers_waiting = tenanted(self.live.gauge,
             "ivr_queue_callers_waiting", "Callers waiting in the queue now (callback placeholders included).",
             ["program"])
-        self.longest_wait = tenanted(self.live.gauge, 
+        self.longest_wait = tenanted(self.live.gauge,
             "ivr_queue_longest_wait_seconds", "How long the longest-waiting caller has waited now.", ["program"])
-        self.staffing_needed = tenanted(self.live.gauge, 
+        self.staffing_needed = tenanted(self.live.gauge,
             "ivr_staffing_agents_needed", "Agents needed to reach the service-level target (Erlang C) at the "
             "last hour's arrival rate and handle time.", ["program"])
-        self.staffing_offered_per_hour = tenanted(self.live.gauge, 
+        self.staffing_offered_per_hour = tenanted(self.live.gauge,
             "ivr_staffing_offered_per_hour", "Calls offered per hour over the staffing window.", ["program"])
-        self.staffing_handle_seconds = tenanted(self.live.gauge, 
+        self.staffing_handle_seconds = tenanted(self.live.gauge,
             "ivr_staffing_handle_seconds", "Mean handle time (talk + wrap-up) over the staffing window.",
             ["program"])
-        self.menu_exits = tenanted(Counter, 
+        self.menu_exits = tenanted(Counter,
             "ivr_menu_exits", "Callers leaving the menus, by hotline, where they went, what for, and why.",
             ["hotline", "program", "request_type", "outcome"], registry=r)
         for h in config.hotlines:
@@ -181,7 +181,7 @@ class EngineMetrics:
             if h.schedule:
                 self.closed_calls.labels(hotline=h.number)
                 self.callback_requests.labels(hotline=h.number, reason="closed")
-        self.survey_ratings = tenanted(Counter, 
+        self.survey_ratings = tenanted(Counter,
             "ivr_survey_ratings", "Post-call survey answers by programme; score `none` when the caller gave none.",
             ["program", "score"], registry=r)
         for p in config.programs:
@@ -215,7 +215,7 @@ class EngineMetrics:
             self.ami_events.labels(kind=kind)
 
         # --- call distribution (queues/) ---------------------------------
-        self.agents_by_state = tenanted(self.live.gauge, 
+        self.agents_by_state = tenanted(self.live.gauge,
             "ivr_agents", "Agents by programme (a queue they serve) and state: offline, available, ringing, "
             "on_call, wrapup, paused.", ["program", "state"])
         for q in self.queue_ids:
@@ -229,24 +229,24 @@ class EngineMetrics:
         self.agent_actions = Counter(
             "ivr_agent_actions", "Agent log-in/log-out/pause/resume requests, by source (phone, cli, desktop) and result.",
             ["action", "source", "result"], registry=r)
-        self.queue_priority_calls = tenanted(Counter, 
+        self.queue_priority_calls = tenanted(Counter,
             "ivr_queue_priority_calls", "Callers queued with a raised priority, by the rule that raised it.",
             ["program", "rule"], registry=r)
-        self.queue_overflows = tenanted(Counter, 
+        self.queue_overflows = tenanted(Counter,
             "ivr_queue_overflows", "Callers who reached a queue's limit (reason: max_wait or full) and what they "
             "chose (outcome: callback or overflow).", ["program", "reason", "outcome"], registry=r)
         for q in self.queue_ids:
             for reason in ("max_wait", "full"):
                 for outcome in ("callback", "overflow"):
                     self.queue_overflows.labels(program=q, reason=reason, outcome=outcome)
-        self.queue_announcements = tenanted(Counter, 
+        self.queue_announcements = tenanted(Counter,
             "ivr_queue_announcements", "Position and wait announcements to waiting callers (kind: join, periodic).",
             ["program", "kind"], registry=r)
-        self.queue_estimated_wait = tenanted(Histogram, 
+        self.queue_estimated_wait = tenanted(Histogram,
             "ivr_queue_estimated_wait_seconds", "Wait announced to callers when they joined a queue.",
             ["program"], registry=r,
             buckets=(15, 30, 60, 120, 180, 300, 600, 900, 1200, 1800, 3600))
-        self.callbacks = tenanted(Counter, 
+        self.callbacks = tenanted(Counter,
             "ivr_callbacks", "Callbacks that ended, by programme (queue) and outcome: connected, no_answer, busy, "
             "failed, invalid_number, cancelled.", ["program", "outcome"], registry=r)
         for q in self.queue_ids:

@@ -60,6 +60,7 @@ from metrics.report import (
     render_lines,
     render_table,
     report_timezone,
+    tenant_from_args,
 )
 from core.erlang import (
     HandleTimes,
@@ -166,7 +167,8 @@ def staffing_advice(records: Iterable[CallRecord], *, config: Config, start: flo
 
 def busiest_hour_advice(records: Iterable[CallRecord], *, config: Config, start: float, end: float,
                         target_ratio: float = DEFAULT_TARGET_RATIO,
-                        threshold_seconds: float = DEFAULT_THRESHOLD_SECONDS) -> list[Advice]:
+                        threshold_seconds: float = DEFAULT_THRESHOLD_SECONDS,
+                        queues: Iterable[str] | None = None) -> list[Advice]:
     """Per queue, the advice at its busiest clock hour of [start, end).
 
     Hours are whole epoch hours, which are whole local hours in Cairo
@@ -176,7 +178,7 @@ def busiest_hour_advice(records: Iterable[CallRecord], *, config: Config, start:
         raise ValueError(f"empty period: end ({end}) is not after start ({start})")
     kept = [r for r in records if start <= r.time < end]
     out = []
-    for q in config.queues:
+    for q in _queues_of(config, queues):
         offered = _offered_to(kept, q.id)
         talks, answered = _talk_times(offered, q.id)
         per_hour = Counter(int(r.time // 3600) for r in offered)
@@ -306,6 +308,13 @@ def run_staffing_command(args, config: Config, *, stdout: TextIO | None = None, 
         target = args.target
     if args.threshold is not None:
         threshold = args.threshold
+    queues = None
+    if getattr(args, "tenant", None):
+        tenant, problem = tenant_from_args(args, config)
+        if problem:
+            print(f"ivr staffing: {problem}", file=stderr)
+            return EXIT_ERROR
+        queues = [q.id for q in config.tenant_queues(tenant)]
     records = load_records("ivr staffing", reader, config, start, end, stderr)
     if records is None:
         return EXIT_ERROR
@@ -315,10 +324,10 @@ def run_staffing_command(args, config: Config, *, stdout: TextIO | None = None, 
     try:
         if args.month:
             advice = busiest_hour_advice(records, config=config, start=start, end=end, target_ratio=target,
-                                         threshold_seconds=threshold)
+                                         threshold_seconds=threshold, queues=queues)
         else:
             advice = staffing_advice(records, config=config, start=start, end=end, target_ratio=target,
-                                     threshold_seconds=threshold)
+                                     threshold_seconds=threshold, queues=queues)
     except ValueError as exc:
         print(f"ivr staffing: {exc}", file=stderr)
         return EXIT_ERROR

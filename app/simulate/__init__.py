@@ -35,10 +35,13 @@ class SimulationResult:
 
 
 def random_walk(config: Config, menu_id: str, rng: random.Random) -> tuple[list[str], str]:
-    """Keys a caller presses to go from ``menu_id`` to some programme, chosen at random."""
+    """Keys a caller presses to go from ``menu_id`` to some programme, chosen at
+    random among the keys that lead to one (a sub-menu or a programme; the
+    self-service keys, follow-up and answers, end in the IVR)."""
     keys = []
     while True:
-        key, option = rng.choice(sorted(config.menus[menu_id].options.items()))
+        routes = [(k, o) for k, o in sorted(config.menus[menu_id].options.items()) if o.menu or o.program]
+        key, option = rng.choice(routes)
         keys.append(key)
         if option.menu is None:
             return keys, option.program

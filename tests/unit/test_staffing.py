@@ -141,6 +141,24 @@ def test_command_last_hour_json(config):
     assert data["takaful_karama"]["target_ratio"] == config.supervision.service_level.target_ratio
 
 
+def test_command_for_one_ministry_lists_only_its_queues(config):
+    moh = [q.id for q in config.queues if q.id.startswith("moh_")]
+    for kw in ({}, {"month": "2025-03"}):
+        out, err = io.StringIO(), io.StringIO()
+        code = run_staffing_command(_args(tenant="moh", **kw), config, stdout=out, stderr=err,
+                                    reader=_reader(textbook_hour()), clock=lambda: HOUR + 3600)
+        assert code == 0, err.getvalue()
+        assert [a["queue"] for a in json.loads(out.getvalue())] == moh
+    out = io.StringIO()
+    assert run_staffing_command(_args(), config, stdout=out, stderr=io.StringIO(), reader=_reader(textbook_hour()),
+                                clock=lambda: HOUR + 3600) == 0
+    assert {a["queue"] for a in json.loads(out.getvalue())} == {q.id for q in config.queues}
+    err = io.StringIO()
+    assert run_staffing_command(_args(tenant="mosh"), config, stdout=io.StringIO(), stderr=err,
+                                reader=_reader(textbook_hour()), clock=lambda: HOUR + 3600) == 2
+    assert "unknown tenant 'mosh'" in err.getvalue()
+
+
 def test_command_month_planning_view(config):
     out = io.StringIO()
     code = run_staffing_command(_args(month="2025-03", format="text"), config, stdout=out, stderr=io.StringIO(),
