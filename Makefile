@@ -2,7 +2,9 @@
 #   make run    install what is missing, set up Asterisk, Redis and prompts,
 #               run the engine in the foreground until Ctrl-C
 #   make test   install what is missing, then unit, component and end-to-end tests
-.PHONY: run test deps setup unit bench bench-queues bench-month check-config
+#               (all but the few marked `long`: more than a minute of call time each)
+#   make test-long  those long end-to-end tests; CI runs both
+.PHONY: run test test-long deps setup unit bench bench-queues bench-month check-config
 
 deps:
 	@bash scripts/install-deps.sh
@@ -16,7 +18,11 @@ setup: deps
 test: deps
 	.venv/bin/ivr check-config
 	.venv/bin/ivr setup
-	.venv/bin/pytest -v -p no:cacheprovider --durations=30 tests
+	.venv/bin/pytest -v -p no:cacheprovider --durations=30 -m "not long" tests
+
+test-long: deps
+	.venv/bin/ivr setup
+	.venv/bin/pytest -v -p no:cacheprovider --durations=10 -m long tests
 
 unit: deps
 	.venv/bin/pytest -q tests/unit tests/component

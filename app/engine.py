@@ -130,7 +130,7 @@ class Engine:
         if case_store is not None and self.metrics.cases is not None:
             self.metrics.registry.register(self.metrics.cases)
             self.case_jobs = CaseJobs(store=case_store, metrics=self.metrics.cases,
-                                      wallboard_tenant=config.tenant_of(config.hotlines[0]))
+                                      wallboard_tenants=tuple(t.id for t in config.cases.tenants))
         # --- the agents' desktop: its pops follow the AMI events too ---------------
         self.pops = PopHub()
         self.case_work = None
@@ -248,12 +248,13 @@ class Engine:
                 failing = False
             await asyncio.sleep(OUTBOX_SECONDS)
 
-    async def _wallboard_snapshot(self) -> dict:
-        """The live figures, and the case panel when there are cases."""
-        snap = await self.live.snapshot()
-        if self.case_jobs is None:
+    async def _wallboard_snapshot(self, tenant: str | None) -> dict:
+        """One ministry's live figures (every queue's with no tenants), and
+        its case panel when there are cases."""
+        snap = await self.live.snapshot(tenant)
+        if self.case_jobs is None or tenant is None:
             return snap
-        return {**snap, "cases": self.case_jobs.panel()}
+        return {**snap, "cases": self.case_jobs.panel(tenant)}
 
     async def place_of(self, queue: str, uid: str) -> int | None:
         """A caller's place in ``queue`` (the callback menu keeps it)."""

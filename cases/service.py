@@ -34,16 +34,17 @@ WALLBOARD_CRITICAL = 5
 
 class CaseJobs:
     def __init__(self, *, store: CaseStore, metrics, clock: Callable[[], datetime] = lambda: datetime.now(
-            timezone.utc), wallboard_tenant: str | None = None):
+            timezone.utc), wallboard_tenants: tuple[str, ...] = ()):
         """``metrics``: ``metrics.cases.CaseMetrics`` (update, failed).
-        ``wallboard_tenant``: whose cases the wallboard's panel shows."""
+        ``wallboard_tenants``: the tenants whose wallboards show a case panel
+        (each its own cases only)."""
         self._store = store
         self._metrics = metrics
         self._clock = clock
         self._down = False
-        self._tenant = wallboard_tenant
+        self._tenants = tuple(wallboard_tenants)
         self._poked = asyncio.Event()
-        self._panel: dict | None = None
+        self._panels: dict[str, dict] = {}
         self._figures = FigureReader()
         self.escalated = 0
 
@@ -53,17 +54,18 @@ class CaseJobs:
         within seconds, well inside Prometheus's scrape interval)."""
         self._poked.set()
 
-    def panel(self) -> dict:
-        """The wallboard's case panel: the latest figures of its tenant, or
+    def panel(self, tenant: str) -> dict:
+        """A wallboard's case panel: the latest figures of ``tenant``, or
         ``{"live": False}`` while the database does not answer."""
-        if self._panel is None or self._down:
+        panel = self._panels.get(tenant)
+        if panel is None or self._down:
             return {"live": False}
-        return self._panel
+        return panel
 
-    def _make_panel(self, figures, critical) -> dict:
+    def _make_panel(self, tenant: str, figures, critical) -> dict:
         def total(counts, severity=None):
-            return sum(n for (tenant, _, _, sev), n in counts.items()
-                       if tenant == self._tenant and (severity is None or sev == severity))
+            return sum(n for (t, _, _, sev), n in counts.items()
+                       if t == tenant and (severity is None or sev == severity))
 
         sectors = {s.id: s.name for s in self._store.config.sectors}
         return {"live": True, "open": total(figures.open), "critical_open": total(figures.open, "critical"),
@@ -88,17 +90,16 @@ class CaseJobs:
     async def refresh(self) -> bool:
         try:
             figures = await asyncio.to_thread(self._figures.read, self._store.engine, self._clock())
-            critical = []
-            if self._tenant is not None:
-                critical = await asyncio.to_thread(self._store.list, self._tenant, severity="critical",
-                                                   status=[s.value for s in OPEN_STATUSES],
-                                                   limit=WALLBOARD_CRITICAL)
+            critical = {}
+            for tenant in self._tenants:
+                critical[tenant] = await asyncio.to_thread(self._store.list, tenant, severity="critical",
+                                                           status=[s.value for s in OPEN_STATUSES],
+                                                           limit=WALLBOARD_CRITICAL)
         except Exception as exc:  # the driver's errors are many: any of them means no figures now
             self._failed("reading the figures", exc)
             return False
         self._metrics.update(figures)
-        if self._tenant is not None:
-            self._panel = self._make_panel(figures, critical)
+        self._panels = {tenant: self._make_panel(tenant, figures, critical[tenant]) for tenant in self._tenants}
         self._ok()
         return True
 

@@ -39,7 +39,9 @@ TIME_FIELDS = ("received", "queued", "answered", "ended")
 DURATION_FIELDS = ("wait_seconds", "talk_seconds")
 # The wire order of docs/metrics.md.
 FIELD_NAMES = ("uid", "hotline", "program", "queues", "request_type", "governorate", "received", "queued",
-               "answered", "ended", "wait_seconds", "talk_seconds", "outcome")
+               "answered", "ended", "wait_seconds", "talk_seconds", "outcome", "tenant")
+# Fields a record written before they existed may lack: read as "".
+OPTIONAL_FIELDS = ("tenant",)
 
 
 class MalformedCallRecord(ValueError):
@@ -65,6 +67,7 @@ class CallRecord:
     wait_seconds: float | None
     talk_seconds: float | None
     outcome: str
+    tenant: str = ""             # the line's ministry; "" in records written before tenants
 
     def __post_init__(self) -> None:
         if not self.uid:
@@ -115,6 +118,9 @@ class CallRecord:
         values: dict[str, object] = {}
         for name in FIELD_NAMES:
             if name not in data:
+                if name in OPTIONAL_FIELDS:
+                    values[name] = ""
+                    continue
                 raise MalformedCallRecord(name, "missing")
             raw = data[name]
             if name in TIME_FIELDS or name in DURATION_FIELDS:

@@ -61,6 +61,8 @@ class EngineMetrics:
         # code: 27 governorates, `abroad` and `unknown`.
         # `hotline` is the number the call came in on.
         self.hotlines = tuple(h.number for h in config.hotlines)
+        # Each line's tenant (``none`` without cases), for the call records.
+        self.hotline_tenants = {h.number: config.tenant_of(h) or NO_TENANT for h in config.hotlines}
         sup = config.supervision
         self.short_abandon_seconds = sup.short_abandon_seconds
         self.service_level_seconds = sup.service_level.threshold_seconds
@@ -117,7 +119,7 @@ class EngineMetrics:
             "ivr_menu_node_exits", "Where callers leave the IVR: the menu they were in and how (choice, "
             "retries_exhausted, hangup).", ["hotline", "node", "outcome"], registry=r)
         for h in config.hotlines:
-            for node in _reachable_menus(config, h):
+            for node in config.reachable_menus(h.menu):
                 for outcome in MENU_NODE_OUTCOMES:
                     self.menu_node_exits.labels(hotline=h.number, node=node, outcome=outcome)
         self.call_records = Counter(
@@ -353,21 +355,10 @@ def _queue_routes(config: Config, hotline) -> set[tuple[str, str]]:
     return routes
 
 
-def _reachable_menus(config: Config, hotline) -> set[str]:
-    seen, todo = set(), [hotline.menu]
-    while todo:
-        menu_id = todo.pop()
-        if menu_id in seen:
-            continue
-        seen.add(menu_id)
-        todo.extend(o.menu for o in config.menus[menu_id].options.values() if o.menu)
-    return seen
-
-
 def _reachable_routes(config: Config, hotline) -> set[tuple[str, str, str]]:
     """Every (queue, request type, outcome) a caller of this hotline can end in."""
     routes = {(hotline.fallback_queue, NO_REQUEST_TYPE, "retries_exhausted")}
-    for menu_id in _reachable_menus(config, hotline):
+    for menu_id in config.reachable_menus(hotline.menu):
         menu = config.menus[menu_id]
         if menu.program:
             routes.add((config.program_queue(menu.program).id, NO_REQUEST_TYPE, "retries_exhausted"))

@@ -60,7 +60,7 @@ import os
 import sys
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TextIO
@@ -219,6 +219,16 @@ class Report:
         return out
 
 
+def tenant_filter(config: Config, tenant: str | None) -> Callable[[CallRecord], bool]:
+    """Whether a call record is one of ``tenant``'s calls (every record for
+    None). A record names its ministry; records written before tenants
+    existed do not, and theirs is their line's, from the configuration."""
+    if tenant is None:
+        return lambda record: True
+    numbers = frozenset(h.number for h in config.hotlines if config.tenant_of(h) == tenant)
+    return lambda record: record.tenant == tenant if record.tenant else record.hotline in numbers
+
+
 def build_report(records: Iterable[CallRecord], *, config: Config, start: float, end: float,
                  malformed_records: int = 0, tenant: str | None = None) -> Report:
     """The report over the records whose time lies in [start, end) (epoch
@@ -226,8 +236,8 @@ def build_report(records: Iterable[CallRecord], *, config: Config, start: float,
     tz = report_timezone(config)
     threshold = service_level_threshold(config)
     hotlines = [h for h in config.hotlines if tenant is None or config.tenant_of(h) == tenant]
-    numbers = {h.number for h in hotlines}
-    kept = [r for r in records if start <= r.time < end and (tenant is None or r.hotline in numbers)]
+    of_tenant = tenant_filter(config, tenant)
+    kept = [r for r in records if start <= r.time < end and of_tenant(r)]
     total = figures(kept, threshold)
 
     per_line: dict[str, list[CallRecord]] = {h.number: [] for h in hotlines}

@@ -20,7 +20,7 @@ from core.configuration import Config
 from core.hours import local_timezone
 from metrics.call_records import RedisCallRecords
 from metrics.registry import AGENT_STATES, EngineMetrics
-from metrics.report import figures
+from metrics.report import figures, tenant_filter
 from metrics.staffing import staffing_advice
 from queues.agents.tracker import AgentTracker
 from queues.waiting import WaitingTracker
@@ -43,7 +43,7 @@ class LiveFiguresService:
         self._records = records
         self._clock = clock
         self._staffing_at = 0.0
-        self._snapshot_cache: tuple[float, dict] | None = None
+        self._snapshot_cache: dict[str | None, tuple[float, dict]] = {}  # per tenant
         self._tz = local_timezone(config)  # "today" on the wallboard is the hotlines' day
 
     async def run(self, *, interval: float = 2.0) -> None:
@@ -83,22 +83,25 @@ class LiveFiguresService:
         return advice
 
     def forget_snapshot(self) -> None:
-        self._snapshot_cache = None
+        self._snapshot_cache.clear()
 
-    async def snapshot(self) -> dict:
+    async def snapshot(self, tenant: str | None = None) -> dict:
         """The wallboard's figures: today's calls (Cairo time) from the call
-        records, and what is happening now. Raises if Redis is unreachable
-        (the wallboard then says the figures are unavailable)."""
-        cached = self._snapshot_cache
+        records, and what is happening now; with ``tenant``, that ministry's
+        calls and queues only. Raises if Redis is unreachable (the wallboard
+        then says the figures are unavailable)."""
+        cached = self._snapshot_cache.get(tenant)
         now = self._clock()
         if cached is not None and now - cached[0] < SNAPSHOT_CACHE_SECONDS:
             return cached[1]
         midnight = datetime.fromtimestamp(now, self._tz).replace(hour=0, minute=0, second=0, microsecond=0)
-        records = await self._records.read(midnight.timestamp(), now + 1, late_seconds=0)
+        of_tenant = tenant_filter(self._config, tenant)
+        records = [r for r in await self._records.read(midnight.timestamp(), now + 1, late_seconds=0)
+                   if of_tenant(r)]
         sl_seconds = self._config.supervision.service_level.threshold_seconds
         agents = await self._agents.counts()
         programs = []
-        for q in self._config.queues:
+        for q in (self._config.queues if tenant is None else self._config.tenant_queues(tenant)):
             day = _wallboard_figures([r for r in records if q.id in r.queues], q.id, sl_seconds)
             waiters = await self._waiting.waiting(q.id, now=now)
             states = {state: agents.get((q.id, state), 0) for state in AGENT_STATES}
@@ -111,8 +114,8 @@ class LiveFiguresService:
         totals = _wallboard_figures([r for r in records if r.queues], None, sl_seconds)
         totals.update(received=len(records), waiting=sum(p["waiting"] for p in programs),
                       longest_wait_seconds=max((p["longest_wait_seconds"] for p in programs), default=0.0))
-        snap = {"generated_at": now, "live": True, "totals": totals, "programs": programs}
-        self._snapshot_cache = (now, snap)
+        snap = {"generated_at": now, "live": True, "tenant": tenant, "totals": totals, "programs": programs}
+        self._snapshot_cache[tenant] = (now, snap)
         return snap
 
 

@@ -17,7 +17,7 @@ from core.paths import Paths
 from dataclasses import dataclass, field
 
 from .metrics_reader import read_samples, sample
-from .sipp import CallerScript, Sipp, dial_feature_code, start_agent, stop_agent, typed_keys
+from .sipp import CallerScript, Sipp, feature_code_scenario, start_agent, stop_agent, typed_keys
 
 COUNTERS = ("ivr_queue_offered_total", "ivr_queue_answered_total", "ivr_queue_abandoned_total",
             "ivr_queue_short_abandoned_total")
@@ -80,14 +80,18 @@ def run_simulation(config: Config, paths: Paths, *, calls: int, rate: float, aba
     agents = []
     print(f"Registering {len(config.agents)} SIPp agent(s) and logging them in ({config.agent_policy.feature_codes.login}); "
           f"logs in {sipp.workdir}")
+    logins = []
     for agent in config.agents:
         password = secrets.agent_password(agent.sip_username)
         agents.append(start_agent(sipp, user=agent.sip_username, password=password,
                                   target=agent_target, talk_ms=rng.randint(3000, 8000)))
         # Log in from the softphone, as an agent starting a shift does (an
-        # agent logged in already hears so; nothing changes).
-        dial_feature_code(sipp, user=agent.sip_username, password=password,
-                          code=config.agent_policy.feature_codes.login, target=agent_target)
+        # agent logged in already hears so; nothing changes). All agents dial
+        # at once, as a shift does, and each waits for the spoken confirmation.
+        logins.append(sipp.start(f"code-{agent.sip_username}", feature_code_scenario(
+            agent.sip_username, password, config.agent_policy.feature_codes.login), target=agent_target))
+    for login in logins:
+        login.wait(timeout=40)
     callers = []
     try:
         print(f"Placing {calls} call(s) to {hotline.number} at {rate}/s")

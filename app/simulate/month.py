@@ -395,17 +395,10 @@ def _lines(config: Config) -> list[_Line]:
 def _request_types(config: Config, menu_id: str, program_id: str) -> tuple[str, ...]:
     """The request types a caller can choose for ``program_id`` from ``menu_id`` down, in menu order."""
     found: list[str] = []
-    seen: set[str] = set()
-    todo = [menu_id]
-    while todo:
-        menu = todo.pop(0)
-        if menu in seen:
-            continue
-        seen.add(menu)
+    for menu in config.reachable_menus(menu_id):
         for _key, option in sorted(config.menus[menu].options.items()):
-            if option.menu is not None:
-                todo.append(option.menu)
-            elif option.program == program_id and option.request_type and option.request_type not in found:
+            if option.menu is None and option.program == program_id and option.request_type \
+                    and option.request_type not in found:
                 found.append(option.request_type)
     return tuple(found)
 

@@ -818,14 +818,23 @@ class Config(Frozen):
                                f"{self.tenant_of(self.program(sector.program))!r}'s, not {sector.tenant!r}'s"))
         return errors
 
+    def reachable_menus(self, menu_id: str) -> list[str]:
+        """``menu_id`` and every submenu a caller can reach from it, each once,
+        breadth first in key order (a menu before its submenus)."""
+        seen, todo = [], [menu_id]
+        while todo:
+            current = todo.pop(0)
+            if current in seen or current not in self.menus:
+                continue
+            seen.append(current)
+            todo.extend(o.menu for _key, o in sorted(self.menus[current].options.items()) if o.menu)
+        return seen
+
     def menu_programs(self, menu_id: str) -> set[str]:
         """Every programme a caller can reach from ``menu_id`` (submenus included)."""
-        seen, todo, programs = set(), [menu_id], set()
-        while todo:
-            menu = self.menus.get(todo.pop())
-            if menu is None or id(menu) in seen:
-                continue
-            seen.add(id(menu))
+        programs = set()
+        for current in self.reachable_menus(menu_id):
+            menu = self.menus[current]
             if menu.program:
                 programs.add(menu.program)
             for option in menu.options.values():
@@ -833,10 +842,7 @@ class Config(Frozen):
                     programs.add(option.program)
                 if option.answer in self.answers:
                     programs.add(self.answers[option.answer].program)
-                if option.menu:
-                    todo.append(option.menu)
         return programs
-
 
     # Look-ups used on every call; the tuples are small, so a scan is cheapest.
     def hotline(self, number: str) -> Hotline | None:

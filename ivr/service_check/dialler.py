@@ -16,10 +16,12 @@ is due (``CaseStore.service_checks_due``) and, for each:
 
 A call that fails to go out (AMI away) has been counted; the next one
 follows after ``retry_minutes``, as for an unanswered call, so a citizen is
-never called in a loop. Known gap: in mode ``callback`` the check is marked
-handed to an agent in the same write that claims it, so a callback request
-that then fails (Redis away) is logged as an error naming the case and is
-not requested again. Database errors are logged once per
+never called in a loop. In mode ``callback`` the check is marked handed to
+an agent in the same write that claims it; a callback request that then
+fails (Redis away) is kept by the dialler and requested again at each tick
+until Redis takes it (logged once when it fails, once when it is handed
+over). Known limit: a restart of the engine while Redis is away forgets
+those, each named in the error log. Database errors are logged once per
 outage; the next tick tries again. The number is decrypted only to be
 dialled, and never logged.
 """
@@ -60,21 +62,25 @@ class ServiceCheckDialler:
         self._on_change = on_change
         self._down = False
         self.placed = 0
+        # Checks claimed in mode callback whose callback request failed:
+        # reference -> (case, number, hotline), requested again each tick.
+        self._unhanded: dict[str, tuple[model.Case, str, str]] = {}
 
     async def tick(self) -> int:
         """One pass over the due checks; returns the attempts placed."""
         now = self._clock()
+        placed = await self._hand_over_again(now)
         try:
             due = await asyncio.to_thread(self._store.service_checks_due, now, BATCH)
         except Exception as exc:  # the driver's errors are many: any of them means "not now"
             if not self._down:
                 log.error("service check: the case database does not answer (%s); checks wait", type(exc).__name__)
             self._down = True
-            return 0
+            self.placed += placed
+            return placed
         if self._down:
             log.warning("service check: the case database answers again")
         self._down = False
-        placed = 0
         for case in due:
             try:
                 placed += await self._one(case, now)
@@ -126,12 +132,32 @@ class ServiceCheckDialler:
         program = sector.program if sector is not None and sector.program else ""
         # Every programme has its queue (validated); a sector without one: the hotline's fallback queue.
         queue = self._config.program_queue(program).id if program else ""
-        callback_id = await self._callbacks.request(hotline=hotline, number=number, reason=CALLBACK_REASON,
-                                                    call_uid=f"case-{case.reference}", program=program,
-                                                    queue=queue, now=now.timestamp())
+        try:
+            callback_id = await self._callbacks.request(hotline=hotline, number=number, reason=CALLBACK_REASON,
+                                                        call_uid=f"case-{case.reference}", program=program,
+                                                        queue=queue, now=now.timestamp())
+        except Exception as exc:  # Redis away: the check is claimed, so it is kept here and asked again
+            if case.reference not in self._unhanded:
+                log.error("service check %s: the callback could not be requested (%s); asked again at each tick",
+                          case.reference, type(exc).__name__)
+            self._unhanded[case.reference] = (case, number, hotline)
+            return 0
+        if self._unhanded.pop(case.reference, None) is not None:
+            log.warning("service check %s: the callback is requested now", case.reference)
         log.info("service check %s: callback %s requested for an agent of %s", case.reference, callback_id,
                  program or "the hotline's fallback queue")
         return 1
+
+    async def _hand_over_again(self, now: datetime) -> int:
+        handed = 0
+        for case, number, hotline in list(self._unhanded.values()):
+            handed += await self._callback(case, number, hotline, now)
+        return handed
+
+    @property
+    def unhanded(self) -> tuple[str, ...]:
+        """References of the checks whose callback is still to be requested."""
+        return tuple(self._unhanded)
 
     async def run(self, interval: float = TICK_SECONDS) -> None:
         while True:

@@ -5,7 +5,12 @@ centre screens may have no internet access); it fetches ``GET
 /wallboard.json`` every few seconds and redraws itself without reloading.
 Everything else is 404.
 
-The figures come from a ``snapshot`` coroutine the engine provides (its shape
+One board per ministry: ``/?tenant=moh`` and ``/wallboard.json?tenant=moh``
+show that tenant's calls, queues and cases only (``/`` is the first line's
+tenant); the header links to the other ministries' boards. An unknown tenant
+is 404. Without tenants (no config/cases.yaml) the one board shows every queue.
+
+The figures come from a ``snapshot(tenant)`` coroutine the engine provides (its shape
 is in ``docs/metrics.md``'s wallboard contract, repeated in
 ``tests/component/test_wallboard.py``). If it raises, times out or returns
 something that is not JSON, ``/wallboard.json`` answers 503 and the page
@@ -43,15 +48,31 @@ REFRESH_SECONDS = 5
 # little before the next refresh, so the server must answer before that.
 SNAPSHOT_TIMEOUT_SECONDS = 3.0
 
-Snapshot = Callable[[], Awaitable[dict[str, Any]]]
+Snapshot = Callable[[str | None], Awaitable[dict[str, Any]]]
 
 
-def render_page(config: Config) -> tuple[bytes, str]:
-    """The page for this hotline, and the Content-Security-Policy that allows
-    exactly its own inline script and style and nothing from elsewhere."""
-    main = config.hotlines[0]
+def wallboard_tenants(config: Config) -> tuple[str | None, ...]:
+    """The boards there are: one per tenant, the first line's first; (None,)
+    without tenants."""
+    if config.cases is None:
+        return (None,)
+    first = config.tenant_of(config.hotlines[0])
+    return (first, *(t.id for t in config.cases.tenants if t.id != first))
+
+
+def render_page(config: Config, tenant: str | None = None) -> tuple[bytes, str]:
+    """The page for ``tenant``'s board (its first hotline names it), and the
+    Content-Security-Policy that allows exactly its own inline script and
+    style and nothing from elsewhere."""
+    lines = [h for h in config.hotlines if tenant is None or config.tenant_of(h) == tenant] or list(config.hotlines)
+    main = lines[0]
+    boards = wallboard_tenants(config)
+    others = [t for t in boards if t is not None and t != tenant]
+    nav = " ".join(f'<a href="?tenant={html.escape(t)}">{html.escape(config.cases.tenant(t).name)}</a>'
+                   for t in others)
     text = Template(PAGE_TEMPLATE.read_text(encoding="utf-8")).substitute(
         hotline_name=html.escape(f"{main.name} {main.number}"),
+        tenant_nav=f'<nav class="boards" aria-label="لوحات أخرى">{nav}</nav>' if nav else "",
         refresh_ms=str(REFRESH_SECONDS * 1000),
         sl_threshold=str(config.supervision.service_level.threshold_seconds),
     )
@@ -71,7 +92,8 @@ class WallboardServer:
         self._host = host
         self._port = port
         self._snapshot_timeout = snapshot_timeout
-        self._page, self._policy = render_page(config)
+        self._boards = wallboard_tenants(config)
+        self._pages = {t: render_page(config, t) for t in self._boards}
         self._runner: web.AppRunner | None = None
         self.port: int | None = None  # the bound port once started (useful with port 0)
 
@@ -90,18 +112,30 @@ class WallboardServer:
             await self._runner.cleanup()
             self._runner = None
 
+    def _tenant(self, request: web.Request) -> str | None:
+        """The board asked for (``?tenant=``); 404 for one there is not."""
+        wanted = request.query.get("tenant")
+        if wanted is None:
+            return self._boards[0]
+        if wanted not in self._boards:
+            raise web.HTTPNotFound(text=f"no wallboard for tenant {wanted!r} (boards: "
+                                        f"{', '.join(t for t in self._boards if t) or 'one, without tenants'})")
+        return wanted
+
     async def _index(self, request: web.Request) -> web.Response:
-        return web.Response(body=self._page, content_type="text/html", charset="utf-8", headers={
-            "Content-Security-Policy": self._policy,
+        page, policy = self._pages[self._tenant(request)]
+        return web.Response(body=page, content_type="text/html", charset="utf-8", headers={
+            "Content-Security-Policy": policy,
             "X-Content-Type-Options": "nosniff",
             "Cache-Control": "no-cache",
         })
 
     async def _json(self, request: web.Request) -> web.Response:
         headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+        tenant = self._tenant(request)
         try:
             async with asyncio.timeout(self._snapshot_timeout):
-                data = await self._snapshot()
+                data = await self._snapshot(tenant)
             # allow_nan=False: NaN is not JSON; a ratio with no calls is null.
             body = json.dumps(data, ensure_ascii=False, allow_nan=False)
         except Exception as exc:  # any failure means: no current figures

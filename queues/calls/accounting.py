@@ -107,7 +107,7 @@ class QueueAccounting:
         self._records = records
         self._clock = clock
         self._queues = set(metrics.queue_ids)
-        self._hotlines = frozenset(metrics.hotlines)
+        self._hotlines = dict(metrics.hotline_tenants)  # number -> tenant
         self._request_types = frozenset(metrics.request_types)
         self._short = float(metrics.short_abandon_seconds)
         self._sl = float(metrics.service_level_seconds)

@@ -247,10 +247,13 @@ def measured_wait(offered: str | None, at: float | None, hold_time: float | None
 # --- the call record --------------------------------------------------------------------------
 
 
-def record_fields(uid: str, facts: Mapping[str, str], *, in_queue: str, hotlines: frozenset[str] | set[str],
+def record_fields(uid: str, facts: Mapping[str, str], *, in_queue: str, hotlines: Mapping[str, str],
                   request_types: frozenset[str] | set[str], now: float) -> tuple[dict[str, str], float | None]:
     """The call record (docs/metrics.md, "Call records") from the call's
-    facts, and its talk time (for the histogram, None when unknown)."""
+    facts, and its talk time (for the histogram, None when unknown).
+    ``hotlines`` maps each line's number to its tenant: the record keeps the
+    ministry the call was made to, so a later change of configuration does
+    not move old calls from one ministry's report to another's."""
     # Queues in the order they were entered; an offer of unknown time
     # (recovered after an AMI outage) counts as the latest.
     offers = sorted((_float(v) if _float(v) is not None else float("inf"), k.split(":", 1)[1])
@@ -291,6 +294,7 @@ def record_fields(uid: str, facts: Mapping[str, str], *, in_queue: str, hotlines
         "wait_seconds": stamp(wait) if queued is not None else "",
         "talk_seconds": stamp(talk),
         "outcome": outcome,
+        "tenant": hotlines.get(hotline, ""),
     }, talk
 
 

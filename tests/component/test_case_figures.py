@@ -107,19 +107,19 @@ async def test_a_critical_report_reaches_the_wallboard_panel_at_once_when_poked(
     registry = CollectorRegistry()
     metrics = CaseMetrics(config.cases)
     registry.register(metrics)
-    jobs = CaseJobs(store=store, metrics=metrics, clock=lambda: T0 + timedelta(hours=2), wallboard_tenant="mss")
-    assert jobs.panel() == {"live": False}   # nothing read yet
+    jobs = CaseJobs(store=store, metrics=metrics, clock=lambda: T0 + timedelta(hours=2), wallboard_tenants=("mss", "moh"))
+    assert jobs.panel("mss") == {"live": False}   # nothing read yet
     store.register(actor="1001", at=T0, tenant="mss", sector="forsa", kind="inquiry", severity="normal")
     # The job runs as in the engine: every 60 s here, so only a poke explains a quick refresh.
     task = asyncio.create_task(jobs.run(figures_every=60, escalate_every=600))
     try:
-        await _until(lambda: jobs.panel().get("open") == 1)
-        assert jobs.panel()["critical_open"] == 0
+        await _until(lambda: jobs.panel("mss").get("open") == 1)
+        assert jobs.panel("mss")["critical_open"] == 0
         critical = store.register(actor="1001", at=T0, tenant="mss", sector="takaful_karama", kind="report",
                                   severity="critical")
         jobs.poke()
-        await _until(lambda: jobs.panel().get("critical_open") == 1)
-        panel = jobs.panel()
+        await _until(lambda: jobs.panel("mss").get("critical_open") == 1)
+        panel = jobs.panel("mss")
         assert panel["open"] == 2
         assert panel["overdue"] == 1   # the critical one: first response due after 1 h, 2 h ago
         assert panel["critical"] == [{"reference": critical.reference, "sector": "takaful_karama",
@@ -127,6 +127,8 @@ async def test_a_critical_report_reaches_the_wallboard_panel_at_once_when_poked(
                                       "created_at": T0.timestamp()}]
         assert sample(registry, "ivr_cases_open", tenant="mss", sector="takaful_karama", kind="report",
                       severity="critical") == 1
+        # The health ministry's wallboard shows none of it.
+        assert jobs.panel("moh") == {"live": True, "open": 0, "critical_open": 0, "overdue": 0, "critical": []}
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -107,6 +107,14 @@ async def test_the_wallboard_snapshot_from_records_and_live_state(engine):
     assert snap["totals"]["received"] == 2 and snap["live"] is True
     forsa = next(p for p in snap["programs"] if p["id"] == "forsa")
     assert forsa["answer_ratio"] is None  # no call: no ratio, not 0 %
+    # One ministry's board: the social-solidarity calls are its own; the
+    # health ministry's board has its queues only and none of these calls.
+    mss = await engine.live.snapshot("mss")
+    assert mss["tenant"] == "mss" and mss["totals"]["received"] == 2
+    assert not any(p["id"].startswith("moh_") for p in mss["programs"])
+    moh = await engine.live.snapshot("moh")
+    assert moh["totals"]["received"] == 0 and moh["totals"]["waiting"] == 0
+    assert {p["id"] for p in moh["programs"]} == {q.id for q in engine.config.tenant_queues("moh")}
 
 
 async def test_a_scrape_during_a_redis_outage_withholds_the_live_figures(tmp_path):

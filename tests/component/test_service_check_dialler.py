@@ -143,3 +143,38 @@ async def test_callback_mode_hands_the_check_to_an_agent_of_the_sector_s_program
     got = store.get("mss", case.reference)
     assert (got.check_result, got.check_attempts) == ("callback", 1)
     assert await d.tick() == 0 and len(callbacks.callbacks) == 1
+
+
+async def test_a_callback_request_that_fails_is_asked_again_until_redis_takes_it(store, caplog):
+    """Mode callback: the check is claimed, then Redis refuses the callback.
+    The dialler keeps it and asks again at each tick; once Redis answers the
+    callback is requested exactly once, and the case is not claimed twice."""
+    tenant = CONFIG.cases.tenant("mss")
+    check = tenant.service_check.model_copy(update={"mode": "callback"})
+    cases = CONFIG.cases.model_copy(update={"tenants": (tenant.model_copy(update={"service_check": check}),)})
+    store = CaseStore(engine=store.engine, config=cases)
+    case = resolved(store)
+
+    class Flaky(MemoryCallbackStore):
+        down = True
+
+        async def request(self, **kw):
+            if self.down:
+                raise ConnectionError("redis away")
+            return await super().request(**kw)
+
+    callbacks = Flaky()
+    d = ServiceCheckDialler(config=CONFIG, store=store, cipher=CIPHER, ami=SentAmi(), callbacks=callbacks,
+                            clock=Clock(T0 + timedelta(minutes=check.after_minutes)))
+    assert await d.tick() == 0 and callbacks.callbacks == {}
+    assert d.unhanded == (case.reference,)
+    assert store.get("mss", case.reference).check_attempts == 1   # claimed once
+    assert await d.tick() == 0 and d.unhanded == (case.reference,)
+    errors = [r for r in caplog.records if r.levelname == "ERROR" and case.reference in r.getMessage()]
+    assert len(errors) == 1 and MOBILE not in caplog.text   # said once, the number never logged
+    callbacks.down = False
+    assert await d.tick() == 1 and d.unhanded == ()
+    (cb,) = callbacks.callbacks.values()
+    assert (cb["reason"], cb["call_uid"], cb["number"]) == ("case", f"case-{case.reference}", MOBILE)
+    assert await d.tick() == 0 and len(callbacks.callbacks) == 1
+    assert store.get("mss", case.reference).check_attempts == 1

@@ -58,7 +58,7 @@ async def serve(config):
         await server.stop()
 
 
-async def fixed_snapshot() -> dict:
+async def fixed_snapshot(tenant=None) -> dict:
     # A copy each time: the server must not depend on holding the caller's object.
     return copy.deepcopy(SNAPSHOT)
 
@@ -75,7 +75,8 @@ async def test_page_is_arabic_right_to_left_and_self_contained(serve):
         assert label in page
     # No external resource: nothing loads from another origin, and the
     # browser is told to refuse it anyway.
-    assert not re.search(r'(src|href)\s*=\s*"(?!data:)', page), "page references a resource"
+    # (The one kind of link: to another ministry's board, on this same page.)
+    assert not re.search(r'(src|href)\s*=\s*"(?!data:|\?tenant=\w+")', page), "page references a resource"
     assert "http://" not in page and "https://" not in page and "@import" not in page
     assert "default-src 'none'" in policy and "connect-src 'self'" in policy
     # The figures are not in the page itself: they only come from /wallboard.json
@@ -97,10 +98,41 @@ async def test_json_is_the_snapshot(serve):
     assert json.loads(raw)["programs"][1]["answer_ratio"] is None
 
 
+async def test_each_ministry_has_its_own_board_and_an_unknown_one_is_404(serve, config):
+    asked = []
+
+    async def snapshot(tenant=None) -> dict:
+        asked.append(tenant)
+        return {**copy.deepcopy(SNAPSHOT), "tenant": tenant}
+
+    base = await serve(snapshot)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base + "/") as response:
+            default = await response.text()
+        async with http.get(base + "/?tenant=moh") as response:
+            assert response.status == 200
+            health = await response.text()
+        async with http.get(base + "/wallboard.json") as response:
+            assert (await response.json())["tenant"] == "mss"
+        async with http.get(base + "/wallboard.json?tenant=moh") as response:
+            assert (await response.json())["tenant"] == "moh"
+        for path in ("/?tenant=mosh", "/wallboard.json?tenant=mosh", "/wallboard.json?tenant="):
+            async with http.get(base + path) as response:
+                assert response.status == 404, path
+                assert "no wallboard for tenant" in await response.text()
+    # The first line's ministry is the default board; each names its own line
+    # and links to the other's.
+    assert asked == ["mss", "moh"]
+    assert "1442" in default.split("</h1>")[0] and "105" not in default.split("</h1>")[0]
+    assert "105" in health.split("</h1>")[0] and "1442" not in health.split("</h1>")[0]
+    assert 'href="?tenant=moh"' in default and 'href="?tenant=mss"' in health
+    assert 'href="?tenant=moh"' not in health
+
+
 async def test_json_follows_the_snapshot_between_polls(serve):
     figures = {"waiting": 7}
 
-    async def moving_snapshot() -> dict:
+    async def moving_snapshot(tenant=None) -> dict:
         snap = copy.deepcopy(SNAPSHOT)
         snap["totals"]["waiting"] = figures["waiting"]
         return snap
@@ -115,7 +147,7 @@ async def test_json_follows_the_snapshot_between_polls(serve):
 
 
 async def test_failing_snapshot_is_503_with_a_json_error(serve):
-    async def broken_snapshot() -> dict:
+    async def broken_snapshot(tenant=None) -> dict:
         raise ConnectionError("redis down")
 
     base = await serve(broken_snapshot)
@@ -129,7 +161,7 @@ async def test_failing_snapshot_is_503_with_a_json_error(serve):
 
 
 async def test_slow_snapshot_is_503_not_a_hung_request(serve):
-    async def slow_snapshot() -> dict:
+    async def slow_snapshot(tenant=None) -> dict:
         await asyncio.sleep(30)
         return SNAPSHOT
 
@@ -139,7 +171,7 @@ async def test_slow_snapshot_is_503_not_a_hung_request(serve):
 
 
 async def test_snapshot_that_is_not_json_is_503(serve):
-    async def nan_snapshot() -> dict:
+    async def nan_snapshot(tenant=None) -> dict:
         snap = copy.deepcopy(SNAPSHOT)
         snap["totals"]["answer_ratio"] = float("nan")
         return snap

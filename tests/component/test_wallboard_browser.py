@@ -140,7 +140,7 @@ async def board(config, tmp_path):
         await server.stop()
 
 
-async def fixed_snapshot() -> dict:
+async def fixed_snapshot(tenant=None) -> dict:
     return copy.deepcopy(SNAPSHOT)
 
 
@@ -182,10 +182,31 @@ async def test_script_fetches_and_draws_the_snapshot(board, tmp_path):
     assert "under" not in dom.cell_classes[("services_card", "ratio")]
 
 
+async def test_the_health_ministrys_board_fetches_and_draws_its_own_figures(board, tmp_path):
+    """``/?tenant=moh``: the page's own fetch asks for the health ministry's
+    figures (and only those are drawn); the header names line 105."""
+    asked = []
+    moh = {**copy.deepcopy(SNAPSHOT), "programs": [
+        {**SNAPSHOT["programs"][1], "id": "moh_vaccination", "name": "استفسارات التطعيمات"}]}
+
+    async def per_tenant(tenant=None) -> dict:
+        asked.append(tenant)
+        return copy.deepcopy(moh if tenant == "moh" else SNAPSHOT)
+
+    url = await board(per_tenant)
+    dom = DomCells()
+    page = await run_chromium(url + "?tenant=moh", tmp_path / "profile", "--dump-dom")
+    dom.feed(page)
+    assert asked and set(asked) == {"moh"}
+    assert [p for p, c in dom.cells if c == "name"] == ["moh_vaccination"]
+    assert dom.cells[("moh_vaccination", "name")] == "استفسارات التطعيمات"
+    assert "105" in page.split("</h1>")[0] and 'href="?tenant=mss"' in page
+
+
 async def test_the_case_panel_shows_open_critical_reports_in_red(board, tmp_path):
     created = 1764003000.0
 
-    async def with_cases() -> dict:
+    async def with_cases(tenant=None) -> dict:
         return {**copy.deepcopy(SNAPSHOT), "cases": {
             "live": True, "open": 412, "critical_open": 2, "overdue": 17,
             "critical": [{"reference": "735102648", "sector": "takaful_karama", "sector_name": "تكافل وكرامة",
@@ -207,7 +228,7 @@ async def test_the_case_panel_shows_open_critical_reports_in_red(board, tmp_path
 
 
 async def test_failing_snapshot_shows_the_unavailable_banner(board, tmp_path):
-    async def broken_snapshot() -> dict:
+    async def broken_snapshot(tenant=None) -> dict:
         raise ConnectionError("engine not ready")
 
     url = await board(broken_snapshot)
@@ -222,7 +243,7 @@ async def test_failing_snapshot_shows_the_unavailable_banner(board, tmp_path):
 
 
 async def test_live_figures_unknown_shows_a_banner_and_dashes(board, tmp_path):
-    async def redis_down_snapshot() -> dict:
+    async def redis_down_snapshot(tenant=None) -> dict:
         snap = copy.deepcopy(SNAPSHOT)
         snap["live"] = False
         snap["totals"].update(waiting=None, longest_wait_seconds=None)

@@ -90,6 +90,7 @@ def ask_for_a_callback(hotline, caller_id: str, then: tuple[tuple[int, str], ...
     assert caller.wait(timeout=60) == 0, caller.output()[-2000:]
 
 
+@pytest.mark.long
 def test_a_typed_number_nobody_answers_is_tried_again_then_ends_no_answer(hotline, phones):
     """The caller's own number is not callable, so they are asked for one.
     They type 0123 (not an Egyptian number: said so, asked again), then a

@@ -73,6 +73,7 @@ def test_a_feature_code_from_the_carrier_is_refused(hotline):
     assert caller.wait(timeout=30) == 0, caller.output()[-2000:]
 
 
+@pytest.mark.long
 def test_longest_idle_agent_gets_the_next_call(hotline, phones):
     """leastrecent: after X and then Y took a call, the next call goes to X."""
     a1002, a1003 = phones("1002"), phones("1003")
@@ -106,6 +107,7 @@ def test_a_paused_agent_gets_no_call(hotline, desk, phones):
     assert a1003.callers() == []
 
 
+@pytest.mark.long
 def test_primary_agents_ring_before_secondary_ones(hotline, phones):
     """Nasser Social Bank: 1002 is primary, 1004 secondary. With both free the
     primary answers; with only the secondary, the caller waits the queue's

@@ -6,6 +6,8 @@ tenant `moh`, and none reaches the social-solidarity ministry's series."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from app.simulate.sipp import CallerScript
@@ -18,6 +20,7 @@ def answers(hotline, answer: str, useful: str) -> float:
 
 
 def test_a_vaccination_answer_found_useful_ends_the_call_in_the_ivr(hotline):
+    since = time.time() - 5
     useful = answers(hotline, "vaccination_where", "yes")
     not_useful = answers(hotline, "vaccination_where", "no")
     served = hotline.metric("ivr_calls_ended_total", hotline="105", outcome="self_service")
@@ -32,6 +35,10 @@ def test_a_vaccination_answer_found_useful_ends_the_call_in_the_ivr(hotline):
     assert hotline.wait_metric("ivr_calls_ended_total", served + 1, timeout=30, hotline="105",
                                outcome="self_service") == served + 1
     assert answers(hotline, "vaccination_where", "no") == not_useful
+    # Its call record names the ministry of the line called.
+    records = hotline.engine.run(hotline.engine.engine.records.read(since, time.time() + 60, late_seconds=None))
+    mine = [r for r in records if r.hotline == "105" and r.outcome == "self_service"]
+    assert mine and {r.tenant for r in mine} == {"moh"}, records
 
 
 def test_an_answer_that_did_not_help_reaches_the_health_ministrys_agent(hotline, phones):

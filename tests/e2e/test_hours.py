@@ -45,6 +45,7 @@ class ClosedFriday:
         self.hotline.clock.now = self.hotline.clock.OPEN
 
 
+@pytest.mark.long
 def test_a_call_on_friday_hears_the_closed_path_and_can_ask_for_a_callback(hotline):
     closed = hotline.metric("ivr_closed_calls_total", hotline="1442")
     callbacks = hotline.metric("ivr_callback_requests_total", hotline="1442", reason="closed")

@@ -71,6 +71,7 @@ def test_three_wrong_keys_fall_back_to_the_programmes_queue_not_a_hang_up(hotlin
     assert caller.wait(timeout=60) == 0, caller.output()[-2000:]
 
 
+@pytest.mark.long
 def test_silence_re_prompts_then_falls_back_to_the_programmes_queue(hotline):
     label = dict(program="addiction_fund", request_type="none")
     offered = hotline.metric("ivr_queue_offered_total", **label)

@@ -38,9 +38,15 @@ def test_a_call_goes_through_every_state_to_its_end():
     facts = apply(facts, ending.step)
     assert state_of(facts) is CallState.ENDED
     assert not ending.abandon and not ending.recovered_answer and ending.in_queue == "forsa"
-    fields, talk = L.record_fields("u", facts, in_queue=ending.in_queue, hotlines={"1442"}, request_types={"none"},
-                                   now=T0 + 200)
+    fields, talk = L.record_fields("u", facts, in_queue=ending.in_queue, hotlines={"1442": "mss"},
+                                   request_types={"none"}, now=T0 + 200)
     assert fields["outcome"] == "answered" and talk == 82.0 and fields["wait_seconds"] == "8.000"
+    # The record keeps the ministry of the line called.
+    assert (fields["hotline"], fields["tenant"]) == ("1442", "mss")
+    # A line the configuration does not know: no tenant is made up.
+    unknown, _ = L.record_fields("u", facts | {"hotline": "999"}, in_queue=ending.in_queue, hotlines={"1442": "mss"},
+                                 request_types={"none"}, now=T0 + 200)
+    assert (unknown["hotline"], unknown["tenant"]) == (L.UNKNOWN_HOTLINE, "")
 
 
 def test_leaving_a_queue_alive_is_back_in_the_ivr_and_a_new_queue_queues_again():

@@ -120,6 +120,14 @@ def test_malformed_field_is_named(field, value, error):
     assert info.value.field == error and repr(error) in str(info.value)
 
 
+def test_a_record_written_before_tenants_reads_with_no_tenant():
+    f = rec("u1").to_fields()
+    assert list(f)[-1] == "tenant" and f["tenant"] == ""
+    del f["tenant"]
+    assert CallRecord.from_fields(f) == rec("u1")
+    assert CallRecord.from_fields(f | {"tenant": "moh"}).tenant == "moh"
+
+
 def test_missing_field_is_named():
     f = rec("u1").to_fields()
     del f["governorate"]
@@ -405,3 +413,18 @@ def test_one_ministrys_report_never_mixes_in_the_others_calls(config):
     assert run_report_command(_args(tenant="mosh"), config, stdout=io.StringIO(), stderr=err,
                               reader=_reader(records)) == 2
     assert "unknown tenant 'mosh'" in err.getvalue()
+
+
+def test_a_record_keeps_the_ministry_it_was_made_to_after_the_line_changes_hands(config):
+    """Records name their tenant: a line later given to another ministry (or
+    dropped from the configuration) does not move its old calls between
+    reports. Records without one (older) follow the line's configuration."""
+    from dataclasses import replace
+
+    old = [replace(rec(f"o{i}", hotline="1442"), tenant="moh") for i in range(2)]
+    gone = [replace(rec("g", hotline="unknown"), tenant="mss")]
+    unnamed = [rec("u", hotline="105", queues=("moh_hospitals",))]
+    records = old + gone + unnamed
+    moh = build_report(records, config=config, start=MARCH[0], end=MARCH[1], tenant="moh")
+    mss = build_report(records, config=config, start=MARCH[0], end=MARCH[1], tenant="mss")
+    assert moh.total.calls == 3 and mss.total.calls == 1
