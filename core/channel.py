@@ -39,3 +39,24 @@ class Channel(Protocol):
 
     def describe(self) -> str:
         """Who is calling, for a log line: the caller's number masked."""
+
+
+async def read_entry(channel: Channel, prompt: str, timeout_seconds: float, max_digits: int, *,
+                     apology: str | None = None) -> str | None:
+    """Say ``apology`` (if any), then ``prompt``, and collect keys as ``read_digits`` does.
+
+    A caller who starts typing again during the apology loses nothing: the
+    key that cut it short is the entry's first, and the rest are read one by
+    one with the same silence timeout, up to '#' (not returned) or
+    ``max_digits``."""
+    if apology:
+        key = await channel.play(apology, ALL_KEYS)
+        if key is not None:
+            typed = ""
+            while key is not None and key != "#":
+                typed += key
+                if len(typed) >= max_digits:
+                    break
+                key = await channel.wait_digit(timeout_seconds)
+            return typed or None
+    return await channel.read_digits(prompt, timeout_seconds, max_digits)

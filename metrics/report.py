@@ -73,6 +73,7 @@ from bidi.algorithm import get_display
 
 from core.citizens.governorates import GOVERNORATES, by_id
 from core.configuration import Config
+from core.configuration.model import NO_TENANT
 from core.hours import local_timezone as report_timezone
 from metrics.call_records import CallRecord
 
@@ -222,11 +223,18 @@ class Report:
 def tenant_filter(config: Config, tenant: str | None) -> Callable[[CallRecord], bool]:
     """Whether a call record is one of ``tenant``'s calls (every record for
     None). A record names its ministry; records written before tenants
-    existed do not, and theirs is their line's, from the configuration."""
+    existed do not, and theirs is their line's, from the configuration; so
+    is the ministry of a record written while no tenant was configured
+    (``NO_TENANT``), when its line has been given to one since."""
     if tenant is None:
         return lambda record: True
     numbers = frozenset(h.number for h in config.hotlines if config.tenant_of(h) == tenant)
-    return lambda record: record.tenant == tenant if record.tenant else record.hotline in numbers
+
+    def of_tenant(record: CallRecord) -> bool:
+        if record.tenant and record.tenant != NO_TENANT:
+            return record.tenant == tenant
+        return record.hotline in numbers
+    return of_tenant
 
 
 def build_report(records: Iterable[CallRecord], *, config: Config, start: float, end: float,

@@ -26,7 +26,7 @@ from datetime import date, datetime
 from cases.reference import BadReference, check_reference
 from core.arabic.dates import date_fragments
 from core.arabic.numbers import digit_fragments
-from core.channel import Channel
+from core.channel import Channel, read_entry
 from core.contract import prompt_path
 
 log = logging.getLogger(__name__)
@@ -145,9 +145,8 @@ async def run_follow_up(channel: Channel, *, lookup: Lookup, today: date, local:
                         on_result: Callable[[str], None] = lambda result: None) -> FollowUpResult:
     state = FollowUpEntry()
     while not state.done:
-        if state.apology:
-            await channel.play(prompt_path(state.apology), "")
-        typed = await channel.read_digits(prompt_path("follow-up-enter"), ENTRY_TIMEOUT_SECONDS, MAX_DIGITS)
+        typed = await read_entry(channel, prompt_path("follow-up-enter"), ENTRY_TIMEOUT_SECONDS, MAX_DIGITS,
+                                 apology=state.apology and prompt_path(state.apology))
         state, result = state.on_digits(typed)
         if state.reference is None:
             on_result(result)

@@ -15,7 +15,7 @@ from typing import Callable
 
 from core.citizens.national_id import NationalIdResult, mask_national_id, validate_national_id
 
-from core.channel import Channel
+from core.channel import Channel, read_entry
 from core.contract import prompt_path
 
 log = logging.getLogger(__name__)
@@ -86,9 +86,8 @@ async def collect_national_id(channel: Channel, *, today: date, read_back: Calla
     state = IdEntry()
     while not state.done:
         if state.candidate is None:
-            if state.apology:
-                await channel.play(prompt_path(state.apology), "")
-            digits = await channel.read_digits(prompt_path("national-id-enter"), ENTRY_TIMEOUT_SECONDS, MAX_DIGITS)
+            digits = await read_entry(channel, prompt_path("national-id-enter"), ENTRY_TIMEOUT_SECONDS, MAX_DIGITS,
+                                      apology=state.apology and prompt_path(state.apology))
             state = state.on_digits(digits, today)
             if state.candidate is None:
                 on_outcome("invalid")

@@ -18,10 +18,16 @@ A call that fails to go out (AMI away) has been counted; the next one
 follows after ``retry_minutes``, as for an unanswered call, so a citizen is
 never called in a loop. In mode ``callback`` the check is marked handed to
 an agent in the same write that claims it; a callback request that then
-fails (Redis away) is kept by the dialler and requested again at each tick
-until Redis takes it (logged once when it fails, once when it is handed
-over). Known limit: a restart of the engine while Redis is away forgets
-those, each named in the error log. Database errors are logged once per
+fails (Redis away, or its reply lost) is kept by the dialler and requested
+again at each tick until Redis takes it (logged once when it fails, once
+when it is handed over). The request names the claim (call_uid
+``case-<reference>-<claim time>``), and the callback store is idempotent
+by it, so a request that reached Redis before its reply was lost is not a
+second callback. Before each new attempt the case is read again: one
+closed, reopened (or resolved again) or gone meanwhile is called back by
+nobody. Known limit:
+a restart of the engine while Redis is away forgets those, each named in
+the error log. Database errors are logged once per
 outage; the next tick tries again. The number is decrypted only to be
 dialled, and never logged.
 """
@@ -34,7 +40,7 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from cases import model
-from cases.store import CaseConflict, CaseStore
+from cases.store import CaseConflict, CaseNotFound, CaseStore
 from core.citizens.phone_numbers import normalize_egyptian_number
 from core.configuration import Config
 from core.contract import Context, Var
@@ -48,6 +54,12 @@ TICK_SECONDS = 30.0
 BATCH = 20
 ACTION_ID_PREFIX = "ivr-service-check-"
 CALLBACK_REASON = "case"
+
+
+def callback_uid(case: model.Case) -> str:
+    """The call_uid of a claimed check's callback request: one per claim (a
+    case resolved again later is a new claim), the same for its retries."""
+    return f"case-{case.reference}-{case.updated_at.strftime('%Y%m%dT%H%M%S.%f')}"
 
 
 class ServiceCheckDialler:
@@ -134,7 +146,7 @@ class ServiceCheckDialler:
         queue = self._config.program_queue(program).id if program else ""
         try:
             callback_id = await self._callbacks.request(hotline=hotline, number=number, reason=CALLBACK_REASON,
-                                                        call_uid=f"case-{case.reference}", program=program,
+                                                        call_uid=callback_uid(case), program=program,
                                                         queue=queue, now=now.timestamp())
         except Exception as exc:  # Redis away: the check is claimed, so it is kept here and asked again
             if case.reference not in self._unhanded:
@@ -151,6 +163,19 @@ class ServiceCheckDialler:
     async def _hand_over_again(self, now: datetime) -> int:
         handed = 0
         for case, number, hotline in list(self._unhanded.values()):
+            try:
+                current = await asyncio.to_thread(self._store.get, case.tenant, case.reference)
+            except CaseNotFound:
+                current = None
+            except Exception:   # the database away too: asked again at the next tick
+                continue
+            if current is None or current.status is not model.Status.RESOLVED \
+                    or current.check_result != model.CHECK_CALLBACK or current.resolved_at != case.resolved_at:
+                self._unhanded.pop(case.reference, None)
+                log.warning("service check %s: no callback after all, the case is %s meanwhile", case.reference,
+                            "gone" if current is None else current.status.value)
+                continue
+            # The claimed case, not the one read: its call_uid names the claim.
             handed += await self._callback(case, number, hotline, now)
         return handed
 

@@ -11,7 +11,7 @@ tenant); the header links to the other ministries' boards. An unknown tenant
 is 404. Without tenants (no config/cases.yaml) the one board shows every queue.
 
 The figures come from a ``snapshot(tenant)`` coroutine the engine provides (its shape
-is in ``docs/metrics.md``'s wallboard contract, repeated in
+is in ``docs/metrics.md``, section "The wallboard's JSON", and in
 ``tests/component/test_wallboard.py``). If it raises, times out or returns
 something that is not JSON, ``/wallboard.json`` answers 503 and the page
 shows "البيانات غير متاحة" with the old figures greyed out: a supervisor never
@@ -61,17 +61,19 @@ def wallboard_tenants(config: Config) -> tuple[str | None, ...]:
 
 
 def render_page(config: Config, tenant: str | None = None) -> tuple[bytes, str]:
-    """The page for ``tenant``'s board (its first hotline names it), and the
+    """The page for ``tenant``'s board (its first hotline names it, else the
+    ministry's name), and the
     Content-Security-Policy that allows exactly its own inline script and
     style and nothing from elsewhere."""
-    lines = [h for h in config.hotlines if tenant is None or config.tenant_of(h) == tenant] or list(config.hotlines)
-    main = lines[0]
+    lines = [h for h in config.hotlines if tenant is None or config.tenant_of(h) == tenant]
+    # A ministry without a line of its own yet is named, not given another's line.
+    title = f"{lines[0].name} {lines[0].number}" if lines else config.cases.tenant(tenant).name
     boards = wallboard_tenants(config)
     others = [t for t in boards if t is not None and t != tenant]
     nav = " ".join(f'<a href="?tenant={html.escape(t)}">{html.escape(config.cases.tenant(t).name)}</a>'
                    for t in others)
     text = Template(PAGE_TEMPLATE.read_text(encoding="utf-8")).substitute(
-        hotline_name=html.escape(f"{main.name} {main.number}"),
+        hotline_name=html.escape(title),
         tenant_nav=f'<nav class="boards" aria-label="لوحات أخرى">{nav}</nav>' if nav else "",
         refresh_ms=str(REFRESH_SECONDS * 1000),
         sl_threshold=str(config.supervision.service_level.threshold_seconds),

@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from typing import Awaitable, Callable, Mapping
 
 from core.arabic.numbers import digit_fragments
-from core.channel import Channel
+from core.channel import Channel, read_entry
 from core.citizens.phone_numbers import normalize_egyptian_number
 from core.configuration import Config
 from core.configuration.model import Queue
@@ -122,10 +122,8 @@ async def confirm_callback_number(channel: Channel, caller_id: str | None, *,
     state = NumberEntry.start(caller_id)
     while not state.done:
         if state.candidate is None:
-            if state.apology:
-                await channel.play(prompt_path(state.apology), "")
-            digits = await channel.read_digits(prompt_path("callback-enter-number"), ENTRY_TIMEOUT_SECONDS,
-                                               MAX_DIGITS)
+            digits = await read_entry(channel, prompt_path("callback-enter-number"), ENTRY_TIMEOUT_SECONDS,
+                                      MAX_DIGITS, apology=state.apology and prompt_path(state.apology))
             state = state.on_digits(digits)
             continue
         # "We will call you on 0 1 0 ...; 1 to confirm, 2 for another, * to go

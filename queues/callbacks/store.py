@@ -14,6 +14,12 @@ The Redis model (docs/distribution.md, "Queued callback"):
   when to place them (Unix time).
 * ``<prefix>callbacks:active``: set of the callbacks not yet ended (its size
   is ``ivr_callbacks_pending``; ``recover`` walks it after a restart).
+* ``<prefix>callbacks:request:<call_uid>``: the id of the callback that
+  call asked for, kept ``keep_done_seconds``. A request is idempotent by
+  ``call_uid``: asked again (its reply was lost, the service check retried),
+  it returns the same callback, so a citizen is called back once. The
+  call_uid is Asterisk's uniqueid or ``case-<reference>-<claim time>``,
+  never a number.
 * ``<prefix>callbacks``: the audit stream. A request is logged with the
   number (the record of what the citizen asked for); every later step
   (placed, deferred, retry, outcome) without it.
@@ -31,6 +37,7 @@ import time
 from typing import Any, Iterable, Mapping, Protocol
 
 import redis.asyncio as aioredis
+from redis.exceptions import WatchError
 
 from core.citizens.phone_numbers import normalize_egyptian_number
 
@@ -43,7 +50,10 @@ class CallbackStore(Protocol):
                       queue: str = "", priority: int = 0, position: int = 0, request_type: str = "",
                       governorate: str = "", joined_at: float | None = None, now: float | None = None,
                       due_at: float | None = None) -> str:
-        """Register a callback, due at ``due_at`` (default: now); return its id."""
+        """Register a callback, due at ``due_at`` (default: now); return its id.
+
+        Idempotent by ``call_uid`` (when not empty): a second request of the
+        same call returns the first one's id and registers nothing."""
 
     async def get(self, callback_id: str) -> Callback | None: ...
 
@@ -93,6 +103,7 @@ class MemoryCallbackStore:
         self.due: dict[str, float] = {}
         self.audit: list[dict[str, str]] = []
         self.uncounted: list[str] = []
+        self.by_call: dict[str, str] = {}
         self._seq = 0
 
     @property
@@ -104,6 +115,8 @@ class MemoryCallbackStore:
                       queue: str = "", priority: int = 0, position: int = 0, request_type: str = "",
                       governorate: str = "", joined_at: float | None = None, now: float | None = None,
                       due_at: float | None = None) -> str:
+        if call_uid and call_uid in self.by_call:
+            return self.by_call[call_uid]
         self._seq += 1
         now = time.time() if now is None else now
         cb = _request_fields(str(self._seq), hotline=hotline, number=number, reason=reason, call_uid=call_uid,
@@ -113,6 +126,8 @@ class MemoryCallbackStore:
         self.callbacks[cb.id] = cb.to_fields()
         self.due[cb.id] = cb.next_at
         self.audit.append(_audit_request(cb))
+        if call_uid:
+            self.by_call[call_uid] = cb.id
         return cb.id
 
     async def get(self, callback_id: str) -> Callback | None:
@@ -240,19 +255,36 @@ class RedisCallbackStore:
                       queue: str = "", priority: int = 0, position: int = 0, request_type: str = "",
                       governorate: str = "", joined_at: float | None = None, now: float | None = None,
                       due_at: float | None = None) -> str:
-        callback_id = str(await self._redis.incr(self.seq_key))
         now = time.time() if now is None else now
-        cb = _request_fields(callback_id, hotline=hotline, number=number, reason=reason, call_uid=call_uid,
-                             program=program, queue=queue, priority=priority, position=position,
-                             request_type=request_type, governorate=governorate, joined_at=joined_at, now=now,
-                             due_at=now if due_at is None else due_at)
+        marker = self.request_key(call_uid) if call_uid else None
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.hash_key(callback_id), mapping=cb.to_fields())
-            pipe.sadd(self.active_key, callback_id)
-            pipe.zadd(self.due_key, {callback_id: cb.next_at})
-            pipe.xadd(self.key, _audit_request(cb), maxlen=self._stream_maxlen, approximate=True)
-            await pipe.execute()
-        return callback_id
+            while True:
+                try:
+                    if marker is not None:
+                        await pipe.watch(marker)
+                        existing = await pipe.get(marker)
+                        if existing is not None:
+                            await pipe.reset()
+                            return as_text(existing)   # asked again: the same callback
+                    callback_id = str(await self._redis.incr(self.seq_key))
+                    cb = _request_fields(callback_id, hotline=hotline, number=number, reason=reason,
+                                         call_uid=call_uid, program=program, queue=queue, priority=priority,
+                                         position=position, request_type=request_type, governorate=governorate,
+                                         joined_at=joined_at, now=now, due_at=now if due_at is None else due_at)
+                    pipe.multi()
+                    if marker is not None:
+                        pipe.set(marker, callback_id, ex=self._keep_done)
+                    pipe.hset(self.hash_key(callback_id), mapping=cb.to_fields())
+                    pipe.sadd(self.active_key, callback_id)
+                    pipe.zadd(self.due_key, {callback_id: cb.next_at})
+                    pipe.xadd(self.key, _audit_request(cb), maxlen=self._stream_maxlen, approximate=True)
+                    await pipe.execute()
+                    return callback_id
+                except WatchError:   # the same call asked at the same time: its id is there now
+                    continue
+
+    def request_key(self, call_uid: str) -> str:
+        return f"{self.prefix}callbacks:request:{call_uid}"
 
     async def get(self, callback_id: str) -> Callback | None:
         raw = await self._redis.hgetall(self.hash_key(callback_id))

@@ -118,3 +118,29 @@ async def test_decoded_client_works_the_same(redis_server):
     finally:
         await client.flushall()
         await client.aclose()
+
+
+async def test_a_call_asking_again_gets_the_same_callback_not_a_second_one(redis_client):
+    """A request whose reply was lost (or a service check retried) is asked
+    again with the same call_uid: one callback, one audit entry, one due."""
+    import asyncio
+
+    store = RedisCallbackStore(redis_client, prefix="ivr:", keep_done_seconds=3600)
+    first = await store.request(hotline="1442", number="01001234567", reason="case", call_uid="case-X-1")
+    again = await store.request(hotline="1442", number="01001234567", reason="case", call_uid="case-X-1")
+    assert first == again == "1"
+    assert await redis_client.xlen("ivr:callbacks") == 1
+    assert await redis_client.zcard("ivr:callbacks:due") == 1 and await store.pending_count() == 1
+    assert await redis_client.get("ivr:callbacks:request:case-X-1") == b"1"
+    assert 3500 < await redis_client.ttl("ivr:callbacks:request:case-X-1") <= 3600
+    # Asked by two workers at once: still one.
+    ids = await asyncio.gather(*(store.request(hotline="1442", number="0225551234", reason="queue",
+                                               call_uid="17.2") for _ in range(5)))
+    assert len(set(ids)) == 1
+    assert await store.pending_count() == 2 and await redis_client.xlen("ivr:callbacks") == 2
+    # Calls without a uniqueid are not merged.
+    assert await store.request(hotline="1442", number="0225551234", reason="closed", call_uid="") != \
+        await store.request(hotline="1442", number="0225551234", reason="closed", call_uid="")
+    assert await store.pending_count() == 4
+    # No key names a number.
+    assert not [k for k in await redis_client.keys("*") if b"0100" in k or b"0225" in k]

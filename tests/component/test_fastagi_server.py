@@ -547,11 +547,11 @@ async def test_national_id_empty_entry_then_a_valid_one(rig):
     await prompt(ast, "ivr/request-types", pressed("2"))
     await ast.expect("GET DATA", "ivr/national-id-enter", "6000", "20")
     await ast.send("200 result= (timeout)")                               # nothing typed
-    await ast.expect("STREAM FILE", "ivr/national-id-invalid", "")
+    await ast.expect("STREAM FILE", "ivr/national-id-invalid", ALL_KEYS)
     await ast.send("200 result=0 endpos=8000")
     await ast.expect("GET DATA", "ivr/national-id-enter", "6000", "20")
     await ast.send("200 result=")                                         # # alone
-    await ast.expect("STREAM FILE", "ivr/national-id-invalid", "")
+    await ast.expect("STREAM FILE", "ivr/national-id-invalid", ALL_KEYS)
     await ast.send("200 result=0 endpos=8000")
     await answer_id_entry(ast)
     await expect_route(rig, ast, "services_card", "services_card", "complaint", hotline="14402",
@@ -559,6 +559,33 @@ async def test_national_id_empty_entry_then_a_valid_one(rig):
     await expect_transfer(ast)
     assert await rig.outcome() == ("hotline", "ok")
     assert (rig.id_entries("invalid"), rig.id_entries("confirmed"), rig.id_entries("gave_up")) == (2, 1, 0)
+
+
+async def test_national_id_typed_during_the_apology_is_read_whole_over_the_wire(rig):
+    # The caller types again while "the ID is invalid" plays: the first key
+    # ends the STREAM FILE, the rest are WAIT FOR DIGITs, up to '#'.
+    ast = await rig.connect()
+    await ast.send_env(arg_1="14402", dnid="14402", uniqueid="1732467000.54")
+    await prompt(ast, "ivr/request-types", pressed("2"))
+    await ast.expect("GET DATA", "ivr/national-id-enter", "6000", "20")
+    await ast.send("200 result=123")
+    await ast.expect("STREAM FILE", "ivr/national-id-invalid", ALL_KEYS)
+    await ast.send(pressed(VALID_ID[0], 1500))
+    for digit in VALID_ID[1:] + "#":
+        await ast.expect("WAIT FOR DIGIT", "6000")
+        await ast.send(f"200 result={ord(digit)}")
+    await ast.expect("STREAM FILE", "ivr/national-id-you-entered", "12")
+    await ast.send("200 result=0 endpos=16000")
+    for fragment in digit_fragments(VALID_ID):
+        await ast.expect("STREAM FILE", f"ivr/{fragment}", "12")
+        await ast.send("200 result=0 endpos=6000")
+    await ast.expect("STREAM FILE", "ivr/national-id-confirm", "12")
+    await ast.send(pressed("1", 9000))
+    await expect_route(rig, ast, "services_card", "services_card", "complaint", hotline="14402",
+                       governorate="assiut")
+    await expect_transfer(ast)
+    assert await rig.outcome() == ("hotline", "ok")
+    assert (rig.id_entries("invalid"), rig.id_entries("confirmed")) == (1, 1)
 
 
 async def test_national_id_leading_zero_entry_is_kept_and_rejected(rig, caplog):
@@ -572,7 +599,7 @@ async def test_national_id_leading_zero_entry_is_kept_and_rejected(rig, caplog):
         await ast.expect("GET DATA", "ivr/national-id-enter", "6000", "20")
         await ast.send("200 result=01234567890123")
         if attempt < 2:
-            await ast.expect("STREAM FILE", "ivr/national-id-invalid", "")
+            await ast.expect("STREAM FILE", "ivr/national-id-invalid", ALL_KEYS)
             await ast.send("200 result=0 endpos=8000")
     # Three failures: on to the programme's queue without an ID, never a hang-up.
     await expect_route(rig, ast, "takaful_karama", "takaful_karama", "inquiry", hotline="14401")

@@ -15,7 +15,7 @@ from cases.report import monthly_report
 from cases.store import CaseStore
 from core.configuration import load_config
 from core.privacy import NumberCipher
-from ivr.service_check.dialler import ServiceCheckDialler
+from ivr.service_check.dialler import ServiceCheckDialler, callback_uid
 from ivr.service_check.flow import RECORDED, store_answer
 from queues.ami.actions import Reply
 from queues.callbacks.store import MemoryCallbackStore
@@ -175,6 +175,72 @@ async def test_a_callback_request_that_fails_is_asked_again_until_redis_takes_it
     callbacks.down = False
     assert await d.tick() == 1 and d.unhanded == ()
     (cb,) = callbacks.callbacks.values()
-    assert (cb["reason"], cb["call_uid"], cb["number"]) == ("case", f"case-{case.reference}", MOBILE)
+    claimed = store.get("mss", case.reference)
+    assert (cb["reason"], cb["call_uid"], cb["number"]) == ("case", callback_uid(claimed), MOBILE)
+    assert cb["call_uid"].startswith(f"case-{case.reference}-")
     assert await d.tick() == 0 and len(callbacks.callbacks) == 1
     assert store.get("mss", case.reference).check_attempts == 1
+
+
+def callback_mode_store(store):
+    tenant = CONFIG.cases.tenant("mss")
+    check = tenant.service_check.model_copy(update={"mode": "callback"})
+    cases = CONFIG.cases.model_copy(update={"tenants": (tenant.model_copy(update={"service_check": check}),)})
+    return CaseStore(engine=store.engine, config=cases), check
+
+
+async def test_a_request_redis_took_but_whose_reply_was_lost_is_one_callback(store):
+    """Redis registered the callback, then the connection broke before the
+    reply: the dialler asks again, and the store, idempotent by the claim's
+    call_uid, answers with the same callback. The citizen is called once."""
+    store, check = callback_mode_store(store)
+    case = resolved(store)
+
+    class ReplyLost(MemoryCallbackStore):
+        lose = 1
+
+        async def request(self, **kw):
+            callback_id = await super().request(**kw)
+            if self.lose:
+                self.lose -= 1
+                raise ConnectionError("connection reset after the write")
+            return callback_id
+
+    callbacks = ReplyLost()
+    d = ServiceCheckDialler(config=CONFIG, store=store, cipher=CIPHER, ami=SentAmi(), callbacks=callbacks,
+                            clock=Clock(T0 + timedelta(minutes=check.after_minutes)))
+    assert await d.tick() == 0 and d.unhanded == (case.reference,)
+    assert await d.tick() == 1 and d.unhanded == ()
+    assert len(callbacks.callbacks) == 1 and len(callbacks.requests) == 1
+
+
+@pytest.mark.parametrize("meanwhile", ["close", "reopen", "reopen_and_resolve"])
+async def test_no_callback_is_asked_again_for_a_case_changed_meanwhile(store, caplog, meanwhile):
+    """While Redis was away a supervisor closed the case, or it was reopened
+    (and perhaps resolved again, a new check of its own): the kept request is
+    dropped, not placed for the old check."""
+    store, check = callback_mode_store(store)
+    case = resolved(store)
+
+    class Down(MemoryCallbackStore):
+        async def request(self, **kw):
+            raise ConnectionError("redis away")
+
+    callbacks = Down()
+    clock = Clock(T0 + timedelta(minutes=check.after_minutes))
+    d = ServiceCheckDialler(config=CONFIG, store=store, cipher=CIPHER, ami=SentAmi(), callbacks=callbacks,
+                            clock=clock)
+    assert await d.tick() == 0 and d.unhanded == (case.reference,)
+    later = clock.now + timedelta(minutes=1)
+    if meanwhile == "close":
+        store.transition("mss", case.reference, lambda c: model.close(c, actor="supervisor", at=later))
+    else:
+        store.transition("mss", case.reference, lambda c: model.reopen(c, actor="agent01", at=later))
+        if meanwhile == "reopen_and_resolve":
+            store.transition("mss", case.reference, lambda c: model.start(c, actor="agent01", at=later))
+            store.transition("mss", case.reference, lambda c: model.resolve(c, actor="agent01", at=later))
+    callbacks.request = MemoryCallbackStore.request.__get__(callbacks)   # Redis is back
+    assert await d.tick() == 0 and d.unhanded == ()
+    assert callbacks.callbacks == {}
+    assert any("no callback after all" in r.getMessage() and case.reference in r.getMessage()
+               for r in caplog.records)

@@ -215,3 +215,19 @@ async def test_stop_frees_the_port(config):
     await server.stop()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))  # would raise EADDRINUSE if still listening
+
+
+def test_a_ministry_without_a_line_of_its_own_is_named_not_given_anothers_line(config):
+    """Line 105 moved to the social-solidarity ministry: the health board
+    (still a tenant, with its queues) names its ministry in the header, not
+    line 1442 or 105."""
+    from metrics.wallboard.server import render_page
+
+    hotlines = tuple(h.model_copy(update={"tenant": "mss"}) if h.number == "105" else h for h in config.hotlines)
+    moved = config.model_copy(update={"hotlines": hotlines})
+    assert not [h for h in moved.hotlines if moved.tenant_of(h) == "moh"]
+    page, _ = render_page(moved, "moh")
+    header = page.decode().split("</h1>")[0]
+    assert "وزارة الصحة والسكان" in header
+    assert "1442" not in header and "105" not in header
+    assert "1442" in render_page(moved, "mss")[0].decode().split("</h1>")[0]

@@ -24,7 +24,7 @@ from queues.callbacks.menu import (
     QueueCallbackHandler,
     confirm_callback_number,
 )
-from core.channel import CallerHungUp
+from core.channel import ALL_KEYS, CallerHungUp
 from core.contract import prompt_path
 from metrics.registry import EngineMetrics
 from queues.calls.store import MemoryCallStateStore
@@ -197,10 +197,22 @@ async def test_invalid_number_then_valid(config):
     await s.handler(session)
     # No callable caller ID: straight to entry; the bad entry is apologised for.
     assert session.prompts == [ENTER, INVALID, ENTER, NUMBER_IS, *read_back("01112345678"), CONFIRM, REGISTERED]
-    assert ("play", INVALID, "") in session.calls
+    assert ("play", INVALID, ALL_KEYS) in session.calls
     (cb,) = [await s.callbacks.get(i) for i in s.callbacks.callbacks]
     assert cb.number == "01112345678"
     assert s.requests() == 1
+
+
+async def test_a_number_typed_during_the_invalid_apology_is_kept_whole(config):
+    s = Setup(config)
+    number = "01112345678"
+    session = ScriptedChannel(["12345", number[0], *number[1:], "#", *confirmation(number, "1"), None],
+                              env=env(caller="anonymous"))
+    await s.handler(session)
+    assert session.prompts == [ENTER, INVALID, NUMBER_IS, *read_back(number), CONFIRM, REGISTERED]
+    (cb,) = [await s.callbacks.get(i) for i in s.callbacks.callbacks]
+    assert cb.number == number
+    assert session.remaining == 0
 
 
 async def test_star_goes_back_to_the_queue_with_place_and_remaining_wait(config):

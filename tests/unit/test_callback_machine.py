@@ -68,3 +68,14 @@ async def test_a_refused_transition_changes_nothing():
     assert await store.transition(callback_id, **machine.cancel().arguments())
     assert not await store.transition(callback_id, **machine.cancel().arguments())  # done is done
     assert (await store.get(callback_id)).outcome == "cancelled"
+
+
+async def test_the_memory_store_is_idempotent_by_call_like_the_redis_one():
+    store = MemoryCallbackStore()
+    first = await store.request(hotline="1442", number="01001234567", reason="case", call_uid="case-X-1")
+    assert await store.request(hotline="1442", number="01001234567", reason="case", call_uid="case-X-1") == first
+    assert len(store.requests) == 1 and list(store.due) == [first]
+    other = await store.request(hotline="1442", number="01001234567", reason="case", call_uid="case-X-2")
+    assert other != first and len(store.requests) == 2
+    assert await store.request(hotline="1442", number="0225551234", reason="closed", call_uid="") != \
+        await store.request(hotline="1442", number="0225551234", reason="closed", call_uid="")

@@ -128,6 +128,17 @@ async def test_wrong_entries_are_said_wrong_and_asked_again_then_an_agent_of_the
                                  "unavailable": 0, "gave_up": 0}
 
 
+async def test_a_reference_typed_during_the_wrong_apology_is_kept_whole(config):
+    handler, registry, store, looked_up = make(config, {REF: case()})
+    session = ScriptedChannel([*MENU, TYPO, REF[0], *REF[1:], "#", *[None] * 40],
+                              env={"arg_1": "1442", "uniqueid": UID, "callerid": "0225550100"})
+    await handler(session)
+    assert session.prompts[:4] == [p("welcome-1442"), p("follow-up-enter"), p("follow-up-wrong"),
+                                   p("follow-up-request")]
+    assert looked_up == [("mss", REF)]
+    assert results(registry)["found"] == 1 and results(registry)["wrong_check_digit"] == 1
+
+
 async def test_an_unknown_reference_three_times_still_offers_an_agent(config):
     handler, registry, store, looked_up = make(config, {})
     others = [new_reference() for _ in range(3)]

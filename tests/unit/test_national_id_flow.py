@@ -31,7 +31,7 @@ from test_menu import (
 
 from core.arabic.numbers import FRAGMENT_TEXTS, digit_fragments
 from core.citizens.national_id import hash_national_id, mask_national_id
-from core.channel import CallerHungUp
+from core.channel import ALL_KEYS, CallerHungUp
 from core.contract import prompt_path
 from ivr.flow.national_id import (
     CONFIRM_TIMEOUT_SECONDS,
@@ -255,9 +255,21 @@ async def test_invalid_then_valid():
     assert result is not None and result.digits == VALID_ID
     assert outcomes == ["invalid", "confirmed"]
     assert channel.calls[:3] == [("read", ID_ENTER, ENTRY_TIMEOUT_SECONDS, MAX_DIGITS),
-                                 ("play", ID_INVALID, ""),
+                                 ("play", ID_INVALID, ALL_KEYS),
                                  ("read", ID_ENTER, ENTRY_TIMEOUT_SECONDS, MAX_DIGITS)]
     assert channel.prompts == [ID_ENTER, ID_INVALID, *id_entry_prompts()]
+    assert channel.remaining == 0
+
+
+async def test_an_id_typed_during_the_invalid_apology_is_kept_whole():
+    # The caller does not wait for the apology to end: the first key cuts it
+    # short and starts the new entry, so no digit is lost.
+    channel = ScriptedChannel(["123", VALID_ID[0], *VALID_ID[1:], "#", *id_entry_script()[1:]])
+    result, outcomes = await collect(channel)
+    assert result is not None and result.digits == VALID_ID
+    assert outcomes == ["invalid", "confirmed"]
+    assert channel.calls[:2] == [("read", ID_ENTER, ENTRY_TIMEOUT_SECONDS, MAX_DIGITS), ("play", ID_INVALID, ALL_KEYS)]
+    assert channel.prompts == [ID_ENTER, ID_INVALID, *id_entry_prompts()[1:]]
     assert channel.remaining == 0
 
 

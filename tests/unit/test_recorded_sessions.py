@@ -203,6 +203,9 @@ class Replay:
             if made == callback_id:
                 return
             await self.dispatcher.cancel(made)  # ids below the recorded one: not this test's
+            # Requests are idempotent by call: forget this one so that asking
+            # again makes the next id.
+            del self.callbacks.by_call[request["call_uid"]]
 
     async def _place_if_needed(self, callback_id: str, placement: int) -> None:
         # The dispatcher ticks every second: it placed this one just before.

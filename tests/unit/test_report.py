@@ -428,3 +428,19 @@ def test_a_record_keeps_the_ministry_it_was_made_to_after_the_line_changes_hands
     moh = build_report(records, config=config, start=MARCH[0], end=MARCH[1], tenant="moh")
     mss = build_report(records, config=config, start=MARCH[0], end=MARCH[1], tenant="mss")
     assert moh.total.calls == 3 and mss.total.calls == 1
+
+
+def test_records_written_while_no_ministry_was_configured_follow_their_line(config):
+    """An engine without cases writes NO_TENANT ("none") in its records; once
+    ministries are configured, those calls belong to their line's ministry,
+    as records older than the field do, not to nobody."""
+    from dataclasses import replace
+
+    from core.configuration.model import NO_TENANT
+
+    before = [replace(rec(f"n{i}", hotline="1442"), tenant=NO_TENANT) for i in range(2)]
+    health = [replace(rec("h", hotline="105", queues=("moh_hospitals",)), tenant=NO_TENANT)]
+    records = before + health
+    assert build_report(records, config=config, start=MARCH[0], end=MARCH[1], tenant="mss").total.calls == 2
+    assert build_report(records, config=config, start=MARCH[0], end=MARCH[1], tenant="moh").total.calls == 1
+    assert build_report(records, config=config, start=MARCH[0], end=MARCH[1]).total.calls == 3
