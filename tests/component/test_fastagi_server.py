@@ -215,6 +215,11 @@ async def answer_id_entry(ast: FakeAsterisk, digits: str = VALID_ID, get_data_re
     heard to its end, ``confirm`` pressed during the confirmation prompt."""
     await ast.expect("GET DATA", "ivr/national-id-enter", "6000", "20")
     await ast.send(get_data_reply if get_data_reply is not None else f"200 result={digits}")
+    await hear_read_back(ast, digits, confirm)
+
+
+async def hear_read_back(ast: FakeAsterisk, digits: str = VALID_ID, confirm: str = "1") -> None:
+    """The ID read back to its end, then ``confirm`` pressed during the confirmation prompt."""
     await ast.expect("STREAM FILE", "ivr/national-id-you-entered", "12")
     await ast.send("200 result=0 endpos=16000")
     for fragment in digit_fragments(digits):
@@ -565,7 +570,7 @@ async def test_national_id_typed_during_the_apology_is_read_whole_over_the_wire(
     # The caller types again while "the ID is invalid" plays: the first key
     # ends the STREAM FILE, the rest are WAIT FOR DIGITs, up to '#'.
     ast = await rig.connect()
-    await ast.send_env(arg_1="14402", dnid="14402", uniqueid="1732467000.54")
+    await ast.send_env(arg_1="14402", dnid="14402", uniqueid="1732467000.57")
     await prompt(ast, "ivr/request-types", pressed("2"))
     await ast.expect("GET DATA", "ivr/national-id-enter", "6000", "20")
     await ast.send("200 result=123")
@@ -574,13 +579,7 @@ async def test_national_id_typed_during_the_apology_is_read_whole_over_the_wire(
     for digit in VALID_ID[1:] + "#":
         await ast.expect("WAIT FOR DIGIT", "6000")
         await ast.send(f"200 result={ord(digit)}")
-    await ast.expect("STREAM FILE", "ivr/national-id-you-entered", "12")
-    await ast.send("200 result=0 endpos=16000")
-    for fragment in digit_fragments(VALID_ID):
-        await ast.expect("STREAM FILE", f"ivr/{fragment}", "12")
-        await ast.send("200 result=0 endpos=6000")
-    await ast.expect("STREAM FILE", "ivr/national-id-confirm", "12")
-    await ast.send(pressed("1", 9000))
+    await hear_read_back(ast)
     await expect_route(rig, ast, "services_card", "services_card", "complaint", hotline="14402",
                        governorate="assiut")
     await expect_transfer(ast)
