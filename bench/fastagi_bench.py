@@ -204,12 +204,12 @@ async def one_session(port: int, n: int, stats: ClientStats, expect: list[str] |
 
 
 async def run_load(port: int, concurrency: int, per_slot: int, expect: list[str] | None,
-                   deadline: float) -> dict:
+                   deadline: float, first: int = 1) -> dict:
     stats = ClientStats()
 
     async def slot(i: int) -> None:
         for k in range(per_slot):
-            await one_session(port, i * per_slot + k + 1, stats, expect)
+            await one_session(port, first + i * per_slot + k, stats, expect)
 
     started, cpu0 = time.perf_counter(), time.process_time()
     tasks = [asyncio.ensure_future(slot(i)) for i in range(concurrency)]
@@ -253,7 +253,7 @@ def client_main(args: argparse.Namespace) -> None:
     signal.alarm(int(args.deadline) + 20)  # last resort: never outlive the round
     print("ready", flush=True)
     sys.stdin.readline()
-    result = asyncio.run(run_load(args._client, args.sessions, args.per_slot, expect, args.deadline))
+    result = asyncio.run(run_load(args._client, args.sessions, args.per_slot, expect, args.deadline, args.first))
     print(json.dumps(result), flush=True)
 
 
@@ -419,12 +419,20 @@ async def record_sequence(server) -> list[str]:
     return seen
 
 
+# Session numbers go on across the warm-up and every round: each session is a
+# new caller (ours keeps callers between rounds, and a caller seen again would
+# be a repeat caller, with a priority command the expected sequence lacks).
+_first_session = [1]
+
+
 async def run_round(server, expect: list[str], logs: LogCounter, concurrency: int, per_slot: int,
                     deadline: float = ROUND_DEADLINE) -> dict:
     port = await server.start()
+    first = _first_session[0]
+    _first_session[0] += concurrency * per_slot
     cmd = [sys.executable, str(Path(__file__).resolve()), "--_client", str(port),
            "--sessions", str(concurrency), "--per-slot", str(per_slot), "--expect", json.dumps(expect),
-           "--deadline", str(deadline)]
+           "--deadline", str(deadline), "--first", str(first)]
     proc = await asyncio.create_subprocess_exec(*cmd, stdin=asyncio.subprocess.PIPE,
                                                 stdout=asyncio.subprocess.PIPE)
     try:
@@ -575,6 +583,7 @@ def main() -> None:
     p.add_argument("--_client", type=int, help=argparse.SUPPRESS)
     p.add_argument("--expect", help=argparse.SUPPRESS)
     p.add_argument("--deadline", type=float, default=ROUND_DEADLINE, help=argparse.SUPPRESS)
+    p.add_argument("--first", type=int, default=1, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args._client:
         client_main(args)
