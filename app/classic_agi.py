@@ -18,6 +18,7 @@ import asyncio
 import logging
 import os
 import sys
+from pathlib import Path
 
 log = logging.getLogger("ivr-agi")
 
@@ -46,16 +47,31 @@ def main(argv: list[str] | None = None) -> int:
     from asterisk.agi import AGI
 
     from ivr.agi.classic import PystChannel
+    from ivr.agi.deadline import StepDeadline
 
     # pyst2 echoes the whole AGI environment (caller number included) on its
     # stderr; that must not reach a log, so it gets /dev/null.
     with open(os.devnull, "w") as quiet:
         agi = AGI(stdin=sys.stdin, stdout=sys.stdout, stderr=quiet)
-        channel = PystChannel(agi, route_args=args)
+        language = config.service.language
+        channel = PystChannel(agi, route_args=args, deadline=StepDeadline(
+            prompt_seconds=lambda prompt: _prompt_seconds(SOUNDS_DIR / language / f"{prompt}.ulaw")))
         return asyncio.run(_serve(route, channel, config, Paths.from_environment()))
 
 
-async def build_routes(config, *, national_id_key: bytes):
+# Where Debian's Asterisk keeps its sounds (inside the root the script runs in).
+SOUNDS_DIR = Path("/usr/share/asterisk/sounds")
+
+
+def _prompt_seconds(ulaw: Path) -> float | None:
+    """A prompt's length: its u-law file holds 8,000 bytes a second."""
+    try:
+        return ulaw.stat().st_size / 8000
+    except OSError:
+        return None
+
+
+async def build_routes(config, *, national_id_key: bytes, caller_key: bytes = b""):
     """The call's routes on Redis when reachable, else in memory; and how to close them."""
     import redis.asyncio as aioredis
     from prometheus_client import CollectorRegistry
@@ -81,7 +97,7 @@ async def build_routes(config, *, national_id_key: bytes):
         store, callbacks = MemoryCallStateStore(), MemoryCallbackStore()
     metrics = EngineMetrics(config, CollectorRegistry())  # private: nothing scrapes a per-call process
     routes = call_routes(config=config, metrics=metrics, store=store, callbacks=callbacks,
-                         national_id_key=national_id_key)
+                         national_id_key=national_id_key, caller_key=caller_key)
     return routes, client.aclose
 
 
@@ -89,7 +105,11 @@ async def _serve(route: str, channel, config, paths) -> int:
     from core.channel import CallerHungUp
     from core.secrets import SecretStore
 
-    routes, close = await build_routes(config, national_id_key=SecretStore(paths.secrets_file).national_id_key())
+    # Inside Asterisk's root the secrets file holds these two keys and nothing
+    # else (dialplans.asterisk.AsteriskInstall.install_classic_agi).
+    secrets = SecretStore(paths.secrets_file)
+    routes, close = await build_routes(config, national_id_key=secrets.national_id_key(),
+                                       caller_key=secrets.caller_number_keys().current)
     try:
         handler = routes.get(route)
         if handler is None:

@@ -174,7 +174,7 @@ def setup(config: Config, config_dir: Path, paths: Paths, say=print):
     write_all(config, secrets, asterisk.root, classic_agi=asterisk.classic_agi_paths())
     say(f"Asterisk configuration written to {asterisk.etc}")
     if any(h.agi == "classic" for h in config.hotlines):
-        asterisk.install_classic_agi(REPO_ROOT, paths.secrets_file, progress=say)
+        asterisk.install_classic_agi(REPO_ROOT, secrets, progress=say)
     library = PromptLibrary(sounds_dir=asterisk.sounds, cache_dir=paths.prompt_cache,
                             overrides_dir=config_dir / "sounds" / config.service.language,
                             language=config.service.language, voice=config.service.tts_voice)
@@ -249,6 +249,8 @@ async def serve(config: Config, paths: Paths, *, enable_agi=True, enable_ami=Tru
         case_store = CaseStore(engine=case_engine(config, paths, secrets), config=config.cases)
     engine = Engine(config=config, ami_secret=secrets.ami_secret(config) if enable_ami else None,
                     national_id_key=secrets.national_id_key() if enable_agi else b"",
+                    caller_key=secrets.caller_number_keys().current, agi_key=secrets.agi_key(),
+                    prompt_seconds=library.durations(),
                     enable_agi=enable_agi, enable_ami=enable_ami, case_store=case_store,
                     cases_key=secrets.cases_key() if case_store is not None else None,
                     agent_password=agent_passwords(config, secrets))

@@ -20,9 +20,11 @@ import asyncio
 import logging
 import time
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, Mapping
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 
 from core.configuration import Config
 from cases.service import CaseJobs
@@ -49,7 +51,7 @@ from queues.announcements.announcer import Announcer
 from queues.callbacks.dispatcher import CallbackDispatcher
 from queues.callbacks.store import RedisCallbackStore
 from queues.calls.accounting import QueueAccounting
-from queues.calls.store import RedisCallStateStore
+from queues.calls.store import BufferedCallStateStore, RedisCallStateStore
 from queues.events import EventPump
 from queues.live import LiveFiguresService
 from queues.priority import DEFAULT_CALLER_KEY, RedisRecentCallers, hash_caller, keep_seconds
@@ -64,6 +66,9 @@ ANNOUNCE_TICK_SECONDS = 3.0
 LIVE_FIGURES_SECONDS = 2.0
 CALLBACK_TICK_SECONDS = 1.0
 OUTBOX_SECONDS = 5.0
+# Redis on the call path (the FastAGI routes): a command fails after this long.
+CALL_PATH_REDIS_TIMEOUT = 0.5
+CALL_FACTS_FLUSH_SECONDS = 1.0
 
 
 def wall_clock_utc(wall_clock: Callable[[], float]) -> Callable[[], datetime]:
@@ -75,9 +80,11 @@ class Engine:
     """``ivr serve``: FastAGI routes, AMI consumers, /metrics and the wallboard."""
 
     def __init__(self, *, config: Config, ami_secret: str | None, national_id_key: bytes = b"",
+                 caller_key: bytes = b"", agi_key: str = "", prompt_seconds: Mapping[str, float] | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc), enable_agi: bool = True,
                  enable_ami: bool = True, metrics: EngineMetrics | None = None,
-                 redis_client: aioredis.Redis | None = None, enable_wallboard: bool = True,
+                 redis_client: aioredis.Redis | None = None, call_redis_client: aioredis.Redis | None = None,
+                 enable_wallboard: bool = True,
                  wall_clock: Callable[[], float] = time.time, ami_recorder=None, case_store=None,
                  cases_key: str | None = None, agent_password: Callable[[str], str | None] | None = None,
                  enable_desktop: bool = True):
@@ -85,7 +92,12 @@ class Engine:
         real time, for supervision (call records carry Asterisk's event times).
         ``case_store``: ``cases.store.CaseStore`` on the case database (None:
         no case figures, no escalations, no cases on the desktop); ``cases_key``
-        the Fernet key numbers are stored with. ``agent_password(agent_id)``:
+        the Fernet key numbers are stored with. ``caller_key``: the HMAC key of
+        callers' numbers. ``agi_key``: the key the dialplan's FastAGI URLs
+        carry (empty: any local peer is served, as in tests of the server
+        alone). ``prompt_seconds``: each prompt's length, by the name Asterisk
+        plays it under (the deadlines on each step, ivr.agi.deadline).
+        ``agent_password(agent_id)``:
         the agent's softphone password, which signs them in to the desktop
         (None: no desktop)."""
         configure_exposition()
@@ -94,8 +106,20 @@ class Engine:
         prefix = s.redis.key_prefix
         self.clock = clock
         self.metrics = metrics or EngineMetrics(config)
-        self.redis = redis_client or aioredis.Redis(host=s.redis.host, port=s.redis.port, db=s.redis.db,
-                                                    socket_timeout=5, socket_connect_timeout=5)
+        # Redis for the AMI side, the pages and the periodic jobs: a failing
+        # command is retried twice within half a second (redis-py's default,
+        # ten retries with backoff, took 3.5-4 s); the event pump keeps and
+        # retries what still fails.
+        self.redis = redis_client or aioredis.Redis(
+            host=s.redis.host, port=s.redis.port, db=s.redis.db, socket_timeout=5, socket_connect_timeout=2,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.25), 2))
+        # Redis on the call path, while a caller waits on the line: no retry and
+        # a short timeout. What it fails is kept (BufferedCallStateStore) or
+        # done without (the repeat-caller rule, a callback offer): the caller
+        # still reaches the queue they chose, with no silence.
+        self.call_redis = call_redis_client or redis_client or aioredis.Redis(
+            host=s.redis.host, port=s.redis.port, db=s.redis.db, socket_timeout=CALL_PATH_REDIS_TIMEOUT,
+            socket_connect_timeout=CALL_PATH_REDIS_TIMEOUT, retry=Retry(NoBackoff(), 0))
         self.exporter = MetricsExporter(registry=self.metrics.registry, host=s.metrics.host, port=s.metrics.port)
         self.ami = AmiConnection(
             host=s.ami.host, port=s.ami.port, username=s.ami.username, secret=ami_secret or "",
@@ -110,7 +134,11 @@ class Engine:
                                         max_length=config.supervision.call_records.max_length)
         self.agent_store = RedisAgentStateStore(self.redis, prefix=prefix)
         self.callbacks = RedisCallbackStore(self.redis, prefix=prefix)
-        self.recent = RedisRecentCallers(self.redis, prefix=prefix, keep_seconds=keep_seconds(config))
+        self.recent = RedisRecentCallers(self.call_redis, prefix=prefix, keep_seconds=keep_seconds(config))
+        self.call_facts = BufferedCallStateStore(
+            RedisCallStateStore(self.call_redis, prefix=prefix, ttl_seconds=s.redis.call_state_ttl_seconds),
+            on_pending=self.metrics.call_facts_waiting.set)
+        call_callbacks = RedisCallbackStore(self.call_redis, prefix=prefix)
         # --- the AMI side -----------------------------------------------------
         self.accounting = QueueAccounting(store=self.store, metrics=self.metrics, records=self.records)
         self.agent_desk = AgentDesk(ami=ami, store=self.agent_store, config=config, metrics=self.metrics,
@@ -147,7 +175,7 @@ class Engine:
             self.service_checks = ServiceCheckDialler(config=config, store=case_store, cipher=cipher, ami=ami,
                                                       callbacks=self.callbacks, clock=case_clock,
                                                       on_change=case_poke)
-        caller_key = national_id_key or DEFAULT_CALLER_KEY
+        caller_key = caller_key or DEFAULT_CALLER_KEY
         self.call_pops = CallPops(config=config, hub=self.pops, call_state=self.store,
                                   open_cases=self.case_work.open_cases if self.case_work else None,
                                   number_hash=lambda number: hash_caller(number, caller_key), clock=wall_clock)
@@ -161,7 +189,7 @@ class Engine:
                 cases=self.case_work,
                 sessions=SessionBook(password_of=agent_password,
                                      tenant_of=lambda agent_id: config.agent_tenant(config.agent(agent_id))))
-        self.pump = EventPump(lanes=lanes, metrics=self.metrics)
+        self.pump = EventPump(lanes=lanes, metrics=self.metrics, before_retry=self.call_facts.flush)
         self.resync = AmiResync(ami=ami, feed=self.pump.feed, agents=self.agent_tracker, waiting=self.waiting,
                                 callbacks=self.dispatcher, metrics=self.metrics,
                                 logins=lambda: self.ami.logins if self.ami is not None else 0)
@@ -169,13 +197,15 @@ class Engine:
                                        waiting=self.waiting, records=self.records, clock=wall_clock)
         # --- the FastAGI routes and the pages ------------------------------------
         self.fastagi = FastAgiServer(
-            routes=engine_routes(config=config, metrics=self.metrics, store=self.store, callbacks=self.callbacks,
-                                 national_id_key=national_id_key, recent=self.recent, desk=self.agent_desk,
+            routes=engine_routes(config=config, metrics=self.metrics, store=self.call_facts, callbacks=call_callbacks,
+                                 national_id_key=national_id_key, caller_key=caller_key, recent=self.recent,
+                                 desk=self.agent_desk,
                                  place_of=self.place_of, clock=clock,
                                  case_status=store_lookup(case_store, clock=clock) if case_store else None,
                                  service_check_answer=store_answer(case_store, clock=case_clock,
                                                                    on_change=case_poke) if case_store else None),
-            host=s.fastagi.host, port=s.fastagi.port,
+            host=s.fastagi.host, port=s.fastagi.port, key=agi_key, step_deadlines=True,
+            prompt_seconds=(prompt_seconds or {}).get,
             on_session_end=self.metrics.count_session, on_latency=self.metrics.observe_agi_command,
         ) if enable_agi else None
         self.wallboard = None
@@ -195,6 +225,7 @@ class Engine:
         if self.desktop is not None:
             await self.desktop.start()
         self._tasks.append(asyncio.create_task(self.live.run(interval=LIVE_FIGURES_SECONDS), name="live-figures"))
+        self._tasks.append(asyncio.create_task(self._flush_call_facts(), name="call-facts"))
         if self.case_jobs is not None:
             self._tasks.append(asyncio.create_task(self.case_jobs.run(), name="cases"))
         if self.case_work is not None:
@@ -228,6 +259,8 @@ class Engine:
             await self.desktop.stop()
         self.exporter.stop()
         await self.redis.aclose()
+        if self.call_redis is not self.redis:
+            await self.call_redis.aclose()
         if self.case_store is not None:
             self.case_store.engine.dispose()
 
@@ -248,6 +281,13 @@ class Engine:
                 failing = False
             await asyncio.sleep(OUTBOX_SECONDS)
 
+    async def _flush_call_facts(self) -> None:
+        """Facts the call path kept while Redis was away go to Redis once it answers."""
+        while True:
+            await asyncio.sleep(CALL_FACTS_FLUSH_SECONDS)
+            if self.call_facts.pending:
+                await self.call_facts.flush()
+
     async def _wallboard_snapshot(self, tenant: str | None) -> dict:
         """One ministry's live figures (every queue's with no tenants), and
         its case panel when there are cases."""
@@ -257,8 +297,11 @@ class Engine:
         return {**snap, "cases": self.case_jobs.panel(tenant)}
 
     async def place_of(self, queue: str, uid: str) -> int | None:
-        """A caller's place in ``queue`` (the callback menu keeps it)."""
-        return await self.waiting.place_of(queue, uid, facts=await self.store.facts(uid))
+        """A caller's place in ``queue`` (the callback menu keeps it); a
+        caller waits for it at most CALL_PATH_REDIS_TIMEOUT twice over (the
+        dialplan then uses the place Queue() reported)."""
+        async with asyncio.timeout(2 * CALL_PATH_REDIS_TIMEOUT):
+            return await self.waiting.place_of(queue, uid, facts=await self.call_facts.facts(uid))
 
     async def _on_login(self) -> None:
         await self.resync()

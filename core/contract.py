@@ -42,6 +42,27 @@ class Route:
     ALL: Final = (HOTLINE, SURVEY, AGENT, CALLBACK, OVERFLOW, SERVICE_CHECK)
 
 
+# The key the dialplan puts in every FastAGI URL (``agi://host:port/<route>?key=<secret>``):
+# the engine serves only the Asterisk that holds it, not any local process
+# that can open a socket on the loopback (ivr.agi.fastagi).
+AGI_KEY_PARAM: Final = "key"
+
+
+# --- deadlines on the engine -----------------------------------------------------------------------
+
+# Asterisk waits for a FastAGI peer's next command with no time limit, so a
+# hung engine (stopped, deadlocked, swapping) would hold a caller in silence.
+# Every AGI() runs under the channel's absolute timeout: the dialplan arms it
+# for the engine's first command, the engine re-arms it before each step it
+# asks Asterisk for (the step's longest length plus the slack) and shortens
+# it to the slack when a step ends early. When it fires, AGI() returns at
+# once (AGIEXITONHANGUP) and the context's ``T`` extension sends the caller
+# on, to the queue the IVR chose or the hotline's fallback.
+DEADLINE_VARIABLE: Final = "TIMEOUT(absolute)"
+AGI_FIRST_COMMAND_SECONDS: Final = 6
+AGI_STEP_SLACK_SECONDS: Final = 4
+
+
 # --- contexts ------------------------------------------------------------------------------------
 
 
@@ -160,6 +181,10 @@ class Header:
     GOVERNORATE: Final = "Governorate"
     SOURCE: Final = "Source"   # "journal" on an IvrCallEnd read back from AstDB
 
+
+# A caller going back to the queue from the callback menu (with or without the
+# engine) always gets at least this long before the overflow offer comes again.
+MIN_QUEUE_TIMEOUT_SECONDS: Final = 30
 
 # IvrQueueExit's QueueStatus when the caller left for a registered callback.
 QUEUE_STATUS_CALLBACK: Final = "CALLBACK"

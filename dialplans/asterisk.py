@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.secrets import CALLER_NUMBER_KEY, NATIONAL_ID_KEY, SecretStore
+
 log = logging.getLogger(__name__)
 
 DEBIAN_MIRROR = os.environ.get("IVR_DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -30,6 +32,8 @@ DEBIAN_MIRROR = os.environ.get("IVR_DEBIAN_MIRROR", "http://deb.debian.org/debia
 PACKAGES = "asterisk,asterisk-modules,python3-venv"
 # Where `ivr setup` installs the engine inside the root for classic AGI.
 CLASSIC_HOME = Path("/opt/ivr-hotline")
+# The only secrets the classic-AGI script gets: the keys it hashes with.
+CLASSIC_AGI_SECRETS = [NATIONAL_ID_KEY, CALLER_NUMBER_KEY]
 
 
 class AsteriskError(RuntimeError):
@@ -111,13 +115,15 @@ class AsteriskInstall:
         return {"script": str(CLASSIC_HOME / "venv" / "bin" / "ivr-agi"), "config": str(CLASSIC_HOME / "config"),
                 "state": str(CLASSIC_HOME / "state")}
 
-    def install_classic_agi(self, repo_root: Path, secrets_file: Path, progress=print) -> None:
+    def install_classic_agi(self, repo_root: Path, secrets: SecretStore, progress=print) -> None:
         """Make ``ivr-agi`` runnable by Asterisk inside the root (idempotent).
 
         The root gets python3-venv, the configuration, and a venv with the
         engine installed from wheels prepared on the host; a stamp of the
-        source's content skips all that when nothing changed. The secrets file is copied (mode 600) because the
-        script hashes national IDs with the same key as the service.
+        source's content skips all that when nothing changed. The script gets a
+        secrets file (mode 600) with the two keys it hashes with (national IDs,
+        callers' numbers), the same as the service's, and nothing else: no AMI
+        secret, no agent password, no FastAGI or case database key.
         """
         if not self.chrooted:
             return
@@ -144,9 +150,7 @@ class AsteriskInstall:
             stamp.write_text(digest.hexdigest())
         state = home / "state"
         state.mkdir(parents=True, exist_ok=True)
-        target = state / "secrets.json"
-        shutil.copyfile(secrets_file, target)
-        os.chmod(target, 0o600)
+        secrets.write_subset(state / "secrets.json", CLASSIC_AGI_SECRETS)
 
     def _install_engine(self, repo_root: Path, home: Path) -> None:
         # Wheels are fetched on the host, with the host's pip settings (its

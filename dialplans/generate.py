@@ -20,8 +20,9 @@ import re
 from pathlib import Path
 
 from core.configuration import Config
-from core.contract import (DIAL_INVALID_NUMBER, JOURNAL_FAMILY, JOURNAL_SEPARATOR, QUEUE_STATUS_CALLBACK, STAGE_DIAL,
-                           STAGE_QUEUE, PROMPT_DIR, Context, Header, IvrAction, Route, UserEvent, Var, inherited)
+from core.contract import (AGI_FIRST_COMMAND_SECONDS, AGI_KEY_PARAM, DEADLINE_VARIABLE, DIAL_INVALID_NUMBER,
+                           MIN_QUEUE_TIMEOUT_SECONDS, JOURNAL_FAMILY, JOURNAL_SEPARATOR, QUEUE_STATUS_CALLBACK, STAGE_DIAL, STAGE_QUEUE, PROMPT_DIR,
+                           Context, Header, IvrAction, Route, UserEvent, Var, inherited)
 from core.secrets import SecretStore
 
 # Every name the engine shares with the dialplan comes from core.contract.
@@ -31,6 +32,27 @@ C, V, E, H = Context, Var, UserEvent, Header
 def d(variable: str) -> str:
     """A variable's value in the dialplan: ``${NAME}``."""
     return "${" + variable + "}"
+
+
+def arm(seconds: int = AGI_FIRST_COMMAND_SECONDS) -> str:
+    """The dialplan step that arms the deadline on the engine (0 disarms it):
+    see ``core.contract.DEADLINE_VARIABLE``."""
+    return f"Set({DEADLINE_VARIABLE}={seconds})"
+
+
+DISARM = arm(0)
+
+
+class AgiUrls:
+    """The FastAGI URL of each route, with the key that lets the engine tell
+    its own Asterisk from any other local process."""
+
+    def __init__(self, host: str, port: int, key: str):
+        self.base = f"agi://{host}:{port}"
+        self._query = f"?{AGI_KEY_PARAM}={key}" if key else ""
+
+    def __call__(self, route: str) -> str:
+        return f"{self.base}/{route}{self._query}"
 
 
 def _names(text: str) -> str:
@@ -61,7 +83,7 @@ MODULES = [
     "format_wav", "format_pcm", "format_sln", "pbx_config", "res_agi", "res_speech",
     "app_queue", "app_playback", "app_dial", "app_chanspy", "app_userevent", "app_stack", "app_verbose", "app_senddtmf",
     "app_db", "app_exec", "res_musiconhold", "func_channel", "func_cut", "func_strings", "func_logic",
-    "func_callerid", "func_dialplan", "func_db", "func_global", "func_devstate",
+    "func_callerid", "func_dialplan", "func_timeout", "func_db", "func_global", "func_devstate",
     "bridge_simple", "bridge_native_rtp", "bridge_holding", "bridge_builtin_features",
 ]
 
@@ -72,7 +94,7 @@ def render_all(config: Config, secrets: SecretStore, classic_agi: dict[str, str]
         "modules.conf": render_modules(),
         "logger.conf": render_logger(),
         "pjsip.conf": render_pjsip(config, secrets),
-        "extensions.conf": render_extensions(config, classic_agi),
+        "extensions.conf": render_extensions(config, classic_agi, agi_key=secrets.agi_key()),
         "queues.conf": render_queues(config),
         "queuerules.conf": render_queuerules(config),
         "manager.conf": render_manager(config, secrets),
@@ -86,6 +108,12 @@ def render_all(config: Config, secrets: SecretStore, classic_agi: dict[str, str]
     }
 
 
+# Files that hold a secret (the AMI secrets, the agents' SIP passwords, the
+# FastAGI key and the dialplan's own keys): readable by root (Asterisk runs as
+# root in its root folder) and nobody else.
+PRIVATE_FILES = frozenset({"pjsip.conf", "manager.conf", "extensions.conf"})
+
+
 def write_all(config: Config, secrets: SecretStore, root: Path,
               classic_agi: dict[str, str] | None = None) -> list[Path]:
     etc = root / "etc" / "asterisk"
@@ -95,10 +123,30 @@ def write_all(config: Config, secrets: SecretStore, root: Path,
     written = []
     for name, text in render_all(config, secrets, classic_agi).items():
         path = etc / name
-        if not path.exists() or path.read_text() != text:
-            path.write_text(text)
+        mode = 0o600 if name in PRIVATE_FILES else 0o644
+        if not path.exists() or path.read_text() != text or _mode_or_owner_differs(path, mode):
+            write_file(path, text, mode)
         written.append(path)
     return written
+
+
+def _mode_or_owner_differs(path: Path, mode: int) -> bool:
+    st = path.stat()
+    return (st.st_mode & 0o777) != mode or st.st_uid != os.getuid()
+
+
+def write_file(path: Path, text: str, mode: int) -> None:
+    """Write ``path`` whole or not at all, created with ``mode`` and owned by
+    us: a new file renamed over the old one. (Writing into the existing file
+    would keep its owner and mode: in the Debian root the shipped files belong
+    to Asterisk's packaged user, whose uid is another user's on the host.)"""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(tmp, mode)  # the umask may have taken bits away
+    os.replace(tmp, path)
 
 
 def render_asterisk_conf() -> str:
@@ -245,9 +293,9 @@ remove_existing=yes
     return "\n".join(out)
 
 
-def render_extensions(config: Config, classic_agi: dict[str, str] | None = None) -> str:
+def render_extensions(config: Config, classic_agi: dict[str, str] | None = None, *, agi_key: str = "") -> str:
     s = config.service
-    agi = f"agi://{s.fastagi.host}:{s.fastagi.port}"
+    agi = AgiUrls(s.fastagi.host, s.fastagi.port, agi_key)
     classic = classic_agi or {"script": "ivr-agi", "config": "config", "state": "state"}
     # Classic AGI: the ivr-agi script, told where its files are as Asterisk sees them.
     classic_cmd = f"{classic['script']},--config={classic['config']},--state={classic['state']}"
@@ -287,18 +335,28 @@ exten => s,1,GotoIf($["${{CHANNEL(pjsip,local_addr)}}" != "{carrier_addr}"]?refu
  same => n,UserEvent({E.CALL_START},{H.HOTLINE}: {d(V.HOTLINE)},{H.CALL_UID}: {d(V.CALL_UID)})
  ; The hang-up handler reports how the call ended, wherever it ends.
  same => n,Set(CHANNEL(hangup_handler_push)={C.HANGUP},s,1)
+ ; The caller's number stays out of queue_log (the queues log no restricted
+ ; caller ID); the engine still reads it, from AMI and the AGI environment.
+ same => n,Set(CALLERID(num-pres)=prohib_passed_screen)
  same => n,Answer()
+ ; Every AGI() on this channel ends as soon as the channel is hung up, or
+ ; its deadline fires (see T below), without waiting for the engine.
+ same => n,Set(AGIEXITONHANGUP=yes)
  ; The FastAGI service plays the menu and sets {V.QUEUE}. If it is down,
  ; crashes or answers garbage, AGI() returns and {V.QUEUE} is empty: the
  ; caller still goes to the hotline's fallback queue below. A FastAGI peer
  ; that drops the socket mid-call makes AGI() return -1, which would end the
- ; dialplan; TryExec keeps going, so the caller is queued all the same.
+ ; dialplan; TryExec keeps going, so the caller is queued all the same. A
+ ; peer that hangs is cut off by the deadline (T).
  same => n,GotoIf($["{d(V.AGI_MODE)}" = "classic"]?classic)
- same => n,TryExec(AGI({agi}/{Route.HOTLINE},{d(V.HOTLINE)}))
+ same => n,{arm()}
+ same => n,TryExec(AGI({agi(Route.HOTLINE)},{d(V.HOTLINE)}))
  same => n,Goto(routed)
  ; A hotline in classic mode: one ivr-agi process per call (pyst2), same flows.
- same => n(classic),TryExec(AGI({classic_cmd},{Route.HOTLINE},{d(V.HOTLINE)}))
- same => n(routed),NoOp(IVR done: AGISTATUS=${{AGISTATUS}})
+ same => n(classic),{arm()}
+ same => n,TryExec(AGI({classic_cmd},{Route.HOTLINE},{d(V.HOTLINE)}))
+ same => n(routed),{DISARM}
+ same => n,NoOp(IVR done: AGISTATUS=${{AGISTATUS}})
  ; Outside opening hours the IVR has said so and offered a callback: end here.
  same => n,GotoIf($["{d(V.ACTION)}" = "{IvrAction.CLOSED}"]?closed,1)
  ; The IVR answered the caller itself (a follow-up by reference): end here too.
@@ -311,6 +369,10 @@ exten => closed,1,Hangup(16)
 exten => served,1,Hangup(16)
 exten => refuse,1,Log(NOTICE,Refused anonymous call on ${{CHANNEL(pjsip,local_addr)}})
  same => n,Hangup(21)
+; The engine let a step's deadline pass (hung, or stopped): AGI() has
+; returned; the caller goes on to the queue chosen so far, else the fallback.
+exten => T,1,Log(WARNING,The IVR missed its deadline - the caller goes on to a queue)
+ same => n,Goto(s,routed)
 """
     )
     out.append(render_queue_contexts(config, agi, classic_cmd))
@@ -319,11 +381,13 @@ exten => refuse,1,Log(NOTICE,Refused anonymous call on ${{CHANNEL(pjsip,local_ad
         f"""; After the agent hung up: the post-call survey (programmes with survey:
 ; true; the service returns at once for others), then the end of the call.
 [{C.SURVEY}]
-exten => s,1,GotoIf($["{d(V.AGI_MODE)}" = "classic"]?classic)
- same => n,TryExec(AGI({agi}/{Route.SURVEY},{d(V.PROGRAM)}))
+exten => s,1,{arm()}
+ same => n,GotoIf($["{d(V.AGI_MODE)}" = "classic"]?classic)
+ same => n,TryExec(AGI({agi(Route.SURVEY)},{d(V.PROGRAM)}))
  same => n,Hangup(16)
  same => n(classic),TryExec(AGI({classic_cmd},{Route.SURVEY},{d(V.PROGRAM)}))
  same => n,Hangup(16)
+exten => T,1,Hangup(16)
 
 """ + """; Runs on each agent channel before it rings (Queue's b() option): the
 ; softphone sees what the call is about in SIP headers, and in the caller
@@ -400,7 +464,10 @@ announce-position = no
 musicclass = default
 ; MEMBERINTERFACE on the caller's channel marks a connected call.
 setinterfacevar = yes
-setqueueentryvar = yes"""
+setqueueentryvar = yes
+; The caller's number is not written to queue_log (ENTERQUEUE): [ivr-answer]
+; restricts its presentation, and restricted numbers are not logged.
+log-restricted-caller-id = no"""
         )
         out.append("; No static members: agents log in (ivr agents login, or *21 on the softphone).\n")
     return "\n".join(out)
@@ -418,18 +485,32 @@ webenabled = no
 ; talk times are measured on it, not on when the engine read the event.
 timestampevents = yes
 
-; The engine's only AMI user. Least privilege: it reads call, agent (queue)
-; and user events; writes agent (QueueAdd/Remove/Pause: log-in, pause),
+; The engine's AMI user. Least privilege: it reads call, agent (queue) and
+; user events; writes agent (QueueAdd/Remove/Pause: log-in, pause),
 ; reporting (QueueStatus, DBGetTree of the call journal, CoreShowChannels),
-; originate (callback placeholders and announcements, always into the
-; engine's own dialplan contexts, never an application) and call (Hangup of
-; an announcement that is no longer needed). No system or command class.
+; originate (callback placeholders, announcements and service checks, always
+; a Local channel into the engine's own originate-only contexts, which check
+; the number; the engine refuses any other Originate before it is sent) and
+; call (Hangup of an announcement that is no longer needed). No system,
+; command, config or dialplan class: it cannot run CLI commands, change
+; configuration or read the dialplan (and the FastAGI key in it).
 [{ami.username}]
 secret = {secrets.ami_secret(config)}
 deny = 0.0.0.0/0.0.0.0
 permit = 127.0.0.1/255.255.255.255
 read = call,agent,user
 write = agent,reporting,originate,call
+writetimeout = 5000
+
+; For monitoring tools: the same events, status actions that need no class
+; (QueueStatus, QueueSummary, Ping), and nothing that changes a call, a queue
+; or an agent.
+[{ami.monitor_username}]
+secret = {secrets.ami_monitor_secret(config)}
+deny = 0.0.0.0/0.0.0.0
+permit = 127.0.0.1/255.255.255.255
+read = call,agent,user
+write =
 writetimeout = 5000
 """
 
@@ -469,6 +550,9 @@ def render_queue_contexts(config: Config, agi: str, classic_cmd: str) -> str:
             f" same => n,Set(IVR_Q_POSITION={d(V.QUEUE_POSITION)})\n"
             f" same => n,Set({V.QUEUE_TIMEOUT}=)\n"
             f" same => n,Set({V.QUEUE_POSITION}=)\n"
+            # When the wait ends, whoever sends the caller back (the callback
+            # menu, or the dialplan itself without the engine) gives the rest.
+            f" same => n,Set(IVR_Q_DEADLINE=$[${{EPOCH}} + ${{IVR_Q_TIMEOUT}}])\n"
             # Asterisk 22: Queue(name,options,URL,announceoverride,timeout,AGI,gosub,rule,position).
             # c: when the agent hangs up, the caller stays (for the survey);
             # b(): headers on each agent channel before it rings.
@@ -509,26 +593,44 @@ def render_queue_contexts(config: Config, agi: str, classic_cmd: str) -> str:
         target = q.overflow_queue or q.id
         out.append(
             f"exten => {q.id},1,Set({V.ACTION}=)\n"
-            f" same => n,TryExec(AGI({agi}/{Route.OVERFLOW},{q.id},${{QUEUESTATUS}}))\n"
+            f" same => n,Set(IVR_OVERFLOW_FROM={q.id})\n"
+            f" same => n,{arm()}\n"
+            f" same => n,TryExec(AGI({agi(Route.OVERFLOW)},{q.id},${{QUEUESTATUS}}))\n"
+            f" same => n(after),{DISARM}\n"
             f" same => n,GotoIf($[\"{d(V.ACTION)}\" = \"callback\"]?{C.OVERFLOW},done,1)\n"
             f" same => n,Goto({C.QUEUE},{target},1)"
         )
-    out.append("exten => done,1,Hangup(16)\n")
+    out.append("exten => done,1,Hangup(16)\n"
+               "; The engine missed its deadline: the caller moves on as without it.\n"
+               "exten => T,1,Goto(${IVR_OVERFLOW_FROM},after)\n")
     key = config.distribution.callbacks.queue_key
+    MIN_WAIT_BACK = MIN_QUEUE_TIMEOUT_SECONDS
     out.append(
         f"""; The queues' `context`: a waiting caller who presses {key} leaves Queue()
 ; for the callback menu; {V.IN_QUEUE} stays set meanwhile (hanging up here is
 ; an abandon). Registered: the call ends, the callback keeps the place.
-; Otherwise (or without the engine) the caller goes back to waiting.
+; Otherwise (or without the engine) the caller goes back to waiting where
+; they were: at the place the engine gives, else the one Queue() reported
+; when they left (QUEUEPOSITION), with the rest of their wait.
 [{C.QUEUE_KEYS}]
 exten => {key},1,Set(IVR_LEFT_QUEUE={d(V.IN_QUEUE)})
+ same => n,Set(IVR_LEFT_POSITION=${{QUEUEPOSITION}})
  same => n,Set({V.ACTION}=)
- same => n,TryExec(AGI({agi}/{Route.CALLBACK},${{IVR_LEFT_QUEUE}}))
+ same => n,Set({V.QUEUE_POSITION}=)
+ same => n,Set({V.QUEUE_TIMEOUT}=)
+ same => n,{arm()}
+ same => n,TryExec(AGI({agi(Route.CALLBACK)},${{IVR_LEFT_QUEUE}}))
+ same => n(after),{DISARM}
  same => n,GotoIf($["{d(V.ACTION)}" = "{IvrAction.CALLBACK}"]?done)
+ same => n,Set({V.QUEUE_POSITION}=${{IF($["{d(V.QUEUE_POSITION)}" = ""]?${{IVR_LEFT_POSITION}}:{d(V.QUEUE_POSITION)})}})
+ same => n,Set(IVR_LEFT_WAIT=$[${{IVR_Q_DEADLINE}} - ${{EPOCH}}])
+ same => n,Set({V.QUEUE_TIMEOUT}=${{IF($["{d(V.QUEUE_TIMEOUT)}" = ""]?${{IF($[${{IVR_LEFT_WAIT}} > {MIN_WAIT_BACK}]?${{IVR_LEFT_WAIT}}:{MIN_WAIT_BACK})}}:{d(V.QUEUE_TIMEOUT)})}})
  same => n,Goto({C.QUEUE},${{IVR_LEFT_QUEUE}},1)
  same => n(done),Set({V.IN_QUEUE}=)
  same => n,UserEvent({E.QUEUE_EXIT},{H.QUEUE}: ${{IVR_LEFT_QUEUE}},{H.QUEUE_STATUS}: {QUEUE_STATUS_CALLBACK},{H.CALL_UID}: {d(V.CALL_UID)})
  same => n,Hangup(16)
+; The engine missed its deadline: back to the queue as without it.
+exten => T,1,Goto({key},after)
 """
     )
     return _names("\n".join(out))
@@ -609,8 +711,11 @@ exten => _X!,1,GotoIf($[${{REGEX("^0[0-9]{{9,10}}$" ${{@V_CHECK_NUMBER@}})}}]?di
 
 [@C_SERVICE_CHECK@]
 exten => _X!,1,Set(CHANNEL(language)={config.service.language})
- same => n,TryExec(AGI({agi}/{Route.SERVICE_CHECK},${{EXTEN}},${{@V_CHECK_TENANT@}}))
+ same => n,Set(AGIEXITONHANGUP=yes)
+ same => n,{arm()}
+ same => n,TryExec(AGI({agi(Route.SERVICE_CHECK)},${{EXTEN}},${{@V_CHECK_TENANT@}}))
  same => n,Hangup(16)
+exten => T,1,Hangup(16)
 """)
 
 
@@ -627,10 +732,16 @@ def render_agent_context(config: Config, agi: str) -> str:
     for action, code in (("login", codes.login), ("logout", codes.logout), ("resume", codes.resume),
                          ("pause", codes.pause)):
         lines.append(f"exten => {code},1,Answer()\n"
-                     f" same => n,TryExec(AGI({agi}/{Route.AGENT},{action},{args},,{remote}))\n"
+                     f" same => n,Set(AGIEXITONHANGUP=yes)\n"
+                     f" same => n,{arm()}\n"
+                     f" same => n,TryExec(AGI({agi(Route.AGENT)},{action},{args},,{remote}))\n"
+                     f" same => n,{DISARM}\n"
                      f" same => n,Goto({C.AGENTS_DONE},${{AGISTATUS}},1)")
     lines.append(f"exten => _{codes.pause}X,1,Answer()\n"
-                 f" same => n,TryExec(AGI({agi}/{Route.AGENT},pause,{args},${{EXTEN:{len(codes.pause)}}},{remote}))\n"
+                 f" same => n,Set(AGIEXITONHANGUP=yes)\n"
+                 f" same => n,{arm()}\n"
+                 f" same => n,TryExec(AGI({agi(Route.AGENT)},pause,{args},${{EXTEN:{len(codes.pause)}}},{remote}))\n"
+                 f" same => n,{DISARM}\n"
                  f" same => n,Goto({C.AGENTS_DONE},${{AGISTATUS}},1)")
     lines.append(
         "exten => _[0-9*#+].,1,Log(NOTICE,Agent ${CHANNEL(endpoint)} dialled an unknown feature code)\n"
@@ -638,6 +749,8 @@ def render_agent_context(config: Config, agi: str) -> str:
         " same => n,Playback(@PROMPT_DIR@/invalid-option)\n"
         " same => n,Hangup(16)\n"
         "exten => i,1,Hangup(1)\n"
+        "; The engine missed its deadline: the agent hears that the service is away.\n"
+        "exten => T,1,Goto(@C_AGENTS_DONE@,TIMEOUT,1)\n"
         "\n[@C_AGENTS_DONE@]\n"
         "exten => SUCCESS,1,Hangup(16)\n"
         "exten => _[A-Z].,1,Playback(@PROMPT_DIR@/agent-service-unavailable)\n"

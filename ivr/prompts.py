@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.configuration import Config
+from core.contract import PROMPT_DIR
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,13 @@ class PromptLibrary:
         shutil.copyfile(cached, wav)
         _sox(wav, wav.with_suffix(".ulaw"), "-t", "ul")
         return BuiltPrompt(prompt_id, source, wav)
+
+    def durations(self) -> dict[str, float]:
+        """Each prompt's length in seconds, by the name Asterisk plays it under
+        (``ivr/<id>``): its u-law file holds 8,000 bytes a second. The engine
+        keeps Asterisk's deadline on it just past a prompt (ivr.agi.deadline)."""
+        return {f"{PROMPT_DIR}/{path.stem}": path.stat().st_size / 8000
+                for path in self.target.glob("*.ulaw")}
 
     def missing(self, prompt_ids) -> list[str]:
         """Prompt ids with no playable file: checked at start-up, not mid-call."""

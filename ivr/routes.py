@@ -34,25 +34,28 @@ def _utcnow() -> datetime:
 
 
 def call_routes(*, config: Config, metrics: EngineMetrics, store: CallStateStore, callbacks: CallbackStore,
-                national_id_key: bytes, recent: RecentCallers | None = None, case_status: CaseStatusLookup | None = None,
+                national_id_key: bytes, caller_key: bytes = b"", recent: RecentCallers | None = None,
+                case_status: CaseStatusLookup | None = None,
                 clock: Callable[[], datetime] = _utcnow) -> dict[str, Handler]:
     """The routes a citizen's call takes: the hotline's menus and the survey."""
     return {
         Route.HOTLINE: HotlineHandler(config=config, metrics=metrics, store=store, callbacks=callbacks,
-                                      national_id_key=national_id_key, recent=recent, case_status=case_status,
-                                      clock=clock),
+                                      national_id_key=national_id_key, caller_key=caller_key, recent=recent,
+                                      case_status=case_status, clock=clock),
         Route.SURVEY: SurveyHandler(config=config, metrics=metrics, store=store),
     }
 
 
 def engine_routes(*, config: Config, metrics: EngineMetrics, store: CallStateStore, callbacks: CallbackStore,
                   national_id_key: bytes, recent: RecentCallers, desk: AgentDesk, place_of: PlaceOf,
+                  caller_key: bytes = b"",
                   case_status: CaseStatusLookup | None = None, service_check_answer: Answer | None = None,
                   clock: Callable[[], datetime] = _utcnow) -> dict[str, Handler]:
     """Every route of ``ivr serve``: the call's, the agents' feature codes,
     the queue's callback and overflow menus, and the service check's call."""
     routes = call_routes(config=config, metrics=metrics, store=store, callbacks=callbacks,
-                         national_id_key=national_id_key, recent=recent, case_status=case_status, clock=clock)
+                         national_id_key=national_id_key, caller_key=caller_key, recent=recent,
+                         case_status=case_status, clock=clock)
     routes[Route.AGENT] = AgentCodeHandler(config=config, desk=desk)
     callback_args = dict(config=config, metrics=metrics, callbacks=callbacks, place_of=place_of, call_state=store,
                          clock=clock)

@@ -15,6 +15,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from core.citizens.governorates import LABEL_VALUES as GOVERNORATE_LABELS
 from core.configuration import Config
+from core.contract import Route
 from core.configuration.model import ANSWER_REQUEST_TYPE, AUTO_PAUSE_REASON, FOLLOW_UP_REQUEST_TYPE
 
 from .cases import CaseMetrics
@@ -210,6 +211,9 @@ class EngineMetrics:
         self.ami_reconnects = Counter("ivr_ami_reconnects", "AMI logins after the first one.", registry=r)
         self.ami_events = Counter("ivr_ami_events", "AMI events received, by accounting relevance.",
                                   ["kind"], registry=r)
+        self.call_facts_waiting = Gauge(
+            "ivr_call_facts_waiting", "Calls whose IVR facts (programme, request type...) the engine keeps in "
+            "memory because Redis failed them; written as soon as Redis answers.", registry=r)
         self.ami_events_waiting = Gauge(
             "ivr_ami_events_waiting", "AMI events a consumer holds back because Redis failed them; kept, in "
             "order, and tried again until they go through.", ["consumer"], registry=r)
@@ -268,7 +272,7 @@ class EngineMetrics:
         self.agi_command_seconds.labels(verb=verb if verb in AGI_VERBS else "other").observe(seconds)
 
     def count_session(self, route: str, outcome: str) -> None:
-        route = route if route in ("hotline", "survey", "agent", "callback", "overflow") else "other"
+        route = route if route in Route.ALL else "other"
         self.agi_sessions.labels(route=route, outcome=outcome).inc()
 
 

@@ -29,7 +29,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -66,7 +66,11 @@ class Lane:
 class EventPump:
     def __init__(self, *, lanes: Sequence[tuple[str, Sequence[Consumer]]], metrics: EngineMetrics,
                  attempts: int = 3, backoff: Sequence[float] = (0.1, 0.4), retry_interval: float = 2.0,
-                 max_retry_interval: float = 60.0, clock: Callable[[], float] = time.monotonic):
+                 max_retry_interval: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 before_retry: Callable[[], Awaitable[object]] | None = None):
+        """``before_retry``: runs before parked events are tried again (the
+        call path writes the facts it kept during the outage first, so the
+        events find them)."""
         self._lanes = [Lane(name, tuple(consumers)) for name, consumers in lanes]
         self._metrics = metrics
         self._attempts = max(1, attempts)
@@ -74,6 +78,7 @@ class EventPump:
         self._retry = retry_interval
         self._max_retry = max_retry_interval
         self._clock = clock
+        self._before_retry = before_retry
         self._tasks: list[asyncio.Task] = []
         for lane in self._lanes:
             metrics.ami_events_waiting.labels(consumer=lane.name).set(0)
@@ -179,6 +184,11 @@ class EventPump:
     async def _retry_parked(self, lane: Lane) -> None:
         """One try for each parked event that is due, oldest first; after two
         failures in a row (Redis still away) the rest wait for the next round."""
+        if self._before_retry is not None:
+            try:
+                await self._before_retry()
+            except Exception:
+                log.exception("before retrying parked events")
         now = self._clock()
         failures_in_row = 0
         kept: deque = deque()

@@ -20,14 +20,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import time
 from typing import Protocol
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from core.citizens.area_codes import normalize
 from core.configuration import Config
 from core.configuration.model import PriorityRule
+
+log = logging.getLogger(__name__)
 
 # Domain separation: the same secret may also key national ID hashes; a
 # caller-number hash and an ID hash must never be comparable.
@@ -128,13 +132,19 @@ async def caller_priority(*, config: Config, program: str | None, caller_hash: s
 
     ``program`` is the programme the caller chose (None: the fallback queue).
     ``caller_hash`` is :func:`hash_caller` of the caller's number (None when
-    withheld). The recent-callers store is read only if a rule needs it.
+    withheld). The recent-callers store is read only if a rule needs it; when
+    it cannot be read (Redis away) the caller is taken for a first-time
+    caller, and every other rule still applies (a Services Card caller keeps
+    their priority).
     """
     now = time.time() if now is None else now
     rules = config.distribution.priorities
     last_call = None
     if caller_hash and any(r.repeat_within_hours for r in rules):
-        last_call = await recent_store.seen(hotline, caller_hash, now)
+        try:
+            last_call = await recent_store.seen(hotline, caller_hash, now)
+        except (RedisError, OSError) as exc:
+            log.warning("repeat callers unknown now (%s): the repeat-caller rule is skipped", type(exc).__name__)
     best: tuple[int, str | None] = (0, None)
     for rule in rules:
         if rule.priority > best[0] and _matches(rule, program=program, callback_pending=callback_pending,

@@ -70,6 +70,9 @@ class Listen(LoopbackByDefault):
 class AmiSettings(Listen):
     port: int = Field(default=5038, ge=1, le=65535)
     username: Identifier = "ivr_engine"
+    # A second AMI user for monitoring tools: it reads events and may ask for
+    # status (QueueStatus), and can change nothing (manager.conf, docs/reliability.md).
+    monitor_username: Identifier = "ivr_monitor"
     action_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     ping_interval_seconds: float = Field(default=10.0, gt=0, le=300)
 

@@ -21,7 +21,10 @@ from typing import Mapping
 from asterisk.agi import AGI, AGIAppError, AGIError, AGIHangup
 
 from core.channel import CallerHungUp, PromptUnavailable
+from core.contract import DEADLINE_VARIABLE
 from core.privacy import mask_number
+
+from .deadline import StepDeadline
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +36,11 @@ class PystChannel:
     call and nothing else runs in its event loop.
     """
 
-    def __init__(self, agi: AGI, *, route_args: list[str]):
+    def __init__(self, agi: AGI, *, route_args: list[str], deadline: StepDeadline | None = None):
+        """``deadline``: keep Asterisk's deadline ahead of each step, as the
+        FastAGI session does (ivr.agi.deadline)."""
         self._agi = agi
+        self._deadline = deadline
         # pyst2 keeps the "agi_" prefix; the flows use the FastAGI names.
         env = {k[4:] if k.startswith("agi_") else k: v for k, v in agi.env.items()}
         # AGI(script,<route>,<arg>): the route is argv[1], its argument argv[2].
@@ -70,14 +76,32 @@ class PystChannel:
         except (AGIHangup, AGIAppError, ValueError):
             return True
 
+    def _step(self, bound: float, method, *args):
+        if self._deadline is not None:
+            self._set_deadline(self._deadline.arm_for(bound))
+        result = self._call(method, *args)
+        if self._deadline is not None:
+            self._set_deadline(self._deadline.shorten_after())
+        return result
+
+    def _set_deadline(self, seconds: int | None) -> None:
+        if seconds is not None:
+            self._call(self._agi.set_variable, DEADLINE_VARIABLE, seconds)
+
     async def play(self, prompt: str, escape_digits: str = "") -> str | None:
-        return self._call(self._agi.stream_file, prompt, escape_digits) or None
+        bound = self._deadline.play_bound(prompt) if self._deadline else 0
+        return self._step(bound, self._agi.stream_file, prompt, escape_digits) or None
 
     async def wait_digit(self, timeout_seconds: float) -> str | None:
-        return self._call(self._agi.wait_for_digit, int(timeout_seconds * 1000)) or None
+        return self._step(timeout_seconds, self._agi.wait_for_digit, int(timeout_seconds * 1000)) or None
 
     async def read_digits(self, prompt: str, timeout_seconds: float, max_digits: int) -> str | None:
-        return self._call(self._agi.get_data, prompt, int(timeout_seconds * 1000), max_digits) or None
+        bound = self._deadline.read_bound(prompt, timeout_seconds, max_digits) if self._deadline else 0
+        return self._step(bound, self._agi.get_data, prompt, int(timeout_seconds * 1000), max_digits) or None
+
+    async def extend_deadline(self, seconds: float) -> None:
+        if self._deadline is not None:
+            self._set_deadline(self._deadline.extend(seconds))
 
     async def set_variable(self, name: str, value: str) -> None:
         self._call(self._agi.set_variable, name, value)

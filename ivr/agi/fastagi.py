@@ -10,19 +10,30 @@ by side.
 Each session is independent: an exception in one call's flow is logged and
 ends that session only. When the session ends without having set
 ``IVR_QUEUE``, the dialplan sends the caller to the fallback queue.
+
+Only the Asterisk the engine serves is served: its dialplan puts a key in
+every FastAGI URL (``core.contract.AGI_KEY_PARAM``), and a session without
+the right key (any other local process that opens the port) is refused
+before its route runs. Each step a session asks Asterisk for keeps the
+deadline Asterisk holds over the engine ahead of it (``deadline.py``), so a
+hung engine never holds a caller in silence.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import itertools
 import logging
 import time
 from typing import Awaitable, Callable, Mapping
+from urllib.parse import parse_qs
 
 from core.channel import CallerHungUp, PromptUnavailable
+from core.contract import AGI_KEY_PARAM, DEADLINE_VARIABLE
 from core.privacy import mask_number
 
+from .deadline import StepDeadline
 from .protocol import MAX_ENV, MAX_LINE, AgiHangup, AgiProtocolError, AgiReply, ReplyParser, command, parse_env_line
 
 log = logging.getLogger(__name__)
@@ -35,13 +46,14 @@ class AgiSession:
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  env: Mapping[str, str], *, reply_timeout: float, session_id: int,
-                 on_latency: Callable[[str, float], None] | None = None):
+                 on_latency: Callable[[str, float], None] | None = None, deadline: StepDeadline | None = None):
         self._reader = reader
         self._writer = writer
         self._env = dict(env)
         self._reply_timeout = reply_timeout
         self._parser = ReplyParser()
         self._on_latency = on_latency
+        self._deadline = deadline
         self.session_id = session_id
         self.hung_up = False
 
@@ -53,6 +65,13 @@ class AgiSession:
     def route(self) -> str:
         script = self._env.get("network_script", "")
         return script.split("?", 1)[0].strip("/")
+
+    @property
+    def url_key(self) -> str:
+        """The key in the URL's query (``hotline?key=...``), empty if none."""
+        _, _, query = self._env.get("network_script", "").partition("?")
+        values = parse_qs(query, keep_blank_values=True).get(AGI_KEY_PARAM, [""])
+        return values[0] if len(values) == 1 else ""
 
     def describe(self) -> str:
         return (f"session {self.session_id} uid={self._env.get('uniqueid', '?')} "
@@ -67,7 +86,14 @@ class AgiSession:
         await self._writer.drain()
         limit = self._reply_timeout if timeout is None else timeout
         while True:
-            raw = await _read_line(self._reader, limit)
+            try:
+                raw = await _read_line(self._reader, limit)
+            except ConnectionResetError as exc:
+                if self.hung_up:
+                    # Asterisk said HANGUP and closed the session at once
+                    # (AGIEXITONHANGUP): the caller left, or the deadline fired.
+                    raise CallerHungUp(self.describe()) from exc
+                raise
             try:
                 reply = self._parser.feed(raw)
             except AgiHangup:
@@ -86,12 +112,35 @@ class AgiSession:
             raise CallerHungUp(self.describe())
         return reply
 
+    async def _step(self, line: str, bound: float, timeout: float) -> AgiReply:
+        """A command that lasts up to ``bound`` seconds on Asterisk's side,
+        under a deadline that covers it (see deadline.py)."""
+        if self._deadline is not None:
+            await self._set_deadline(self._deadline.arm_for(bound))
+        reply = await self.send(line, timeout=timeout)
+        if self._deadline is not None and not self.hung_up and reply.result >= 0:
+            await self._set_deadline(self._deadline.shorten_after())
+        return reply
+
+    async def _set_deadline(self, seconds: int | None) -> None:
+        if seconds is None:
+            return
+        reply = await self.send(command("SET VARIABLE", DEADLINE_VARIABLE, seconds))
+        if reply.result != 1:
+            log.warning("deadline not set (%s): %s", self.describe(), reply.text)
+
+    async def extend_deadline(self, seconds: float) -> None:
+        """Engine-side work of up to ``seconds`` comes before the next step."""
+        if self._deadline is not None:
+            await self._set_deadline(self._deadline.extend(seconds))
+
     # --- Channel interface -------------------------------------------------
     async def play(self, prompt: str, escape_digits: str = "") -> str | None:
         # STREAM FILE lets a key cut the prompt short (barge-in); the reply's
         # result is the key's ASCII code, 0 when the prompt ended, -1 on hang-up
         # or when the file cannot be played.
-        reply = await self.send(command("STREAM FILE", prompt, escape_digits), timeout=600)
+        bound = self._deadline.play_bound(prompt) if self._deadline else 0
+        reply = await self._step(command("STREAM FILE", prompt, escape_digits), bound, timeout=600)
         if reply.result > 0:
             return chr(reply.result)
         if reply.result < 0:
@@ -99,8 +148,8 @@ class AgiSession:
         return None
 
     async def wait_digit(self, timeout_seconds: float) -> str | None:
-        reply = await self.send(command("WAIT FOR DIGIT", int(timeout_seconds * 1000)),
-                                timeout=timeout_seconds + self._reply_timeout)
+        reply = await self._step(command("WAIT FOR DIGIT", int(timeout_seconds * 1000)), timeout_seconds,
+                                 timeout=timeout_seconds + self._reply_timeout)
         if reply.result > 0:
             return chr(reply.result)
         if reply.result < 0:
@@ -110,8 +159,9 @@ class AgiSession:
     async def read_digits(self, prompt: str, timeout_seconds: float, max_digits: int) -> str | None:
         # GET DATA plays the prompt (keys cut it short) and collects keys until
         # '#', max_digits, or timeout_seconds of silence after the last key.
-        reply = await self.send(command("GET DATA", prompt, int(timeout_seconds * 1000), max_digits),
-                                timeout=600)
+        bound = self._deadline.read_bound(prompt, timeout_seconds, max_digits) if self._deadline else 0
+        reply = await self._step(command("GET DATA", prompt, int(timeout_seconds * 1000), max_digits), bound,
+                                 timeout=600)
         if reply.raw_result.startswith("-"):
             await self._raise_for_failure(f"GET DATA {prompt}")
         return reply.raw_result or None
@@ -130,7 +180,11 @@ class AgiSession:
         # channel (a missing prompt file); CHANNEL STATUS tells them apart.
         if self.hung_up:
             raise CallerHungUp(self.describe())
-        status = await self.send("CHANNEL STATUS")
+        try:
+            status = await self.send("CHANNEL STATUS")
+        except (ConnectionError, OSError) as exc:
+            # A -1 then a closed session: the channel is gone (AGIEXITONHANGUP).
+            raise CallerHungUp(self.describe()) from exc
         if status.result < 0:
             self.hung_up = True
             raise CallerHungUp(self.describe())
@@ -159,7 +213,16 @@ class FastAgiServer:
     def __init__(self, *, routes: Mapping[str, Handler], host: str, port: int,
                  env_timeout: float = 5.0, reply_timeout: float = 10.0,
                  on_session_end: Callable[[str, str], None] | None = None,
-                 on_latency: Callable[[str, float], None] | None = None):
+                 on_latency: Callable[[str, float], None] | None = None, key: str = "",
+                 step_deadlines: bool = False, prompt_seconds: Callable[[str], float | None] | None = None):
+        """``key``: sessions whose URL does not carry it are refused (empty:
+        every session is served, as in tests of the server alone).
+        ``step_deadlines``: keep Asterisk's deadline ahead of each step (the
+        generated dialplan arms one before every AGI()); ``prompt_seconds``
+        gives a prompt's length for it."""
+        self._key = key
+        self._step_deadlines = step_deadlines
+        self._prompt_seconds = prompt_seconds
         self._routes = dict(routes)
         self._host = host
         self._port = port
@@ -199,9 +262,15 @@ class FastAgiServer:
         route = "?"
         try:
             env = await self._read_env(reader)
+            deadline = StepDeadline(prompt_seconds=self._prompt_seconds) if self._step_deadlines else None
             session = AgiSession(reader, writer, env, reply_timeout=self._reply_timeout,
-                                 session_id=next(self._ids), on_latency=self._on_latency)
+                                 session_id=next(self._ids), on_latency=self._on_latency, deadline=deadline)
             route = session.route
+            if self._key and not hmac.compare_digest(session.url_key.encode(), self._key.encode()):
+                outcome = "refused"
+                log.warning("FastAGI: session from %s refused: the URL does not carry the engine's key "
+                            "(a local process that is not this engine's Asterisk?)", _peer(writer))
+                return
             handler = self._routes.get(route)
             if handler is None:
                 outcome = "unknown_route"

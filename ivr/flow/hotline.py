@@ -45,7 +45,7 @@ class HotlineHandler:
     """FastAGI route ``hotline``: the menu tree, then the queue for the dialplan."""
 
     def __init__(self, *, config: Config, metrics: EngineMetrics, store: CallStateStore,
-                 callbacks: CallbackStore | None = None, national_id_key: bytes = b"",
+                 callbacks: CallbackStore | None = None, national_id_key: bytes = b"", caller_key: bytes = b"",
                  recent: RecentCallers | None = None, case_status: CaseStatusLookup | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         """``case_status(tenant, reference)``: a case as the caller may hear it,
@@ -62,8 +62,9 @@ class HotlineHandler:
             # Refuse at start-up rather than fail a caller after they typed their ID.
             raise ValueError("a national ID key is needed to hash IDs (SecretStore.national_id_key)")
         self._national_id_key = national_id_key
-        # Caller numbers are kept only as a keyed hash (repeat-caller rule).
-        self._caller_key = national_id_key or DEFAULT_CALLER_KEY
+        # Caller numbers are kept only as a keyed hash (repeat-caller rule),
+        # with a key of their own (core.secrets: CALLER_NUMBER_KEY).
+        self._caller_key = caller_key or DEFAULT_CALLER_KEY
         self._clock = clock
         self._case_status = case_status
         # Egypt's hotlines keep Cairo time: birth dates "in the future" are judged by it.
@@ -118,8 +119,7 @@ class HotlineHandler:
             if national_id is not None:
                 # Only a keyed hash is kept; the ID itself is never stored or logged.
                 facts["national_id_hmac"] = hash_national_id(national_id.digits, self._national_id_key)
-            for fact, value in facts.items():
-                await self._store.set_fact(uid, fact, value)
+            await self._remember(uid, facts)
         await session.set_variable(Var.QUEUE, route.queue)
         if priority:  # unset means normal priority in the dialplan
             await session.set_variable(Var.PRIORITY, str(priority))
@@ -210,12 +210,16 @@ class HotlineHandler:
             result = await caller_priority(config=self._config, program=route.program, caller_hash=caller,
                                            hotline=hotline, recent_store=self._recent, callback_pending=False,
                                            now=now)
-            if caller:
-                await self._recent.record(hotline, caller, now)
-            return result
         except Exception:
             log.exception("priority rules failed for %s; normal priority", session.describe())
             return 0, None
+        if caller:
+            try:
+                await self._recent.record(hotline, caller, now)
+            except Exception as exc:  # Redis away: this call is not remembered as a repeat
+                log.warning("call of %s not remembered for the repeat-caller rule (%s)", session.describe(),
+                            type(exc).__name__)
+        return result
 
     async def _national_id(self, session: Channel, uid: str, hotline: str, route: Route):
         try:
@@ -232,8 +236,7 @@ class HotlineHandler:
         if not uid:
             return
         try:
-            for fact, value in facts.items():
-                await self._store.set_fact(uid, fact, value)
+            await self._store.set_facts(uid, facts)
         except Exception:
             log.exception("facts of call %s not recorded", uid)
 

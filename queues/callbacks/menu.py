@@ -36,7 +36,7 @@ from core.channel import Channel, read_entry
 from core.citizens.phone_numbers import normalize_egyptian_number
 from core.configuration import Config
 from core.configuration.model import Queue
-from core.contract import IvrAction, Var, prompt_path
+from core.contract import MIN_QUEUE_TIMEOUT_SECONDS, IvrAction, Var, prompt_path
 from core.privacy import mask_number
 from metrics.registry import EngineMetrics
 from queues.calls.store import CallStateStore
@@ -54,9 +54,6 @@ MAX_DIGITS = 13
 ENTRY_TIMEOUT_SECONDS = 6.0
 CONFIRM_TIMEOUT_SECONDS = 5.0
 OFFER_TIMEOUT_SECONDS = 5.0
-# A caller going back to the queue always gets at least this long before the
-# overflow offer comes again.
-MIN_QUEUE_TIMEOUT_SECONDS = 30
 # Outside opening hours there is no queue to go back to: * cancels.
 CLOSED_CONFIRM_PROMPT = "closed-callback-confirm"
 # QUEUESTATUS -> the `reason` label of ivr_queue_overflows.

@@ -22,10 +22,15 @@ Call facts expire after ``ttl_seconds`` (a day by default).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
 
 
 class CallStateStore(Protocol):
@@ -41,6 +46,9 @@ class CallStateStore(Protocol):
     async def facts(self, call_uid: str) -> dict[str, str]: ...
 
     async def set_fact(self, call_uid: str, fact: str, value: str) -> None: ...
+
+    async def set_facts(self, call_uid: str, facts: Mapping[str, str]) -> None:
+        """Write several facts at once (one round trip)."""
 
     async def unmark(self, call_uid: str, fact: str) -> None:
         """Forget ``fact`` (a claim whose work failed, to be retried)."""
@@ -78,6 +86,9 @@ class MemoryCallStateStore:
 
     async def set_fact(self, call_uid: str, fact: str, value: str) -> None:
         self._calls.setdefault(call_uid, {})[fact] = value
+
+    async def set_facts(self, call_uid: str, facts: Mapping[str, str]) -> None:
+        self._calls.setdefault(call_uid, {}).update(facts)
 
     async def unmark(self, call_uid: str, fact: str) -> None:
         self._calls.get(call_uid, {}).pop(fact, None)
@@ -144,6 +155,9 @@ class RedisCallStateStore:
         raw = await self._redis.hgetall(self._key(call_uid))
         return {k.decode(): v.decode() for k, v in raw.items()}
 
+    async def set_facts(self, call_uid: str, facts: Mapping[str, str]) -> None:
+        await self.apply(call_uid, sets=facts)
+
     async def set_fact(self, call_uid: str, fact: str, value: str) -> None:
         key = self._key(call_uid)
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -157,3 +171,95 @@ class RedisCallStateStore:
             pipe.hdel(key, fact)
             pipe.hdel(key + ":by", fact)
             await pipe.execute()
+
+
+class BufferedCallStateStore:
+    """The call path's store: facts the IVR writes are never lost to a Redis outage.
+
+    The FastAGI routes write a call's facts (its programme, request type,
+    governorate, priority...) while a caller waits on the line. With Redis
+    away, waiting on it would hold the caller in silence, and failing would
+    send them to the fallback queue: instead a write that fails is kept here,
+    in order, and written by :meth:`flush` once Redis answers again (the
+    engine flushes every second, and before the event pump retries the AMI
+    events Redis failed, so accounting finds the facts when it counts the
+    call). ``primary`` should fail fast (a client without retries and with a
+    short timeout). At most ``max_pending`` calls are kept; beyond that the
+    oldest are dropped, logged and counted (``dropped``).
+    """
+
+    def __init__(self, primary: CallStateStore, *, max_pending: int = 50_000,
+                 on_pending: Callable[[int], None] | None = None):
+        self._primary = primary
+        self._pending: OrderedDict[str, dict[str, str]] = OrderedDict()
+        self._max = max_pending
+        self._on_pending = on_pending or (lambda n: None)
+        self.dropped = 0
+        self._failing = False
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def set_facts(self, call_uid: str, facts: Mapping[str, str]) -> None:
+        if call_uid in self._pending:
+            # Keep the order of writes: a call with facts waiting waits behind them.
+            self._keep(call_uid, facts)
+            return
+        try:
+            await self._primary.apply(call_uid, sets=dict(facts))
+        except (RedisError, OSError) as exc:
+            self._keep(call_uid, facts)
+            if not self._failing:
+                log.warning("call facts: Redis unavailable (%s); kept in memory and written when it returns",
+                            type(exc).__name__)
+            self._failing = True
+
+    async def set_fact(self, call_uid: str, fact: str, value: str) -> None:
+        await self.set_facts(call_uid, {fact: value})
+
+    async def facts(self, call_uid: str) -> dict[str, str]:
+        try:
+            facts = await self._primary.facts(call_uid)
+        except (RedisError, OSError):
+            facts = {}
+        return {**facts, **self._pending.get(call_uid, {})}
+
+    async def flush(self) -> int:
+        """Write the kept facts, oldest first; stop at the first failure. Returns how many calls went through."""
+        written = 0
+        while self._pending:
+            call_uid, facts = next(iter(self._pending.items()))
+            try:
+                await self._primary.apply(call_uid, sets=facts)
+            except (RedisError, OSError):
+                break
+            self._pending.pop(call_uid, None)
+            written += 1
+        if written:
+            log.warning("call facts: %d call(s) written to Redis after an outage; %d still kept", written,
+                        len(self._pending))
+        if not self._pending:
+            self._failing = False
+        self._on_pending(len(self._pending))
+        return written
+
+    def _keep(self, call_uid: str, facts: Mapping[str, str]) -> None:
+        self._pending.setdefault(call_uid, {}).update(facts)
+        while len(self._pending) > self._max:
+            lost, _ = self._pending.popitem(last=False)
+            self.dropped += 1
+            log.error("call facts: more than %d calls kept while Redis is away; the facts of call %s are lost",
+                      self._max, lost)
+        self._on_pending(len(self._pending))
+
+    # The AMI side's steps go straight to Redis (the event pump keeps and retries them).
+    async def apply(self, call_uid: str, *, marks: Mapping[str, str] = {}, sets: Mapping[str, str] = {},
+                    ref: str = "") -> tuple[set[str], dict[str, str]]:
+        return await self._primary.apply(call_uid, marks=marks, sets=sets, ref=ref)
+
+    async def mark_once(self, call_uid: str, fact: str, value: str = "1") -> bool:
+        return await self._primary.mark_once(call_uid, fact, value)
+
+    async def unmark(self, call_uid: str, fact: str) -> None:
+        await self._primary.unmark(call_uid, fact)

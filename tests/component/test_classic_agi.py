@@ -26,22 +26,32 @@ class FakeAsterisk:
     def __init__(self, tmp_path: Path, *args: str):
         state = tmp_path / "state"
         state.mkdir()
-        (state / "secrets.json").write_text(json.dumps({"hmac:national_id": "k" * 32}))
+        # What `ivr setup` gives the script inside Asterisk's root: its two keys.
+        (state / "secrets.json").write_text(json.dumps({"hmac:national_id": "k" * 32,
+                                                        "hmac:caller_number": "n" * 32}))
         env = dict(os.environ, IVR_STATE_DIR=str(state))
         # A Redis port nobody listens on: the script must cope (facts in memory).
         env["IVR_CONFIG_DIR"] = str(Path(__file__).resolve().parents[2] / "config")
         self.proc = subprocess.Popen([str(SCRIPT), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=env)
         self.commands: list[str] = []
+        # The deadlines the script keeps on itself (TIMEOUT(absolute)), answered
+        # as Asterisk does and kept apart from the flow's commands.
+        self.deadlines: list[int] = []
         for line in ENV_LINES + [f"agi_arg_{n}: {a}" for n, a in enumerate(args, 1)] + [""]:
             self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
 
     def command(self) -> str:
-        line = self.proc.stdout.readline()
-        assert line, f"the script ended early: {self.proc.stderr.read()[-2000:]}"
-        self.commands.append(line.strip())
-        return line.strip()
+        while True:
+            line = self.proc.stdout.readline()
+            assert line, f"the script ended early: {self.proc.stderr.read()[-2000:]}"
+            if line.startswith('SET VARIABLE "TIMEOUT(absolute)" '):
+                self.deadlines.append(int(line.split()[-1].strip('"')))
+                self.reply("200 result=1")
+                continue
+            self.commands.append(line.strip())
+            return line.strip()
 
     def reply(self, text: str) -> None:
         self.proc.stdin.write(text + "\n")
@@ -77,6 +87,9 @@ def test_a_direct_line_call_routes_to_its_queue(tmp_path, script_exists):
             pytest.fail(f"unexpected command {cmd}")
     code, stderr = ast.finish()
     assert code == 0, stderr
+    # A deadline before each step: the request-types prompt's (no file here:
+    # an unknown length, 30 s, plus the slack), then the transfer prompt's.
+    assert ast.deadlines[0] == 34 and len(ast.deadlines) >= 2
     assert variables["IVR_QUEUE"] == "nasser_bank"
     assert variables["__IVR_REQUEST_TYPE"] == "complaint"
     assert variables["__IVR_GOVERNORATE"] == "minya"  # 086 landline

@@ -39,6 +39,7 @@ from app.redis_server import RedisServer, port_is_free
 from core.secrets import SecretStore
 from app.simulate.metrics_reader import read_samples, sample
 from app.simulate.sipp import Sipp, start_agent, stop_agent
+from ivr.prompts import PromptLibrary
 from queues.agents import AgentState
 from queues.calls.journal import journal_families
 
@@ -334,8 +335,12 @@ def hotline(tmp_path_factory):
     case_store = CaseStore(engine=make_engine(f"sqlite:///{tmp_path_factory.mktemp('cases')}/cases.sqlite3"),
                            config=config.cases)
     migrate(case_store.engine)
+    prompt_seconds = PromptLibrary(sounds_dir=asterisk.sounds, cache_dir=paths.prompt_cache, overrides_dir=None,
+                                   language=config.service.language).durations()
     engine = EngineThread(lambda: Engine(config=config, ami_secret=secrets.ami_secret(config),
-                                         national_id_key=secrets.national_id_key(), clock=clock,
+                                         national_id_key=secrets.national_id_key(),
+                                         caller_key=secrets.caller_number_keys().current,
+                                         agi_key=secrets.agi_key(), prompt_seconds=prompt_seconds, clock=clock,
                                          ami_recorder=recorder, case_store=case_store,
                                          cases_key=secrets.cases_key(),
                                          agent_password=agent_passwords(config, secrets)),

@@ -202,13 +202,19 @@ def test_hotline_sets_fallback_and_enters_the_ivr(rendered, config):
     assert "Goto(ivr-answer,s,1)" in carrier
 
 
-def test_agi_points_to_the_fastagi_service(rendered):
+def test_agi_points_to_the_fastagi_service(rendered, secrets):
     answer = dialplan(rendered["extensions.conf"])["ivr-answer"]
     agi = [line for line in answer if "AGI(" in line]
     # One FastAGI call, and one classic-AGI call for hotlines with agi: classic.
     assert len(agi) == 2
-    assert "TryExec(AGI(agi://127.0.0.1:4573/hotline,${IVR_HOTLINE}))" in agi[0]
-    assert "n(classic),TryExec(AGI(ivr-agi,--config=config,--state=state,hotline,${IVR_HOTLINE}))" in agi[1]
+    key = secrets.agi_key()
+    assert len(key) >= 32
+    assert f"TryExec(AGI(agi://127.0.0.1:4573/hotline?key={key},${{IVR_HOTLINE}}))" in agi[0]
+    assert "TryExec(AGI(ivr-agi,--config=config,--state=state,hotline,${IVR_HOTLINE}))" in agi[1]
+    # The classic branch starts with its deadline, right before its AGI().
+    classic = next(i for i, line in enumerate(answer) if "n(classic)," in line)
+    assert answer[classic] == "same => n(classic),Set(TIMEOUT(absolute)=6)"
+    assert answer[classic + 1] == agi[1]
     assert any('GotoIf($["${IVR_AGI_MODE}" = "classic"]?classic)' in line for line in answer)
 
 
@@ -287,12 +293,12 @@ def test_queue_extensions_enter_their_own_queue(rendered, config):
         assert f'"${{QUEUESTATUS}}" = "FULL"]?ivr-overflow,{q.id},1)' in body
 
 
-def test_overflow_offers_then_moves_to_the_overflow_queue(rendered, config):
+def test_overflow_offers_then_moves_to_the_overflow_queue(rendered, config, secrets):
     body = "\n".join(dialplan(rendered["extensions.conf"])["ivr-overflow"])
     for q in config.queues:
         target = q.overflow_queue or q.id
         assert f"exten => {q.id},1,Set(IVR_ACTION=)" in body
-        assert f"/overflow,{q.id},${{QUEUESTATUS}}))" in body
+        assert f"/overflow?key={secrets.agi_key()},{q.id},${{QUEUESTATUS}}))" in body
         assert f"same => n,Goto(ivr-queue,{target},1)" in body
     # The demo: every programme overflows into its ministry's general queue.
     assert {q.id: q.overflow_queue for q in config.queues if q.program} == {
@@ -351,7 +357,12 @@ def test_manager_is_loopback_only_and_least_privilege(rendered, config, secrets)
     assert general["port"] == "5038"
     assert general["webenabled"] == "no"
     users = [name for name, _ in sections(manager) if name != "general"]
-    assert users == [config.service.ami.username]
+    assert users == [config.service.ami.username, config.service.ami.monitor_username]
+    monitor = section(manager, config.service.ami.monitor_username)
+    # The monitoring user changes nothing: no write class at all.
+    assert monitor["write"] == ""
+    assert monitor["secret"] == secrets.ami_monitor_secret(config) != secrets.ami_secret(config)
+    assert (monitor["deny"], monitor["permit"]) == ("0.0.0.0/0.0.0.0", "127.0.0.1/255.255.255.255")
     user = section(manager, "ivr_engine")
     assert set(user["read"].split(",")) == {"call", "agent", "user"}
     # reporting: DBGetTree of the call journal (read-only); nothing system- or command-class.
@@ -436,8 +447,8 @@ def test_secret_file_is_private(config, tmp_path):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     data = json.loads(path.read_text())
     assert config.cases is not None  # the shipped config has cases: their Fernet key is generated too
-    assert set(data) == ({"ami:ivr_engine", "hmac:national_id", "fernet:cases"}
-                         | {f"sip:{a.sip_username}" for a in config.agents})
+    assert set(data) == ({"ami:ivr_engine", "ami:ivr_monitor", "hmac:national_id", "hmac:caller_number",
+                          "agi:key", "fernet:cases"} | {f"sip:{a.sip_username}" for a in config.agents})
     assert all(len(v) >= 32 for v in data.values())
     NumberCipher(data["fernet:cases"])  # a valid Fernet key
     assert len(set(data.values())) == len(data)

@@ -87,20 +87,25 @@ def test_the_hotline_agi_runs_inside_tryexec(extensions):
 def test_survey_context(extensions):
     survey = context(extensions, "ivr-survey")
     s = extension(survey, "s")
-    assert s[0] == 'exten => s,1,GotoIf($["${IVR_AGI_MODE}" = "classic"]?classic)'
-    assert s[1] == "same => n,TryExec(AGI(agi://127.0.0.1:4573/survey,${IVR_PROGRAM}))"
-    assert re.fullmatch(r"same => n,Hangup\(\d*\)", s[2])
-    assert s[3] == "same => n(classic),TryExec(AGI(ivr-agi,--config=config,--state=state,survey,${IVR_PROGRAM}))"
-    assert re.fullmatch(r"same => n,Hangup\(\d*\)", s[4])
-    assert len(s) == 5
-    assert all(line.startswith("exten => s,") or line.startswith("same =>") for line in survey)
+    # The deadline on the engine is armed first (both AGI modes run under it).
+    assert s[0] == "exten => s,1,Set(TIMEOUT(absolute)=6)"
+    assert s[1] == 'same => n,GotoIf($["${IVR_AGI_MODE}" = "classic"]?classic)'
+    assert s[2] == "same => n,TryExec(AGI(agi://127.0.0.1:4573/survey,${IVR_PROGRAM}))"
+    assert re.fullmatch(r"same => n,Hangup\(\d*\)", s[3])
+    assert s[4] == "same => n(classic),TryExec(AGI(ivr-agi,--config=config,--state=state,survey,${IVR_PROGRAM}))"
+    assert re.fullmatch(r"same => n,Hangup\(\d*\)", s[5])
+    assert len(s) == 6
+    # Besides s, only T: the engine missed its deadline, the call ends (the survey is optional).
+    t = extension(survey, "T")
+    assert len(t) == 1 and re.fullmatch(r"exten => T,1,Hangup\(\d*\)", t[0])
+    assert all(line.startswith(("exten => s,", "exten => T,", "same =>")) for line in survey)
 
 
 def test_survey_context_follows_the_fastagi_address(config):
     fastagi = config.service.fastagi.model_copy(update={"port": 4999})
     other = config.model_copy(update={"service": config.service.model_copy(update={"fastagi": fastagi})})
     s = extension(context(render_extensions(other), "ivr-survey"), "s")
-    assert "TryExec(AGI(agi://127.0.0.1:4999/survey,${IVR_PROGRAM}))" in s[1]
+    assert "TryExec(AGI(agi://127.0.0.1:4999/survey,${IVR_PROGRAM}))" in s[2]
 
 
 def test_every_queue_goes_to_the_survey_after_a_conversation(config, extensions):

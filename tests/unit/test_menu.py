@@ -599,6 +599,11 @@ class RecordingStore(MemoryCallStateStore):
         self.log.append(("fact", call_uid, fact, value))
         await super().set_fact(call_uid, fact, value)
 
+    async def set_facts(self, call_uid: str, facts) -> None:
+        # One write of several facts: logged fact by fact, in order.
+        for fact, value in facts.items():
+            await self.set_fact(call_uid, fact, value)
+
 
 def menu_exits(registry, program, request_type, outcome, hotline="1442"):
     return registry.get_sample_value(

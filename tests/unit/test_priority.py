@@ -145,3 +145,23 @@ def test_count_priority(config):
     count_priority(metrics, queue="services_card", rule=None)
     assert registry.get_sample_value("ivr_queue_priority_calls_total",
                                      {"tenant": "mss", "program": "services_card", "rule": "services_card"}) == 1.0
+
+
+class RedisAway:
+    """A recent-callers store whose Redis is stopped."""
+
+    async def seen(self, hotline, caller_hash, now):
+        from redis.exceptions import ConnectionError
+
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379")
+
+    async def record(self, hotline, caller_hash, now):
+        raise AssertionError("caller_priority never records")
+
+
+async def test_with_redis_away_only_the_repeat_rule_is_skipped(config):
+    # The Services Card rule does not need Redis: the caller keeps priority 5.
+    assert await priority(config, program="services_card", store=RedisAway()) == (5, "services_card")
+    assert await priority(config, program="services_card", callback=True, store=RedisAway()) == (8, "callback")
+    # A repeat caller cannot be recognised: normal priority, not an error.
+    assert await priority(config, store=RedisAway()) == (0, None)
