@@ -21,9 +21,11 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
+from datetime import date, datetime
 from pathlib import Path
 
 from core.configuration import Config, ConfigError, load_config
+from core.hours import HOLIDAY_DATA_HORIZON_DAYS, coming_holidays, local_timezone, missing_holiday_data
 from core.paths import REPO_ROOT, Paths
 
 log = logging.getLogger("ivr")
@@ -41,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("check-config", help="validate the configuration")
     _config_arg(p)
+    p.add_argument("--today", type=date.fromisoformat, metavar="YYYY-MM-DD",
+                   help=f"check the holidays of the {HOLIDAY_DATA_HORIZON_DAYS} days from this day "
+                   "(default: today, Cairo time)")
 
     p = sub.add_parser("setup", help="prepare Asterisk, secrets, generated config and prompts")
     _config_arg(p)
@@ -154,7 +159,21 @@ def cmd_check_config(args) -> int:
     if config.cases is not None:
         print(f"  cases: {len(config.cases.tenants)} tenant(s), {len(config.cases.sectors)} sector(s), "
               f"database {config.service.database.backend}")
+    today = args.today or local_today(config)
+    for name, schedule in config.schedules.items():
+        coming = coming_holidays(schedule, today)
+        print(f"  schedule {name}: {len(coming)} holiday(s) in the {HOLIDAY_DATA_HORIZON_DAYS} days from {today}"
+              + "".join(f"{'; ' if n else ': '}{day} {' + '.join(h.name_en for h in names)}"
+                        for n, (day, names) in enumerate(coming)))
+    # A warning, not an error: the lines still open on their weekly hours.
+    for warning in missing_holiday_data(config, today):
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
+
+
+def local_today(config: Config) -> date:
+    """Today in the hotlines' time zone (Cairo): the day the holiday checks start from."""
+    return datetime.now(local_timezone(config)).date()
 
 
 def setup(config: Config, config_dir: Path, paths: Paths, say=print):
@@ -225,12 +244,15 @@ def cmd_setup(args) -> int:
 
 
 async def serve(config: Config, paths: Paths, *, enable_agi=True, enable_ami=True,
-                stop: asyncio.Event | None = None) -> None:
+                stop: asyncio.Event | None = None, today: date | None = None) -> None:
     from app.engine import Engine
     from ivr.prompts import PromptLibrary, all_prompt_texts
     from core.secrets import SecretStore
     from dialplans.asterisk import AsteriskInstall
 
+    # The same warning as `ivr check-config`, in the engine's log.
+    for warning in missing_holiday_data(config, today or local_today(config)):
+        log.warning(warning)
     secrets = SecretStore(paths.secrets_file)
     asterisk = AsteriskInstall.locate(paths.asterisk_root)
     library = PromptLibrary(sounds_dir=asterisk.sounds, cache_dir=paths.prompt_cache, overrides_dir=None,

@@ -98,9 +98,10 @@ midnight (zoneinfo); on the day clocks change (Egypt's summer time, from the
 last Friday of April) that day's slots are an hour off, which no count
 depends on. A day's share is its weekday's factor
 (Sunday, the first working day, 1.15; Saturday 0.6; Friday, the weekend,
-0.3; :data:`WEEKDAY_FACTORS`), 0.3 on the official holidays listed in
-``config/schedules.yaml`` (Eid al-Fitr, 20-22 March 2026) and 1.3 on the
-first working day after a run of holidays. Within a day, quarter-hour slots
+0.3; :data:`WEEKDAY_FACTORS`), 0.3 on the official holidays of the
+schedules of ``config/schedules.yaml`` (``Schedule.is_holiday``: Eid
+al-Fitr, 20-22 March 2026) and 1.3 on the first working day after a run of
+holidays. Within a day, quarter-hour slots
 follow an hourly profile (:data:`HOURLY`): government working hours with the
 peak from 10:00 to 13:00 and a long evening tail on working days, a late
 start and a dip at the Friday prayer on Fridays, and during Ramadan
@@ -477,13 +478,15 @@ def _local_epoch_us(d: date) -> int:
 
 
 def _day_factors(config: Config, days: list[date]) -> list[float]:
-    holidays = {h for s in config.schedules.values() for h in s.holidays}
+    def holiday(d: date) -> bool:
+        return any(s.is_holiday(d) for s in config.schedules.values())
+
     factors = []
     # Callers put off by a holiday call on the next working day (a Friday
     # between does not count); a holiday run may spill in from last month.
-    catching_up = (days[0] - timedelta(days=1)) in holidays
+    catching_up = holiday(days[0] - timedelta(days=1))
     for d in days:
-        if d in holidays:
+        if holiday(d):
             factors.append(HOLIDAY_FACTOR)
             catching_up = True
         elif d.weekday() == 4:

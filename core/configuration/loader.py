@@ -103,7 +103,12 @@ class _Reader:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self._convert(item, loc + (i,), file) for i, item in enumerate(node.value)]
-        return self._constructor.construct_object(node, deep=True)
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except ValueError:
+            # A scalar YAML reads as a date but no calendar has (2026-02-30):
+            # kept as text, so the model says why it is wrong, at its line.
+            return node.value
 
     def where(self, loc: Location) -> tuple[str, int]:
         for end in range(len(loc), -1, -1):

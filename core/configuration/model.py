@@ -18,7 +18,11 @@ from functools import cached_property
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator,
+                      model_validator)
+
+from core.holidays import (HIJRI_FIRST_YEAR, HIJRI_LAST_YEAR, HIJRI_MONTHS, LISTED_HOLIDAY, AnnouncedMonths, Holiday,
+                           egypt_holidays, islamic_calendar_covers, umm_al_qura_month_start)
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,39}$")]
 PromptId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,62}$")]
@@ -304,12 +308,50 @@ TimeRange = Annotated[str, StringConstraints(
     pattern=r"^([01][0-9]|2[0-3]):(00|15|30|45)-(([01][0-9]|2[0-3]):(00|15|30|45)|24:00)$")]
 
 
+# How far an announced month start may lie from Umm al-Qura's: Egypt's
+# sighting has differed from it by one day; more than two is a typo.
+MAX_ANNOUNCED_SHIFT_DAYS = 2
+
+
+def _hijri_month_in_table(value: str) -> str:
+    year = int(value[:4])
+    if not HIJRI_FIRST_YEAR <= year <= HIJRI_LAST_YEAR:
+        raise ValueError(f"Hijri year {year} is outside the Umm al-Qura table ({HIJRI_FIRST_YEAR}-"
+                         f"{HIJRI_LAST_YEAR} AH): there is no computed month to correct; list the "
+                         "holidays under holidays")
+    return value
+
+
+# A Hijri month as "YYYY-MM" (1447-10: Shawwal 1447), within the Umm al-Qura table.
+HijriMonth = Annotated[str, StringConstraints(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$"),
+                       AfterValidator(_hijri_month_in_table)]
+
+
+def _announced_months(months: dict[str, date]) -> AnnouncedMonths:
+    """schedules.yaml's ``hijri_months`` as core/holidays.py takes them: ((year, month), first day)."""
+    return tuple(sorted(((int(key[:4]), int(key[5:])), day) for key, day in months.items()))
+
+
 class Schedule(Frozen):
-    """Opening hours of a hotline, in local (Cairo) time. Days not listed are closed."""
+    """Opening hours of a hotline, in local (Cairo) time. Days not listed are closed.
+
+    Holidays close the whole day: Egypt's official holidays computed for every
+    year (core/holidays.py; ``computed_holidays: none`` turns them off), plus
+    ``holidays``, minus ``not_holidays``; ``hijri_months`` puts a Hijri month
+    on the day the government announced, moving its holidays. Ask
+    :meth:`is_holiday`, not the lists.
+    """
 
     timezone: str = "Africa/Cairo"
     open: dict[Weekday, tuple[TimeRange, ...]] = Field(min_length=1)
-    holidays: tuple[date, ...] = Field(default=(), description="Whole days closed (official holidays)")
+    computed_holidays: Literal["egypt", "none"] = Field(
+        default="egypt", description="egypt: Egypt's official holidays, computed for every year; none: only `holidays`")
+    holidays: tuple[date, ...] = Field(
+        default=(), description="Whole days closed besides the computed ones (announced by the government)")
+    hijri_months: dict[HijriMonth, date] = Field(
+        default={}, description="Hijri month (YYYY-MM) -> the day the government announced as its first")
+    not_holidays: tuple[date, ...] = Field(
+        default=(), description="Computed holidays the lines stay open on (the government moved them)")
     closed_prompt: PromptId = "closed"
     callback_offer_prompt: PromptId | None = Field(
         default="closed-callback-offer", description="Offer a call back (key 1); none: no offer")
@@ -327,6 +369,67 @@ class Schedule(Frozen):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {self.timezone!r}") from None
         return self
+
+    @field_validator("hijri_months")
+    @classmethod
+    def _announced_near_the_table(cls, months: dict[str, date], info: ValidationInfo) -> dict[str, date]:
+        if months and info.data.get("computed_holidays") == "none":
+            raise ValueError("hijri_months moves computed holidays: it needs computed_holidays: egypt")
+        for key, announced in months.items():
+            year, month = (int(x) for x in key.split("-"))
+            computed = umm_al_qura_month_start(year, month)
+            if computed is not None and abs((announced - computed).days) > MAX_ANNOUNCED_SHIFT_DAYS:
+                raise ValueError(
+                    f"{key}: {announced} is {(announced - computed).days:+d} days from the start of "
+                    f"{HIJRI_MONTHS[month]} {year} in the Umm al-Qura calendar ({computed}); an announced "
+                    f"start differs by at most {MAX_ANNOUNCED_SHIFT_DAYS} days (a typo?)")
+        return months
+
+    @field_validator("not_holidays")
+    @classmethod
+    def _only_computed_holidays_removed(cls, days: tuple[date, ...], info: ValidationInfo) -> tuple[date, ...]:
+        if not days or "hijri_months" not in info.data:
+            return days  # nothing to check, or hijri_months failed and says why
+        if info.data.get("computed_holidays") == "none":
+            raise ValueError("not_holidays removes computed holidays: it needs computed_holidays: egypt")
+        announced = _announced_months(info.data["hijri_months"])
+        for day in days:
+            if day in info.data.get("holidays", ()):
+                raise ValueError(f"{day} is also under holidays: a day is closed or not")
+            computed = egypt_holidays(day.year, announced)
+            if day not in computed:
+                raise ValueError(f"{day} is not a computed holiday, there is nothing to remove; those of "
+                                 f"{day.year} are {', '.join(d.strftime('%m-%d') for d in computed)}")
+        return days
+
+    def is_holiday(self, day: date) -> bool:
+        """Whether the lines are closed all ``day`` (a local date). Called on every
+        call: the year's computation is cached (core/holidays.py)."""
+        if day in self.holidays:
+            return True
+        if self.computed_holidays == "none" or day in self.not_holidays:
+            return False
+        return day in egypt_holidays(day.year, _announced_months(self.hijri_months))
+
+    def holidays_of(self, year: int) -> dict[date, tuple[Holiday, ...]]:
+        """Every day of ``year`` closed as a holiday, with its names (for checks and reports)."""
+        days: dict[date, tuple[Holiday, ...]] = {}
+        if self.computed_holidays == "egypt":
+            days.update((day, names) for day, names in egypt_holidays(
+                year, _announced_months(self.hijri_months)).items() if day not in self.not_holidays)
+        for day in self.holidays:
+            if day.year == year:
+                days[day] = days.get(day, ()) + (LISTED_HOLIDAY,)
+        return dict(sorted(days.items()))
+
+    def has_holiday_data(self, day: date) -> bool:
+        """Whether this schedule knows if ``day`` is a holiday. The computation
+        knows every day the Umm al-Qura table reaches; a hand-kept ``holidays``
+        list is taken to hold the whole year of each date it lists (the
+        cabinet announces a year's holidays together)."""
+        if any(listed.year == day.year for listed in self.holidays):
+            return True
+        return self.computed_holidays == "egypt" and islamic_calendar_covers(day)
 
 
 class Hotline(Frozen):

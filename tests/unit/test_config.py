@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -496,3 +497,99 @@ def test_cli_check_config_broken(cfg_dir: Path, capsys):
     assert "configuration OK" not in captured.out
     assert f"menus.yaml:{line_of(path, 'forsaa')}: menus.main-1442.options.6.menu" in captured.err
     assert "forsaa" in captured.err
+
+
+# --- holidays (schedules.yaml) -------------------------------------------------------
+
+COMPUTED = "    computed_holidays: egypt\n"
+
+
+def line_of_key(path: Path, key: str) -> int:
+    """1-based number of the only line of ``path`` that starts with ``key`` (comments aside)."""
+    hits = [i for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+            if line.strip().startswith(key)]
+    assert len(hits) == 1, f"{key!r} must start exactly one line of {path.name}: {hits}"
+    return hits[0]
+
+
+def with_schedule_lines(cfg_dir: Path, *lines: str) -> Path:
+    """The demo's ministry schedule with ``lines`` added after computed_holidays."""
+    path = cfg_dir / "schedules.yaml"
+    replace_in(path, COMPUTED, COMPUTED + "".join(f"    {line}\n" for line in lines))
+    return path
+
+
+@pytest.mark.parametrize("lines, field, needle, message", [
+    (["not_holiday: [2026-06-30]"], "schedules.ministry.not_holiday", "not_holiday:", "unknown key"),
+    (["holidays: [2026-02-30]"], "schedules.ministry.holidays[0]", "holidays:", "day value is outside"),
+    (["not_holidays: [2026-06-29]"], "schedules.ministry.not_holidays", "not_holidays:",
+     "2026-06-29 is not a computed holiday"),
+    (["hijri_months:", '  "1436-12": 2015-08-15'], "schedules.ministry.hijri_months", "hijri_months:",
+     "1436-12: 2015-08-15 is -30 days from the start of Dhu al-Hijjah 1436 in the Umm al-Qura calendar (2015-09-14)"),
+    (["hijri_months:", '  "1501-01": 2077-11-17'], "schedules.ministry.hijri_months.1501-01.[key]", '"1501-01"',
+     "outside the Umm al-Qura table (1343-1500 AH)"),
+    (["hijri_months: {1436-12: 2015-09-15}", "not_holidays: [2015-09-22]"], "schedules.ministry.not_holidays",
+     "not_holidays:", "2015-09-22 is not a computed holiday"),
+])
+def test_holiday_errors_name_file_line_and_field(cfg_dir: Path, lines, field, needle, message):
+    path = with_schedule_lines(cfg_dir, *lines)
+    problem = find(problems_of(cfg_dir), field)
+    assert problem.file.endswith("schedules.yaml")
+    assert problem.line == line_of_key(path, needle)
+    assert message in problem.message
+
+
+def test_unknown_computation_is_refused_at_its_line(cfg_dir: Path):
+    path = cfg_dir / "schedules.yaml"
+    replace_in(path, COMPUTED, "    computed_holidays: egyptian\n")
+    problem = find(problems_of(cfg_dir), "schedules.ministry.computed_holidays")
+    assert problem.line == line_of(path, "computed_holidays: egyptian")
+    assert "'egypt' or 'none'" in problem.message
+
+
+def test_announced_month_moves_the_eid(cfg_dir: Path):
+    with_schedule_lines(cfg_dir, "hijri_months:", '  "1436-12": 2015-09-15   # Egypt: Eid al-Adha on 24 September')
+    ministry = load_config(cfg_dir).schedules["ministry"]
+    assert not ministry.is_holiday(date(2015, 9, 22))
+    assert [ministry.is_holiday(date(2015, 9, d)) for d in (23, 24, 25, 26)] == [True] * 4
+
+
+def test_check_config_lists_the_coming_holidays(capsys):
+    assert main(["check-config", "--config", str(DEMO), "--today", "2026-03-01"]) == 0
+    captured = capsys.readouterr()
+    assert "schedule ministry: 11 holiday(s) in the 90 days from 2026-03-01: 2026-03-20 Eid al-Fitr (1st day); " \
+           "2026-03-21 Eid al-Fitr (2nd day)" in captured.out
+    assert "2026-04-25 Sinai Liberation Day" in captured.out
+    # 2026-05-29 is the 90th day; the Islamic New Year (16 June) is beyond.
+    assert captured.out.rstrip().endswith("2026-05-29 Eid al-Adha (3rd day)")
+    assert "warning" not in captured.err
+
+
+def test_check_config_warns_beyond_the_umm_al_qura_table(capsys):
+    assert main(["check-config", "--config", str(DEMO), "--today", "2077-09-01"]) == 0
+    captured = capsys.readouterr()
+    assert "configuration OK" in captured.out
+    assert ("warning: schedules.ministry: no holiday data for 2077-11-17 to 2077-11-29 (within the coming 90 days): "
+            "the Islamic holidays are computed from the Umm al-Qura table (hijridate), which ends on 2077-11-16"
+            in captured.err)
+    # The day before the table's last 90 days: nothing to say.
+    assert main(["check-config", "--config", str(DEMO), "--today", "2077-08-18"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_check_config_warns_when_a_hand_kept_list_runs_out(cfg_dir: Path, capsys):
+    replace_in(cfg_dir / "schedules.yaml", COMPUTED,
+               "    computed_holidays: none\n    holidays: [2026-01-07, 2026-10-06]\n")
+    assert main(["check-config", "--config", str(cfg_dir), "--today", "2026-10-01"]) == 0
+    captured = capsys.readouterr()
+    assert "schedule ministry: 1 holiday(s) in the 90 days from 2026-10-01: 2026-10-06 holiday listed" in captured.out
+    assert "warning" not in captured.err
+    assert main(["check-config", "--config", str(cfg_dir), "--today", "2026-11-15"]) == 0
+    assert ("warning: schedules.ministry: no holiday data for 2027-01-01 to 2027-02-12 (within the coming 90 days): "
+            "computed_holidays is none and holidays lists no day of 2027" in capsys.readouterr().err)
+
+
+def test_check_config_warns_when_nothing_is_known(cfg_dir: Path, capsys):
+    replace_in(cfg_dir / "schedules.yaml", COMPUTED, "    computed_holidays: none\n")
+    assert main(["check-config", "--config", str(cfg_dir), "--today", "2026-03-01"]) == 0
+    assert "no holiday data for 2026-03-01 to 2026-05-29" in capsys.readouterr().err

@@ -228,7 +228,7 @@ def test_arrivals_follow_working_days_and_hours(full):
     fridays = [n for d, n in days.items() if d.weekday() == 4 and d.day != 20]
     sundays = [n for d, n in days.items() if d.weekday() == 6 and d.day != 22]
     assert max(fridays) < 0.5 * min(sundays)
-    # Eid al-Fitr (config/schedules.yaml holidays) is quiet; the day after busy.
+    # Eid al-Fitr (a computed holiday of config/schedules.yaml's schedule) is quiet; the day after busy.
     eid = [days[d] for d in days if d.day in (20, 21, 22)]
     assert max(eid) < 0.5 * statistics.median(days.values())
     assert days[max(d for d in days if d.day == 23)] > max(n for d, n in days.items() if d.day != 23)

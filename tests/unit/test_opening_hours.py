@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from core.arabic.clock import FRAGMENT_TEXTS, text_of
 from core.configuration import load_config
 from core.configuration.model import Schedule
-from core.hours import WEEK_ORDER, describe, is_open
+from core.hours import WEEK_ORDER, describe, is_open, next_opening
 
 DEMO = Path(__file__).resolve().parents[2] / "config"
 CAIRO = ZoneInfo("Africa/Cairo")
@@ -55,7 +55,9 @@ def test_demo_schedule_shape(ministry):
     for day in ("sun", "mon", "tue", "wed", "thu"):
         assert ministry.open[day] == ("08:00-20:00",)
     assert "fri" not in ministry.open
-    assert date(2026, 10, 6) in ministry.holidays
+    # The holidays are computed now (core/holidays.py), no longer listed by hand.
+    assert date(2026, 10, 6) in ministry.holidays_of(2026)
+    assert ministry.is_holiday(date(2026, 10, 6))
 
 
 # --- is_open, in Cairo local time -------------------------------------------------------
@@ -113,8 +115,8 @@ def test_holiday_closed_whole_day(ministry):
 
 
 def test_every_demo_holiday_is_closed_at_noon(ministry):
-    assert len(ministry.holidays) >= 10
-    for holiday in ministry.holidays:
+    assert len(ministry.holidays_of(2026)) >= 10
+    for holiday in ministry.holidays_of(2026):
         assert not is_open(ministry, cairo(holiday, 12))
 
 
@@ -202,6 +204,13 @@ def test_24_00_closes_at_the_end_of_the_day():
     assert is_open(sched, cairo(WINTER_SUN, 23, 59, 59))
     # Midnight is Monday, not listed.
     assert not is_open(sched, cairo(WINTER_SUN + timedelta(days=1), 0, 0))
+
+
+def test_24_00_includes_the_last_microsecond():
+    # Sunday to 24:00 then Monday from 00:00 is one opening, with no closed instant between.
+    sched = Schedule(open={"sun": ("20:00-24:00",), "mon": ("00:00-02:00",)})
+    assert is_open(sched, cairo(WINTER_SUN, 23, 59, 59, 999999))
+    assert next_opening(sched, cairo(WINTER_SUN, 21)) == cairo(WINTER_SUN + timedelta(days=7), 20)
 
 
 def test_whole_day():
@@ -398,3 +407,185 @@ def test_schedule_is_frozen():
 def test_end_past_24_00_is_refused(r):
     with pytest.raises(ValidationError):
         Schedule(open={"sun": (r,)})
+
+
+# --- Cairo's summer time, clocks that jump, next_opening ----------------------------------
+#
+# Egypt reinstated summer time in 2023: from the last Friday of April, 00:00
+# jumps to 01:00 (Thursday night loses an hour); to the last Thursday of
+# October, 24:00 goes back to 23:00 (Thursday's last hour is lived twice).
+# In 2026: 24 April and 29 October.
+
+SPRING_JUMP = datetime(2026, 4, 23, 22, 0, tzinfo=UTC)   # Thursday 24:00 EET = Friday 01:00 EEST
+AUTUMN_JUMP = datetime(2026, 10, 29, 21, 0, tzinfo=UTC)  # Thursday 24:00 EEST = Thursday 23:00 EET
+EVERY_DAY = ("sat", "sun", "mon", "tue", "wed", "thu", "fri")
+
+
+def last_weekday_of(year: int, month: int, weekday: int) -> date:
+    day = date(year, month + 1, 1) - timedelta(days=1)
+    return day - timedelta(days=(day.weekday() - weekday) % 7)
+
+
+@pytest.mark.parametrize("year", range(2023, 2031))
+def test_cairo_summer_time_rules_in_zoneinfo(year):
+    spring = last_weekday_of(year, 4, 4)    # last Friday of April
+    autumn = last_weekday_of(year, 10, 3)   # last Thursday of October
+    # Spring: the Friday starts at 01:00; Thursday 23:59:59 is UTC+2, a second later UTC+3.
+    last_winter_second = datetime.combine(spring - timedelta(days=1), datetime.max.time(), tzinfo=CAIRO)
+    assert last_winter_second.utcoffset() == timedelta(hours=2)
+    jump = last_winter_second.astimezone(UTC) + timedelta(microseconds=1)
+    assert jump.astimezone(CAIRO).replace(tzinfo=None) == datetime.combine(spring, time(1, 0))
+    assert jump.astimezone(CAIRO).utcoffset() == timedelta(hours=3)
+    # Autumn: Thursday 23:30 happens twice, first in summer time (fold 0), then in winter time (fold 1).
+    first = datetime.combine(autumn, time(23, 30), tzinfo=CAIRO)
+    second = first.replace(fold=1)
+    assert first.utcoffset() == timedelta(hours=3) and second.utcoffset() == timedelta(hours=2)
+    assert second.astimezone(UTC) - first.astimezone(UTC) == timedelta(hours=1)
+    assert cairo(autumn + timedelta(days=1), 0, 30).utcoffset() == timedelta(hours=2)
+
+
+def test_no_summer_time_before_2023():
+    # Egypt kept UTC+2 all year from 2015 to 2022.
+    assert cairo(date(2022, 7, 5), 12).utcoffset() == timedelta(hours=2)
+    assert cairo(date(2023, 7, 5), 12).utcoffset() == timedelta(hours=3)
+
+
+def test_2026_jumps():
+    assert last_weekday_of(2026, 4, 4) == date(2026, 4, 24)
+    assert last_weekday_of(2026, 10, 3) == date(2026, 10, 29)
+    assert (SPRING_JUMP - timedelta(seconds=1)).astimezone(CAIRO).strftime("%a %H:%M:%S") == "Thu 23:59:59"
+    assert SPRING_JUMP.astimezone(CAIRO).strftime("%a %H:%M %z") == "Fri 01:00 +0300"
+    assert (AUTUMN_JUMP - timedelta(seconds=1)).astimezone(CAIRO).strftime("%a %H:%M:%S %z") == "Thu 23:59:59 +0300"
+    assert AUTUMN_JUMP.astimezone(CAIRO).strftime("%a %H:%M %z") == "Thu 23:00 +0200"
+
+
+def test_the_spring_friday_has_23_hours_and_the_autumn_thursday_25():
+    sched = Schedule(open={"fri": ("00:00-24:00",), "thu": ("00:00-24:00",)}, computed_holidays="none")
+    spring_start = SPRING_JUMP - timedelta(hours=6)
+    quarters = [spring_start + timedelta(minutes=15 * n) for n in range(4 * 36)]
+    friday = [q for q in quarters if is_open(sched, q) and q.astimezone(CAIRO).strftime("%a") == "Fri"]
+    assert len(friday) == 4 * 23
+    autumn_thursday = datetime(2026, 10, 28, 21, 0, tzinfo=UTC)   # Thursday 00:00 EEST
+    quarters = [autumn_thursday + timedelta(minutes=15 * n) for n in range(4 * 26)]
+    assert sum(is_open(sched, q) and q.astimezone(CAIRO).strftime("%a") == "Thu" for q in quarters) == 4 * 25
+
+
+def test_is_open_across_the_spring_gap():
+    # A night range on the Friday: 00:30 never shows on Cairo's clocks that night.
+    sched = Schedule(open={"fri": ("00:30-02:00",)}, computed_holidays="none")
+    assert not is_open(sched, SPRING_JUMP - timedelta(seconds=1))   # Thursday 23:59:59
+    assert is_open(sched, SPRING_JUMP)                               # Friday 01:00: past 00:30
+    assert is_open(sched, SPRING_JUMP + timedelta(minutes=59))       # 01:59
+    assert not is_open(sched, SPRING_JUMP + timedelta(hours=1))      # 02:00
+    # The skipped local time, written as if it existed (fold 0: still winter's
+    # offset), is the instant 01:30 summer time: open either way.
+    skipped = cairo(date(2026, 4, 24), 0, 30)
+    assert skipped.astimezone(UTC) == SPRING_JUMP + timedelta(minutes=30)
+    assert is_open(sched, skipped)
+
+
+def test_next_opening_in_the_skipped_hour_is_the_jump():
+    sched = Schedule(open={"fri": ("00:30-02:00",)}, computed_holidays="none")
+    opening = next_opening(sched, cairo(date(2026, 4, 23), 21))
+    assert opening == SPRING_JUMP
+    assert opening.strftime("%a %H:%M %z") == "Fri 01:00 +0300"
+    # Arithmetic in UTC: on a Cairo datetime Python subtracts wall-clock time.
+    assert is_open(sched, opening) and not is_open(sched, opening.astimezone(UTC) - timedelta(microseconds=1))
+    # A range that starts at midnight opens at the jump too; one at 01:00 the same.
+    for start in ("00:00", "01:00"):
+        assert next_opening(Schedule(open={"fri": (f"{start}-02:00",)}, computed_holidays="none"),
+                            cairo(date(2026, 4, 23), 21)) == SPRING_JUMP
+    # An open Thursday night runs on into the Friday: no opening at the jump.
+    through = Schedule(open={"thu": ("20:00-24:00",), "fri": ("00:00-02:00",)}, computed_holidays="none")
+    assert next_opening(through, cairo(date(2026, 4, 23), 21)) == cairo(date(2026, 4, 30), 20)
+
+
+def test_is_open_in_the_repeated_autumn_hour():
+    # Thursday 23:15-23:45 happens twice on 29 October 2026.
+    sched = Schedule(open={"thu": ("23:15-23:45",)}, computed_holidays="none")
+    first, second = AUTUMN_JUMP - timedelta(hours=1), AUTUMN_JUMP   # the two 23:00s
+    for start in (first, second):
+        assert not is_open(sched, start + timedelta(minutes=14))
+        assert is_open(sched, start + timedelta(minutes=15))
+        assert is_open(sched, start + timedelta(minutes=44))
+        assert not is_open(sched, start + timedelta(minutes=45))
+    # Closed after the first pass: the line opens again on the second. The
+    # answer is the second 23:15 (fold 1); compared in UTC, since Python never
+    # finds a fold-1 time equal to another zone's.
+    again = next_opening(sched, first + timedelta(minutes=50))
+    assert again.astimezone(UTC) == second + timedelta(minutes=15)
+    assert (again.hour, again.minute, again.fold) == (23, 15, 1)
+    assert next_opening(sched, first).astimezone(UTC) == first + timedelta(minutes=15)
+    # After the second pass: next Thursday, in winter time.
+    assert next_opening(sched, second + timedelta(minutes=50)) == datetime(2026, 11, 5, 21, 15, tzinfo=UTC)
+
+
+def test_next_opening_where_the_clock_goes_back_into_a_range():
+    # 22:00-23:30 closes at the first 23:30; at 24:00 the clock reads 23:00
+    # again, inside the range: the line opens at the jump.
+    sched = Schedule(open={"thu": ("22:00-23:30",)}, computed_holidays="none")
+    assert not is_open(sched, AUTUMN_JUMP - timedelta(minutes=20))
+    assert is_open(sched, AUTUMN_JUMP)
+    assert next_opening(sched, AUTUMN_JUMP - timedelta(minutes=20)).astimezone(UTC) == AUTUMN_JUMP
+
+
+def test_demo_next_opening_across_spring_forward_and_sinai_liberation_day(ministry):
+    # Thursday 23 April 2026 closes at 20:00 (UTC+2); Friday is closed and summer
+    # time starts; Saturday 25 April is Sinai Liberation Day: Sunday 08:00 UTC+3.
+    closing = cairo(date(2026, 4, 23), 20)
+    assert is_open(ministry, closing - timedelta(seconds=1)) and not is_open(ministry, closing)
+    assert ministry.is_holiday(date(2026, 4, 25))
+    opening = next_opening(ministry, closing)
+    assert opening == datetime(2026, 4, 26, 5, 0, tzinfo=UTC)
+    assert opening.astimezone(CAIRO).strftime("%a %H:%M %z") == "Sun 08:00 +0300"
+    # 60 hours on the clocks, one of them skipped (subtracted in UTC: Python
+    # subtracts two Cairo datetimes by their wall clocks).
+    assert opening.astimezone(UTC) - closing.astimezone(UTC) == timedelta(hours=59)
+
+
+def test_demo_next_opening_across_the_autumn_change(ministry):
+    closing = cairo(date(2026, 10, 29), 20)   # Thursday, still summer time
+    assert closing.utcoffset() == timedelta(hours=3)
+    for after in (closing, AUTUMN_JUMP - timedelta(minutes=30), AUTUMN_JUMP + timedelta(minutes=30)):
+        assert not is_open(ministry, after)
+        assert next_opening(ministry, after) == datetime(2026, 10, 31, 7, 0, tzinfo=UTC)  # Saturday 09:00 UTC+2
+    # 37 hours on the clocks, one of them lived twice.
+    assert next_opening(ministry, closing).astimezone(UTC) - closing.astimezone(UTC) == timedelta(hours=38)
+
+
+def test_next_opening_skips_a_holiday(ministry):
+    # Monday 5 October 2026 20:00; Tuesday 6 is Armed Forces Day: Wednesday 08:00.
+    assert next_opening(ministry, cairo(date(2026, 10, 5), 20)) == cairo(date(2026, 10, 7), 8)
+    # Eid al-Fitr 2026 (Friday 20 - Sunday 22 March) after a Thursday: Monday 23.
+    assert next_opening(ministry, cairo(date(2026, 3, 19), 20)) == cairo(date(2026, 3, 23), 8)
+
+
+def test_a_clock_jumping_into_a_holiday():
+    # A line open round the clock but on holidays. One call at 23:59 on the eve
+    # of Armed Forces Day, the next at 00:00:30 of it: nothing is remembered
+    # from the first call.
+    sched = Schedule(open={d: ("00:00-24:00",) for d in EVERY_DAY})
+    eve = cairo(date(2026, 10, 5), 23, 59)
+    assert is_open(sched, eve)
+    assert not is_open(sched, cairo(date(2026, 10, 6), 0, 0, 30))
+    assert next_opening(sched, cairo(date(2026, 10, 6), 0, 0, 30)) == cairo(date(2026, 10, 7), 0)
+    # The clock stepped forward past the whole holiday: open again.
+    assert is_open(sched, cairo(date(2026, 10, 7), 0, 0, 30))
+
+
+def test_a_clock_set_back_out_of_a_holiday():
+    # NTP steps a fast clock back from 00:00:10 on the holiday to 23:59:50 on the eve.
+    sched = Schedule(open={d: ("00:00-24:00",) for d in EVERY_DAY})
+    readings = [cairo(date(2026, 10, 6), 0, 0, 10), cairo(date(2026, 10, 5), 23, 59, 50),
+                cairo(date(2026, 10, 6), 0, 0, 0)]
+    assert [is_open(sched, r) for r in readings] == [False, True, False]
+    # The eve's answer to "when does it open" after the step back: the eve is open, the next opening is the 7th.
+    assert next_opening(sched, readings[1]) == cairo(date(2026, 10, 7), 0)
+
+
+def test_demo_closes_on_the_eve_and_reopens_after_the_holiday(ministry):
+    # The demo line on the eve of Armed Forces Day: open at 19:59, closed at 20:00
+    # and through the holiday, open at 08:00 on the 7th, whatever jumps between calls.
+    calls = [cairo(date(2026, 10, 5), 19, 59), cairo(date(2026, 10, 6), 0, 0, 30), cairo(date(2026, 10, 5), 20),
+             cairo(date(2026, 10, 6), 10), cairo(date(2026, 10, 7), 8), cairo(date(2026, 10, 5), 19, 59, 59)]
+    assert [is_open(ministry, c) for c in calls] == [True, False, False, False, True, True]

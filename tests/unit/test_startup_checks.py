@@ -1,6 +1,10 @@
-"""A missing prompt file is a clear error at start-up, not silence in a call."""
+"""A missing prompt file is a clear error at start-up, not silence in a call; missing
+holiday data is a warning in the log."""
 
 from __future__ import annotations
+
+import logging
+from datetime import date
 
 import pytest
 
@@ -24,3 +28,19 @@ async def test_serve_refuses_to_start_when_a_prompt_file_is_missing(tmp_path, mo
         await serve(config, Paths(cache=tmp_path / "cache", state=tmp_path / "state"))
     message = str(exc.value)
     assert "missing prompt file" in message and ids[0] in message and "ivr setup" in message
+
+
+async def test_serve_warns_at_start_when_the_coming_days_have_no_holiday_data(tmp_path, monkeypatch, caplog):
+    # The same warning as `ivr check-config`, logged before anything else is
+    # checked (here the engine then stops on its missing prompts).
+    monkeypatch.setenv("IVR_ASTERISK_ROOT", str(tmp_path / "asterisk-root"))
+    config = load_config(REPO_ROOT / "config")
+    paths = Paths(cache=tmp_path / "cache", state=tmp_path / "state")
+    with caplog.at_level(logging.WARNING, logger="ivr"), pytest.raises(SystemExit):
+        await serve(config, paths, today=date(2077, 9, 1))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert [w for w in warnings if w.startswith("schedules.ministry: no holiday data for 2077-11-17 to 2077-11-29")]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ivr"), pytest.raises(SystemExit):
+        await serve(config, paths, today=date(2026, 12, 1))
+    assert not [r for r in caplog.records if "holiday data" in r.getMessage()]
