@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s ivr-agi: %(message)s")
+    from core.privacy import install_log_privacy
+
+    install_log_privacy()
     # Leading --config=DIR / --state=DIR: where the engine's files are as
     # Asterisk sees them (inside its root, they are not where the repo is).
     options = {}

@@ -27,6 +27,7 @@ from pathlib import Path
 from core.configuration import Config, ConfigError, load_config
 from core.hours import HOLIDAY_DATA_HORIZON_DAYS, coming_holidays, local_timezone, missing_holiday_data
 from core.paths import REPO_ROOT, Paths
+from core.privacy import install_log_privacy
 
 log = logging.getLogger("ivr")
 
@@ -127,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # No caller number or national ID reaches a log line unmasked, whoever
+    # wrote it (panoramisk's debug lines carry the AMI messages it handles).
+    install_log_privacy()
     # Alembic narrates every migration context at INFO; `ivr setup` says what it did.
     logging.getLogger("alembic").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:

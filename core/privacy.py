@@ -6,6 +6,9 @@ in a metric label at all (labels are bounded: programme, hotline, ...).
 
 from __future__ import annotations
 
+import logging
+import re
+
 
 def mask_number(value: str | None) -> str:
     """Keep the last two digits only: ``01001234567`` -> ``*********67``."""
@@ -48,3 +51,43 @@ class NumberCipher:
         from cryptography.fernet import Fernet
 
         return Fernet.generate_key().decode()
+
+
+# A caller's number as it may appear in text (national 0XXXXXXXXX[X], with a
+# 20 / +20 / 0020 country code) and a national ID (14 digits, century digit 2
+# or 3). Not inside a longer run of digits or dots: Asterisk's uniqueids
+# (epoch.sequence, e.g. 1796602024.17) and times are left alone.
+_PERSONAL = re.compile(r"(?<![\d.])(?:(?:\+|00)?20\d{9,10}|0\d{9,10}|[23]\d{13})(?![\d.])")
+
+
+def mask_personal_data(text: str) -> str:
+    """Every caller number and national ID in ``text`` masked (last two digits kept)."""
+    return _PERSONAL.sub(lambda m: mask_number(m.group(0)), text)
+
+
+class PersonalDataFilter(logging.Filter):
+    """Masks caller numbers and national IDs in every log record that passes.
+
+    The engine's own lines mask what they log; this filter is for what it
+    does not write itself: a library's debug or disconnect line (panoramisk
+    prints the AMI messages it handles, caller IDs included), an exception's
+    text. Installed on the process's log handlers by its composition root."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_personal_data(message)
+        if masked != message or record.args:
+            record.msg, record.args = masked, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = mask_personal_data(logging.Formatter().formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = mask_personal_data(record.exc_text)
+        return True
+
+
+def install_log_privacy(logger: logging.Logger | None = None) -> None:
+    """Put a :class:`PersonalDataFilter` on every handler of ``logger`` (the root by default)."""
+    logger = logger or logging.getLogger()
+    for handler in logger.handlers:
+        if not any(isinstance(f, PersonalDataFilter) for f in handler.filters):
+            handler.addFilter(PersonalDataFilter())

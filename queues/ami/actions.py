@@ -25,9 +25,12 @@ Answers known to misbehave, handled here:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
+
+from core.contract import Context
 
 from .events import AmiEvent, parse_event
 
@@ -137,6 +140,10 @@ class QueuePause(Action):
         return out
 
 
+# Local/<exten>@<context>[/n]: the only channel the engine originates.
+_LOCAL_CHANNEL = re.compile(r"Local/([0-9A-Za-z]+)@([a-z-]+)(/n)?")
+
+
 @dataclass(frozen=True, slots=True)
 class Originate(Action):
     """A call from a channel into a context of the engine's dialplan.
@@ -158,6 +165,17 @@ class Originate(Action):
     action_id: str = ""
     channel_id: str = ""
     other_channel_id: str = ""
+
+    def __post_init__(self) -> None:
+        # Least privilege, on the engine's side: AMI's `originate` class lets
+        # its holder call any channel, the carrier's included. The engine only
+        # ever originates a Local channel into its own originate-only contexts
+        # (which check the number before any Dial), with no application; an
+        # Originate built otherwise is a bug, refused before it is sent.
+        m = _LOCAL_CHANNEL.fullmatch(self.channel)
+        if m is None or m.group(2) not in Context.ORIGINATE_ONLY or self.context not in Context.ORIGINATE_ONLY:
+            raise ValueError(f"Originate refused: {self.channel!r} into {self.context!r} is not a Local channel "
+                             "between the engine's originate-only contexts")
 
     def headers(self) -> Headers:
         out: Headers = {"Action": self.name}

@@ -120,3 +120,23 @@ def test_no_engine_module_spells_a_shared_name_itself():
                 if pattern.search(line):
                     offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
     assert offenders == []
+
+
+def test_the_engine_originates_only_local_channels_into_its_originate_only_contexts():
+    """AMI's `originate` class would let its holder call any number through the
+    carrier; the engine's typed Originate refuses anything but a Local channel
+    between its own originate-only contexts, before it is sent."""
+    import pytest
+
+    from queues.ami.actions import Originate
+
+    ok = Originate(channel="Local/17@ivr-callback-hold/n", context="ivr-callback-dial", exten="17")
+    assert ok.headers()["Channel"] == "Local/17@ivr-callback-hold/n"
+    for channel, context in [("PJSIP/01001234567@carrier-out", "ivr-callback-dial"),
+                             ("Local/01001234567@from-carrier", "ivr-callback-dial"),
+                             ("Local/17@ivr-callback-hold/n", "ivr-answer"),
+                             ("Local/17@agents", "ivr-announce-spy"),
+                             ("Local/1@ivr-announce/n,Dial(PJSIP/x@carrier-out)", "ivr-announce-spy"),
+                             ("", "")]:
+        with pytest.raises(ValueError, match="Originate refused"):
+            Originate(channel=channel, context=context)

@@ -106,3 +106,41 @@ def test_session_description_masks_the_caller():
     assert NUMBER not in text
     assert mask_number(NUMBER) in text
     assert "1732467000.1" in text
+
+
+def test_caller_numbers_and_national_ids_are_masked_in_any_text():
+    from core.privacy import mask_personal_data
+
+    text = ("Event: Newchannel CallerIDNum: 01001234567 ConnectedLineNum: 0225550123 "
+            "+201001234567 00201001234567 201001234567 id 29001012500015 and 30112312345678")
+    masked = mask_personal_data(text)
+    for raw in ("01001234567", "0225550123", "201001234567", "29001012500015", "30112312345678"):
+        assert raw not in masked
+    assert "*********67" in masked and "************15" in masked
+    # Asterisk's uniqueids, epoch times, ports and short codes are not personal data.
+    keep = "Uniqueid: 1796602024.17 Linkedid: 1796602024.1 Timestamp: 1796602024.123456 port 5038 exten 14401 *21"
+    assert mask_personal_data(keep) == keep
+
+
+def test_the_log_filter_masks_what_a_library_logs_and_exception_texts(caplog):
+    import logging
+
+    from core.privacy import PersonalDataFilter
+
+    logger = logging.getLogger("panoramisk.manager")
+    handler = logging.StreamHandler(__import__("io").StringIO())
+    handler.addFilter(PersonalDataFilter())
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    try:
+        logger.warning("Disconnected: %r", {"CallerIDNum": "01001234567"})
+        try:
+            raise ValueError("bad caller 0225550123")
+        except ValueError:
+            logger.exception("failed for %s", "29001012500015")
+    finally:
+        logger.removeHandler(handler)
+    out = handler.stream.getvalue()
+    for raw in ("01001234567", "0225550123", "29001012500015"):
+        assert raw not in out, out
+    assert "*********67" in out and "ValueError" in out
