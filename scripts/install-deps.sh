@@ -20,6 +20,8 @@ command -v chroot >/dev/null || need+=(coreutils)
 command -v mount >/dev/null || need+=(mount)
 compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || need+=(postgresql)   # the case database's tests
 command -v runuser >/dev/null || need+=(util-linux)
+command -v ss >/dev/null || need+=(iproute2)       # the listeners test (tests/e2e/test_hardening.py)
+command -v pgrep >/dev/null || need+=(procps)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 
 if ((${#need[@]})); then
