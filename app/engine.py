@@ -53,7 +53,7 @@ from queues.callbacks.store import RedisCallbackStore
 from queues.calls.accounting import QueueAccounting
 from queues.calls.store import BufferedCallStateStore, RedisCallStateStore
 from queues.events import EventPump
-from queues.live import LiveFiguresService
+from queues.live import LiveFiguresService, PersistenceWatch
 from queues.priority import DEFAULT_CALLER_KEY, RedisRecentCallers, hash_caller, keep_seconds
 from queues.resync import AmiResync
 from queues.waiting import RedisWaitingStore, WaitingTracker, priority_from_call_state
@@ -193,6 +193,7 @@ class Engine:
         self.resync = AmiResync(ami=ami, feed=self.pump.feed, agents=self.agent_tracker, waiting=self.waiting,
                                 callbacks=self.dispatcher, metrics=self.metrics,
                                 logins=lambda: self.ami.logins if self.ami is not None else 0)
+        self.persistence = PersistenceWatch(info=lambda: self.redis.info("persistence"), metrics=self.metrics)
         self.live = LiveFiguresService(config=config, metrics=self.metrics, agents=self.agent_tracker,
                                        waiting=self.waiting, records=self.records, clock=wall_clock)
         # --- the FastAGI routes and the pages ------------------------------------
@@ -226,6 +227,7 @@ class Engine:
             await self.desktop.start()
         self._tasks.append(asyncio.create_task(self.live.run(interval=LIVE_FIGURES_SECONDS), name="live-figures"))
         self._tasks.append(asyncio.create_task(self._flush_call_facts(), name="call-facts"))
+        self._tasks.append(asyncio.create_task(self.persistence.run(), name="redis-persistence"))
         if self.case_jobs is not None:
             self._tasks.append(asyncio.create_task(self.case_jobs.run(), name="cases"))
         if self.case_work is not None:

@@ -211,6 +211,10 @@ class EngineMetrics:
         self.ami_reconnects = Counter("ivr_ami_reconnects", "AMI logins after the first one.", registry=r)
         self.ami_events = Counter("ivr_ami_events", "AMI events received, by accounting relevance.",
                                   ["kind"], registry=r)
+        self.redis_persistence_ok = Gauge(
+            "ivr_redis_persistence_ok", "1 while Redis writes to its disk (its INFO persistence reports no failed "
+            "AOF write or snapshot); 0: it refuses writes, the engine keeps what it can in memory.", registry=r)
+        self.redis_persistence_ok.set(1)
         self.call_facts_waiting = Gauge(
             "ivr_call_facts_waiting", "Calls whose IVR facts (programme, request type...) the engine keeps in "
             "memory because Redis failed them; written as soon as Redis answers.", registry=r)

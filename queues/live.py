@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from core.configuration import Config
@@ -125,3 +125,46 @@ def _wallboard_figures(records, queue: str | None, sl_seconds: float) -> dict:
     return {"offered": f.calls, "answered": f.answered, "abandoned": f.abandoned,
             "short_abandoned": f.short_abandoned, "answer_ratio": f.answer_rate,
             "service_level_ratio": f.service_level}
+
+
+class PersistenceWatch:
+    """Says loudly when Redis cannot write to its disk (a full or read-only
+    state folder): it then refuses every write (MISCONF), the call path and
+    the event pump keep what they could not store, and nothing reaches disk.
+    Reads Redis's own ``INFO persistence`` every few seconds into
+    ``ivr_redis_persistence_ok`` (alert IvrRedisCannotPersist) and logs an
+    error when it starts failing and when it recovers."""
+
+    def __init__(self, *, info: Callable[[], Awaitable[dict]], metrics: EngineMetrics):
+        self._info = info
+        self._metrics = metrics
+        self._ok: bool | None = None
+
+    @staticmethod
+    def healthy(info: dict) -> bool:
+        aof_ok = str(info.get("aof_last_write_status", "ok")) == "ok"
+        aof_on = str(info.get("aof_enabled", "0")) == "1"
+        rdb_ok = str(info.get("rdb_last_bgsave_status", "ok")) == "ok"
+        return rdb_ok and (aof_ok or not aof_on)
+
+    async def check(self) -> bool | None:
+        try:
+            info = await self._info()
+        except Exception:
+            return None  # Redis away: the live figures and the pump say so already
+        ok = self.healthy(info)
+        self._metrics.redis_persistence_ok.set(1 if ok else 0)
+        if ok != self._ok:
+            if not ok:
+                log.error("Redis cannot write to its disk (aof_last_write_status=%s, rdb_last_bgsave_status=%s): "
+                          "it refuses every write; the engine keeps call facts and AMI events in memory until it "
+                          "can persist again", info.get("aof_last_write_status"), info.get("rdb_last_bgsave_status"))
+            elif self._ok is False:
+                log.error("Redis writes to its disk again")
+            self._ok = ok
+        return ok
+
+    async def run(self, *, interval: float = 5.0) -> None:
+        while True:
+            await self.check()
+            await asyncio.sleep(interval)

@@ -14,6 +14,7 @@ gives the figures of one run and the command.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -22,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -63,6 +65,66 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
             return True
         time.sleep(interval)
     return predicate()
+
+
+class Relay:
+    """A loopback TCP relay in front of AMI, on its own thread, that a test
+    can cut (every connection closed, new ones refused) and restore, as a
+    network fault between the engine and Asterisk would."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.accepting = True
+        self._writers: set = set()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="ami-relay")
+        self._thread.start()
+        self._server = self._run(asyncio.start_server(self._handle, "127.0.0.1", 0))
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def _run(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
+
+    async def _handle(self, reader, writer):
+        if not self.accepting:
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src, dst):
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def _cut(self):
+        self.accepting = False
+        for writer in list(self._writers):
+            writer.close()
+        self._writers.clear()
+
+    def cut(self) -> None:
+        self._run(self._cut())
+
+    def restore(self) -> None:
+        self.accepting = True
+
+    def close(self) -> None:
+        self._run(self._cut())
+        self._server.close()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
 
 
 class EngineProcess:
@@ -131,7 +193,9 @@ class FaultFigures:
 
 class Stack:
     def __init__(self, *, config, config_dir: Path, asterisk: AsteriskInstall, redis_server: RedisServer,
-                 engine: EngineProcess, sipp: Sipp, workdir: Path):
+                 engine: EngineProcess, sipp: Sipp, workdir: Path, relay: Relay, asterisk_proc=None):
+        self.relay = relay
+        self.asterisk_proc = asterisk_proc
         self.config = config
         self.config_dir = config_dir
         self.asterisk = asterisk
@@ -142,6 +206,7 @@ class Stack:
         s = config.service
         self.carrier = f"{s.carrier_sip.host}:{s.carrier_sip.port}"
         self.redis = redis.Redis(host="127.0.0.1", port=redis_server.port, socket_timeout=5)
+        self.cleanups: list[Callable[[], None]] = []
 
     # --- traffic --------------------------------------------------------------------------------
     def callers(self, *, calls: int, rate: float, keys: tuple[tuple[int, str], ...], hold_ms: int,
@@ -227,10 +292,10 @@ def report(figures: FaultFigures) -> None:
     print(f"\nFAULT {figures.fault}: {json.dumps(asdict(figures))}")
 
 
-def engine_config_dir(tmp: Path, redis_port: int) -> Path:
+def engine_config_dir(tmp: Path, redis_port: int, ami_port: int) -> Path:
     """The shipped configuration, with the engine's Redis on the test's own
     server (its own port and key prefix: a fault test never touches the
-    state of `make run`)."""
+    state of `make run`) and its AMI through the tests' relay."""
     target = tmp / "config"
     shutil.copytree(REPO_ROOT / "config", target)
     service = target / "service.yaml"
@@ -238,6 +303,8 @@ def engine_config_dir(tmp: Path, redis_port: int) -> Path:
     new = re.sub(r"redis: \{[^}]*\}", f'redis: {{host: 127.0.0.1, port: {redis_port}, db: 0, key_prefix: "{PREFIX}"}}',
                  text, count=1)
     assert new != text, "service.yaml's redis line changed shape"
+    text, new = new, re.sub(r"(\n  ami:\n(?:    .*\n)*?    port: )\d+", rf"\g<1>{ami_port}", new, count=1)
+    assert new != text, "service.yaml's ami block changed shape"
     service.write_text(new)
     # Always open: a fault run at night must not meet the closed message.
     hotlines = target / "hotlines.yaml"
@@ -268,19 +335,23 @@ def stack(tmp_path_factory):
     asterisk.cli("channel request hangup all")
     for family in journal_families():
         asterisk.cli(f"database deltree {family}")
-    config_dir = engine_config_dir(work, redis_server.port)
+    relay = Relay(s.ami.port)
+    config_dir = engine_config_dir(work, redis_server.port, relay.port)
     engine = EngineProcess(config_dir, work / "engine.log", f"http://{s.metrics.host}:{s.metrics.port}/metrics")
     engine.start()
     st = Stack(config=load_config(config_dir), config_dir=config_dir, asterisk=asterisk, redis_server=redis_server,
-               engine=engine, sipp=Sipp(workdir=work / "sipp"), workdir=work)
+               engine=engine, sipp=Sipp(workdir=work / "sipp"), workdir=work, relay=relay, asterisk_proc=proc)
     try:
         yield st
     finally:
         engine.stop()
+        relay.close()
+        for cleanup in reversed(st.cleanups):
+            cleanup()
         st.hang_up_all()
         for family in journal_families():
             if asterisk.is_running():
                 asterisk.cli(f"database deltree {family}")
         if not was_running:
-            asterisk.stop(proc)
+            asterisk.stop(st.asterisk_proc)
         redis_server.stop()
