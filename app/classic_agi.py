@@ -81,20 +81,23 @@ async def build_routes(config, *, national_id_key: bytes, caller_key: bytes = b"
 
     from ivr.routes import call_routes
     from metrics.registry import EngineMetrics
+    from queues.callbacks.limits import CallbackLimits
     from queues.callbacks.store import MemoryCallbackStore, RedisCallbackStore
     from queues.calls.store import MemoryCallStateStore, RedisCallStateStore
+    from queues.priority import DEFAULT_CALLER_KEY
 
     r = config.service.redis
+    limits = CallbackLimits.from_config(config, number_key=caller_key or DEFAULT_CALLER_KEY)
     # No retries: a caller is waiting, and the call works without Redis.
     client = aioredis.Redis(host=r.host, port=r.port, db=r.db, socket_timeout=1, socket_connect_timeout=1,
                             retry=Retry(NoBackoff(), 0))
     try:
         await client.ping()
         store = RedisCallStateStore(client, prefix=r.key_prefix, ttl_seconds=r.call_state_ttl_seconds)
-        callbacks = RedisCallbackStore(client, prefix=r.key_prefix)
+        callbacks = RedisCallbackStore(client, prefix=r.key_prefix, limits=limits)
     except RedisError as exc:
         log.warning("Redis unreachable (%s): this call's facts stay in memory", exc)
-        store, callbacks = MemoryCallStateStore(), MemoryCallbackStore()
+        store, callbacks = MemoryCallStateStore(), MemoryCallbackStore(limits=limits)
     metrics = EngineMetrics(config, CollectorRegistry())  # private: nothing scrapes a per-call process
     routes = call_routes(config=config, metrics=metrics, store=store, callbacks=callbacks,
                          national_id_key=national_id_key, caller_key=caller_key)

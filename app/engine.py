@@ -49,6 +49,7 @@ from queues.ami.actions import NoAmi
 from queues.ami.connection import AmiConnection
 from queues.announcements.announcer import Announcer
 from queues.callbacks.dispatcher import CallbackDispatcher
+from queues.callbacks.limits import CallbackLimits
 from queues.callbacks.store import RedisCallbackStore
 from queues.calls.accounting import QueueAccounting
 from queues.calls.store import BufferedCallStateStore, RedisCallStateStore
@@ -133,12 +134,16 @@ class Engine:
         self.records = RedisCallRecords(self.redis, prefix=prefix,
                                         max_length=config.supervision.call_records.max_length)
         self.agent_store = RedisAgentStateStore(self.redis, prefix=prefix)
-        self.callbacks = RedisCallbackStore(self.redis, prefix=prefix)
+        caller_key = caller_key or DEFAULT_CALLER_KEY
+        # The dispatcher's store and the call path's (call_callbacks, below) keep
+        # the same callbacks: the same limits.
+        callback_limits = CallbackLimits.from_config(config, number_key=caller_key)
+        self.callbacks = RedisCallbackStore(self.redis, prefix=prefix, limits=callback_limits)
         self.recent = RedisRecentCallers(self.call_redis, prefix=prefix, keep_seconds=keep_seconds(config))
         self.call_facts = BufferedCallStateStore(
             RedisCallStateStore(self.call_redis, prefix=prefix, ttl_seconds=s.redis.call_state_ttl_seconds),
             on_pending=self.metrics.call_facts_waiting.set)
-        call_callbacks = RedisCallbackStore(self.call_redis, prefix=prefix)
+        call_callbacks = RedisCallbackStore(self.call_redis, prefix=prefix, limits=callback_limits)
         # --- the AMI side -----------------------------------------------------
         self.accounting = QueueAccounting(store=self.store, metrics=self.metrics, records=self.records)
         self.agent_desk = AgentDesk(ami=ami, store=self.agent_store, config=config, metrics=self.metrics,
@@ -174,8 +179,7 @@ class Engine:
                                                                  for t in config.cases.tenants):
             self.service_checks = ServiceCheckDialler(config=config, store=case_store, cipher=cipher, ami=ami,
                                                       callbacks=self.callbacks, clock=case_clock,
-                                                      on_change=case_poke)
-        caller_key = caller_key or DEFAULT_CALLER_KEY
+                                                      on_change=case_poke, metrics=self.metrics)
         self.call_pops = CallPops(config=config, hub=self.pops, call_state=self.store,
                                   open_cases=self.case_work.open_cases if self.case_work else None,
                                   number_hash=lambda number: hash_caller(number, caller_key), clock=wall_clock)

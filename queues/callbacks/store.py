@@ -14,6 +14,13 @@ The Redis model (docs/distribution.md, "Queued callback"):
   when to place them (Unix time).
 * ``<prefix>callbacks:active``: set of the callbacks not yet ended (its size
   is ``ivr_callbacks_pending``; ``recover`` walks it after a restart).
+* ``<prefix>callbacks:active:<queue>``: the same, for the callbacks to be
+  placed in one queue (the hash's ``counted_in``: its queue, else its
+  hotline's fallback queue); a callback that ends leaves both sets in the
+  transition that ends it.
+* ``<prefix>callbacks:number-day:<Cairo date>:<keyed hash>``: how many
+  callbacks a number asked for that day, expiring an hour after the day
+  (``queues.callbacks.limits``).
 * ``<prefix>callbacks:request:<call_uid>``: the id of the callback that
   call asked for, kept ``keep_done_seconds``. A request is idempotent by
   ``call_uid``: asked again (its reply was lost, the service check retried),
@@ -24,6 +31,9 @@ The Redis model (docs/distribution.md, "Queued callback"):
   number (the record of what the citizen asked for); every later step
   (placed, deferred, retry, outcome) without it.
 
+A request is one Lua script: the limits (``queues.callbacks.limits``) are
+checked and the callback registered in one atomic step, so workers asking
+at once never exceed a limit together; a refused request stores nothing.
 Every transition (``queues.callbacks.machine``) is one atomic
 compare-and-set: it applies only if the callback is still in one of the
 expected states and, for events about a placement, still on that placement.
@@ -37,10 +47,11 @@ import time
 from typing import Any, Iterable, Mapping, Protocol
 
 import redis.asyncio as aioredis
-from redis.exceptions import WatchError
 
 from core.citizens.phone_numbers import normalize_egyptian_number
+from queues.priority import hash_caller
 
+from .limits import NO_LIMITS, CallbackLimits, CallbackRefused
 from .model import Callback, as_text
 
 class CallbackStore(Protocol):
@@ -53,7 +64,9 @@ class CallbackStore(Protocol):
         """Register a callback, due at ``due_at`` (default: now); return its id.
 
         Idempotent by ``call_uid`` (when not empty): a second request of the
-        same call returns the first one's id and registers nothing."""
+        same call returns the first one's id and registers nothing. Over one
+        of the store's limits (``queues.callbacks.limits``): ``CallbackRefused``
+        naming it, and nothing is registered."""
 
     async def get(self, callback_id: str) -> Callback | None: ...
 
@@ -69,7 +82,9 @@ class CallbackStore(Protocol):
 
     async def active_ids(self) -> list[str]: ...
 
-    async def pending_count(self) -> int: ...
+    async def pending_count(self, queue: str | None = None) -> int:
+        """Callbacks not yet ended: all of them, or those counted in ``queue``
+        (the queue they will be placed in, ``CallbackLimits.queue_counted``)."""
 
     async def defer_count(self, callback_id: str) -> None:
         """Leave an ended callback to be counted by a running engine (an outcome
@@ -95,15 +110,36 @@ def _audit_request(cb: Callback) -> dict[str, str]:
             "call_uid": cb.call_uid, "program": cb.program, "queue": cb.queue, "requested_at": f"{cb.created_at:.3f}"}
 
 
-class MemoryCallbackStore:
-    """Same semantics as the Redis store, in one process (unit tests, no Redis)."""
+def _number_hash(number: str, limits: CallbackLimits) -> str | None:
+    if not limits.max_per_number_per_day:
+        return None
+    try:
+        return hash_caller(number, limits.number_key)
+    except ValueError:   # no key: CallbackLimits.from_config refuses that, a hand-built one may not
+        return None
 
-    def __init__(self) -> None:
+
+def _flat(fields: Mapping[str, Any]) -> list[str]:
+    """Field/value pairs as a script's arguments."""
+    out: list[str] = []
+    for k, v in fields.items():
+        out += [k, as_text(v)]
+    return out
+
+
+class MemoryCallbackStore:
+    """Same semantics as the Redis store, in one process (unit tests, no Redis).
+    ``limits``: as the Redis store's (none by default)."""
+
+    def __init__(self, *, limits: CallbackLimits = NO_LIMITS) -> None:
         self.callbacks: dict[str, dict[str, str]] = {}
         self.due: dict[str, float] = {}
         self.audit: list[dict[str, str]] = []
         self.uncounted: list[str] = []
         self.by_call: dict[str, str] = {}
+        self.counted_in: dict[str, str] = {}          # callback id -> the queue it counts in
+        self.number_days: dict[str, int] = {}         # per-number day counter -> callbacks registered
+        self._limits = limits
         self._seq = 0
 
     @property
@@ -117,8 +153,17 @@ class MemoryCallbackStore:
                       due_at: float | None = None) -> str:
         if call_uid and call_uid in self.by_call:
             return self.by_call[call_uid]
-        self._seq += 1
         now = time.time() if now is None else now
+        limits = self._limits
+        counted = limits.queue_counted(hotline=hotline, queue=queue)
+        day = limits.number_day(_number_hash(number, limits), reason=reason, now=now)
+        if limits.max_pending and self._pending() >= limits.max_pending:
+            raise CallbackRefused("pending_all", limits.max_pending)
+        if counted and limits.max_pending_per_queue and self._pending(counted) >= limits.max_pending_per_queue:
+            raise CallbackRefused("pending_queue", limits.max_pending_per_queue)
+        if day is not None and self.number_days.get(day[0], 0) >= limits.max_per_number_per_day:
+            raise CallbackRefused("number_day", limits.max_per_number_per_day)
+        self._seq += 1
         cb = _request_fields(str(self._seq), hotline=hotline, number=number, reason=reason, call_uid=call_uid,
                              program=program, queue=queue, priority=priority, position=position,
                              request_type=request_type, governorate=governorate, joined_at=joined_at, now=now,
@@ -128,6 +173,10 @@ class MemoryCallbackStore:
         self.audit.append(_audit_request(cb))
         if call_uid:
             self.by_call[call_uid] = cb.id
+        if counted:
+            self.counted_in[cb.id] = counted
+        if day is not None:
+            self.number_days[day[0]] = self.number_days.get(day[0], 0) + 1
         return cb.id
 
     async def get(self, callback_id: str) -> Callback | None:
@@ -170,8 +219,14 @@ class MemoryCallbackStore:
     async def active_ids(self) -> list[str]:
         return [i for i, raw in self.callbacks.items() if raw["state"] != "done"]
 
-    async def pending_count(self) -> int:
-        return len(await self.active_ids())
+    async def pending_count(self, queue: str | None = None) -> int:
+        return self._pending(queue)
+
+    def _pending(self, queue: str | None = None) -> int:
+        active = [i for i, raw in self.callbacks.items() if raw["state"] != "done"]
+        if queue is None:
+            return len(active)
+        return sum(1 for i in active if self.counted_in.get(i) == queue)
 
     async def defer_count(self, callback_id: str) -> None:
         self.uncounted.append(str(callback_id))
@@ -197,9 +252,61 @@ end
 return out
 """
 
+# Register a callback, or refuse it, in one step: the limits are checked
+# against the counts every worker shares, so two workers can never exceed one
+# together (queues.callbacks.limits).
+# KEYS: request marker, sequence, active set, the queue's active set, the
+# number's day counter, due set, audit stream.
+# ARGV: 1 hash key prefix, 2 marker in use ('1'/'0'), 3 seconds to keep the
+# marker, 4 max pending in all, 5 max pending in the queue, 6 max for the
+# number today (0 = no limit), 7 queue counted in ('' = none), 8 number counted
+# ('1'/'0'), 9 seconds to keep the day counter, 10 due score, 11 audit stream
+# max length, 12 number of hash field/value pairs N, then the N pairs, then
+# the audit entry's field/value pairs (the id is added here).
+# Returns {'created'|'existing', id} or {'refused', limit name}.
+_REQUEST = """
+if ARGV[2] == '1' then
+  local existing = redis.call('GET', KEYS[1])
+  if existing then return {'existing', existing} end
+end
+local max_all, max_queue, max_number = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+if max_all > 0 and redis.call('SCARD', KEYS[3]) >= max_all then return {'refused', 'pending_all'} end
+local queue_counted = ARGV[7] ~= ''
+if queue_counted and max_queue > 0 and redis.call('SCARD', KEYS[4]) >= max_queue then
+  return {'refused', 'pending_queue'}
+end
+local number_counted = ARGV[8] == '1'
+if number_counted and max_number > 0 and tonumber(redis.call('GET', KEYS[5]) or '0') >= max_number then
+  return {'refused', 'number_day'}
+end
+local id = tostring(redis.call('INCR', KEYS[2]))
+local hash = ARGV[1] .. id
+local pairs_end = 12 + 2 * tonumber(ARGV[12])
+redis.call('HSET', hash, 'id', id)
+for i = 13, pairs_end, 2 do
+  redis.call('HSET', hash, ARGV[i], ARGV[i + 1])
+end
+redis.call('HSET', hash, 'counted_in', ARGV[7])
+redis.call('SADD', KEYS[3], id)
+if queue_counted then redis.call('SADD', KEYS[4], id) end
+if number_counted then
+  redis.call('INCR', KEYS[5])
+  redis.call('EXPIRE', KEYS[5], tonumber(ARGV[9]))
+end
+redis.call('ZADD', KEYS[6], ARGV[10], id)
+if ARGV[2] == '1' then redis.call('SET', KEYS[1], id, 'EX', tonumber(ARGV[3])) end
+local entry = {'event', 'requested', 'id', id}
+for i = pairs_end + 1, #ARGV do table.insert(entry, ARGV[i]) end
+redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[11], '*', unpack(entry))
+return {'created', id}
+"""
+
 # Compare-and-set transition. KEYS: hash, due set, active set.
 # ARGV: id, allowed states (comma-separated), placement ('' = any), new state,
-# due score ('' = leave the due set), seconds to keep a done hash, field/value pairs...
+# due score ('' = leave the due set), seconds to keep a done hash, prefix of the
+# queues' active sets, field/value pairs...
+# A callback that ends leaves the active set and its queue's (``counted_in``;
+# a callback stored before the limits has none).
 _TRANSITION = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 0 end
@@ -210,7 +317,7 @@ end
 if not allowed then return 0 end
 if ARGV[3] ~= '' and redis.call('HGET', KEYS[1], 'placement') ~= ARGV[3] then return 0 end
 redis.call('HSET', KEYS[1], 'state', ARGV[4])
-for i = 7, #ARGV, 2 do
+for i = 8, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
 end
 if ARGV[5] ~= '' then
@@ -221,6 +328,8 @@ else
 end
 if ARGV[4] == 'done' then
   redis.call('SREM', KEYS[3], ARGV[1])
+  local queue = redis.call('HGET', KEYS[1], 'counted_in')
+  if queue and queue ~= '' then redis.call('SREM', ARGV[7] .. queue, ARGV[1]) end
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[6]))
 end
 return 1
@@ -235,7 +344,9 @@ class RedisCallbackStore:
     """
 
     def __init__(self, client: aioredis.Redis, *, prefix: str = "ivr:", keep_done_seconds: int = 7 * 86400,
-                 stream_maxlen: int = 100_000):
+                 stream_maxlen: int = 100_000, limits: CallbackLimits = NO_LIMITS):
+        """``limits``: checked at each request (``CallbackLimits.from_config``; none by default:
+        the command-line tools register nothing)."""
         self._redis = client
         self.prefix = prefix
         self.key = f"{prefix}callbacks"  # the audit stream (the name it always had)
@@ -245,8 +356,18 @@ class RedisCallbackStore:
         self.uncounted_key = f"{prefix}callbacks:uncounted"  # ended outside the engine, to be counted
         self._keep_done = keep_done_seconds
         self._stream_maxlen = stream_maxlen
+        self._limits = limits
         self._claim = client.register_script(_CLAIM)
         self._transition = client.register_script(_TRANSITION)
+        self._request = client.register_script(_REQUEST)
+
+    def queue_active_key(self, queue: str) -> str:
+        """The callbacks not yet ended that will be placed in ``queue`` (max_pending_per_queue)."""
+        return f"{self.prefix}callbacks:active:{queue}"
+
+    def number_day_key(self, day_counter: str) -> str:
+        """A number's callbacks of one local day: ``<date>:<keyed hash>``, never the number."""
+        return f"{self.prefix}callbacks:number-day:{day_counter}"
 
     def hash_key(self, callback_id: str) -> str:
         return f"{self.prefix}callback:{callback_id}"
@@ -256,32 +377,28 @@ class RedisCallbackStore:
                       governorate: str = "", joined_at: float | None = None, now: float | None = None,
                       due_at: float | None = None) -> str:
         now = time.time() if now is None else now
-        marker = self.request_key(call_uid) if call_uid else None
-        async with self._redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    if marker is not None:
-                        await pipe.watch(marker)
-                        existing = await pipe.get(marker)
-                        if existing is not None:
-                            await pipe.reset()
-                            return as_text(existing)   # asked again: the same callback
-                    callback_id = str(await self._redis.incr(self.seq_key))
-                    cb = _request_fields(callback_id, hotline=hotline, number=number, reason=reason,
-                                         call_uid=call_uid, program=program, queue=queue, priority=priority,
-                                         position=position, request_type=request_type, governorate=governorate,
-                                         joined_at=joined_at, now=now, due_at=now if due_at is None else due_at)
-                    pipe.multi()
-                    if marker is not None:
-                        pipe.set(marker, callback_id, ex=self._keep_done)
-                    pipe.hset(self.hash_key(callback_id), mapping=cb.to_fields())
-                    pipe.sadd(self.active_key, callback_id)
-                    pipe.zadd(self.due_key, {callback_id: cb.next_at})
-                    pipe.xadd(self.key, _audit_request(cb), maxlen=self._stream_maxlen, approximate=True)
-                    await pipe.execute()
-                    return callback_id
-                except WatchError:   # the same call asked at the same time: its id is there now
-                    continue
+        limits = self._limits
+        cb = _request_fields("", hotline=hotline, number=number, reason=reason, call_uid=call_uid,
+                             program=program, queue=queue, priority=priority, position=position,
+                             request_type=request_type, governorate=governorate, joined_at=joined_at, now=now,
+                             due_at=now if due_at is None else due_at)
+        stored = cb.to_fields()
+        del stored["id"]   # the script's INCR gives it
+        audit = _audit_request(cb)
+        del audit["event"], audit["id"]
+        counted = limits.queue_counted(hotline=hotline, queue=queue)
+        day = limits.number_day(_number_hash(cb.number, limits), reason=reason, now=now)
+        day_counter, day_keep = day if day is not None else ("", 0)
+        kind, value = (as_text(v) for v in await self._request(
+            keys=[self.request_key(call_uid), self.seq_key, self.active_key, self.queue_active_key(counted),
+                  self.number_day_key(day_counter), self.due_key, self.key],
+            args=[f"{self.prefix}callback:", "1" if call_uid else "0", self._keep_done, limits.max_pending,
+                  limits.max_pending_per_queue, limits.max_per_number_per_day, counted,
+                  "1" if day is not None else "0", day_keep, f"{cb.next_at:.3f}", self._stream_maxlen,
+                  len(stored), *_flat(stored), *_flat(audit)]))
+        if kind == "refused":
+            raise CallbackRefused(value, limits.limit_of(value))
+        return value   # created, or asked again: the same callback
 
     def request_key(self, call_uid: str) -> str:
         return f"{self.prefix}callbacks:request:{call_uid}"
@@ -302,13 +419,11 @@ class RedisCallbackStore:
     async def transition(self, callback_id: str, *, from_states: Iterable[str], state: str,
                          placement: int | None = None, due_at: float | None = None,
                          changes: Mapping[str, Any] | None = None, event: str = "") -> bool:
-        pairs: list[str] = []
-        for k, v in (changes or {}).items():
-            pairs += [k, as_text(v)]
         done = await self._transition(
             keys=[self.hash_key(callback_id), self.due_key, self.active_key],
             args=[callback_id, ",".join(from_states), "" if placement is None else str(placement), state,
-                  "" if due_at is None else f"{due_at:.3f}", self._keep_done, *pairs])
+                  "" if due_at is None else f"{due_at:.3f}", self._keep_done, self.queue_active_key(""),
+                  *_flat(changes or {})])
         if done and event:
             cb = await self.get(callback_id)
             entry = {"event": event, "id": str(callback_id), "state": state}
@@ -320,8 +435,8 @@ class RedisCallbackStore:
     async def active_ids(self) -> list[str]:
         return sorted((as_text(i) for i in await self._redis.smembers(self.active_key)), key=int)
 
-    async def pending_count(self) -> int:
-        return int(await self._redis.scard(self.active_key))
+    async def pending_count(self, queue: str | None = None) -> int:
+        return int(await self._redis.scard(self.active_key if queue is None else self.queue_active_key(queue)))
 
     async def defer_count(self, callback_id: str) -> None:
         await self._redis.rpush(self.uncounted_key, str(callback_id))
