@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from datetime import datetime, timezone
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -49,7 +49,6 @@ from queues.ami.actions import NoAmi
 from queues.ami.connection import AmiConnection
 from queues.announcements.announcer import Announcer
 from queues.callbacks.dispatcher import CallbackDispatcher
-from queues.callbacks.limits import CallbackLimits
 from queues.callbacks.store import RedisCallbackStore
 from queues.calls.accounting import QueueAccounting
 from queues.calls.store import BufferedCallStateStore, RedisCallStateStore
@@ -80,7 +79,8 @@ def wall_clock_utc(wall_clock: Callable[[], float]) -> Callable[[], datetime]:
 class Engine:
     """``ivr serve``: FastAGI routes, AMI consumers, /metrics and the wallboard."""
 
-    def __init__(self, *, config: Config, ami_secret: str | None, national_id_key: bytes = b"",
+    def __init__(self, *, config: Config, ami_secret: str | None, callback_keys: Sequence[str],
+                 national_id_key: bytes = b"",
                  caller_key: bytes = b"", agi_key: str = "", prompt_seconds: Mapping[str, float] | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc), enable_agi: bool = True,
                  enable_ami: bool = True, metrics: EngineMetrics | None = None,
@@ -91,6 +91,8 @@ class Engine:
                  enable_desktop: bool = True):
         """``clock``: the IVR's clock (opening hours; tests pin it). ``wall_clock``:
         real time, for supervision (call records carry Asterisk's event times).
+        ``callback_keys``: the Fernet keys callers' numbers are kept with in the
+        callbacks (``SecretStore.callbacks_keys``, newest first).
         ``case_store``: ``cases.store.CaseStore`` on the case database (None:
         no case figures, no escalations, no cases on the desktop); ``cases_key``
         the Fernet key numbers are stored with. ``caller_key``: the HMAC key of
@@ -136,14 +138,16 @@ class Engine:
         self.agent_store = RedisAgentStateStore(self.redis, prefix=prefix)
         caller_key = caller_key or DEFAULT_CALLER_KEY
         # The dispatcher's store and the call path's (call_callbacks, below) keep
-        # the same callbacks: the same limits.
-        callback_limits = CallbackLimits.from_config(config, number_key=caller_key)
-        self.callbacks = RedisCallbackStore(self.redis, prefix=prefix, limits=callback_limits)
+        # the same callbacks: the same keys, limits and audit retention.
+        callback_cipher = NumberCipher(callback_keys)
+        self.callbacks = RedisCallbackStore.for_config(self.redis, config, cipher=callback_cipher,
+                                                       number_key=caller_key)
         self.recent = RedisRecentCallers(self.call_redis, prefix=prefix, keep_seconds=keep_seconds(config))
         self.call_facts = BufferedCallStateStore(
             RedisCallStateStore(self.call_redis, prefix=prefix, ttl_seconds=s.redis.call_state_ttl_seconds),
             on_pending=self.metrics.call_facts_waiting.set)
-        call_callbacks = RedisCallbackStore(self.call_redis, prefix=prefix, limits=callback_limits)
+        call_callbacks = RedisCallbackStore.for_config(self.call_redis, config, cipher=callback_cipher,
+                                                       number_key=caller_key)
         # --- the AMI side -----------------------------------------------------
         self.accounting = QueueAccounting(store=self.store, metrics=self.metrics, records=self.records)
         self.agent_desk = AgentDesk(ami=ami, store=self.agent_store, config=config, metrics=self.metrics,

@@ -575,6 +575,9 @@ class CallbackPolicy(Frozen):
     max_per_number_per_day: int = Field(
         default=3, ge=1, le=100, description="Callbacks a caller may register for one number in a local "
         "(Cairo) day; the service check's own callbacks do not count")
+    audit_keep_days: int = Field(
+        default=30, ge=1, le=366, description="How long the audit stream of callbacks keeps an entry (it "
+        "keeps 100,000 at most besides)")
 
     @field_validator("max_pending_per_queue")
     @classmethod

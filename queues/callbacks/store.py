@@ -4,12 +4,17 @@ restarts) or in memory (unit tests), with the same semantics.
 The Redis model (docs/distribution.md, "Queued callback"):
 
 * ``<prefix>callback:<id>``: a hash per callback, ``id`` from
-  ``INCR <prefix>callbacks:seq``. Fields: id, number, hotline, program, queue,
-  reason, priority, position, call_uid, request_type, governorate, joined_at,
-  state, attempts, placement, outcome, last_status, created_at, next_at,
-  claimed_at. The number is stored because it is needed to dial; it never
-  reaches a log unmasked. A finished callback's hash expires after
-  ``keep_done_seconds`` (a week by default): personal data is not kept for ever.
+  ``INCR <prefix>callbacks:seq``. Fields: id, number_sealed, hotline, program,
+  queue, reason, priority, position, call_uid, request_type, governorate,
+  joined_at, state, attempts, placement, outcome, last_status, created_at,
+  next_at, claimed_at, counted_in. The number is kept because it is needed to
+  dial, so it is kept encrypted (``number_sealed``: Fernet with the
+  ``fernet:callbacks`` key ring, issue 12 item 16) and decrypted only when a
+  callback is read (:meth:`RedisCallbackStore.from_stored`: the dispatcher
+  dials it, ``ivr callbacks`` masks it); it never reaches a log unmasked. A
+  hash stored before has ``number`` in clear, read as it is. A finished
+  callback's hash expires after ``keep_done_seconds`` (a week by default):
+  personal data is not kept for ever.
 * ``<prefix>callbacks:due``: sorted set of the ``waiting`` callbacks, score =
   when to place them (Unix time).
 * ``<prefix>callbacks:active``: set of the callbacks not yet ended (its size
@@ -28,8 +33,10 @@ The Redis model (docs/distribution.md, "Queued callback"):
   call_uid is Asterisk's uniqueid or ``case-<reference>-<claim time>``,
   never a number.
 * ``<prefix>callbacks``: the audit stream. A request is logged with the
-  number (the record of what the citizen asked for); every later step
-  (placed, deferred, retry, outcome) without it.
+  number masked (``*********67``: enough to recognise it with the citizen on
+  the line, not to call it); every later step (placed, deferred, retry,
+  outcome) without it. Trimmed by age (``audit_keep_seconds``, XTRIM MINID)
+  and by count (``stream_maxlen``).
 
 A request is one Lua script: the limits (``queues.callbacks.limits``) are
 checked and the callback registered in one atomic step, so workers asking
@@ -43,16 +50,22 @@ events: each claim and each outcome takes effect, and is counted, exactly once.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Iterable, Mapping, Protocol
 
 import redis.asyncio as aioredis
+from cryptography.fernet import InvalidToken
 
 from core.citizens.phone_numbers import normalize_egyptian_number
+from core.configuration import Config
+from core.privacy import NumberCipher, mask_number
 from queues.priority import hash_caller
 
 from .limits import NO_LIMITS, CallbackLimits, CallbackRefused
 from .model import Callback, as_text
+
+log = logging.getLogger(__name__)
 
 class CallbackStore(Protocol):
     """Where callbacks live. ``request`` is all the IVR routes need."""
@@ -117,6 +130,11 @@ def _number_hash(number: str, limits: CallbackLimits) -> str | None:
         return hash_caller(number, limits.number_key)
     except ValueError:   # no key: CallbackLimits.from_config refuses that, a hand-built one may not
         return None
+
+
+def glob_escape(text: str) -> str:
+    """A key prefix used literally in SCAN MATCH."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _flat(fields: Mapping[str, Any]) -> list[str]:
@@ -261,8 +279,9 @@ return out
 # marker, 4 max pending in all, 5 max pending in the queue, 6 max for the
 # number today (0 = no limit), 7 queue counted in ('' = none), 8 number counted
 # ('1'/'0'), 9 seconds to keep the day counter, 10 due score, 11 audit stream
-# max length, 12 number of hash field/value pairs N, then the N pairs, then
-# the audit entry's field/value pairs (the id is added here).
+# max length, 12 oldest audit entry id to keep, 13 number of hash field/value
+# pairs N, then the N pairs, then the audit entry's field/value pairs (the id
+# is added here).
 # Returns {'created'|'existing', id} or {'refused', limit name}.
 _REQUEST = """
 if ARGV[2] == '1' then
@@ -281,9 +300,9 @@ if number_counted and max_number > 0 and tonumber(redis.call('GET', KEYS[5]) or 
 end
 local id = tostring(redis.call('INCR', KEYS[2]))
 local hash = ARGV[1] .. id
-local pairs_end = 12 + 2 * tonumber(ARGV[12])
+local pairs_end = 13 + 2 * tonumber(ARGV[13])
 redis.call('HSET', hash, 'id', id)
-for i = 13, pairs_end, 2 do
+for i = 14, pairs_end, 2 do
   redis.call('HSET', hash, ARGV[i], ARGV[i + 1])
 end
 redis.call('HSET', hash, 'counted_in', ARGV[7])
@@ -298,6 +317,7 @@ if ARGV[2] == '1' then redis.call('SET', KEYS[1], id, 'EX', tonumber(ARGV[3])) e
 local entry = {'event', 'requested', 'id', id}
 for i = pairs_end + 1, #ARGV do table.insert(entry, ARGV[i]) end
 redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[11], '*', unpack(entry))
+redis.call('XTRIM', KEYS[7], 'MINID', '~', ARGV[12])
 return {'created', id}
 """
 
@@ -336,6 +356,22 @@ return 1
 """
 
 
+# Re-key one callback's number, if it is still what was read (a callback that
+# ended and expired meanwhile is not brought back). KEYS: hash. ARGV: field read
+# ('number_sealed', or 'number' for a callback stored in clear), its value, the
+# new token. The clear field goes.
+_RESEAL = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'number_sealed', ARGV[3])
+redis.call('HDEL', KEYS[1], 'number')
+return 1
+"""
+
+# The hash field of the encrypted number (Fernet); a hash stored before it
+# has the number in clear in ``number`` instead, read as it is.
+SEALED_NUMBER = "number_sealed"
+
+
 class RedisCallbackStore:
     """Callbacks in Redis, shared by every engine worker and kept across restarts.
 
@@ -343,11 +379,17 @@ class RedisCallbackStore:
     a single Redis server, which is what the engine runs; not Redis Cluster.
     """
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str = "ivr:", keep_done_seconds: int = 7 * 86400,
-                 stream_maxlen: int = 100_000, limits: CallbackLimits = NO_LIMITS):
-        """``limits``: checked at each request (``CallbackLimits.from_config``; none by default:
-        the command-line tools register nothing)."""
+    def __init__(self, client: aioredis.Redis, *, cipher: NumberCipher, prefix: str = "ivr:",
+                 keep_done_seconds: int = 7 * 86400, stream_maxlen: int = 100_000,
+                 audit_keep_seconds: int = 30 * 86400, limits: CallbackLimits = NO_LIMITS):
+        """``cipher``: the callbacks' Fernet keys (``SecretStore.callbacks_keys``); numbers are
+        stored encrypted with the newest and read with any. ``audit_keep_seconds``: the audit
+        stream keeps entries this long (and ``stream_maxlen`` at most). ``limits``: checked at
+        each request (``CallbackLimits.from_config``; none by default: the command-line tools
+        register nothing)."""
         self._redis = client
+        self._cipher = cipher
+        self._audit_keep = audit_keep_seconds
         self.prefix = prefix
         self.key = f"{prefix}callbacks"  # the audit stream (the name it always had)
         self.seq_key = f"{prefix}callbacks:seq"
@@ -360,6 +402,16 @@ class RedisCallbackStore:
         self._claim = client.register_script(_CLAIM)
         self._transition = client.register_script(_TRANSITION)
         self._request = client.register_script(_REQUEST)
+        self._reseal = client.register_script(_RESEAL)
+
+    @classmethod
+    def for_config(cls, client: aioredis.Redis, config: Config, *, cipher: NumberCipher,
+                   number_key: bytes) -> "RedisCallbackStore":
+        """The store as a process that registers callbacks builds it: the
+        configuration's key prefix, limits and audit retention."""
+        return cls(client, cipher=cipher, prefix=config.service.redis.key_prefix,
+                   audit_keep_seconds=config.distribution.callbacks.audit_keep_days * 86400,
+                   limits=CallbackLimits.from_config(config, number_key=number_key))
 
     def queue_active_key(self, queue: str) -> str:
         """The callbacks not yet ended that will be placed in ``queue`` (max_pending_per_queue)."""
@@ -384,8 +436,13 @@ class RedisCallbackStore:
                              due_at=now if due_at is None else due_at)
         stored = cb.to_fields()
         del stored["id"]   # the script's INCR gives it
+        # Needed to dial, so kept; encrypted (item 16), decrypted when read.
+        stored[SEALED_NUMBER] = self._cipher.encrypt(stored.pop("number")) or ""
         audit = _audit_request(cb)
         del audit["event"], audit["id"]
+        # The record of the request keeps the number masked: enough to recognise
+        # it with the citizen on the line, not to call it.
+        audit["number"] = mask_number(cb.number) if cb.number else ""
         counted = limits.queue_counted(hotline=hotline, queue=queue)
         day = limits.number_day(_number_hash(cb.number, limits), reason=reason, now=now)
         day_counter, day_keep = day if day is not None else ("", 0)
@@ -395,7 +452,7 @@ class RedisCallbackStore:
             args=[f"{self.prefix}callback:", "1" if call_uid else "0", self._keep_done, limits.max_pending,
                   limits.max_pending_per_queue, limits.max_per_number_per_day, counted,
                   "1" if day is not None else "0", day_keep, f"{cb.next_at:.3f}", self._stream_maxlen,
-                  len(stored), *_flat(stored), *_flat(audit)]))
+                  self._oldest_audit_id(), len(stored), *_flat(stored), *_flat(audit)]))
         if kind == "refused":
             raise CallbackRefused(value, limits.limit_of(value))
         return value   # created, or asked again: the same callback
@@ -405,7 +462,64 @@ class RedisCallbackStore:
 
     async def get(self, callback_id: str) -> Callback | None:
         raw = await self._redis.hgetall(self.hash_key(callback_id))
-        return Callback.from_fields(raw) if raw else None
+        return self.from_stored(raw) if raw else None
+
+    def from_stored(self, raw: Mapping[Any, Any]) -> Callback:
+        """A callback from its hash as read (HGETALL), its number decrypted: for
+        the dispatcher to dial it and ``ivr callbacks`` to show it masked. A hash
+        stored before numbers were encrypted has it in clear: read as it is (it
+        is ended and gone within ``keep_done_seconds``, or re-keyed by ``reseal``)."""
+        fields = {as_text(k): as_text(v) for k, v in raw.items()}
+        sealed = fields.pop(SEALED_NUMBER, None)
+        if sealed is not None:
+            fields["number"] = self._open(fields.get("id", "?"), sealed)
+        return Callback.from_fields(fields)
+
+    def _open(self, callback_id: str, sealed: str) -> str:
+        try:
+            return self._cipher.decrypt(sealed) or ""
+        except InvalidToken:
+            # Its key was retired before the callback ended: the number is lost,
+            # and the dispatcher ends the callback as invalid_number.
+            log.error("callback %s: its number does not decrypt with the callbacks keys (a retired key "
+                      "dropped too early?)", callback_id)
+            return ""
+
+    async def reseal(self) -> tuple[int, int]:
+        """Every callback's number under the newest key, those stored in clear
+        too: after the ``fernet:callbacks`` key is rotated (``SecretStore.rotate``),
+        before the old one is retired. Returns (re-keyed, unreadable: left as they are)."""
+        head = self.hash_key("")
+        resealed = unreadable = 0
+        async for key in self._redis.scan_iter(match=glob_escape(head) + "*", count=1000):
+            name = as_text(key)
+            if not name[len(head):].isdigit():
+                continue
+            sealed, clear = await self._redis.hmget(name, [SEALED_NUMBER, "number"])
+            try:
+                if sealed is not None:
+                    field, old, new = SEALED_NUMBER, as_text(sealed), self._cipher.rotate(as_text(sealed))
+                elif clear is not None:
+                    field, old, new = "number", as_text(clear), self._cipher.encrypt(as_text(clear)) or ""
+                else:
+                    continue
+            except InvalidToken:
+                unreadable += 1
+                continue
+            resealed += int(await self._reseal(keys=[name], args=[field, old, new]))
+        return resealed, unreadable
+
+    def _oldest_audit_id(self) -> str:
+        """The audit stream's entries before this (ms since the epoch) are trimmed."""
+        return f"{max(0, int((time.time() - self._audit_keep) * 1000))}-0"
+
+    async def _audit(self, entry: Mapping[str, str]) -> None:
+        # Trimmed by count and by age (XADD takes one of the two): whole radix
+        # nodes go at once (~), so an entry may outlive the limits a little.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(self.key, dict(entry), maxlen=self._stream_maxlen, approximate=True)
+            pipe.xtrim(self.key, minid=self._oldest_audit_id(), approximate=True)
+            await pipe.execute()
 
     async def claim_due(self, now: float, limit: int) -> list[Callback]:
         ids = await self._claim(keys=[self.due_key], args=[f"{now:.3f}", limit, f"{self.prefix}callback:"])
@@ -425,11 +539,14 @@ class RedisCallbackStore:
                   "" if due_at is None else f"{due_at:.3f}", self._keep_done, self.queue_active_key(""),
                   *_flat(changes or {})])
         if done and event:
-            cb = await self.get(callback_id)
             entry = {"event": event, "id": str(callback_id), "state": state}
-            if cb is not None:
+            # What the record needs, read without the number (nothing to decrypt).
+            names = ("outcome", "placement", "attempts")
+            values = await self._redis.hmget(self.hash_key(callback_id), list(names))
+            if any(v is not None for v in values):
+                cb = Callback.from_fields(dict(zip(names, values)))
                 entry.update(outcome=cb.outcome, placement=str(cb.placement), attempts=str(cb.attempts))
-            await self._redis.xadd(self.key, entry, maxlen=self._stream_maxlen, approximate=True)
+            await self._audit(entry)
         return bool(done)
 
     async def active_ids(self) -> list[str]:

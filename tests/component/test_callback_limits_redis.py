@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis.asyncio as aioredis
 
+from core.privacy import NumberCipher
 from queues.callbacks.limits import DAY_COUNTER_MARGIN_SECONDS, CallbackLimits, CallbackRefused
 from queues.callbacks.store import RedisCallbackStore
 from queues.priority import hash_caller
@@ -20,6 +21,7 @@ CAIRO = ZoneInfo("Africa/Cairo")
 KEY = b"caller-number-key-for-tests-0123"
 NOW = datetime(2026, 11, 22, 22, 0, tzinfo=CAIRO).timestamp()   # two hours before Cairo's midnight
 CALLER = "01001234567"
+CIPHER = NumberCipher(NumberCipher.generate_key())
 SAME_NUMBER = ("01001234567", "201001234567", "+201001234567", "00201001234567", "+20 100 123 4567")
 
 
@@ -34,7 +36,8 @@ async def two_workers(redis_server, redis_client):
     other = aioredis.Redis(host=redis_server.host, port=redis_server.port)
 
     def stores(**kw):
-        return [RedisCallbackStore(client, prefix="ivr:", limits=limits(**kw)) for client in (redis_client, other)]
+        return [RedisCallbackStore(client, cipher=CIPHER, prefix="ivr:", limits=limits(**kw))
+                for client in (redis_client, other)]
 
     try:
         yield stores

@@ -341,6 +341,7 @@ def hotline(tmp_path_factory):
     prompt_seconds = PromptLibrary(sounds_dir=asterisk.sounds, cache_dir=paths.prompt_cache, overrides_dir=None,
                                    language=config.service.language).durations()
     engine = EngineThread(lambda: Engine(config=config, ami_secret=secrets.ami_secret(config),
+                                         callback_keys=secrets.callbacks_keys(),
                                          national_id_key=secrets.national_id_key(),
                                          caller_key=secrets.caller_number_keys().current,
                                          agi_key=secrets.agi_key(), prompt_seconds=prompt_seconds, clock=clock,

@@ -133,7 +133,8 @@ async def test_one_number_per_cairo_day_in_any_of_its_forms(config):
     # Other numbers are not held back by it.
     assert await ask(store, number=OTHER)
     # The counter names the day and a keyed hash of the number, never the number.
-    assert list(store.number_days) == [f"2026-11-22:{hash_caller(CALLER, KEY)}", f"2026-11-22:{hash_caller(OTHER, KEY)}"]
+    assert list(store.number_days) == [f"2026-11-22:{hash_caller(CALLER, KEY)}",
+                                       f"2026-11-22:{hash_caller(OTHER, KEY)}"]
     assert not any(CALLER[1:] in name for name in store.number_days)
     # The Cairo day, not UTC's: 23:59 is still Sunday, 00:01 Monday is a new day
     # (Cairo is UTC+2 in November: both are on Sunday in UTC).
