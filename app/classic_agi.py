@@ -74,8 +74,9 @@ def _prompt_seconds(ulaw: Path) -> float | None:
         return None
 
 
-async def build_routes(config, *, national_id_key: bytes, caller_key: bytes = b""):
-    """The call's routes on Redis when reachable, else in memory; and how to close them."""
+async def build_routes(config, *, national_id_key: bytes, callback_keys: list[str], caller_key: bytes = b""):
+    """The call's routes on Redis when reachable, else in memory; and how to close them.
+    ``callback_keys``: the Fernet keys a callback's number is kept with (newest first)."""
     import redis.asyncio as aioredis
     from prometheus_client import CollectorRegistry
     from redis.asyncio.retry import Retry
@@ -84,20 +85,26 @@ async def build_routes(config, *, national_id_key: bytes, caller_key: bytes = b"
 
     from ivr.routes import call_routes
     from metrics.registry import EngineMetrics
+    from core.privacy import NumberCipher
+    from queues.callbacks.limits import CallbackLimits
     from queues.callbacks.store import MemoryCallbackStore, RedisCallbackStore
     from queues.calls.store import MemoryCallStateStore, RedisCallStateStore
+    from queues.priority import DEFAULT_CALLER_KEY
 
     r = config.service.redis
+    caller_key = caller_key or DEFAULT_CALLER_KEY
+    cipher = NumberCipher(callback_keys)
     # No retries: a caller is waiting, and the call works without Redis.
     client = aioredis.Redis(host=r.host, port=r.port, db=r.db, socket_timeout=1, socket_connect_timeout=1,
                             retry=Retry(NoBackoff(), 0))
     try:
         await client.ping()
         store = RedisCallStateStore(client, prefix=r.key_prefix, ttl_seconds=r.call_state_ttl_seconds)
-        callbacks = RedisCallbackStore(client, prefix=r.key_prefix)
+        callbacks = RedisCallbackStore.for_config(client, config, cipher=cipher, number_key=caller_key)
     except RedisError as exc:
         log.warning("Redis unreachable (%s): this call's facts stay in memory", exc)
-        store, callbacks = MemoryCallStateStore(), MemoryCallbackStore()
+        store, callbacks = MemoryCallStateStore(), MemoryCallbackStore(
+            limits=CallbackLimits.from_config(config, number_key=caller_key))
     metrics = EngineMetrics(config, CollectorRegistry())  # private: nothing scrapes a per-call process
     routes = call_routes(config=config, metrics=metrics, store=store, callbacks=callbacks,
                          national_id_key=national_id_key, caller_key=caller_key)
@@ -108,10 +115,11 @@ async def _serve(route: str, channel, config, paths) -> int:
     from core.channel import CallerHungUp
     from core.secrets import SecretStore
 
-    # Inside Asterisk's root the secrets file holds these two keys and nothing
+    # Inside Asterisk's root the secrets file holds these three keys and nothing
     # else (dialplans.asterisk.AsteriskInstall.install_classic_agi).
     secrets = SecretStore(paths.secrets_file)
     routes, close = await build_routes(config, national_id_key=secrets.national_id_key(),
+                                       callback_keys=secrets.callbacks_keys(),
                                        caller_key=secrets.caller_number_keys().current)
     try:
         handler = routes.get(route)

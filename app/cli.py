@@ -274,6 +274,7 @@ async def serve(config: Config, paths: Paths, *, enable_agi=True, enable_ami=Tru
         # the calls; the case jobs say so and retry (cases/service.py).
         case_store = CaseStore(engine=case_engine(config, paths, secrets), config=config.cases)
     engine = Engine(config=config, ami_secret=secrets.ami_secret(config) if enable_ami else None,
+                    callback_keys=secrets.callbacks_keys(),
                     national_id_key=secrets.national_id_key() if enable_agi else b"",
                     caller_key=secrets.caller_number_keys().current, agi_key=secrets.agi_key(),
                     prompt_seconds=library.durations(),

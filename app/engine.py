@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from datetime import datetime, timezone
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -79,7 +79,8 @@ def wall_clock_utc(wall_clock: Callable[[], float]) -> Callable[[], datetime]:
 class Engine:
     """``ivr serve``: FastAGI routes, AMI consumers, /metrics and the wallboard."""
 
-    def __init__(self, *, config: Config, ami_secret: str | None, national_id_key: bytes = b"",
+    def __init__(self, *, config: Config, ami_secret: str | None, callback_keys: Sequence[str],
+                 national_id_key: bytes = b"",
                  caller_key: bytes = b"", agi_key: str = "", prompt_seconds: Mapping[str, float] | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc), enable_agi: bool = True,
                  enable_ami: bool = True, metrics: EngineMetrics | None = None,
@@ -90,6 +91,8 @@ class Engine:
                  enable_desktop: bool = True):
         """``clock``: the IVR's clock (opening hours; tests pin it). ``wall_clock``:
         real time, for supervision (call records carry Asterisk's event times).
+        ``callback_keys``: the Fernet keys callers' numbers are kept with in the
+        callbacks (``SecretStore.callbacks_keys``, newest first).
         ``case_store``: ``cases.store.CaseStore`` on the case database (None:
         no case figures, no escalations, no cases on the desktop); ``cases_key``
         the Fernet key numbers are stored with. ``caller_key``: the HMAC key of
@@ -133,12 +136,18 @@ class Engine:
         self.records = RedisCallRecords(self.redis, prefix=prefix,
                                         max_length=config.supervision.call_records.max_length)
         self.agent_store = RedisAgentStateStore(self.redis, prefix=prefix)
-        self.callbacks = RedisCallbackStore(self.redis, prefix=prefix)
+        caller_key = caller_key or DEFAULT_CALLER_KEY
+        # The dispatcher's store and the call path's (call_callbacks, below) keep
+        # the same callbacks: the same keys, limits and audit retention.
+        callback_cipher = NumberCipher(callback_keys)
+        self.callbacks = RedisCallbackStore.for_config(self.redis, config, cipher=callback_cipher,
+                                                       number_key=caller_key)
         self.recent = RedisRecentCallers(self.call_redis, prefix=prefix, keep_seconds=keep_seconds(config))
         self.call_facts = BufferedCallStateStore(
             RedisCallStateStore(self.call_redis, prefix=prefix, ttl_seconds=s.redis.call_state_ttl_seconds),
             on_pending=self.metrics.call_facts_waiting.set)
-        call_callbacks = RedisCallbackStore(self.call_redis, prefix=prefix)
+        call_callbacks = RedisCallbackStore.for_config(self.call_redis, config, cipher=callback_cipher,
+                                                       number_key=caller_key)
         # --- the AMI side -----------------------------------------------------
         self.accounting = QueueAccounting(store=self.store, metrics=self.metrics, records=self.records)
         self.agent_desk = AgentDesk(ami=ami, store=self.agent_store, config=config, metrics=self.metrics,
@@ -174,8 +183,7 @@ class Engine:
                                                                  for t in config.cases.tenants):
             self.service_checks = ServiceCheckDialler(config=config, store=case_store, cipher=cipher, ami=ami,
                                                       callbacks=self.callbacks, clock=case_clock,
-                                                      on_change=case_poke)
-        caller_key = caller_key or DEFAULT_CALLER_KEY
+                                                      on_change=case_poke, metrics=self.metrics)
         self.call_pops = CallPops(config=config, hub=self.pops, call_state=self.store,
                                   open_cases=self.case_work.open_cases if self.case_work else None,
                                   number_hash=lambda number: hash_caller(number, caller_key), clock=wall_clock)

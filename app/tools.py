@@ -86,6 +86,20 @@ def ami_with_secret(paths: Paths):
     return connect
 
 
+def callbacks_cipher(paths: Paths):
+    """A factory of the callbacks' key ring from the state folder: numbers are
+    kept encrypted in Redis, and a tool decrypts them only to show them masked."""
+    def cipher(config: Config):
+        from core.privacy import NumberCipher
+
+        try:
+            return NumberCipher(SecretStore(paths.secrets_file).callbacks_keys())
+        except KeyError as exc:  # `ivr setup` has not generated it
+            raise Unreachable(exc.args[0]) from None
+
+    return cipher
+
+
 def tool_metrics(config: Config) -> EngineMetrics:
     """A private registry: nothing scrapes a tool's process."""
     return EngineMetrics(config, CollectorRegistry(auto_describe=True))
@@ -106,7 +120,8 @@ async def callbacks_tool(args, config: Config, paths: Paths, *, out: TextIO | No
     from queues.callbacks.cli import run_callbacks_command
 
     return await run_callbacks_command(args, config, out=out, err=err, redis_factory=connect_redis,
-                                       ami_factory=ami_with_secret(paths), metrics=tool_metrics(config))
+                                       ami_factory=ami_with_secret(paths), metrics=tool_metrics(config),
+                                       cipher_factory=callbacks_cipher(paths))
 
 
 def case_engine(config: Config, paths: Paths, secrets: SecretStore):

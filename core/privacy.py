@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Sequence
 
 
 def mask_number(value: str | None) -> str:
@@ -21,19 +22,28 @@ def mask_number(value: str | None) -> str:
 
 
 class NumberCipher:
-    """The caller's number kept for follow-up calls: encrypted at rest.
+    """The caller's number kept to call them back: encrypted at rest.
 
     Fernet (``cryptography``, a kept library): AES-128-CBC with an
     HMAC-SHA256 tag, so a number is both secret and tamper-evident, and a
     token made with another key is refused rather than decoded to garbage.
-    The key is the ``fernet:cases`` secret ``ivr setup`` generates (0600
-    secret store). Lookups never decrypt: they use the number's keyed hash.
+    The keys are secrets ``ivr setup`` generates (0600 secret store):
+    ``fernet:cases`` for the case database, ``fernet:callbacks`` for the
+    callbacks in Redis. Lookups never decrypt: they use the number's keyed hash.
+
+    ``keys``: one key, or a key ring newest first (``SecretStore.ring``): a
+    number is encrypted with the newest and decrypted with any of them
+    (MultiFernet), so what a key encrypted stays readable after a rotation
+    until its key is retired.
     """
 
-    def __init__(self, key: bytes | str):
-        from cryptography.fernet import Fernet
+    def __init__(self, keys: bytes | str | Sequence[bytes | str]):
+        from cryptography.fernet import Fernet, MultiFernet
 
-        self._fernet = Fernet(key)
+        ring = [keys] if isinstance(keys, (bytes, str)) else list(keys)
+        if not ring:
+            raise ValueError("a NumberCipher needs at least one key")
+        self._fernet = MultiFernet([Fernet(k) for k in ring])
 
     def encrypt(self, number: str | None) -> str | None:
         if not number:
@@ -45,6 +55,10 @@ class NumberCipher:
         if not token:
             return None
         return self._fernet.decrypt(token.encode()).decode()
+
+    def rotate(self, token: str) -> str:
+        """The same number under the newest key (``InvalidToken`` as ``decrypt``)."""
+        return self._fernet.rotate(token.encode()).decode()
 
     @staticmethod
     def generate_key() -> str:

@@ -1,6 +1,6 @@
 """Generated credentials: the AMI secrets, one SIP password per agent, the
 FastAGI key, the HMAC keys of national IDs and of callers' numbers and the
-Fernet key of the case database.
+Fernet keys of the case database and of the callbacks' numbers.
 
 Secrets are created once by ``ivr setup`` with :mod:`secrets` (CSPRNG), 32
 URL-safe characters each, and kept in a 0600 JSON file in the state folder:
@@ -27,13 +27,15 @@ from .configuration import Config
 from .privacy import NumberCipher
 
 CASES_KEY = "fernet:cases"
+# Callers' numbers kept in Redis to call them back (queues.callbacks.store).
+CALLBACKS_KEY = "fernet:callbacks"
 NATIONAL_ID_KEY = "hmac:national_id"
 CALLER_NUMBER_KEY = "hmac:caller_number"
 AGI_KEY = "agi:key"
 RETIRED = ":retired:"
 # The keys `ivr secrets rotate` knows, by the name an operator types.
 ROTATABLE = {"national-id": NATIONAL_ID_KEY, "caller-number": CALLER_NUMBER_KEY, "cases": CASES_KEY,
-             "agi": AGI_KEY}
+             "agi": AGI_KEY, "callbacks": CALLBACKS_KEY}
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ class SecretStore:
     def ensure(self, config: Config) -> bool:
         """Create every secret the configuration needs; return True if any was added."""
         wanted = ["ami:" + config.service.ami.username, "ami:" + config.service.ami.monitor_username,
-                  NATIONAL_ID_KEY, CALLER_NUMBER_KEY, AGI_KEY] + [
+                  NATIONAL_ID_KEY, CALLER_NUMBER_KEY, AGI_KEY, CALLBACKS_KEY] + [
             "sip:" + a.sip_username for a in config.agents
         ]
         if config.cases is not None:
@@ -151,6 +153,11 @@ class SecretStore:
     def cases_keys(self) -> list[str]:
         """The Fernet keys, newest first (a number encrypted with a retired key still decrypts)."""
         return [k.decode() for k in self.ring(CASES_KEY).all]
+
+    def callbacks_keys(self) -> list[str]:
+        """The Fernet keys of callers' numbers in the callbacks (Redis), newest
+        first: written with the first, read with any (``NumberCipher``)."""
+        return [k.decode() for k in self.ring(CALLBACKS_KEY).all]
 
     def agent_password(self, sip_username: str) -> str:
         return self.get("sip:" + sip_username)

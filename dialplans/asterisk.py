@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.secrets import CALLER_NUMBER_KEY, NATIONAL_ID_KEY, SecretStore
+from core.secrets import CALLBACKS_KEY, CALLER_NUMBER_KEY, NATIONAL_ID_KEY, SecretStore
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,10 @@ DEBIAN_MIRROR = os.environ.get("IVR_DEBIAN_MIRROR", "http://deb.debian.org/debia
 PACKAGES = "asterisk,asterisk-modules,python3-venv"
 # Where `ivr setup` installs the engine inside the root for classic AGI.
 CLASSIC_HOME = Path("/opt/ivr-hotline")
-# The only secrets the classic-AGI script gets: the keys it hashes with.
-CLASSIC_AGI_SECRETS = [NATIONAL_ID_KEY, CALLER_NUMBER_KEY]
+# The only secrets the classic-AGI script gets: the keys it hashes with, and
+# the key it encrypts the number of a closed-hours callback with (the
+# callbacks in Redis hold no number in clear).
+CLASSIC_AGI_SECRETS = [NATIONAL_ID_KEY, CALLER_NUMBER_KEY, CALLBACKS_KEY]
 
 
 class AsteriskError(RuntimeError):
@@ -122,8 +124,10 @@ class AsteriskInstall:
         engine installed from wheels prepared on the host; a stamp of the
         source's content skips all that when nothing changed. The script gets a
         secrets file (mode 600) with the two keys it hashes with (national IDs,
-        callers' numbers), the same as the service's, and nothing else: no AMI
-        secret, no agent password, no FastAGI or case database key.
+        callers' numbers) and the key it encrypts a closed-hours callback's
+        number with (``fernet:callbacks``), the same as the service's, and
+        nothing else: no AMI secret, no agent password, no FastAGI or case
+        database key.
         """
         if not self.chrooted:
             return

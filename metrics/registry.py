@@ -16,7 +16,7 @@ from prometheus_client.core import GaugeMetricFamily
 from core.citizens.governorates import LABEL_VALUES as GOVERNORATE_LABELS
 from core.configuration import Config
 from core.contract import Route
-from core.configuration.model import ANSWER_REQUEST_TYPE, AUTO_PAUSE_REASON, FOLLOW_UP_REQUEST_TYPE
+from core.configuration.model import ANSWER_REQUEST_TYPE, AUTO_PAUSE_REASON, CALLBACK_LIMITS, FOLLOW_UP_REQUEST_TYPE
 
 from .cases import CaseMetrics
 
@@ -267,6 +267,11 @@ class EngineMetrics:
         for h in config.hotlines:
             for reason in ("queue", "overflow"):
                 self.callback_requests.labels(hotline=h.number, reason=reason)
+        self.callback_refusals = Counter(
+            "ivr_callback_refusals", "Callbacks not offered or not registered because an abuse limit was reached "
+            "(reason: pending_all, pending_queue, number_day; distribution.callbacks).", ["reason"], registry=r)
+        for reason in CALLBACK_LIMITS:
+            self.callback_refusals.labels(reason=reason)
 
     def observe_agi_command(self, verb: str, seconds: float) -> None:
         # Playback and digit waits last as long as the caller; they say

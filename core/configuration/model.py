@@ -271,7 +271,7 @@ DISTRIBUTION_PROMPTS = (
     "queue-position-is", "queue-you-are-next", "queue-wait-about", "queue-wait-under-minute",
     "queue-wait-unknown", "queue-callback-offer", "callback-number-is", "callback-confirm",
     "callback-enter-number", "callback-invalid-number", "queue-callback-registered", "callback-intro",
-    "callback-not-reached",
+    "callback-not-reached", "callback-limit-reached",
     "queue-overflow-offer", "agent-logged-in", "agent-logged-out", "agent-already-logged-in",
     "agent-moved-phone", "agent-not-logged-in", "agent-paused", "agent-resumed", "agent-pause-reason",
     "agent-unknown-reason", "agent-unknown", "agent-service-unavailable",
@@ -553,6 +553,12 @@ class PriorityRule(Frozen):
         return self
 
 
+# The abuse limits on callbacks: the name a refusal goes by (the `reason`
+# label of ivr_callback_refusals_total) -> the CallbackPolicy field it checks.
+CALLBACK_LIMITS = {"pending_all": "max_pending", "pending_queue": "max_pending_per_queue",
+                   "number_day": "max_per_number_per_day"}
+
+
 class CallbackPolicy(Frozen):
     """Queued callbacks (virtual hold) and after-hours callbacks."""
 
@@ -560,7 +566,27 @@ class CallbackPolicy(Frozen):
     attempts: int = Field(default=3, ge=1, le=10, description="Calls to the citizen before giving up")
     retry_after_seconds: int = Field(default=300, ge=5, le=86400)
     ring_seconds: int = Field(default=30, ge=5, le=120, description="How long the citizen's phone rings")
+    # Abuse limits (docs/reliability.md "Abuse limits"), enforced by the
+    # callback store at registration, atomically among engine workers.
     max_pending: int = Field(default=10000, ge=1, description="Callbacks waiting at once; beyond it none is offered")
+    max_pending_per_queue: int = Field(
+        default=2000, ge=1, description="Callbacks waiting at once to be placed in one queue (after-hours ones "
+        "in their hotline's fallback queue): one programme's flood leaves room for the others")
+    max_per_number_per_day: int = Field(
+        default=3, ge=1, le=100, description="Callbacks a caller may register for one number in a local "
+        "(Cairo) day; the service check's own callbacks do not count")
+    audit_keep_days: int = Field(
+        default=30, ge=1, le=366, description="How long the audit stream of callbacks keeps an entry (it "
+        "keeps 100,000 at most besides)")
+
+    @field_validator("max_pending_per_queue")
+    @classmethod
+    def _queue_within_all(cls, per_queue: int, info: ValidationInfo) -> int:
+        everything = info.data.get("max_pending")
+        if everything is not None and per_queue > everything:
+            raise ValueError(f"max_pending_per_queue ({per_queue}) is more than max_pending ({everything}): "
+                             "no queue could ever reach it")
+        return per_queue
 
 
 class Distribution(Frozen):

@@ -247,8 +247,9 @@ class HotlineHandler:
         log.info("hotline %s closed now: %s", hotline.number, session.describe())
         await session.play(prompt_path(schedule.closed_prompt), "")
         await session.play(prompt_path("closed-hours-are"), "")
-        # A callback is offered only if one can be kept (max_pending).
-        offer = bool(schedule.callback_offer_prompt) and await self._closed_callback.can_offer()
+        # A callback is offered only if one can be kept (max_pending, and in
+        # the fallback queue that will take it, max_pending_per_queue).
+        offer = bool(schedule.callback_offer_prompt) and await self._closed_callback.can_offer(hotline.number)
         key = None
         for fragment in describe(schedule):
             key = await session.play(prompt_path(fragment), "1" if offer else "")

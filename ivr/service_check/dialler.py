@@ -18,9 +18,11 @@ A call that fails to go out (AMI away) has been counted; the next one
 follows after ``retry_minutes``, as for an unanswered call, so a citizen is
 never called in a loop. In mode ``callback`` the check is marked handed to
 an agent in the same write that claims it; a callback request that then
-fails (Redis away, or its reply lost) is kept by the dialler and requested
-again at each tick until Redis takes it (logged once when it fails, once
-when it is handed over). The request names the claim (call_uid
+fails (Redis away, or its reply lost) or that the callback limits refuse
+(too many callbacks wait, in all or in the programme's queue:
+``queues.callbacks.limits``; counted once in ``ivr_callback_refusals_total``)
+is kept by the dialler and requested again at each tick until Redis takes
+it (logged once when it fails, once when it is handed over). The request names the claim (call_uid
 ``case-<reference>-<claim time>``), and the callback store is idempotent
 by it, so a request that reached Redis before its reply was lost is not a
 second callback. Before each new attempt the case is read again: one
@@ -45,7 +47,9 @@ from core.citizens.phone_numbers import normalize_egyptian_number
 from core.configuration import Config
 from core.contract import Context, Var
 from core.privacy import NumberCipher
+from metrics.registry import EngineMetrics
 from queues.ami.actions import AmiClient, Originate
+from queues.callbacks.limits import CallbackRefused
 from queues.callbacks.store import CallbackStore
 
 log = logging.getLogger(__name__)
@@ -64,8 +68,12 @@ def callback_uid(case: model.Case) -> str:
 
 class ServiceCheckDialler:
     def __init__(self, *, config: Config, store: CaseStore, cipher: NumberCipher, ami: AmiClient,
-                 callbacks: CallbackStore, clock: Callable[[], datetime], on_change: Callable[[], None] = lambda: None):
+                 callbacks: CallbackStore, clock: Callable[[], datetime], on_change: Callable[[], None] = lambda: None,
+                 metrics: EngineMetrics | None = None):
+        """``metrics``: where a callback the limits refuse is counted
+        (``ivr_callback_refusals_total``), once per check."""
         self._config = config
+        self._metrics = metrics
         self._store = store
         self._cipher = cipher
         self._ami = ami
@@ -77,6 +85,8 @@ class ServiceCheckDialler:
         # Checks claimed in mode callback whose callback request failed:
         # reference -> (case, number, hotline), requested again each tick.
         self._unhanded: dict[str, tuple[model.Case, str, str]] = {}
+        # Those of them the callback limits refused (reference -> the limit), counted and logged once.
+        self._refused: dict[str, str] = {}
 
     async def tick(self) -> int:
         """One pass over the due checks; returns the attempts placed."""
@@ -148,12 +158,25 @@ class ServiceCheckDialler:
             callback_id = await self._callbacks.request(hotline=hotline, number=number, reason=CALLBACK_REASON,
                                                         call_uid=callback_uid(case), program=program,
                                                         queue=queue, now=now.timestamp())
+        except CallbackRefused as refused:
+            # Too many callbacks wait (in all, or in the programme's queue): the
+            # check stays claimed and is asked again at each tick, under the same
+            # call_uid, until one ends and makes room. Nothing was stored.
+            if self._refused.get(case.reference) != refused.reason:
+                log.warning("service check %s: the callback is refused for now (%s, limit %d); asked again at "
+                            "each tick", case.reference, refused.reason, refused.limit)
+                if self._metrics is not None:
+                    self._metrics.callback_refusals.labels(reason=refused.reason).inc()
+            self._refused[case.reference] = refused.reason
+            self._unhanded[case.reference] = (case, number, hotline)
+            return 0
         except Exception as exc:  # Redis away: the check is claimed, so it is kept here and asked again
             if case.reference not in self._unhanded:
                 log.error("service check %s: the callback could not be requested (%s); asked again at each tick",
                           case.reference, type(exc).__name__)
             self._unhanded[case.reference] = (case, number, hotline)
             return 0
+        self._refused.pop(case.reference, None)
         if self._unhanded.pop(case.reference, None) is not None:
             log.warning("service check %s: the callback is requested now", case.reference)
         log.info("service check %s: callback %s requested for an agent of %s", case.reference, callback_id,
@@ -172,6 +195,7 @@ class ServiceCheckDialler:
             if current is None or current.status is not model.Status.RESOLVED \
                     or current.check_result != model.CHECK_CALLBACK or current.resolved_at != case.resolved_at:
                 self._unhanded.pop(case.reference, None)
+                self._refused.pop(case.reference, None)
                 log.warning("service check %s: no callback after all, the case is %s meanwhile", case.reference,
                             "gone" if current is None else current.status.value)
                 continue

@@ -22,7 +22,8 @@ that programme or placed in that queue (after-hours callbacks have no
 programme: they go to their hotline's fallback queue). Times are the
 hotlines' local time (Cairo). The caller's number is printed masked
 (``*********67``), in every format, and so is the one in the audit stream's
-``requested`` entry: this tool never prints a number in clear.
+``requested`` entry: this tool never prints a number in clear. It decrypts
+the number (``fernet:callbacks``, from the secret store) only to mask it.
 
 ``show`` reads the hash and the audit stream ``<prefix>callbacks`` (from an
 hour before the request on). ``cancel`` goes through
@@ -43,7 +44,7 @@ the Redis and AMI factories and the tool's metrics).
 Exit status: 0 done, including an empty list (``no callbacks`` on a terminal,
 an empty ``callbacks`` array in json: nothing to list is an answer, not a
 failure); 1 Redis or Asterisk unreachable (the message names the address),
-or the AMI secret is missing (``ivr setup``); 2 a usage error: no or
+or the AMI secret or the callbacks' key is missing (``ivr setup``); 2 a usage error: no or
 malformed id, unknown id (or ended more than a week ago), cancelling a
 callback that has already ended (its outcome is printed), unknown
 programme, an id given to ``list``.
@@ -65,13 +66,13 @@ from redis.exceptions import RedisError
 
 from core.configuration import Config
 from core.errors import Unreachable
-from core.privacy import mask_number
+from core.privacy import NumberCipher, mask_number
 from metrics.registry import EngineMetrics
 from metrics.report import report_timezone
 
 from .dispatcher import CallbackDispatcher
 from .model import STATES, Callback, queue_of
-from .store import RedisCallbackStore
+from .store import RedisCallbackStore, glob_escape
 
 CALLBACK_ACTIONS = ("list", "show", "cancel")
 LIST_STATES = ("recent", "active", *STATES, "all")
@@ -100,10 +101,12 @@ def positive_int(text: str) -> int:
 
 async def run_callbacks_command(args, config: Config, *, redis_factory: Callable[[Config], Awaitable[Any]],
                                 ami_factory: Callable[[Config], Awaitable[Any]], metrics: EngineMetrics,
-                                out: TextIO | None = None, err: TextIO | None = None,
-                                now: float | None = None) -> int:
+                                cipher_factory: Callable[[Config], NumberCipher], out: TextIO | None = None,
+                                err: TextIO | None = None, now: float | None = None) -> int:
     """``ivr callbacks <action>``; returns the exit status. ``app.tools`` gives the factories
-    (a pinged Redis client; a logged-in AMI connection, only made for ``cancel``) and the tool's metrics."""
+    (a pinged Redis client; a logged-in AMI connection, only made for ``cancel``; the callbacks'
+    key ring: numbers are decrypted to be shown masked) and the tool's metrics. A factory
+    raises ``Unreachable`` with what is missing."""
     out = out or sys.stdout
     err = err or sys.stderr
     action = args.action
@@ -131,9 +134,10 @@ async def run_callbacks_command(args, config: Config, *, redis_factory: Callable
     # Whatever was opened is closed on the way out (exit stack), errors or not.
     async with AsyncExitStack() as opened:
         try:
+            cipher = cipher_factory(config)
             client = await redis_factory(config)
             opened.push_async_callback(client.aclose)
-            store = RedisCallbackStore(client, prefix=config.service.redis.key_prefix)
+            store = RedisCallbackStore(client, cipher=cipher, prefix=config.service.redis.key_prefix)
             now = time.time() if now is None else now
             if action == "list":
                 return await _list(client, store, config, state=getattr(args, "state", None) or "recent",
@@ -170,17 +174,12 @@ def _ended(cb: Callback) -> str:
 # --- list ----------------------------------------------------------------------------------
 
 
-def _glob_escape(text: str) -> str:
-    """A key prefix used literally in SCAN MATCH."""
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
-
-
 async def _candidate_ids(client, store: RedisCallbackStore, *, with_done: bool) -> list[str]:
     """Ids to look at, newest first: the active set, plus every callback hash when ended ones count."""
     ids = set(await store.active_ids())
     if with_done:
         head = store.hash_key("")
-        async for key in client.scan_iter(match=_glob_escape(head) + "*", count=1000):
+        async for key in client.scan_iter(match=glob_escape(head) + "*", count=1000):
             suffix = (key.decode() if isinstance(key, bytes) else key)[len(head):]
             if suffix.isdigit():
                 ids.add(suffix)
@@ -217,7 +216,7 @@ async def find_callbacks(client, store: RedisCallbackStore, config: Config, *, s
         for raw in raws:
             if not raw:
                 continue  # ended and expired since the scan
-            cb = Callback.from_fields(raw)
+            cb = store.from_stored(raw)
             if _wanted(cb, state=state, program=program, config=config, now=now):
                 found.append(cb)
                 if len(found) > limit:

@@ -22,6 +22,16 @@ Two FastAGI routes use it:
   found the queue full (FULL). Key 1 registers a callback placed where the
   caller would otherwise wait (the queue's ``overflow_queue``, else the same
   queue); anything else sets nothing and the dialplan moves them on.
+
+Abuse limits (``queues.callbacks.limits``): no callback is offered while the
+pending callbacks, in all or in the queue that would take it, are at their
+limit (a first look, before the caller is asked anything); the store has
+the last word when the callback is registered. A caller it refuses (another
+worker took the last place meanwhile, or this number's callbacks of the
+day are used up) hears ``callback-limit-reached`` and goes on exactly as
+when no callback is taken: back to waiting where they were, on to the
+overflow queue, or (closed line) the end of the call. Every refusal counts
+in ``ivr_callback_refusals_total{reason}``.
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ from core.privacy import mask_number
 from metrics.registry import EngineMetrics
 from queues.calls.store import CallStateStore
 
+from .limits import CallbackRefused
 from .store import CallbackStore
 
 log = logging.getLogger(__name__)
@@ -56,6 +67,8 @@ CONFIRM_TIMEOUT_SECONDS = 5.0
 OFFER_TIMEOUT_SECONDS = 5.0
 # Outside opening hours there is no queue to go back to: * cancels.
 CLOSED_CONFIRM_PROMPT = "closed-callback-confirm"
+# Said when the store refuses the callback over a limit (queues.callbacks.limits).
+LIMIT_REACHED_PROMPT = "callback-limit-reached"
 # QUEUESTATUS -> the `reason` label of ivr_queue_overflows.
 OVERFLOW_REASONS = {"TIMEOUT": "max_wait", "FULL": "full"}
 
@@ -197,18 +210,34 @@ class _CallbackRoute:
         log.warning("callback in %s: hotline of the call unknown; counted under %s", queue, owner.number)
         return owner.number
 
-    async def _room_for_one_more(self) -> bool:
-        limit = self._config.distribution.callbacks.max_pending
+    async def _room_for_one_more(self, queue: str) -> bool:
+        """A first, cheap look at the pending limits before the caller is asked
+        anything (``queue``: where the callback would be placed). The store
+        has the last word when the callback is registered (``_register``)."""
+        policy = self._config.distribution.callbacks
         try:
             pending = await self._callbacks.pending_count()
+            in_queue = await self._callbacks.pending_count(queue) if queue else 0
         except Exception:
             # Nowhere to keep a callback: do not promise one.
             log.exception("callbacks: store unavailable; no callback offered")
             return False
-        if pending >= limit:
-            log.warning("callbacks: %d pending (limit %d); no callback offered", pending, limit)
-            return False
+        for reason, count, limit in (("pending_all", pending, policy.max_pending),
+                                     ("pending_queue", in_queue, policy.max_pending_per_queue)):
+            if count >= limit:
+                self._metrics.callback_refusals.labels(reason=reason).inc()
+                log.warning("callbacks: %d pending%s (limit %d); no callback offered", count,
+                            f" in {queue}" if reason == "pending_queue" else "", limit)
+                return False
         return True
+
+    async def _refused(self, session: Channel, refused: CallbackRefused, *, queue: str, number: str) -> None:
+        """The store refused the callback the caller agreed to: they are told;
+        the route then goes on as when no callback is taken."""
+        self._metrics.callback_refusals.labels(reason=refused.reason).inc()
+        log.warning("callback in %s for %s refused: %s (limit %d); nothing registered (%s)", queue or "-",
+                    mask_number(number), refused.reason, refused.limit, session.describe())
+        await session.play(prompt_path(LIMIT_REACHED_PROMPT), "")
 
     async def _register(self, session: Channel, *, queue: str, number: str, reason: str,
                         facts: Mapping[str, str], position: int | None, joined_at: float | None,
@@ -263,7 +292,7 @@ class QueueCallbackHandler(_CallbackRoute):
         facts = await self._facts(uid)
         place = await self._place(queue_id, uid)
         joined_at = await self._joined_at(facts, queue_id, uid)
-        if not await self._room_for_one_more():
+        if not await self._room_for_one_more(queue_id):
             await self._back_to_queue(session, queue, place, joined_at)
             return
         entry = await confirm_callback_number(session, session.env.get("callerid"))
@@ -276,6 +305,10 @@ class QueueCallbackHandler(_CallbackRoute):
         try:
             await self._register(session, queue=queue_id, number=entry.confirmed, reason="queue", facts=facts,
                                  position=place, joined_at=joined_at)
+        except CallbackRefused as refused:
+            await self._refused(session, refused, queue=queue_id, number=entry.confirmed)
+            await self._back_to_queue(session, queue, place, joined_at)
+            return
         except Exception:
             log.exception("callback in %s: could not be registered; back to the queue (%s)", queue_id,
                           session.describe())
@@ -309,7 +342,10 @@ class OverflowHandler(_CallbackRoute):
         if reason is None:
             log.warning("overflow route: %s left with QUEUESTATUS %r; offered a callback, not counted", queue_id,
                         status)
-        if not await self._room_for_one_more():
+        # Placed where the caller would otherwise have waited; their place in
+        # the full or timed-out queue means nothing there.
+        target = queue.overflow_queue or queue_id
+        if not await self._room_for_one_more(target):
             self._count(queue_id, reason, "overflow")
             return
         key = await session.play(prompt_path("queue-overflow-offer"), ACCEPT_OFFER + KEEP_WAITING)
@@ -325,12 +361,13 @@ class OverflowHandler(_CallbackRoute):
             return
         uid = session.env.get("uniqueid", "")
         facts = await self._facts(uid)
-        # Placed where the caller would otherwise have waited; their place in
-        # the full or timed-out queue means nothing there.
-        target = queue.overflow_queue or queue_id
         try:
             await self._register(session, queue=target, number=number, reason="overflow", facts=facts,
                                  position=None, joined_at=await self._joined_at(facts, queue_id, uid))
+        except CallbackRefused as refused:
+            await self._refused(session, refused, queue=target, number=number)
+            self._count(queue_id, reason, "overflow")
+            return
         except Exception:
             log.exception("overflow %s: callback could not be registered; the caller waits on (%s)", queue_id,
                           session.describe())
@@ -350,16 +387,20 @@ class ClosedLineCallback(_CallbackRoute):
     ``closed``), placed when the line opens (``queues.callbacks.dispatcher``).
 
     The same checks as a callback asked for in a queue: there must be room
-    (``distribution.callbacks.max_pending``, else no callback is offered at
-    all), and the number is agreed with the caller (their own number offered
+    (``distribution.callbacks.max_pending``, and ``max_pending_per_queue``
+    in the hotline's fallback queue, which will take it; else no callback is
+    offered at all), and the number is agreed with the caller (their own number offered
     when it is a callable Egyptian number, else typed and read back), so a
     withheld or foreign caller ID is never promised a call. ``*`` or three
-    failures register nothing. The hotline route (``ivr.flow.hotline``) says
-    the rest: the closed message, the hours, the offer, and "registered".
+    failures register nothing, and so does a refusal of the store (the
+    caller is told). The hotline route (``ivr.flow.hotline``) says the rest:
+    the closed message, the hours, the offer, and "registered".
     """
 
-    async def can_offer(self) -> bool:
-        return await self._room_for_one_more()
+    async def can_offer(self, hotline: str | None = None) -> bool:
+        """Room for one more (``hotline``: the line whose fallback queue would take it)."""
+        line = self._config.hotline(hotline) if hotline else None
+        return await self._room_for_one_more(line.fallback_queue if line is not None else "")
 
     async def take(self, session: Channel, *, hotline: str) -> str | None:
         """Agree on the number and register the callback; its id, or None when
@@ -376,6 +417,9 @@ class ClosedLineCallback(_CallbackRoute):
             return await self._register(session, queue="", number=entry.confirmed, reason="closed",
                                         facts={"hotline": hotline}, position=None, joined_at=None,
                                         note_on_call=False)
+        except CallbackRefused as refused:
+            await self._refused(session, refused, queue="", number=entry.confirmed)
+            return None
         except Exception:
             log.exception("closed-hours callback on %s could not be registered (%s)", hotline, session.describe())
             return None

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from prometheus_client import CollectorRegistry
 
+from core.privacy import NumberCipher
 from metrics.registry import EngineMetrics
 from queues.ami.actions import AmiTimeout, parse_reply
 from queues.calls.store import MemoryCallStateStore
@@ -31,6 +32,8 @@ OPEN = datetime(2026, 11, 22, 10, 0, tzinfo=CAIRO)          # Sunday, 1442 open 
 FRIDAY = datetime(2026, 11, 20, 11, 0, tzinfo=CAIRO)        # 1442 closed all day
 SATURDAY_OPENING = datetime(2026, 11, 21, 9, 0, tzinfo=CAIRO)
 CALLER = "01001234567"
+# The callbacks' Fernet key (fernet:callbacks): numbers are kept encrypted.
+CIPHER = NumberCipher(NumberCipher.generate_key())
 QUEUED = {"Response": "Success", "Message": "Originate successfully queued"}
 
 
@@ -77,13 +80,13 @@ class Clock:
 @pytest.fixture(params=["redis", "memory"])
 def store(request, redis_client):
     if request.param == "redis":
-        return RedisCallbackStore(redis_client, prefix="ivr:")
+        return RedisCallbackStore(redis_client, cipher=CIPHER, prefix="ivr:")
     return MemoryCallbackStore()
 
 
 @pytest.fixture
 def redis_store(redis_client):
-    return RedisCallbackStore(redis_client, prefix="ivr:")
+    return RedisCallbackStore(redis_client, cipher=CIPHER, prefix="ivr:")
 
 
 class World:
@@ -169,7 +172,8 @@ async def test_redis_facts_and_names(config, redis_store, redis_client):
     assert cb_id == "1"
     assert await redis_client.get("ivr:callbacks:seq") == b"1"
     raw = {k.decode(): v.decode() for k, v in (await redis_client.hgetall("ivr:callback:1")).items()}
-    assert raw["number"] == CALLER and raw["state"] == "waiting" and raw["reason"] == "queue"
+    assert CIPHER.decrypt(raw["number_sealed"]) == CALLER and "number" not in raw
+    assert raw["state"] == "waiting" and raw["reason"] == "queue"
     assert raw["position"] == "4" and raw["priority"] == "3" and raw["attempts"] == "0"
     assert {"id", "hotline", "program", "queue", "call_uid", "request_type", "governorate", "outcome",
             "created_at", "next_at"} <= set(raw)
@@ -179,7 +183,7 @@ async def test_redis_facts_and_names(config, redis_store, redis_client):
     assert await redis_client.zcard("ivr:callbacks:due") == 0
     assert await redis_client.hget("ivr:callback:1", "state") == b"placing"
     entries = await redis_client.xrange("ivr:callbacks")
-    assert entries[0][1][b"event"] == b"requested" and entries[0][1][b"number"] == CALLER.encode()
+    assert entries[0][1][b"event"] == b"requested" and entries[0][1][b"number"] == b"*********67"
 
 
 async def test_two_dispatchers_claim_each_callback_once(config, store):

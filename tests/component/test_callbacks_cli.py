@@ -22,6 +22,8 @@ import app.cli
 from app.tools import ami_with_secret, connect_ami, connect_redis, tool_metrics
 from queues.callbacks.cli import DEFAULT_LIMIT, run_callbacks_command
 from core.paths import Paths
+from core.privacy import NumberCipher
+from core.secrets import CALLBACKS_KEY
 from metrics.registry import EngineMetrics
 from queues.callbacks import CallbackDispatcher, RedisCallbackStore
 from queues.ami.events import parse_event
@@ -29,6 +31,10 @@ from queues.ami.events import parse_event
 NOW = OPEN.timestamp()
 N_OLD, N_DONE, N_QUEUED, N_WAIT = "01001234561", "01112345672", "01223456783", "01501234564"
 ALL_NUMBERS = (N_OLD, N_DONE, N_QUEUED, N_WAIT)
+# The callbacks' Fernet key (fernet:callbacks): the store keeps numbers with
+# it, the tool decrypts them to print them masked.
+CALLBACKS_FERNET_KEY = NumberCipher.generate_key()
+CIPHER = NumberCipher(CALLBACKS_FERNET_KEY)
 
 
 class ClosingAmi(FakeAmi):
@@ -63,7 +69,7 @@ class Seeded:
     def __init__(self, config, client):
         self.registry = CollectorRegistry()
         self.metrics = EngineMetrics(config, registry=self.registry)
-        self.store = RedisCallbackStore(client, prefix=config.service.redis.key_prefix)
+        self.store = RedisCallbackStore(client, cipher=CIPHER, prefix=config.service.redis.key_prefix)
         self.ami = ClosingAmi()
         self.dispatcher = CallbackDispatcher(config=config, metrics=self.metrics, store=self.store, ami=self.ami,
                                              clock=lambda: OPEN)
@@ -114,6 +120,7 @@ async def run(config, ns, **kw):
     kw.setdefault("redis_factory", connect_redis)
     kw.setdefault("ami_factory", ami_with_secret(Paths.from_environment()))
     kw.setdefault("metrics", tool_metrics(config))
+    kw.setdefault("cipher_factory", lambda config: CIPHER)
     code = await run_callbacks_command(ns, config, out=out, err=err, **kw)
     return code, out.getvalue(), err.getvalue()
 
@@ -331,9 +338,13 @@ async def test_redis_unreachable(config):
 # --- the `ivr` command --------------------------------------------------------------------------
 
 
-def test_ivr_callbacks_through_the_command_line(redis_server, tmp_path, capsys):
+def test_ivr_callbacks_through_the_command_line(redis_server, tmp_path, capsys, monkeypatch):
     """`ivr callbacks ...` parses, loads the configuration and reads Redis (a copy of the demo
     configuration pointing at the test Redis)."""
+    # A state folder of the test's own, with the callbacks' key `ivr setup` generates.
+    monkeypatch.setenv("IVR_STATE_DIR", str(tmp_path / "state"))
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "secrets.json").write_text(json.dumps({CALLBACKS_KEY: CALLBACKS_FERNET_KEY}))
     demo = Path(app.cli.REPO_ROOT) / "config"
     config_dir = tmp_path / "config"
     config_dir.mkdir()
@@ -348,7 +359,7 @@ def test_ivr_callbacks_through_the_command_line(redis_server, tmp_path, capsys):
         await _flush(redis_server)
         client = aioredis.Redis(host=redis_server.host, port=redis_server.port)
         try:
-            await RedisCallbackStore(client, prefix="ivr:").request(
+            await RedisCallbackStore(client, cipher=CIPHER, prefix="ivr:").request(
                 hotline="14406", number=N_WAIT, reason="queue", call_uid="u1", program="forsa", queue="forsa")
         finally:
             await client.aclose()

@@ -15,6 +15,10 @@ from cases.database import make_engine
 from cases.service import CaseJobs
 from cases.store import CaseStore
 from metrics.cases import CaseMetrics
+from core.privacy import NumberCipher
+
+# The callbacks' Fernet key (fernet:callbacks): the engine keeps numbers with it.
+CALLBACK_KEYS = [NumberCipher.generate_key()]
 
 T0 = datetime(2026, 3, 8, 9, 30, tzinfo=timezone.utc)
 
@@ -90,14 +94,16 @@ async def test_the_engine_exports_the_case_figures_when_it_has_a_case_store(conf
 
     store = CaseStore(engine=case_engine, config=config.cases)
     store.register(actor="agent01", at=T0, tenant="mss", sector="forsa", kind="report", severity="high")
-    engine = Engine(config=config, ami_secret=None, enable_agi=False, enable_ami=False, enable_wallboard=False,
+    engine = Engine(config=config, ami_secret=None, callback_keys=CALLBACK_KEYS, enable_agi=False, enable_ami=False,
+                    enable_wallboard=False,
                     metrics=EngineMetrics(config, registry=CollectorRegistry()), redis_client=redis_client,
                     case_store=store)
     assert await engine.case_jobs.refresh()
     registry = engine.metrics.registry
     assert sample(registry, "ivr_cases_opened_total", tenant="mss", sector="forsa", kind="report",
                   severity="high") == 1
-    without = Engine(config=config, ami_secret=None, enable_agi=False, enable_ami=False, enable_wallboard=False,
+    without = Engine(config=config, ami_secret=None, callback_keys=CALLBACK_KEYS, enable_agi=False,
+                     enable_ami=False, enable_wallboard=False,
                      metrics=EngineMetrics(config, registry=CollectorRegistry()), redis_client=redis_client)
     assert without.case_jobs is None and sample(without.metrics.registry, "ivr_case_figures_up") is None
 

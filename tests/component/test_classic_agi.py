@@ -6,6 +6,7 @@ its stdin/stdout, exactly as res_agi does for AGI(script,...).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(sys.executable).with_name("ivr-agi")
+FERNET_KEY = base64.urlsafe_b64encode(b"c" * 32).decode()   # the shape of a Fernet key
 ENV_LINES = [
     "agi_request: ivr-agi", "agi_channel: PJSIP/anonymous-00000001", "agi_language: ar",
     "agi_type: PJSIP", "agi_uniqueid: 1732467000.77", "agi_callerid: 0862345678",
@@ -26,9 +28,10 @@ class FakeAsterisk:
     def __init__(self, tmp_path: Path, *args: str):
         state = tmp_path / "state"
         state.mkdir()
-        # What `ivr setup` gives the script inside Asterisk's root: its two keys.
+        # What `ivr setup` gives the script inside Asterisk's root: its three keys.
         (state / "secrets.json").write_text(json.dumps({"hmac:national_id": "k" * 32,
-                                                        "hmac:caller_number": "n" * 32}))
+                                                        "hmac:caller_number": "n" * 32,
+                                                        "fernet:callbacks": FERNET_KEY}))
         env = dict(os.environ, IVR_STATE_DIR=str(state))
         # A Redis port nobody listens on: the script must cope (facts in memory).
         env["IVR_CONFIG_DIR"] = str(Path(__file__).resolve().parents[2] / "config")

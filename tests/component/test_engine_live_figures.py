@@ -16,6 +16,10 @@ from metrics.registry import EngineMetrics
 
 from core.paths import REPO_ROOT
 from queues.ami.events import parse_event
+from core.privacy import NumberCipher
+
+# The callbacks' Fernet key (fernet:callbacks): the engine keeps numbers with it.
+CALLBACK_KEYS = [NumberCipher.generate_key()]
 
 DEMO = REPO_ROOT / "config"
 
@@ -24,7 +28,7 @@ DEMO = REPO_ROOT / "config"
 def engine(redis_client):
     config = load_config(DEMO)
     now = time.time()
-    return Engine(config=config, ami_secret=None, enable_agi=False, enable_ami=False,
+    return Engine(config=config, ami_secret=None, callback_keys=CALLBACK_KEYS, enable_agi=False, enable_ami=False,
                   metrics=EngineMetrics(config, registry=CollectorRegistry()), redis_client=redis_client,
                   clock=lambda: datetime.fromtimestamp(now, timezone.utc), wall_clock=lambda: now), now
 
@@ -133,7 +137,8 @@ async def test_a_scrape_during_a_redis_outage_withholds_the_live_figures(tmp_pat
     client = aioredis.Redis(host=server.host, port=server.port, socket_timeout=2, socket_connect_timeout=2)
     config = load_config(DEMO)
     now = time.time()
-    engine = Engine(config=config, ami_secret=None, enable_agi=False, enable_ami=False, enable_wallboard=False,
+    engine = Engine(config=config, ami_secret=None, callback_keys=CALLBACK_KEYS, enable_agi=False, enable_ami=False,
+                    enable_wallboard=False,
                     metrics=EngineMetrics(config, registry=CollectorRegistry()), redis_client=client,
                     clock=lambda: datetime.fromtimestamp(now, timezone.utc), wall_clock=lambda: now)
     engine.metrics.live._max_age = 1.0  # stale after 1 s (10 s in production), to keep the test short
@@ -207,7 +212,8 @@ async def test_place_of_is_counted_on_real_time_whatever_the_ivr_clock_says(redi
     config = load_config(DEMO)
     now = time.time()
     sunday = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
-    engine = Engine(config=config, ami_secret=None, enable_agi=False, enable_ami=False, enable_wallboard=False,
+    engine = Engine(config=config, ami_secret=None, callback_keys=CALLBACK_KEYS, enable_agi=False, enable_ami=False,
+                    enable_wallboard=False,
                     metrics=EngineMetrics(config, registry=CollectorRegistry()), redis_client=redis_client,
                     clock=lambda: sunday, wall_clock=lambda: now)
     queue = "nasser_bank"

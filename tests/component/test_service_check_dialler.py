@@ -244,3 +244,40 @@ async def test_no_callback_is_asked_again_for_a_case_changed_meanwhile(store, ca
     assert callbacks.callbacks == {}
     assert any("no callback after all" in r.getMessage() and case.reference in r.getMessage()
                for r in caplog.records)
+
+
+async def test_a_callback_the_limits_refuse_is_asked_again_once_there_is_room(store, caplog):
+    """Mode callback when too many callbacks wait (issue 12, item 15): the
+    check is claimed once, the refusal is logged and counted once, and the
+    callback is requested at each tick until a callback ends and makes room;
+    then it is registered exactly once."""
+    from prometheus_client import CollectorRegistry
+
+    from metrics.registry import EngineMetrics
+    from queues.callbacks.limits import CallbackLimits
+
+    store, check = callback_mode_store(store)
+    case = resolved(store)
+    callbacks = MemoryCallbackStore(limits=CallbackLimits.from_config(
+        CONFIG.model_copy(update={"distribution": CONFIG.distribution.model_copy(update={
+            "callbacks": CONFIG.distribution.callbacks.model_copy(update={"max_pending": 1})})}),
+        number_key=b"k" * 32))
+    waiting = await callbacks.request(hotline="1442", number="01112223334", reason="queue", call_uid="17.1")
+    registry = CollectorRegistry()
+    d = ServiceCheckDialler(config=CONFIG, store=store, cipher=CIPHER, ami=SentAmi(), callbacks=callbacks,
+                            clock=Clock(T0 + timedelta(minutes=check.after_minutes)),
+                            metrics=EngineMetrics(CONFIG, registry=registry))
+    for _ in range(3):
+        assert await d.tick() == 0 and d.unhanded == (case.reference,)
+    assert list(callbacks.callbacks) == [waiting]
+    assert store.get("mss", case.reference).check_attempts == 1          # claimed once
+    assert registry.get_sample_value("ivr_callback_refusals_total", {"reason": "pending_all"}) == 1
+    said = [r for r in caplog.records if "refused" in r.getMessage() and case.reference in r.getMessage()]
+    assert len(said) == 1 and MOBILE not in caplog.text
+    assert await callbacks.transition(waiting, from_states=("waiting",), state="done",
+                                      changes={"outcome": "connected"})
+    assert await d.tick() == 1 and d.unhanded == ()
+    (cb,) = [raw for raw in callbacks.callbacks.values() if raw["reason"] == "case"]
+    assert (cb["call_uid"], cb["number"]) == (callback_uid(store.get("mss", case.reference)), MOBILE)
+    assert await d.tick() == 0 and len(callbacks.callbacks) == 2
+    assert registry.get_sample_value("ivr_callback_refusals_total", {"reason": "pending_all"}) == 1

@@ -37,7 +37,7 @@ def callbacks_to(hotline, number: str) -> list[Callback]:
     async def find() -> list[Callback]:
         found = []
         async for key in engine.redis.scan_iter(match=engine.callbacks.hash_key("*")):
-            cb = Callback.from_fields(await engine.redis.hgetall(key))
+            cb = engine.callbacks.from_stored(await engine.redis.hgetall(key))   # the number decrypted
             if cb.number == number:
                 found.append(cb)
         return sorted(found, key=lambda cb: int(cb.id))

@@ -448,9 +448,11 @@ def test_secret_file_is_private(config, tmp_path):
     data = json.loads(path.read_text())
     assert config.cases is not None  # the shipped config has cases: their Fernet key is generated too
     assert set(data) == ({"ami:ivr_engine", "ami:ivr_monitor", "hmac:national_id", "hmac:caller_number",
-                          "agi:key", "fernet:cases"} | {f"sip:{a.sip_username}" for a in config.agents})
+                          "agi:key", "fernet:cases", "fernet:callbacks"}
+                         | {f"sip:{a.sip_username}" for a in config.agents})
     assert all(len(v) >= 32 for v in data.values())
     NumberCipher(data["fernet:cases"])  # a valid Fernet key
+    NumberCipher(data["fernet:callbacks"])  # the callbacks' numbers in Redis have one of their own
     assert len(set(data.values())) == len(data)
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from core.configuration import load_config
-from core.secrets import (AGI_KEY, CALLER_NUMBER_KEY, CASES_KEY, NATIONAL_ID_KEY, KeyRing, SecretStore)
+from core.secrets import (AGI_KEY, CALLBACKS_KEY, CALLER_NUMBER_KEY, CASES_KEY, NATIONAL_ID_KEY, ROTATABLE,
+                          KeyRing, SecretStore)
 from dialplans.asterisk import CLASSIC_AGI_SECRETS
 from ivr.agi.deadline import SHORTEN_MARGIN_SECONDS, UNKNOWN_PROMPT_SECONDS, StepDeadline
 
@@ -69,6 +70,24 @@ def test_rotation_keeps_the_old_key_readable_until_it_is_retired(store, tmp_path
     assert SecretStore(store.path).caller_number_keys() == store.caller_number_keys()
 
 
+def test_the_callbacks_have_a_fernet_key_of_their_own_that_rotates(store):
+    from core.privacy import NumberCipher
+
+    keys = store.callbacks_keys()
+    assert len(keys) == 1 and keys[0] != store.cases_key()
+    token = NumberCipher(keys).encrypt("01001234567")
+    assert store.rotate(ROTATABLE["callbacks"]) == f"{CALLBACKS_KEY}:retired:1"
+    again = SecretStore(store.path)
+    rotated = again.callbacks_keys()
+    assert rotated[1:] == keys and rotated[0] != keys[0]
+    cipher = NumberCipher(rotated)
+    assert cipher.decrypt(token) == "01001234567"                       # the retired key still reads it
+    fresh = cipher.rotate(token)
+    assert NumberCipher(rotated[0]).decrypt(fresh) == "01001234567"     # re-keyed: the new key alone reads it
+    assert again.retire(CALLBACKS_KEY) == [f"{CALLBACKS_KEY}:retired:1"]
+    assert SecretStore(store.path).callbacks_keys() == rotated[:1]
+
+
 def test_a_rotated_cases_key_still_decrypts_what_the_old_one_encrypted(store):
     from cryptography.fernet import MultiFernet, Fernet
 
@@ -79,11 +98,12 @@ def test_a_rotated_cases_key_still_decrypts_what_the_old_one_encrypted(store):
     assert MultiFernet([Fernet(k) for k in keys]).decrypt(token) == b"01001234567"
 
 
-def test_the_classic_agi_script_gets_its_two_keys_and_nothing_else(store, tmp_path):
+def test_the_classic_agi_script_gets_its_keys_and_nothing_else(store, tmp_path):
     target = tmp_path / "root" / "secrets.json"
     store.write_subset(target, CLASSIC_AGI_SECRETS)
     data = json.loads(target.read_text())
-    assert set(data) == {NATIONAL_ID_KEY, CALLER_NUMBER_KEY}
+    # The two it hashes with, and the one it encrypts a closed-hours callback's number with.
+    assert set(data) == {NATIONAL_ID_KEY, CALLER_NUMBER_KEY, CALLBACKS_KEY}
     assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
     everything = json.loads(store.path.read_text())
     for name, value in everything.items():
