@@ -74,7 +74,7 @@ def _prompt_seconds(ulaw: Path) -> float | None:
         return None
 
 
-async def build_routes(config, *, national_id_key: bytes, caller_key: bytes = b""):
+async def build_routes(config, *, national_id_key: bytes | tuple[bytes, ...], caller_key: bytes = b""):
     """The call's routes on Redis when reachable, else in memory; and how to close them."""
     import redis.asyncio as aioredis
     from prometheus_client import CollectorRegistry
@@ -108,10 +108,10 @@ async def _serve(route: str, channel, config, paths) -> int:
     from core.channel import CallerHungUp
     from core.secrets import SecretStore
 
-    # Inside Asterisk's root the secrets file holds these two keys and nothing
-    # else (dialplans.asterisk.AsteriskInstall.install_classic_agi).
+    # Inside Asterisk's root the secrets file holds these two keys (and their
+    # retired keys) and nothing else (dialplans.asterisk.AsteriskInstall.install_classic_agi).
     secrets = SecretStore(paths.secrets_file)
-    routes, close = await build_routes(config, national_id_key=secrets.national_id_key(),
+    routes, close = await build_routes(config, national_id_key=secrets.national_id_keys().all,
                                        caller_key=secrets.caller_number_keys().current)
     try:
         handler = routes.get(route)

@@ -251,7 +251,7 @@ async def serve(config: Config, paths: Paths, *, enable_agi=True, enable_ami=Tru
                 stop: asyncio.Event | None = None, today: date | None = None) -> None:
     from app.engine import Engine
     from ivr.prompts import PromptLibrary, all_prompt_texts
-    from core.secrets import SecretStore
+    from core.secrets import AGI_KEY, KeyFileWatch, SecretStore
     from dialplans.asterisk import AsteriskInstall
 
     # The same warning as `ivr check-config`, in the engine's log.
@@ -273,12 +273,15 @@ async def serve(config: Config, paths: Paths, *, enable_agi=True, enable_ami=Tru
         # Not checked here: an unreachable or unmigrated database must not stop
         # the calls; the case jobs say so and retry (cases/service.py).
         case_store = CaseStore(engine=case_engine(config, paths, secrets), config=config.cases)
+    # Every key as its ring: written with the current key, read with all of
+    # them (docs/reliability.md, *Secrets and their rotation*).
     engine = Engine(config=config, ami_secret=secrets.ami_secret(config) if enable_ami else None,
-                    national_id_key=secrets.national_id_key() if enable_agi else b"",
-                    caller_key=secrets.caller_number_keys().current, agi_key=secrets.agi_key(),
+                    national_id_key=secrets.national_id_keys().all if enable_agi else b"",
+                    caller_key=secrets.caller_number_keys().all, agi_key=secrets.agi_keys(),
+                    agi_keys_now=KeyFileWatch(paths.secrets_file, AGI_KEY),
                     prompt_seconds=library.durations(),
                     enable_agi=enable_agi, enable_ami=enable_ami, case_store=case_store,
-                    cases_key=secrets.cases_key() if case_store is not None else None,
+                    cases_key=secrets.cases_keys() if case_store is not None else None,
                     agent_password=agent_passwords(config, secrets))
     await engine.start()
     s = config.service

@@ -151,7 +151,7 @@ def cases_tool(args, config: Config, paths: Paths, *, out: TextIO | None = None,
 
     secrets = SecretStore(paths.secrets_file)
     try:
-        cipher = NumberCipher(secrets.cases_key())
+        cipher = NumberCipher(secrets.cases_keys())   # numbers stored before a rotation still decrypt
     except KeyError:
         cipher = None
     engine = None

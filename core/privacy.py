@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 
 
 def mask_number(value: str | None) -> str:
@@ -28,12 +29,21 @@ class NumberCipher:
     token made with another key is refused rather than decoded to garbage.
     The key is the ``fernet:cases`` secret ``ivr setup`` generates (0600
     secret store). Lookups never decrypt: they use the number's keyed hash.
+
+    Built on a key ring (``SecretStore.cases_keys()``, newest first) it
+    encrypts with the newest key and decrypts with any of them
+    (``MultiFernet``): numbers stored before ``ivr secrets rotate cases``
+    stay readable until ``ivr secrets rekey cases`` re-encrypts them.
     """
 
-    def __init__(self, key: bytes | str):
-        from cryptography.fernet import Fernet
+    def __init__(self, key: bytes | str | Sequence[bytes | str]):
+        from cryptography.fernet import Fernet, MultiFernet
 
-        self._fernet = Fernet(key)
+        keys = [key] if isinstance(key, (bytes, str)) else list(key)
+        if not keys:
+            raise ValueError("NumberCipher needs at least one key")
+        self._current = Fernet(keys[0])
+        self._fernet = MultiFernet([self._current, *(Fernet(k) for k in keys[1:])])
 
     def encrypt(self, number: str | None) -> str | None:
         if not number:
@@ -41,10 +51,25 @@ class NumberCipher:
         return self._fernet.encrypt(number.encode()).decode()
 
     def decrypt(self, token: str | None) -> str | None:
-        """The number, or None for no token; ``InvalidToken`` for a token this key did not make."""
+        """The number, or None for no token; ``InvalidToken`` for a token no key of the ring made."""
         if not token:
             return None
         return self._fernet.decrypt(token.encode()).decode()
+
+    def is_current(self, token: str) -> bool:
+        """Whether the newest key made ``token`` (nothing to re-encrypt)."""
+        from cryptography.fernet import InvalidToken
+
+        try:
+            self._current.decrypt(token.encode())
+        except InvalidToken:
+            return False
+        return True
+
+    def reencrypt(self, token: str) -> str:
+        """``token``'s number encrypted with the newest key (its time kept);
+        ``InvalidToken`` when no key of the ring made it."""
+        return self._fernet.rotate(token.encode()).decode()
 
     @staticmethod
     def generate_key() -> str:
