@@ -219,6 +219,8 @@ class SecretsCommand:
         if args.batch < 1 or args.after < 0:
             print("ivr secrets rekey: --batch must be at least 1 and --after at least 0", file=self._err)
             return 2
+        if self._missing("rekey", ROTATABLE["cases"]) or self._missing("rekey", ROTATABLE[args.key]):
+            return 1
         store = self._store_factory(self._secrets)
         cipher = NumberCipher(self._secrets.cases_keys())
 
