@@ -74,7 +74,8 @@ def _prompt_seconds(ulaw: Path) -> float | None:
         return None
 
 
-async def build_routes(config, *, national_id_key: bytes, callback_keys: list[str], caller_key: bytes = b""):
+async def build_routes(config, *, national_id_key: bytes | tuple[bytes, ...], callback_keys: list[str],
+                       caller_key: bytes = b""):
     """The call's routes on Redis when reachable, else in memory; and how to close them.
     ``callback_keys``: the Fernet keys a callback's number is kept with (newest first)."""
     import redis.asyncio as aioredis
@@ -115,10 +116,11 @@ async def _serve(route: str, channel, config, paths) -> int:
     from core.channel import CallerHungUp
     from core.secrets import SecretStore
 
-    # Inside Asterisk's root the secrets file holds these three keys and nothing
-    # else (dialplans.asterisk.AsteriskInstall.install_classic_agi).
+    # Inside Asterisk's root the secrets file holds these three keys (and the
+    # national-ID key's retired keys) and nothing else
+    # (dialplans.asterisk.AsteriskInstall.install_classic_agi).
     secrets = SecretStore(paths.secrets_file)
-    routes, close = await build_routes(config, national_id_key=secrets.national_id_key(),
+    routes, close = await build_routes(config, national_id_key=secrets.national_id_keys().all,
                                        callback_keys=secrets.callbacks_keys(),
                                        caller_key=secrets.caller_number_keys().current)
     try:

@@ -11,6 +11,10 @@
                              agents' state, and SIP accounts for their softphones
     ivr callbacks list|show <id>|cancel <id>
                              callbacks waiting or done, one's history, cancel one
+    ivr cases list|show|update|export|report
+                             cases for supervisors (cases/cli.py)
+    ivr secrets status|rotate|rekey|retire [<key>]
+                             the keys, their rotation, re-keying the case database (app/key_rotation.py)
 """
 
 from __future__ import annotations
@@ -90,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     from cases.cli import add_arguments as add_case_arguments
 
     add_case_arguments(p)
+    _config_arg(p)
+
+    p = sub.add_parser("secrets", help="keys: status, rotate, rekey the case database, retire old keys")
+    from app.key_rotation import add_arguments as add_secrets_arguments
+
+    add_secrets_arguments(p)
     _config_arg(p)
 
     p = sub.add_parser("simulate", help="place SIPp calls against the running engine")
@@ -182,8 +192,8 @@ def local_today(config: Config) -> date:
 
 def setup(config: Config, config_dir: Path, paths: Paths, say=print):
     """Idempotent: everything already in place is kept."""
+    from app.tools import write_asterisk_config
     from dialplans.asterisk import AsteriskInstall
-    from dialplans.generate import write_all
     from ivr.prompts import PromptLibrary, all_prompt_texts, build_music_on_hold
     from core.secrets import SecretStore
 
@@ -194,8 +204,7 @@ def setup(config: Config, config_dir: Path, paths: Paths, say=print):
         say(f"Generated credentials in {paths.secrets_file} (mode 600)")
     if config.cases is not None:
         migrate_case_database(config, paths, secrets, say=say)
-    write_all(config, secrets, asterisk.root, classic_agi=asterisk.classic_agi_paths())
-    say(f"Asterisk configuration written to {asterisk.etc}")
+    write_asterisk_config(config, paths, secrets, say=say)
     if any(h.agi == "classic" for h in config.hotlines):
         asterisk.install_classic_agi(REPO_ROOT, secrets, progress=say)
     library = PromptLibrary(sounds_dir=asterisk.sounds, cache_dir=paths.prompt_cache,
@@ -251,7 +260,7 @@ async def serve(config: Config, paths: Paths, *, enable_agi=True, enable_ami=Tru
                 stop: asyncio.Event | None = None, today: date | None = None) -> None:
     from app.engine import Engine
     from ivr.prompts import PromptLibrary, all_prompt_texts
-    from core.secrets import SecretStore
+    from core.secrets import AGI_KEY, KeyFileWatch, SecretStore
     from dialplans.asterisk import AsteriskInstall
 
     # The same warning as `ivr check-config`, in the engine's log.
@@ -273,13 +282,16 @@ async def serve(config: Config, paths: Paths, *, enable_agi=True, enable_ami=Tru
         # Not checked here: an unreachable or unmigrated database must not stop
         # the calls; the case jobs say so and retry (cases/service.py).
         case_store = CaseStore(engine=case_engine(config, paths, secrets), config=config.cases)
+    # Every key as its ring: written with the current key, read with all of
+    # them (docs/reliability.md, *Secrets and their rotation*).
     engine = Engine(config=config, ami_secret=secrets.ami_secret(config) if enable_ami else None,
                     callback_keys=secrets.callbacks_keys(),
-                    national_id_key=secrets.national_id_key() if enable_agi else b"",
-                    caller_key=secrets.caller_number_keys().current, agi_key=secrets.agi_key(),
+                    national_id_key=secrets.national_id_keys().all if enable_agi else b"",
+                    caller_key=secrets.caller_number_keys().all, agi_key=secrets.agi_keys(),
+                    agi_keys_now=KeyFileWatch(paths.secrets_file, AGI_KEY),
                     prompt_seconds=library.durations(),
                     enable_agi=enable_agi, enable_ami=enable_ami, case_store=case_store,
-                    cases_key=secrets.cases_key() if case_store is not None else None,
+                    cases_key=secrets.cases_keys() if case_store is not None else None,
                     agent_password=agent_passwords(config, secrets))
     await engine.start()
     s = config.service
@@ -373,6 +385,13 @@ def cmd_cases(args) -> int:
     return cases_tool(args, config, Paths.from_environment())
 
 
+def cmd_secrets(args) -> int:
+    from app.tools import secrets_tool
+
+    config = load_config(args.config)
+    return secrets_tool(args, config, Paths.from_environment())
+
+
 def cmd_simulate(args) -> int:
     from app.simulate import run_simulation
 
@@ -417,6 +436,7 @@ COMMANDS = {
     "agents": cmd_agents,
     "callbacks": cmd_callbacks,
     "cases": cmd_cases,
+    "secrets": cmd_secrets,
 }
 
 if __name__ == "__main__":

@@ -80,14 +80,17 @@ class Engine:
     """``ivr serve``: FastAGI routes, AMI consumers, /metrics and the wallboard."""
 
     def __init__(self, *, config: Config, ami_secret: str | None, callback_keys: Sequence[str],
-                 national_id_key: bytes = b"",
-                 caller_key: bytes = b"", agi_key: str = "", prompt_seconds: Mapping[str, float] | None = None,
+                 national_id_key: bytes | Sequence[bytes] = b"",
+                 caller_key: bytes | Sequence[bytes] = b"", agi_key: str | Sequence[str] = "",
+                 agi_keys_now: Callable[[], Sequence[str]] | None = None,
+                 prompt_seconds: Mapping[str, float] | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc), enable_agi: bool = True,
                  enable_ami: bool = True, metrics: EngineMetrics | None = None,
                  redis_client: aioredis.Redis | None = None, call_redis_client: aioredis.Redis | None = None,
                  enable_wallboard: bool = True,
                  wall_clock: Callable[[], float] = time.time, ami_recorder=None, case_store=None,
-                 cases_key: str | None = None, agent_password: Callable[[str], str | None] | None = None,
+                 cases_key: str | Sequence[str] | None = None,
+                 agent_password: Callable[[str], str | None] | None = None,
                  enable_desktop: bool = True):
         """``clock``: the IVR's clock (opening hours; tests pin it). ``wall_clock``:
         real time, for supervision (call records carry Asterisk's event times).
@@ -98,7 +101,12 @@ class Engine:
         the Fernet key numbers are stored with. ``caller_key``: the HMAC key of
         callers' numbers. ``agi_key``: the key the dialplan's FastAGI URLs
         carry (empty: any local peer is served, as in tests of the server
-        alone). ``prompt_seconds``: each prompt's length, by the name Asterisk
+        alone). Each key may be given as its ring, the current key first
+        (``core.secrets.SecretStore``): data is written with the current key
+        and read with every one (docs/reliability.md, *Secrets and their
+        rotation*). ``agi_keys_now``: the FastAGI keys as the secrets file
+        holds them now, asked when a session brings an unknown key.
+        ``prompt_seconds``: each prompt's length, by the name Asterisk
         plays it under (the deadlines on each step, ivr.agi.deadline).
         ``agent_password(agent_id)``:
         the agent's softphone password, which signs them in to the desktop
@@ -173,7 +181,7 @@ class Engine:
         self.case_work = None
         case_poke = self.case_jobs.poke if self.case_jobs else lambda: None
         case_clock = wall_clock_utc(wall_clock)
-        cipher = NumberCipher(cases_key) if cases_key else None
+        cipher = NumberCipher(cases_key) if cases_key else None   # encrypts with the newest, decrypts with any
         if case_store is not None and cipher is not None:
             self.case_work = CaseWork(store=case_store, config=config, cipher=cipher, on_change=case_poke,
                                       outbox=CaseOutbox(self.redis, prefix=prefix))
@@ -184,9 +192,13 @@ class Engine:
             self.service_checks = ServiceCheckDialler(config=config, store=case_store, cipher=cipher, ami=ami,
                                                       callbacks=self.callbacks, clock=case_clock,
                                                       on_change=case_poke, metrics=self.metrics)
+        caller_keys = ([caller_key] if isinstance(caller_key, bytes) else list(caller_key)) or [b""]
+        caller_keys = [k or DEFAULT_CALLER_KEY for k in caller_keys]
+        caller_key = caller_keys[0]   # the repeat-caller rule: Redis keeps current-key hashes only
         self.call_pops = CallPops(config=config, hub=self.pops, call_state=self.store,
                                   open_cases=self.case_work.open_cases if self.case_work else None,
-                                  number_hash=lambda number: hash_caller(number, caller_key), clock=wall_clock)
+                                  number_hash=lambda number: [hash_caller(number, k) for k in caller_keys],
+                                  clock=wall_clock)
         lanes = [("accounting", [self.accounting]), ("agents", [self.agent_tracker]),
                  ("waiting", [self.waiting, self.announcer]), ("callbacks", [self.dispatcher])]
         self.desktop = None
@@ -213,7 +225,7 @@ class Engine:
                                  case_status=store_lookup(case_store, clock=clock) if case_store else None,
                                  service_check_answer=store_answer(case_store, clock=case_clock,
                                                                    on_change=case_poke) if case_store else None),
-            host=s.fastagi.host, port=s.fastagi.port, key=agi_key, step_deadlines=True,
+            host=s.fastagi.host, port=s.fastagi.port, key=agi_key, refresh_keys=agi_keys_now, step_deadlines=True,
             prompt_seconds=(prompt_seconds or {}).get,
             on_session_end=self.metrics.count_session, on_latency=self.metrics.observe_agi_command,
         ) if enable_agi else None

@@ -166,7 +166,7 @@ def cases_tool(args, config: Config, paths: Paths, *, out: TextIO | None = None,
 
     secrets = SecretStore(paths.secrets_file)
     try:
-        cipher = NumberCipher(secrets.cases_key())
+        cipher = NumberCipher(secrets.cases_keys())   # numbers stored before a rotation still decrypt
     except KeyError:
         cipher = None
     engine = None
@@ -178,6 +178,43 @@ def cases_tool(args, config: Config, paths: Paths, *, out: TextIO | None = None,
 
     try:
         return run_cases_command(args, config, store_factory=store, cipher=cipher, out=out, err=err)
+    finally:
+        if engine is not None:
+            engine.dispose()
+
+
+def write_asterisk_config(config: Config, paths: Paths, secrets: SecretStore, *, say=print):
+    """Asterisk's configuration, as ``ivr setup`` writes it, from the
+    configuration and the secrets (the FastAGI key in every URL); returns
+    the :class:`dialplans.asterisk.AsteriskInstall` it was written for."""
+    from dialplans.asterisk import AsteriskInstall
+    from dialplans.generate import write_all
+
+    asterisk = AsteriskInstall.locate(paths.asterisk_root)
+    write_all(config, secrets, asterisk.root, classic_agi=asterisk.classic_agi_paths())
+    say(f"Asterisk configuration written to {asterisk.etc}")
+    return asterisk
+
+
+def secrets_tool(args, config: Config, paths: Paths, *, out: TextIO | None = None,
+                 err: TextIO | None = None) -> int:
+    """``ivr secrets <action>``, wired: the secret store of the state folder,
+    the case database when a re-keying needs it, Asterisk's configuration
+    when the FastAGI key changes."""
+    from app.key_rotation import run_secrets_command
+
+    engine = None
+
+    def store(secrets: SecretStore):
+        nonlocal engine
+        engine = case_engine(config, paths, secrets)
+        return case_store(config, paths, secrets, engine=engine)
+
+    try:
+        return run_secrets_command(args, config, paths, store_factory=store,
+                                   write_asterisk=lambda secrets, say: write_asterisk_config(config, paths, secrets,
+                                                                                             say=say),
+                                   out=out, err=err)
     finally:
         if engine is not None:
             engine.dispose()

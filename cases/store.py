@@ -8,13 +8,20 @@ Every read is scoped to a tenant: a case of another tenant is simply not
 found (:class:`CaseNotFound`), whoever asks. A write carries the version the
 writer read; if somebody else wrote in between, nothing is overwritten and
 :class:`CaseConflict` says so.
+
+The citizen's identifiers (``national_id_hash``, ``number_hash``,
+``number_encrypted``) are written at registration and afterwards only by
+re-keying (:meth:`CaseStore.rekey_citizen`, :meth:`CaseStore.rewrite_identity`,
+``cases/rekey.py``):
+a transition never writes them, so a transition saved on a case read before
+a re-keying does not bring the retired key's form back.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import sqlalchemy as sa
 
@@ -45,6 +52,8 @@ class CaseConflict(Exception):
 
 
 _CASE_COLUMNS = [c.name for c in cases.columns if c.name != "id"]
+# Set at registration, rewritten only by re-keying after a key rotation.
+IDENTITY_COLUMNS = ("national_id_hash", "number_hash", "number_encrypted")
 
 
 def _row_of(case: Case) -> dict:
@@ -67,6 +76,11 @@ def _event_of(row) -> CaseEvent:
     return CaseEvent(at=m["at"], actor=m["actor"], action=model.Action(m["action"]),
                      from_status=Status(m["from_status"]) if m["from_status"] else None,
                      to_status=Status(m["to_status"]), note=m["note"], details=m["details"])
+
+
+def _hash_list(value: str | Sequence[str] | None) -> list[str]:
+    values = [value] if isinstance(value, str) else list(value or ())
+    return list(dict.fromkeys(v for v in values if v))
 
 
 def _event_row(case_id: int, event: CaseEvent) -> dict:
@@ -141,7 +155,7 @@ class CaseStore:
         if case.id is None:
             raise ValueError("save() needs a case read from the store")
         row = _row_of(case)
-        for frozen_field in ("reference", "tenant", "created_at", "created_by", "version"):
+        for frozen_field in ("reference", "tenant", "created_at", "created_by", "version", *IDENTITY_COLUMNS):
             row.pop(frozen_field)
         with self._engine.begin() as conn:
             done = conn.execute(
@@ -196,14 +210,17 @@ class CaseStore:
             self.get(tenant, reference)  # CaseNotFound, or a case without history (never written so)
         return [_event_of(r) for r in rows]
 
-    def open_cases_of(self, tenant: str, *, national_id_hash: str | None = None,
-                      number_hash: str | None = None, limit: int = 20) -> list[Case]:
-        """The citizen's open cases, newest first, by the ID's or the number's hash."""
+    def open_cases_of(self, tenant: str, *, national_id_hash: str | Sequence[str] | None = None,
+                      number_hash: str | Sequence[str] | None = None, limit: int = 20) -> list[Case]:
+        """The citizen's open cases, newest first, by the ID's or the number's
+        hash: one, or several (the same ID or number hashed with each key of
+        its ring after a rotation)."""
         who = []
-        if national_id_hash:
-            who.append(cases.c.national_id_hash == national_id_hash)
-        if number_hash:
-            who.append(cases.c.number_hash == number_hash)
+        id_hashes, number_hashes = _hash_list(national_id_hash), _hash_list(number_hash)
+        if id_hashes:
+            who.append(cases.c.national_id_hash.in_(id_hashes))
+        if number_hashes:
+            who.append(cases.c.number_hash.in_(number_hashes))
         if not who:
             return []
         query = (sa.select(cases).where(cases.c.tenant == tenant, sa.or_(*who),
@@ -211,6 +228,57 @@ class CaseStore:
                  .order_by(cases.c.created_at.desc(), cases.c.id.desc()).limit(min(limit, MAX_PAGE)))
         with self._engine.connect() as conn:
             return [_case_of(r) for r in conn.execute(query)]
+
+    # ------------------------------------------------------- re-keying after a key rotation
+
+    def rekey_citizen(self, found: Iterable[Case], *, national_id_hashes: Sequence[str] = (),
+                      number_hashes: Sequence[str] = ()) -> list[Case]:
+        """Lazy re-keying: ``found`` were looked up with these hashes of one
+        citizen's ID and number, the current key's first; a case that matched
+        through a retired key's hash gets the current key's hash of the same
+        ID or number. Returns the cases as they are now.
+
+        Silent (no audit line, no new version): the case says nothing new,
+        only the form its identifier is kept in changes, and a new version
+        would make every page showing the case refuse its next save. Each
+        case is one transaction, written only if the column still holds the
+        hash that matched (a concurrent re-keying wins, nothing is undone)."""
+        out = []
+        for case in found:
+            new = {}
+            if len(national_id_hashes) > 1 and case.national_id_hash in national_id_hashes[1:]:
+                new["national_id_hash"] = national_id_hashes[0]
+            if len(number_hashes) > 1 and case.number_hash in number_hashes[1:]:
+                new["number_hash"] = number_hashes[0]
+            if new and self.rewrite_identity([(case.id, {k: getattr(case, k) for k in new}, new)]) == 1:
+                case = replace(case, **new)
+            out.append(case)
+        return out
+
+    def rewrite_identity(self, changes: Sequence[tuple[int, dict, dict]]) -> int:
+        """Re-keying, in one transaction: each ``(case id, was, new)`` sets
+        identity columns (``IDENTITY_COLUMNS``) of a case if they still hold
+        ``was`` (a case changed meanwhile, or gone, is left: re-keying again
+        finds it). Returns how many cases were rewritten."""
+        done = 0
+        with self._engine.begin() as conn:
+            for case_id, was, new in changes:
+                if not new or set(new) - set(IDENTITY_COLUMNS) or set(was) - set(IDENTITY_COLUMNS):
+                    raise ValueError(f"only {', '.join(IDENTITY_COLUMNS)} are re-keyed")
+                where = [cases.c.id == case_id] + [cases.c[k].is_(None) if v is None else cases.c[k] == v
+                                                   for k, v in was.items()]
+                done += conn.execute(cases.update().where(*where).values(**new)).rowcount
+        return done
+
+    def identities(self, *, after_id: int = 0, limit: int = MAX_PAGE) -> list[dict]:
+        """A batch of every tenant's cases that keep a number, by id from
+        ``after_id`` (excluded): id, reference, number_hash, number_encrypted."""
+        query = (sa.select(cases.c.id, cases.c.reference, cases.c.number_hash, cases.c.number_encrypted)
+                 .where(cases.c.id > after_id, sa.or_(cases.c.number_encrypted.is_not(None),
+                                                      cases.c.number_hash.is_not(None)))
+                 .order_by(cases.c.id).limit(max(1, limit)))
+        with self._engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
 
     def list(self, tenant: str, *, status: Iterable[str] = (), sector: str | None = None,
              severity: str | None = None, assignee: str | None = None, escalated: bool | None = None,

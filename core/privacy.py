@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def mask_number(value: str | None) -> str:
@@ -31,10 +31,10 @@ class NumberCipher:
     ``fernet:cases`` for the case database, ``fernet:callbacks`` for the
     callbacks in Redis. Lookups never decrypt: they use the number's keyed hash.
 
-    ``keys``: one key, or a key ring newest first (``SecretStore.ring``): a
-    number is encrypted with the newest and decrypted with any of them
-    (MultiFernet), so what a key encrypted stays readable after a rotation
-    until its key is retired.
+    Built on a key ring (``SecretStore.ring``, newest first) it encrypts with
+    the newest key and decrypts with any of them (``MultiFernet``): what a key
+    encrypted stays readable after ``ivr secrets rotate`` until ``ivr secrets
+    rekey`` re-encrypts it and the old key is retired.
     """
 
     def __init__(self, keys: bytes | str | Sequence[bytes | str]):
@@ -43,7 +43,8 @@ class NumberCipher:
         ring = [keys] if isinstance(keys, (bytes, str)) else list(keys)
         if not ring:
             raise ValueError("a NumberCipher needs at least one key")
-        self._fernet = MultiFernet([Fernet(k) for k in ring])
+        self._current = Fernet(ring[0])
+        self._fernet = MultiFernet([self._current, *(Fernet(k) for k in ring[1:])])
 
     def encrypt(self, number: str | None) -> str | None:
         if not number:
@@ -51,13 +52,24 @@ class NumberCipher:
         return self._fernet.encrypt(number.encode()).decode()
 
     def decrypt(self, token: str | None) -> str | None:
-        """The number, or None for no token; ``InvalidToken`` for a token this key did not make."""
+        """The number, or None for no token; ``InvalidToken`` for a token no key of the ring made."""
         if not token:
             return None
         return self._fernet.decrypt(token.encode()).decode()
 
-    def rotate(self, token: str) -> str:
-        """The same number under the newest key (``InvalidToken`` as ``decrypt``)."""
+    def is_current(self, token: str) -> bool:
+        """Whether the newest key made ``token`` (nothing to re-encrypt)."""
+        from cryptography.fernet import InvalidToken
+
+        try:
+            self._current.decrypt(token.encode())
+        except InvalidToken:
+            return False
+        return True
+
+    def reencrypt(self, token: str) -> str:
+        """``token``'s number encrypted with the newest key (its time kept);
+        ``InvalidToken`` when no key of the ring made it."""
         return self._fernet.rotate(token.encode()).decode()
 
     @staticmethod

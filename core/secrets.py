@@ -159,6 +159,17 @@ class SecretStore:
         first: written with the first, read with any (``NumberCipher``)."""
         return [k.decode() for k in self.ring(CALLBACKS_KEY).all]
 
+    def agi_keys(self) -> list[str]:
+        """The FastAGI keys the engine accepts, the current first: a dialplan
+        written before ``ivr secrets rotate agi`` still carries a retired one."""
+        if AGI_KEY not in self._data:
+            return []
+        return [k.decode() for k in self.ring(AGI_KEY).all]
+
+    def with_retired(self, names: list[str]) -> list[str]:
+        """``names`` and the retired keys of each (a copy of keys for another process)."""
+        return [n for n in self.names() if n in names or any(n.startswith(m + RETIRED) for m in names)]
+
     def agent_password(self, sip_username: str) -> str:
         return self.get("sip:" + sip_username)
 
@@ -185,3 +196,31 @@ def write_private_json(path: Path, data: dict[str, str]) -> None:
     with os.fdopen(fd, "w") as fh:
         json.dump(data, fh, indent=1, sort_keys=True)
     os.replace(tmp, path)
+
+
+class KeyFileWatch:
+    """The keys of ``name`` as the secrets file holds them now: read again
+    only when the file changed (one ``stat`` per call). The FastAGI server
+    asks it at each session, so a rotated key is accepted (and a retired one
+    refused) without restarting the engine; an unreadable file keeps the
+    keys last read."""
+
+    def __init__(self, path: Path, name: str):
+        self._path = path
+        self._name = name
+        self._stamp: tuple[int, int] | None = None
+        self._keys: list[str] = []
+
+    def __call__(self) -> list[str]:
+        try:
+            st = os.stat(self._path)
+        except OSError:
+            return self._keys
+        stamp = (st.st_mtime_ns, st.st_ino)
+        if stamp != self._stamp:
+            try:
+                ring = SecretStore(self._path).ring(self._name)
+            except (KeyError, ValueError, OSError):
+                return self._keys
+            self._keys, self._stamp = [k.decode() for k in ring.all], stamp
+        return self._keys

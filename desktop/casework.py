@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import sqlalchemy as sa
 from redis.exceptions import RedisError
@@ -94,11 +94,29 @@ class CaseWork:
         row["reference_spaced"] = " ".join(case.reference[i:i + 3] for i in range(0, len(case.reference), 3))
         return row
 
-    async def open_cases(self, tenant: str, national_id_hash: str | None,
-                         number_hash: str | None) -> list[dict[str, Any]]:
-        found = await self._run(self._store.open_cases_of, tenant, national_id_hash=national_id_hash,
-                                number_hash=number_hash)
+    async def open_cases(self, tenant: str, national_id_hash: str | Sequence[str] | None,
+                         number_hash: str | Sequence[str] | None) -> list[dict[str, Any]]:
+        """The citizen's open cases by the ID's and the number's hashes (one,
+        or one per key of the ring, the current key's first). A case found
+        through a retired key is re-keyed on the way (``CaseStore.rekey_citizen``)."""
+        ids = [national_id_hash] if isinstance(national_id_hash, str) else list(national_id_hash or ())
+        numbers = [number_hash] if isinstance(number_hash, str) else list(number_hash or ())
+        found = await self._run(self._find_and_rekey, tenant, ids, numbers)
         return [self.row(c) for c in found]
+
+    def _find_and_rekey(self, tenant: str, ids: list[str], numbers: list[str]) -> list[model.Case]:
+        found = self._store.open_cases_of(tenant, national_id_hash=ids, number_hash=numbers)
+        if len(ids) < 2 and len(numbers) < 2:
+            return found
+        try:
+            now = self._store.rekey_citizen(found, national_id_hashes=ids, number_hashes=numbers)
+        except sa.exc.SQLAlchemyError as exc:   # the cases were found: show them, re-key next time
+            log.warning("open cases found but not re-keyed now (%s)", type(exc).__name__)
+            return found
+        rekeyed = [c.reference for c, before in zip(now, found) if c != before]
+        if rekeyed:
+            log.info("case(s) %s found through a retired key: re-keyed to the current key", ", ".join(rekeyed))
+        return now
 
     async def work_queue(self, *, tenant: str, sector: str, limit: int, offset: int) -> list[dict[str, Any]]:
         now = self._clock()

@@ -14,6 +14,11 @@ A pop holds the citizen's identifiers only in the forms the engine keeps
 them (keyed hashes) plus the caller's number in memory, for the case form
 to store encrypted; what goes to the browser (:meth:`Pop.public`) has the
 number masked and no hash at all.
+
+After a key rotation (docs/reliability.md, *Secrets and their rotation*)
+the lookup uses every key of each ring: the IVR left the ID hashed with each
+(the call's fact ``national_id_hmacs``), the number is hashed here with each
+caller-number key. A case is registered with the current keys' hashes only.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -38,8 +43,11 @@ REPEAT_RULE = "repeat_caller"
 # Screens of one agent that may listen at once (tabs); more are refused.
 MAX_SUBSCRIBERS_PER_AGENT = 4
 
-# (tenant, national_id_hash, number_hash) -> the citizen's open cases as shown.
-OpenCases = Callable[[str, str | None, str | None], Awaitable[list[dict[str, Any]]]]
+# (tenant, national ID hashes, number hashes), each the current key's first
+# -> the citizen's open cases as shown.
+OpenCases = Callable[[str, Sequence[str], Sequence[str]], Awaitable[list[dict[str, Any]]]]
+# The number's keyed hash, or its hashes with each key of the ring, the current first.
+NumberHash = Callable[[str | None], str | Sequence[str] | None]
 
 
 @dataclass(frozen=True)
@@ -60,10 +68,13 @@ class Pop:
     cases: tuple[dict[str, Any], ...] = ()
     cases_available: bool = True
     ended_at: float | None = None
-    # Kept on the server only (never in public()).
+    # Kept on the server only (never in public()). The hashes a case is
+    # registered with (current keys), and every key's, to find cases with.
     national_id_hash: str | None = field(default=None, repr=False)
     number_hash: str | None = field(default=None, repr=False)
     number: str | None = field(default=None, repr=False)
+    national_id_hashes: tuple[str, ...] = field(default=(), repr=False)
+    number_hashes: tuple[str, ...] = field(default=(), repr=False)
 
     def public(self) -> dict[str, Any]:
         return {
@@ -117,7 +128,7 @@ class CallPops:
     """Event-pump consumer: ``AgentConnect`` -> a pop, ``AgentComplete`` -> ended."""
 
     def __init__(self, *, config: Config, hub: PopHub, call_state: CallStateStore, open_cases: OpenCases | None,
-                 number_hash: Callable[[str | None], str | None], clock: Callable[[], float] = time.time):
+                 number_hash: NumberHash, clock: Callable[[], float] = time.time):
         self._config = config
         self._hub = hub
         self._call_state = call_state
@@ -145,6 +156,8 @@ class CallPops:
         found_type = self._config.request_type(request_type) if request_type else None
         found_governorate = governorate_by_id(governorate) if governorate else None
         number = event.caller_id or None
+        number_hashes = _hashes(self._number_hash(number))
+        id_hashes = _hashes(facts.get("national_id_hmacs", "").split(",")) or _hashes(facts.get("national_id_hmac"))
         pop = Pop(
             agent_id=agent.id, call_id=event.uniqueid, queue=event.queue, program=program,
             program_name=found_program.name if found_program else "",
@@ -153,10 +166,11 @@ class CallPops:
             governorate=governorate if found_governorate else "",
             governorate_name=found_governorate.name_ar if found_governorate else "",
             repeat_caller=facts.get("priority_rule") == REPEAT_RULE,
-            national_id_checked=bool(facts.get("national_id_hmac")),
+            national_id_checked=bool(id_hashes),
             caller_masked=mask_number(number), connected_at=self._clock(),
-            national_id_hash=facts.get("national_id_hmac") or None,
-            number_hash=self._number_hash(number), number=number)
+            national_id_hash=id_hashes[0] if id_hashes else None,
+            number_hash=number_hashes[0] if number_hashes else None, number=number,
+            national_id_hashes=id_hashes, number_hashes=number_hashes)
         # The pop goes out at once; the open cases follow (a slow or absent
         # database never delays the call's details).
         self._hub.publish(pop)
@@ -164,7 +178,7 @@ class CallPops:
         if self._open_cases is None or tenant is None:
             return "popped"
         try:
-            cases = await self._open_cases(tenant, pop.national_id_hash, pop.number_hash)
+            cases = await self._open_cases(tenant, pop.national_id_hashes, pop.number_hashes)
         except Exception as exc:
             log.warning("open cases of call %s not available: %s", event.uniqueid, type(exc).__name__)
             found = replace(pop, cases_available=False)
@@ -183,3 +197,11 @@ class CallPops:
             return "ignored"
         self._hub.publish(replace(pop, ended_at=self._clock()))
         return "ended"
+
+
+def _hashes(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """One hash or several as a tuple, empty ones and repeats left out, order kept."""
+    if value is None:
+        return ()
+    values = [value] if isinstance(value, str) else value
+    return tuple(dict.fromkeys(v for v in values if v))

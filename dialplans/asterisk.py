@@ -32,9 +32,11 @@ DEBIAN_MIRROR = os.environ.get("IVR_DEBIAN_MIRROR", "http://deb.debian.org/debia
 PACKAGES = "asterisk,asterisk-modules,python3-venv"
 # Where `ivr setup` installs the engine inside the root for classic AGI.
 CLASSIC_HOME = Path("/opt/ivr-hotline")
-# The only secrets the classic-AGI script gets: the keys it hashes with, and
-# the key it encrypts the number of a closed-hours callback with (the
-# callbacks in Redis hold no number in clear).
+# The only secrets the classic-AGI script gets: the keys it hashes with (and,
+# after a rotation, the national-ID key's retired keys: the ID is hashed with
+# each so that the desktop finds the citizen's older cases), and the key it
+# encrypts the number of a closed-hours callback with (the callbacks in Redis
+# hold no number in clear).
 CLASSIC_AGI_SECRETS = [NATIONAL_ID_KEY, CALLER_NUMBER_KEY, CALLBACKS_KEY]
 
 
@@ -124,10 +126,10 @@ class AsteriskInstall:
         engine installed from wheels prepared on the host; a stamp of the
         source's content skips all that when nothing changed. The script gets a
         secrets file (mode 600) with the two keys it hashes with (national IDs,
-        callers' numbers) and the key it encrypts a closed-hours callback's
-        number with (``fernet:callbacks``), the same as the service's, and
-        nothing else: no AMI secret, no agent password, no FastAGI or case
-        database key.
+        callers' numbers; after a rotation, the national-ID key's retired keys
+        too) and the key it encrypts a closed-hours callback's number with
+        (``fernet:callbacks``), the same as the service's, and nothing else: no
+        AMI secret, no agent password, no FastAGI or case database key.
         """
         if not self.chrooted:
             return
@@ -152,9 +154,17 @@ class AsteriskInstall:
             progress("Installing the engine in the Asterisk root for classic AGI...")
             self._install_engine(repo_root, home)
             stamp.write_text(digest.hexdigest())
-        state = home / "state"
+        self.write_classic_agi_secrets(secrets)
+
+    def write_classic_agi_secrets(self, secrets: SecretStore) -> Path | None:
+        """The classic-AGI script's copy of its keys (mode 600), rewritten
+        after a rotation; None when the script is not installed in a root."""
+        if not self.chrooted:
+            return None   # a system Asterisk runs ivr-agi with the engine's own state folder
+        state = self.root / CLASSIC_HOME.relative_to("/") / "state"
         state.mkdir(parents=True, exist_ok=True)
-        secrets.write_subset(state / "secrets.json", CLASSIC_AGI_SECRETS)
+        secrets.write_subset(state / "secrets.json", CLASSIC_AGI_SECRETS + secrets.with_retired([NATIONAL_ID_KEY]))
+        return state / "secrets.json"
 
     def _install_engine(self, repo_root: Path, home: Path) -> None:
         # Wheels are fetched on the host, with the host's pip settings (its

@@ -9,7 +9,7 @@ composition root (``app/engine.py``, ``app/classic_agi.py``).
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Sequence
 
 from core.channel import Channel
 from core.configuration import Config
@@ -34,7 +34,8 @@ def _utcnow() -> datetime:
 
 
 def call_routes(*, config: Config, metrics: EngineMetrics, store: CallStateStore, callbacks: CallbackStore,
-                national_id_key: bytes, caller_key: bytes = b"", recent: RecentCallers | None = None,
+                national_id_key: bytes | Sequence[bytes], caller_key: bytes = b"",
+                recent: RecentCallers | None = None,
                 case_status: CaseStatusLookup | None = None,
                 clock: Callable[[], datetime] = _utcnow) -> dict[str, Handler]:
     """The routes a citizen's call takes: the hotline's menus and the survey."""
@@ -47,7 +48,8 @@ def call_routes(*, config: Config, metrics: EngineMetrics, store: CallStateStore
 
 
 def engine_routes(*, config: Config, metrics: EngineMetrics, store: CallStateStore, callbacks: CallbackStore,
-                  national_id_key: bytes, recent: RecentCallers, desk: AgentDesk, place_of: PlaceOf,
+                  national_id_key: bytes | Sequence[bytes], recent: RecentCallers, desk: AgentDesk,
+                  place_of: PlaceOf,
                   caller_key: bytes = b"",
                   case_status: CaseStatusLookup | None = None, service_check_answer: Answer | None = None,
                   clock: Callable[[], datetime] = _utcnow) -> dict[str, Handler]:

@@ -14,7 +14,9 @@ ends that session only. When the session ends without having set
 Only the Asterisk the engine serves is served: its dialplan puts a key in
 every FastAGI URL (``core.contract.AGI_KEY_PARAM``), and a session without
 the right key (any other local process that opens the port) is refused
-before its route runs. Each step a session asks Asterisk for keeps the
+before its route runs. The current key and the retired ones are accepted
+(``ivr secrets rotate agi``: whichever of Asterisk and the engine takes the
+new key first, no call is refused; docs/reliability.md). Each step a session asks Asterisk for keeps the
 deadline Asterisk holds over the engine ahead of it (``deadline.py``), so a
 hung engine never holds a caller in silence.
 """
@@ -26,7 +28,7 @@ import hmac
 import itertools
 import logging
 import time
-from typing import Awaitable, Callable, Mapping
+from typing import Awaitable, Callable, Mapping, Sequence
 from urllib.parse import parse_qs
 
 from core.channel import CallerHungUp, PromptUnavailable
@@ -213,14 +215,22 @@ class FastAgiServer:
     def __init__(self, *, routes: Mapping[str, Handler], host: str, port: int,
                  env_timeout: float = 5.0, reply_timeout: float = 10.0,
                  on_session_end: Callable[[str, str], None] | None = None,
-                 on_latency: Callable[[str, float], None] | None = None, key: str = "",
+                 on_latency: Callable[[str, float], None] | None = None, key: str | Sequence[str] = "",
+                 refresh_keys: Callable[[], Sequence[str]] | None = None,
                  step_deadlines: bool = False, prompt_seconds: Callable[[str], float | None] | None = None):
-        """``key``: sessions whose URL does not carry it are refused (empty:
-        every session is served, as in tests of the server alone).
+        """``key``: sessions whose URL carries none of these keys (the current
+        one and the retired ones) are refused (empty: every session is
+        served, as in tests of the server alone). ``refresh_keys``: the keys
+        as the secrets file holds them now (``core.secrets.KeyFileWatch``: a
+        ``stat`` per session), asked before each session's key is checked, so
+        a key rotated or retired (``ivr secrets``) counts at once, without a
+        restart: Asterisk may be given the new key before this process knows
+        it.
         ``step_deadlines``: keep Asterisk's deadline ahead of each step (the
         generated dialplan arms one before every AGI()); ``prompt_seconds``
         gives a prompt's length for it."""
-        self._key = key
+        self._keys = _key_list(key)
+        self._refresh_keys = refresh_keys
         self._step_deadlines = step_deadlines
         self._prompt_seconds = prompt_seconds
         self._routes = dict(routes)
@@ -266,7 +276,7 @@ class FastAgiServer:
             session = AgiSession(reader, writer, env, reply_timeout=self._reply_timeout,
                                  session_id=next(self._ids), on_latency=self._on_latency, deadline=deadline)
             route = session.route
-            if self._key and not hmac.compare_digest(session.url_key.encode(), self._key.encode()):
+            if self._keys and not self._known_key(session.url_key):
                 outcome = "refused"
                 log.warning("FastAGI: session from %s refused: the URL does not carry the engine's key "
                             "(a local process that is not this engine's Asterisk?)", _peer(writer))
@@ -303,6 +313,14 @@ class FastAgiServer:
             except (ConnectionError, OSError):
                 pass
 
+    def _known_key(self, given: str) -> bool:
+        if self._refresh_keys is not None:
+            fresh = _key_list(self._refresh_keys())
+            if fresh and fresh != self._keys:   # an unreadable file (no key) keeps the keys known
+                log.info("FastAGI: the keys changed in the secrets file: %d accepted now", len(fresh))
+                self._keys = fresh
+        return _matches_any(given, self._keys)
+
     async def _read_env(self, reader: asyncio.StreamReader) -> dict[str, str]:
         # The environment ends with a blank line: read it in one go, under
         # one deadline.
@@ -331,6 +349,18 @@ class FastAgiServer:
         if len(env) > 200:
             raise AgiProtocolError("AGI environment too long")
         return env
+
+
+def _key_list(key: str | Sequence[str]) -> list[str]:
+    return [k for k in ([key] if isinstance(key, str) else key) if k]
+
+
+def _matches_any(given: str, keys: list[str]) -> bool:
+    # Every key is compared (no early exit): the time taken says nothing of which matched.
+    found = False
+    for key in keys:
+        found |= hmac.compare_digest(given.encode(), key.encode())
+    return found
 
 
 def _peer(writer: asyncio.StreamWriter) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from datetime import date, datetime, timezone
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Sequence
 
 from core.arabic.numbers import digit_fragments
 from core.channel import CallerHungUp, Channel
@@ -39,18 +39,26 @@ from .national_id import collect_national_id
 log = logging.getLogger(__name__)
 
 CaseStatusLookup = Callable[[str, str], Awaitable[CaseStatus | None]]
+# The call's fact holding the national ID hashed with every key of the ring,
+# comma-separated, the current key's first (only while a retired key exists).
+NATIONAL_ID_HASHES_FACT = "national_id_hmacs"
 
 
 class HotlineHandler:
     """FastAGI route ``hotline``: the menu tree, then the queue for the dialplan."""
 
     def __init__(self, *, config: Config, metrics: EngineMetrics, store: CallStateStore,
-                 callbacks: CallbackStore | None = None, national_id_key: bytes = b"", caller_key: bytes = b"",
-                 recent: RecentCallers | None = None, case_status: CaseStatusLookup | None = None,
+                 callbacks: CallbackStore | None = None, national_id_key: bytes | Sequence[bytes] = b"",
+                 caller_key: bytes = b"", recent: RecentCallers | None = None,
+                 case_status: CaseStatusLookup | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         """``case_status(tenant, reference)``: a case as the caller may hear it,
         None for no such case, ``LookupUnavailable`` when the database is away
-        (None: the follow-up menu answers that it is unavailable)."""
+        (None: the follow-up menu answers that it is unavailable).
+        ``national_id_key``: the key national IDs are hashed with, or the
+        whole ring, the current key first (``SecretStore.national_id_keys``):
+        the ID is then hashed with each, so that the citizen's cases hashed
+        with a retired key are still found (and re-keyed) by the desktop."""
         self._config = config
         self._metrics = metrics
         self._store = store
@@ -58,10 +66,11 @@ class HotlineHandler:
         self._closed_callback = ClosedLineCallback(config=config, metrics=metrics, callbacks=self._callbacks,
                                                    call_state=store, clock=clock)
         self._recent = recent or MemoryRecentCallers(keep_seconds=keep_seconds(config))
-        if not national_id_key and any(p.collect_national_id for p in config.programs):
+        keys = [national_id_key] if isinstance(national_id_key, bytes) else list(national_id_key)
+        self._national_id_keys = [k for k in keys if k]
+        if not self._national_id_keys and any(p.collect_national_id for p in config.programs):
             # Refuse at start-up rather than fail a caller after they typed their ID.
             raise ValueError("a national ID key is needed to hash IDs (SecretStore.national_id_key)")
-        self._national_id_key = national_id_key
         # Caller numbers are kept only as a keyed hash (repeat-caller rule),
         # with a key of their own (core.secrets: CALLER_NUMBER_KEY).
         self._caller_key = caller_key or DEFAULT_CALLER_KEY
@@ -117,8 +126,13 @@ class HotlineHandler:
             facts = {"hotline": hotline.number, "program": route.program or "", "request_type": request_type,
                      "governorate": governorate, "priority": str(priority), "priority_rule": rule or ""}
             if national_id is not None:
-                # Only a keyed hash is kept; the ID itself is never stored or logged.
-                facts["national_id_hmac"] = hash_national_id(national_id.digits, self._national_id_key)
+                # Only keyed hashes are kept; the ID itself is never stored or
+                # logged. The current key's first, then the retired keys'
+                # (the desktop finds cases stored before a rotation with them).
+                hashes = [hash_national_id(national_id.digits, key) for key in self._national_id_keys]
+                facts["national_id_hmac"] = hashes[0]
+                if len(hashes) > 1:
+                    facts[NATIONAL_ID_HASHES_FACT] = ",".join(hashes)
             await self._remember(uid, facts)
         await session.set_variable(Var.QUEUE, route.queue)
         if priority:  # unset means normal priority in the dialplan

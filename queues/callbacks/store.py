@@ -498,7 +498,7 @@ class RedisCallbackStore:
             sealed, clear = await self._redis.hmget(name, [SEALED_NUMBER, "number"])
             try:
                 if sealed is not None:
-                    field, old, new = SEALED_NUMBER, as_text(sealed), self._cipher.rotate(as_text(sealed))
+                    field, old, new = SEALED_NUMBER, as_text(sealed), self._cipher.reencrypt(as_text(sealed))
                 elif clear is not None:
                     field, old, new = "number", as_text(clear), self._cipher.encrypt(as_text(clear)) or ""
                 else:

@@ -26,11 +26,12 @@ def env_lines(script: str) -> bytes:
 
 
 class Rig:
-    def __init__(self, handler, *, key: str = KEY, step_deadlines: bool = True):
+    def __init__(self, handler, *, key: str | list[str] = KEY, step_deadlines: bool = True, refresh_keys=None):
         self.outcomes: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self.ran: list[str] = []
         self.server = FastAgiServer(routes={"hotline": handler}, host="127.0.0.1", port=0, env_timeout=0.5,
-                                    reply_timeout=0.5, key=key, step_deadlines=step_deadlines,
+                                    reply_timeout=0.5, key=key, refresh_keys=refresh_keys,
+                                    step_deadlines=step_deadlines,
                                     prompt_seconds=PROMPTS.get,
                                     on_session_end=lambda route, outcome: self.outcomes.put_nowait((route, outcome)))
 
@@ -54,6 +55,20 @@ async def rig_for():
     yield make
     for rig in rigs:
         await asyncio.wait_for(rig.server.close(), TIMEOUT)
+
+
+async def served(rig: Rig, script: str) -> str:
+    """Open a session with ``script``; its outcome once it ends ("ok": the route ran)."""
+    reader, writer = await rig.session(script)
+    try:
+        first = await asyncio.wait_for(reader.readline(), TIMEOUT)
+        if first:    # the route runs: its deadline, then its one prompt
+            writer.write(b"200 result=1\n")
+            assert await read_command(reader) == 'STREAM FILE "ivr/short" "1"'
+            writer.write(b"200 result=0 endpos=8000\n")
+        return (await asyncio.wait_for(rig.outcomes.get(), TIMEOUT))[1]
+    finally:
+        writer.close()
 
 
 async def read_command(reader) -> str:
@@ -169,3 +184,34 @@ async def test_asterisk_closing_after_a_hangup_notice_is_the_callers_hang_up(rig
     writer.close()
     assert await asyncio.wait_for(rig.outcomes.get(), TIMEOUT) == ("hotline", "hangup")
     assert caught == ["hangup"]
+
+
+OLD_KEY = "the-key-before-ivr-secrets-rotate-agi"
+
+
+async def test_a_retired_key_is_still_accepted_so_either_side_may_take_the_new_key_first(rig_for):
+    # The engine restarted after `ivr secrets rotate agi`: it knows the new key
+    # and the retired one; Asterisk's dialplan may still carry the old one.
+    rig = await rig_for(plays_one_prompt, key=[KEY, OLD_KEY])
+    assert await served(rig, f"hotline?key={OLD_KEY}") == "ok"
+    assert await served(rig, f"hotline?key={KEY}") == "ok"
+    assert await served(rig, "hotline?key=guessed") == "refused"
+    assert await served(rig, "hotline") == "refused"
+
+
+async def test_the_keys_follow_the_secrets_file_without_a_restart(rig_for):
+    # Asterisk reloaded with the rotated key before the engine restarted: the
+    # engine, started with the old key only, finds the new one in the file.
+    now = {"keys": [OLD_KEY]}
+    rig = await rig_for(plays_one_prompt, key=[OLD_KEY], refresh_keys=lambda: now["keys"])
+    assert await served(rig, f"hotline?key={OLD_KEY}") == "ok"
+    assert await served(rig, f"hotline?key={KEY}") == "refused"     # not in the file yet
+    now["keys"] = [KEY, OLD_KEY]                         # `ivr secrets rotate agi`
+    assert await served(rig, f"hotline?key={KEY}") == "ok"
+    assert await served(rig, f"hotline?key={OLD_KEY}") == "ok"
+    assert await served(rig, "hotline?key=guessed") == "refused"
+    now["keys"] = [KEY]                                  # `ivr secrets retire agi`
+    assert await served(rig, f"hotline?key={OLD_KEY}") == "refused"
+    assert await served(rig, f"hotline?key={KEY}") == "ok"
+    now["keys"] = []                                     # the file unreadable: the keys last read still count
+    assert await served(rig, f"hotline?key={KEY}") == "ok"
