@@ -4,7 +4,7 @@ rotation*).
 
     ivr secrets status                         each key: its name and how many retired keys it has
     ivr secrets rotate <key>                   a new current key; the old one kept, retired
-    ivr secrets rekey caller-number|cases      the case database brought to the current key
+    ivr secrets rekey caller-number|cases|callbacks   what the key protects brought to the current key
                       [--after ID] [--batch N]
     ivr secrets retire <key> [--force]         forget the retired keys of <key>
 
@@ -48,13 +48,14 @@ from dialplans.asterisk import AsteriskInstall
 from queues.priority import hash_caller, keep_seconds
 
 SECRETS_ACTIONS = ("status", "rotate", "rekey", "retire")
-REKEYABLE = ("caller-number", "cases")
+REKEYABLE = ("caller-number", "cases", "callbacks")
 
 # What each key protects, said by `status`.
 PROTECTS = {
     "national-id": "national IDs: the call's facts, the cases' national_id_hash",
     "caller-number": "callers' numbers: repeat callers in Redis, the cases' number_hash",
     "cases": "the numbers kept in the case database: number_encrypted",
+    "callbacks": "the numbers kept to call citizens back: each callback's number_sealed in Redis",
     "agi": "the FastAGI URLs of Asterisk's dialplan",
 }
 # What to do while a key has retired keys, said by `status`.
@@ -63,10 +64,13 @@ NEXT_STEP = {
                    "be found by ID",
     "caller-number": "`ivr secrets rekey caller-number`, then `ivr secrets retire caller-number`",
     "cases": "`ivr secrets rekey cases`, then `ivr secrets retire cases`",
+    "callbacks": "`ivr secrets rekey callbacks`, then `ivr secrets retire callbacks`",
     "agi": "`ivr secrets retire agi` once Asterisk runs the new dialplan",
 }
 
 CaseStoreFactory = Callable[[SecretStore], CaseStore]
+# (the secret store, dry run) -> (callbacks re-sealed, or to re-seal; unreadable)
+CallbackReseal = Callable[[SecretStore, bool], tuple[int, int]]
 WriteAsterisk = Callable[[SecretStore, Callable[[str], None]], AsteriskInstall]
 
 
@@ -84,7 +88,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_secrets_command(args, config: Config, paths: Paths, *, store_factory: CaseStoreFactory,
-                        write_asterisk: WriteAsterisk, out: TextIO | None = None, err: TextIO | None = None) -> int:
+                        write_asterisk: WriteAsterisk, callback_reseal: CallbackReseal | None = None,
+                        out: TextIO | None = None, err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
     if args.action != "status" and not args.key:
@@ -95,7 +100,7 @@ def run_secrets_command(args, config: Config, paths: Paths, *, store_factory: Ca
         print(f"ivr secrets: no secrets in {paths.secrets_file}: run `ivr setup` first", file=err)
         return 1
     command = SecretsCommand(config=config, paths=paths, secrets=secrets, store_factory=store_factory,
-                             write_asterisk=write_asterisk, out=out, err=err)
+                             write_asterisk=write_asterisk, callback_reseal=callback_reseal, out=out, err=err)
     try:
         return getattr(command, args.action)(args)
     except Unreachable as exc:
@@ -105,7 +110,9 @@ def run_secrets_command(args, config: Config, paths: Paths, *, store_factory: Ca
 
 class SecretsCommand:
     def __init__(self, *, config: Config, paths: Paths, secrets: SecretStore, store_factory: CaseStoreFactory,
-                 write_asterisk: WriteAsterisk, out: TextIO, err: TextIO):
+                 write_asterisk: WriteAsterisk, out: TextIO, err: TextIO,
+                 callback_reseal: CallbackReseal | None = None):
+        self._callback_reseal = callback_reseal
         self._config = config
         self._paths = paths
         self._secrets = secrets
@@ -169,6 +176,9 @@ class SecretsCommand:
         if args.key == "cases":
             self._say("Then `ivr secrets rekey cases` re-encrypts every stored number with the new key, and "
                       "`ivr secrets retire cases` forgets the old one.")
+        elif args.key == "callbacks":
+            self._say("Then `ivr secrets rekey callbacks` re-seals every callback's number in Redis with the new "
+                      "key, and `ivr secrets retire callbacks` forgets the old one.")
         elif args.key == "caller-number":
             hours = keep_seconds(self._config) // 3600
             self._say("Then `ivr secrets rekey caller-number` re-hashes every case's number with the new key, and "
@@ -207,6 +217,8 @@ class SecretsCommand:
     # --- rekey --------------------------------------------------------------------------------
 
     def rekey(self, args) -> int:
+        if args.key == "callbacks":
+            return self._rekey_callbacks()
         if args.key not in REKEYABLE:
             why = {"national-id": "national IDs cannot be re-hashed offline: only their hashes are kept, never the "
                                   "IDs. A case is re-keyed when its citizen calls again and types the ID.",
@@ -246,6 +258,17 @@ class SecretsCommand:
             self._warn(f"{counts.unreadable} number(s) no key of the ring decrypts (cases "
                        f"{', '.join(counts.unreadable_references)}{', ...' if counts.unreadable > 20 else ''}): "
                        "left as they are")
+        self._say("Idempotent: running it again changes only what is not current yet.")
+        return 0
+
+    def _rekey_callbacks(self) -> int:
+        if self._missing("rekey", ROTATABLE["callbacks"]) or self._callback_reseal is None:
+            return 1
+        resealed, unreadable = self._callback_reseal(self._secrets, False)
+        self._say(f"callbacks: {resealed} callback number(s) re-sealed with the current key")
+        if unreadable:
+            self._warn(f"{unreadable} callback number(s) no key of the ring decrypts: left as they are (they end "
+                       "as invalid_number when placed)")
         self._say("Idempotent: running it again changes only what is not current yet.")
         return 0
 
@@ -315,6 +338,17 @@ class SecretsCommand:
         if counts.stale:
             return (f"{counts.stale} case(s) keep a number only a retired key decrypts: run "
                     "`ivr secrets rekey cases` first")
+        return ""
+
+    def _before_retiring_callbacks(self) -> str:
+        if self._callback_reseal is None:
+            return "the callbacks in Redis could not be checked"
+        stale, unreadable = self._callback_reseal(self._secrets, True)
+        if unreadable:
+            self._warn(f"{unreadable} callback number(s) no key decrypts already")
+        if stale:
+            return (f"{stale} callback(s) keep a number only a retired key decrypts: run "
+                    "`ivr secrets rekey callbacks` first")
         return ""
 
     def _before_retiring_agi(self) -> str:

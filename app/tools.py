@@ -86,6 +86,21 @@ def ami_with_secret(paths: Paths):
     return connect
 
 
+async def reseal_callbacks(config: Config, secrets: SecretStore, *, dry_run: bool) -> tuple[int, int]:
+    """Every callback's number in Redis under the callbacks key's newest key
+    (``ivr secrets rekey callbacks``); ``dry_run``: count those that need it."""
+    from core.privacy import NumberCipher
+    from queues.callbacks.store import RedisCallbackStore
+
+    client = await connect_redis(config)
+    try:
+        store = RedisCallbackStore(client, cipher=NumberCipher(secrets.callbacks_keys()),
+                                   prefix=config.service.redis.key_prefix)
+        return await store.reseal(dry_run=dry_run)
+    finally:
+        await client.aclose()
+
+
 def callbacks_cipher(paths: Paths):
     """A factory of the callbacks' key ring from the state folder: numbers are
     kept encrypted in Redis, and a tool decrypts them only to show them masked."""
@@ -214,6 +229,8 @@ def secrets_tool(args, config: Config, paths: Paths, *, out: TextIO | None = Non
         return run_secrets_command(args, config, paths, store_factory=store,
                                    write_asterisk=lambda secrets, say: write_asterisk_config(config, paths, secrets,
                                                                                              say=say),
+                                   callback_reseal=lambda secrets, dry_run: asyncio.run(
+                                       reseal_callbacks(config, secrets, dry_run=dry_run)),
                                    out=out, err=err)
     finally:
         if engine is not None:

@@ -485,10 +485,11 @@ class RedisCallbackStore:
                       "dropped too early?)", callback_id)
             return ""
 
-    async def reseal(self) -> tuple[int, int]:
+    async def reseal(self, *, dry_run: bool = False) -> tuple[int, int]:
         """Every callback's number under the newest key, those stored in clear
         too: after the ``fernet:callbacks`` key is rotated (``SecretStore.rotate``),
-        before the old one is retired. Returns (re-keyed, unreadable: left as they are)."""
+        before the old one is retired. Returns (re-keyed, unreadable: left as they are);
+        ``dry_run``: (those that would be re-keyed, unreadable), nothing written."""
         head = self.hash_key("")
         resealed = unreadable = 0
         async for key in self._redis.scan_iter(match=glob_escape(head) + "*", count=1000):
@@ -497,7 +498,15 @@ class RedisCallbackStore:
                 continue
             sealed, clear = await self._redis.hmget(name, [SEALED_NUMBER, "number"])
             try:
+                if dry_run:
+                    if sealed is not None:
+                        self._cipher.decrypt(as_text(sealed))   # InvalidToken: unreadable
+                    stale = clear is not None if sealed is None else not self._cipher.is_current(as_text(sealed))
+                    resealed += int(stale)
+                    continue
                 if sealed is not None:
+                    if self._cipher.is_current(as_text(sealed)):
+                        continue  # already under the newest key: nothing to do (idempotent)
                     field, old, new = SEALED_NUMBER, as_text(sealed), self._cipher.reencrypt(as_text(sealed))
                 elif clear is not None:
                     field, old, new = "number", as_text(clear), self._cipher.encrypt(as_text(clear)) or ""

@@ -26,7 +26,7 @@ from cases.store import CaseStore
 from core.citizens.national_id import hash_national_id
 from core.paths import Paths
 from core.privacy import NumberCipher
-from core.secrets import AGI_KEY, CALLER_NUMBER_KEY, CASES_KEY, NATIONAL_ID_KEY, SecretStore
+from core.secrets import AGI_KEY, CALLBACKS_KEY, CALLER_NUMBER_KEY, CASES_KEY, NATIONAL_ID_KEY, SecretStore
 from queues.priority import hash_caller
 
 T0 = datetime(2026, 3, 8, 7, 30, tzinfo=timezone.utc)
@@ -142,7 +142,7 @@ def test_rotate_national_id_refreshes_the_classic_agi_copy_and_retire_warns(conf
     copy = SecretStore(root / "opt" / "ivr-hotline" / "state" / "secrets.json")
     assert copy.national_id_keys() == SecretStore(paths.secrets_file).national_id_keys()
     assert len(copy.national_id_keys().retired) == 1 and copy.names() == sorted(
-        [NATIONAL_ID_KEY, NATIONAL_ID_KEY + ":retired:1", CALLER_NUMBER_KEY])
+        [NATIONAL_ID_KEY, NATIONAL_ID_KEY + ":retired:1", CALLER_NUMBER_KEY, CALLBACKS_KEY])
     code, out, err = ivr(capsys, "retire", "national-id")
     assert code == 0, err
     assert "can no longer be found by national ID, only by their reference" in err
@@ -262,3 +262,57 @@ def test_retire_cases_with_force_even_though_rows_need_the_retired_key(config, p
     assert code == 0 and "retired anyway (--force)" in err
     code, out, err = command(config, paths, store, "rekey", "cases")
     assert "0 re-encrypted" in out and "1 number(s) no key of the ring decrypts" in err
+
+
+async def test_the_callbacks_key_rotates_through_the_numbers_in_redis(config, paths, installed, redis_server):
+    """`rotate callbacks`, then `retire` refused while a callback's number needs
+    the old key, `rekey callbacks` re-seals it (on a real redis-server), and
+    the callback still dials the same number after `retire`."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from queues.callbacks.store import RedisCallbackStore
+
+    def cipher():
+        return NumberCipher(SecretStore(paths.secrets_file).callbacks_keys())
+
+    client = aioredis.Redis(host=redis_server.host, port=redis_server.port)
+    await client.flushall()
+    callback = await RedisCallbackStore(client, cipher=cipher(), prefix="ivr:").request(
+        hotline="1442", number="01001234567", reason="queue", call_uid="u1", queue="forsa")
+
+    def reseal(secrets, dry_run):
+        async def run():
+            c = aioredis.Redis(host=redis_server.host, port=redis_server.port)
+            try:
+                store = RedisCallbackStore(c, cipher=NumberCipher(secrets.callbacks_keys()), prefix="ivr:")
+                return await store.reseal(dry_run=dry_run)
+            finally:
+                await c.aclose()
+        return asyncio.run(run())
+
+    def secrets(*argv) -> tuple[int, str, str]:
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        out, err = io.StringIO(), io.StringIO()
+        code = run_secrets_command(parser.parse_args(list(argv)), config, paths, store_factory=None,
+                                   write_asterisk=None, callback_reseal=reseal, out=out, err=err)
+        return code, out.getvalue(), err.getvalue()
+
+    def in_thread(*argv):
+        return asyncio.get_running_loop().run_in_executor(None, lambda: secrets(*argv))
+
+    code, out, err = await in_thread("rotate", "callbacks")
+    assert code == 0 and "rekey callbacks" in out, err
+    code, out, err = await in_thread("retire", "callbacks")
+    assert code == 2 and "1 callback(s) keep a number only a retired key decrypts" in err, err
+    code, out, err = await in_thread("rekey", "callbacks")
+    assert code == 0 and "1 callback number(s) re-sealed" in out, err
+    assert (await in_thread("rekey", "callbacks"))[1].startswith("callbacks: 0 callback number(s) re-sealed")
+    code, out, err = await in_thread("retire", "callbacks")
+    assert code == 0, err
+    assert SecretStore(paths.secrets_file).ring(CALLBACKS_KEY).retired == ()
+    # Only the new key is left, and the callback still dials its number.
+    assert (await RedisCallbackStore(client, cipher=cipher(), prefix="ivr:").get(callback)).number == "01001234567"
+    await client.aclose()

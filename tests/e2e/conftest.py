@@ -38,6 +38,7 @@ from core.paths import REPO_ROOT, Paths
 from app.redis_server import RedisServer, port_is_free
 from core.secrets import SecretStore
 from app.simulate.metrics_reader import read_samples, sample
+from app.simulate.relay import TcpRelay
 from app.simulate.sipp import Sipp, start_agent, stop_agent
 from ivr.prompts import PromptLibrary
 from queues.agents import AgentState
@@ -172,58 +173,11 @@ class SwitchableClock:
         return self.now
 
 
-class TcpProxy:
-    """A loopback TCP relay the test can cut, to take AMI away from the engine
-    without touching Asterisk (as a network fault would)."""
-
-    def __init__(self, target_port: int):
-        self.target_port = target_port
-        self.accepting = True
-        self.writers: set[asyncio.StreamWriter] = set()
-        self.server = None
-
-    async def start(self) -> int:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        return self.server.sockets[0].getsockname()[1]
-
-    async def _handle(self, reader, writer):
-        if not self.accepting:
-            writer.close()
-            return
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        self.writers |= {writer, up_writer}
-
-        async def pipe(src, dst):
-            try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    async def cut(self) -> None:
-        self.accepting = False
-        for writer in list(self.writers):
-            writer.close()
-        self.writers.clear()
-
-    async def restore(self) -> None:
-        self.accepting = True
-
-    async def close(self) -> None:
-        await self.cut()
-        self.server.close()
-
-
 class Hotline:
     """What a test needs: config, credentials, SIPp, and /metrics polling."""
 
     def __init__(self, config, secrets: SecretStore, sipp: Sipp, engine: EngineThread, asterisk: AsteriskInstall,
-                 ami_proxy: TcpProxy):
+                 ami_proxy: TcpRelay):
         self.ami_proxy = ami_proxy
         self.config = config
         self.secrets = secrets
@@ -317,7 +271,7 @@ def hotline(tmp_path_factory):
     _clear_members(asterisk)
     # The engine gets a private Redis on a free port (tests never touch a real
     # deployment's state) and reaches AMI through a relay the tests can cut.
-    proxy = TcpProxy(s.ami.port)
+    proxy = TcpRelay(s.ami.port)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True, name="engine")
     thread.start()

@@ -14,7 +14,6 @@ gives the figures of one run and the command.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -23,7 +22,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -35,6 +33,7 @@ import redis
 from app.cli import setup
 from app.redis_server import RedisServer, port_is_free
 from app.simulate.metrics_reader import read_samples, sample
+from app.simulate.relay import ThreadedRelay
 from app.simulate.sipp import CallerScript, Sipp, caller_scenario, write_presses
 from core.configuration import load_config
 from core.paths import REPO_ROOT, Paths
@@ -65,66 +64,6 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
             return True
         time.sleep(interval)
     return predicate()
-
-
-class Relay:
-    """A loopback TCP relay in front of AMI, on its own thread, that a test
-    can cut (every connection closed, new ones refused) and restore, as a
-    network fault between the engine and Asterisk would."""
-
-    def __init__(self, target_port: int):
-        self.target_port = target_port
-        self.accepting = True
-        self._writers: set = set()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="ami-relay")
-        self._thread.start()
-        self._server = self._run(asyncio.start_server(self._handle, "127.0.0.1", 0))
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    def _run(self, coro):
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
-
-    async def _handle(self, reader, writer):
-        if not self.accepting:
-            writer.close()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.close()
-            return
-        self._writers |= {writer, up_writer}
-
-        async def pipe(src, dst):
-            try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    async def _cut(self):
-        self.accepting = False
-        for writer in list(self._writers):
-            writer.close()
-        self._writers.clear()
-
-    def cut(self) -> None:
-        self._run(self._cut())
-
-    def restore(self) -> None:
-        self.accepting = True
-
-    def close(self) -> None:
-        self._run(self._cut())
-        self._server.close()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
 
 
 class EngineProcess:
@@ -193,7 +132,7 @@ class FaultFigures:
 
 class Stack:
     def __init__(self, *, config, config_dir: Path, asterisk: AsteriskInstall, redis_server: RedisServer,
-                 engine: EngineProcess, sipp: Sipp, workdir: Path, relay: Relay, asterisk_proc=None):
+                 engine: EngineProcess, sipp: Sipp, workdir: Path, relay: ThreadedRelay, asterisk_proc=None):
         self.relay = relay
         self.asterisk_proc = asterisk_proc
         self.config = config
@@ -335,7 +274,7 @@ def stack(tmp_path_factory):
     asterisk.cli("channel request hangup all")
     for family in journal_families():
         asterisk.cli(f"database deltree {family}")
-    relay = Relay(s.ami.port)
+    relay = ThreadedRelay(s.ami.port)
     config_dir = engine_config_dir(work, redis_server.port, relay.port)
     engine = EngineProcess(config_dir, work / "engine.log", f"http://{s.metrics.host}:{s.metrics.port}/metrics")
     engine.start()

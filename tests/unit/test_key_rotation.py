@@ -17,7 +17,8 @@ from test_menu import NOW, VALID_ID, ScriptedChannel, config, id_entry_script  #
 
 from core.citizens.national_id import hash_national_id
 from core.privacy import NumberCipher
-from core.secrets import AGI_KEY, CALLER_NUMBER_KEY, CASES_KEY, NATIONAL_ID_KEY, KeyFileWatch, SecretStore
+from core.secrets import (AGI_KEY, CALLBACKS_KEY, CALLER_NUMBER_KEY, CASES_KEY, NATIONAL_ID_KEY, KeyFileWatch,
+                          SecretStore)
 from desktop.pops import CallPops, PopHub
 from dialplans.asterisk import AsteriskInstall
 from ivr.flow.hotline import NATIONAL_ID_HASHES_FACT, HotlineHandler
@@ -158,7 +159,7 @@ async def test_a_call_from_before_the_list_and_a_single_number_hash_still_pop(co
 
 # --- the classic-AGI script's copy ------------------------------------------------------------------
 
-def test_the_classic_agi_copy_holds_the_national_id_ring_and_nothing_else(store, tmp_path):
+def test_the_classic_agi_copy_holds_the_national_id_ring_its_keys_and_nothing_else(store, tmp_path):
     store.rotate(NATIONAL_ID_KEY)
     store.rotate(CALLER_NUMBER_KEY)
     store.rotate(CASES_KEY)
@@ -166,7 +167,9 @@ def test_the_classic_agi_copy_holds_the_national_id_ring_and_nothing_else(store,
     root = AsteriskInstall(tmp_path / "root")
     written = root.write_classic_agi_secrets(store)
     data = json.loads(written.read_text())
-    assert set(data) == {NATIONAL_ID_KEY, NATIONAL_ID_KEY + ":retired:1", CALLER_NUMBER_KEY}
+    # The two HMAC keys (the ID's with its retired key) and the callbacks' Fernet
+    # key it seals a closed-hours callback's number with.
+    assert set(data) == {NATIONAL_ID_KEY, NATIONAL_ID_KEY + ":retired:1", CALLER_NUMBER_KEY, CALLBACKS_KEY}
     assert stat.S_IMODE(os.stat(written).st_mode) == 0o600
     copy = SecretStore(written)
     assert copy.national_id_keys() == store.national_id_keys()

@@ -82,7 +82,7 @@ def test_the_callbacks_have_a_fernet_key_of_their_own_that_rotates(store):
     assert rotated[1:] == keys and rotated[0] != keys[0]
     cipher = NumberCipher(rotated)
     assert cipher.decrypt(token) == "01001234567"                       # the retired key still reads it
-    fresh = cipher.rotate(token)
+    fresh = cipher.reencrypt(token)
     assert NumberCipher(rotated[0]).decrypt(fresh) == "01001234567"     # re-keyed: the new key alone reads it
     assert again.retire(CALLBACKS_KEY) == [f"{CALLBACKS_KEY}:retired:1"]
     assert SecretStore(store.path).callbacks_keys() == rotated[:1]
