@@ -66,17 +66,20 @@ class AgiSession:
         self._writer.write(line.encode() + b"\n")
         await self._writer.drain()
         limit = self._reply_timeout if timeout is None else timeout
-        while True:
-            raw = await _read_line(self._reader, limit)
-            try:
-                reply = self._parser.feed(raw)
-            except AgiHangup:
-                # Asterisk tells FastAGI peers about a hang-up with a bare
-                # HANGUP line; the command's own reply (-1) may follow.
-                self.hung_up = True
-                continue
-            if reply is not None:
-                break
+        # One deadline for the whole reply, however many lines it takes: a
+        # peer that trickles lines cannot keep the session for ever.
+        async with asyncio.timeout(limit):
+            while True:
+                raw = await _read_line(self._reader)
+                try:
+                    reply = self._parser.feed(raw)
+                except AgiHangup:
+                    # Asterisk tells FastAGI peers about a hang-up with a bare
+                    # HANGUP line; the command's own reply (-1) may follow.
+                    self.hung_up = True
+                    continue
+                if reply is not None:
+                    break
         if self._on_latency is not None:
             # GET DATA lasts as long as the caller types; tell it from GET VARIABLE.
             verb = "GET DATA" if line.startswith("GET DATA") else line.split(" ", 1)[0]
@@ -93,7 +96,7 @@ class AgiSession:
         # or when the file cannot be played.
         reply = await self.send(command("STREAM FILE", prompt, escape_digits), timeout=600)
         if reply.result > 0:
-            return chr(reply.result)
+            return reply.key
         if reply.result < 0:
             await self._raise_for_failure(f"STREAM FILE {prompt}")
         return None
@@ -102,7 +105,7 @@ class AgiSession:
         reply = await self.send(command("WAIT FOR DIGIT", int(timeout_seconds * 1000)),
                                 timeout=timeout_seconds + self._reply_timeout)
         if reply.result > 0:
-            return chr(reply.result)
+            return reply.key
         if reply.result < 0:
             await self._raise_for_failure("WAIT FOR DIGIT")
         return None
@@ -137,12 +140,12 @@ class AgiSession:
         raise PromptUnavailable(f"{what} failed on a live channel ({self.describe()})")
 
 
-async def _read_line(reader: asyncio.StreamReader, timeout: float) -> str:
-    # asyncio.timeout, not wait_for: wait_for wraps each read in a new Task,
-    # which dominated the service's CPU per session in bench/fastagi_bench.py.
+async def _read_line(reader: asyncio.StreamReader) -> str:
+    # The caller bounds the wait with asyncio.timeout, not wait_for: wait_for wraps
+    # each read in a new Task, which dominated the service's CPU per session in
+    # bench/fastagi_bench.py.
     try:
-        async with asyncio.timeout(timeout):
-            raw = await reader.readuntil(b"\n")
+        raw = await reader.readuntil(b"\n")
     except asyncio.IncompleteReadError as exc:
         raise ConnectionResetError("Asterisk closed the AGI connection") from exc
     except asyncio.LimitOverrunError as exc:
