@@ -4,7 +4,8 @@
 #   make test   install what is missing, then unit, component and end-to-end tests
 #               (all but the few marked `long`: more than a minute of call time each)
 #   make test-long  those long end-to-end tests; CI runs both
-.PHONY: run test test-long deps setup unit bench bench-queues bench-month check-config
+#   make test-faults  the long fuzz runs (marked `faults`, docs/reliability.md)
+.PHONY: run test test-long test-faults deps setup unit bench bench-queues bench-month check-config
 
 deps:
 	@bash scripts/install-deps.sh
@@ -18,14 +19,18 @@ setup: deps
 test: deps
 	.venv/bin/ivr check-config
 	.venv/bin/ivr setup
-	.venv/bin/pytest -v -p no:cacheprovider --durations=30 -m "not long" tests
+	.venv/bin/pytest -v -p no:cacheprovider --durations=30 -m "not long and not faults" tests
 
 test-long: deps
 	.venv/bin/ivr setup
 	.venv/bin/pytest -v -p no:cacheprovider --durations=10 -m long tests
 
+test-faults: deps
+	.venv/bin/ivr setup
+	.venv/bin/pytest -v -p no:cacheprovider -m faults tests
+
 unit: deps
-	.venv/bin/pytest -q tests/unit tests/component
+	.venv/bin/pytest -q -m "not faults" tests/unit tests/component
 
 check-config: deps
 	.venv/bin/ivr check-config

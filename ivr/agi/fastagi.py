@@ -68,18 +68,27 @@ class AgiSession:
         limit = self._reply_timeout if timeout is None else timeout
         # One deadline for the whole reply, however many lines it takes: a
         # peer that trickles lines cannot keep the session for ever.
-        async with asyncio.timeout(limit):
-            while True:
-                raw = await _read_line(self._reader)
-                try:
-                    reply = self._parser.feed(raw)
-                except AgiHangup:
-                    # Asterisk tells FastAGI peers about a hang-up with a bare
-                    # HANGUP line; the command's own reply (-1) may follow.
-                    self.hung_up = True
-                    continue
-                if reply is not None:
-                    break
+        try:
+            async with asyncio.timeout(limit) as deadline:
+                while True:
+                    raw = await _read_line(self._reader)
+                    try:
+                        reply = self._parser.feed(raw)
+                    except AgiHangup:
+                        # Asterisk tells FastAGI peers about a hang-up with a bare
+                        # HANGUP line; the command's own reply (-1) may follow.
+                        self.hung_up = True
+                        reply = None
+                    if reply is not None:
+                        break
+                    # A reply has begun (a HANGUP notice, a 520 usage text): the
+                    # rest comes at once, not when a prompt would have ended.
+                    deadline.reschedule(min(deadline.when(), asyncio.get_running_loop().time() + self._reply_timeout))
+        except TimeoutError:
+            if self.hung_up:
+                # Told of the hang-up, then nothing: the caller is gone all the same.
+                raise CallerHungUp(self.describe()) from None
+            raise
         if self._on_latency is not None:
             # GET DATA lasts as long as the caller types; tell it from GET VARIABLE.
             verb = "GET DATA" if line.startswith("GET DATA") else line.split(" ", 1)[0]
