@@ -31,7 +31,7 @@ test-faults: deps
 	.venv/bin/pytest -v -p no:cacheprovider --durations=20 -m faults tests
 
 unit: deps
-	.venv/bin/pytest -q tests/unit tests/component
+	.venv/bin/pytest -q -m "not faults" tests/unit tests/component
 
 check-config: deps
 	.venv/bin/ivr check-config

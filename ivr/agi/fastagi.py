@@ -87,24 +87,36 @@ class AgiSession:
         self._writer.write(line.encode() + b"\n")
         await self._writer.drain()
         limit = self._reply_timeout if timeout is None else timeout
-        while True:
-            try:
-                raw = await _read_line(self._reader, limit)
-            except ConnectionResetError as exc:
-                if self.hung_up:
-                    # Asterisk said HANGUP and closed the session at once
-                    # (AGIEXITONHANGUP): the caller left, or the deadline fired.
-                    raise CallerHungUp(self.describe()) from exc
-                raise
-            try:
-                reply = self._parser.feed(raw)
-            except AgiHangup:
-                # Asterisk tells FastAGI peers about a hang-up with a bare
-                # HANGUP line; the command's own reply (-1) may follow.
-                self.hung_up = True
-                continue
-            if reply is not None:
-                break
+        # One deadline for the whole reply, however many lines it takes: a
+        # peer that trickles lines cannot keep the session for ever.
+        try:
+            async with asyncio.timeout(limit) as deadline:
+                while True:
+                    try:
+                        raw = await _read_line(self._reader)
+                    except ConnectionResetError as exc:
+                        if self.hung_up:
+                            # Asterisk said HANGUP and closed the session at once
+                            # (AGIEXITONHANGUP): the caller left, or the deadline fired.
+                            raise CallerHungUp(self.describe()) from exc
+                        raise
+                    try:
+                        reply = self._parser.feed(raw)
+                    except AgiHangup:
+                        # Asterisk tells FastAGI peers about a hang-up with a bare
+                        # HANGUP line; the command's own reply (-1) may follow.
+                        self.hung_up = True
+                        reply = None
+                    if reply is not None:
+                        break
+                    # A reply has begun (a HANGUP notice, a 520 usage text): the
+                    # rest comes at once, not when a prompt would have ended.
+                    deadline.reschedule(min(deadline.when(), asyncio.get_running_loop().time() + self._reply_timeout))
+        except TimeoutError:
+            if self.hung_up:
+                # Told of the hang-up, then nothing: the caller is gone all the same.
+                raise CallerHungUp(self.describe()) from None
+            raise
         if self._on_latency is not None:
             # GET DATA lasts as long as the caller types; tell it from GET VARIABLE.
             verb = "GET DATA" if line.startswith("GET DATA") else line.split(" ", 1)[0]
@@ -144,7 +156,7 @@ class AgiSession:
         bound = self._deadline.play_bound(prompt) if self._deadline else 0
         reply = await self._step(command("STREAM FILE", prompt, escape_digits), bound, timeout=600)
         if reply.result > 0:
-            return chr(reply.result)
+            return reply.key
         if reply.result < 0:
             await self._raise_for_failure(f"STREAM FILE {prompt}")
         return None
@@ -153,7 +165,7 @@ class AgiSession:
         reply = await self._step(command("WAIT FOR DIGIT", int(timeout_seconds * 1000)), timeout_seconds,
                                  timeout=timeout_seconds + self._reply_timeout)
         if reply.result > 0:
-            return chr(reply.result)
+            return reply.key
         if reply.result < 0:
             await self._raise_for_failure("WAIT FOR DIGIT")
         return None
@@ -193,12 +205,12 @@ class AgiSession:
         raise PromptUnavailable(f"{what} failed on a live channel ({self.describe()})")
 
 
-async def _read_line(reader: asyncio.StreamReader, timeout: float) -> str:
-    # asyncio.timeout, not wait_for: wait_for wraps each read in a new Task,
-    # which dominated the service's CPU per session in bench/fastagi_bench.py.
+async def _read_line(reader: asyncio.StreamReader) -> str:
+    # The caller bounds the wait with asyncio.timeout, not wait_for: wait_for wraps
+    # each read in a new Task, which dominated the service's CPU per session in
+    # bench/fastagi_bench.py.
     try:
-        async with asyncio.timeout(timeout):
-            raw = await reader.readuntil(b"\n")
+        raw = await reader.readuntil(b"\n")
     except asyncio.IncompleteReadError as exc:
         raise ConnectionResetError("Asterisk closed the AGI connection") from exc
     except asyncio.LimitOverrunError as exc:

@@ -23,9 +23,16 @@ from dataclasses import dataclass, field
 
 MAX_LINE = 8192
 MAX_ENV = 65536  # the whole AGI environment block
+# Lines one reply may take: a 520 usage text is a few dozen, a HANGUP notice
+# one more. A peer that keeps a reply open past this is not Asterisk.
+MAX_REPLY_LINES = 200
+# Longer than any entry a caller types (GET DATA); int() refuses 4,300 digits.
+MAX_RESULT_DIGITS = 64
 # GET DATA answers with the digits typed, possibly none: "200 result= (timeout)".
-_REPLY = re.compile(r"^(?P<code>\d{3}) result=(?P<result>-?[0-9*#]*)(?: \((?P<data>.*?)\))?(?P<rest>( .*)?)$")
-_ENDPOS = re.compile(r"endpos=(-?\d+)")
+# ASCII digits only: \d would take Arabic-Indic ones, which Asterisk never sends.
+_REPLY = re.compile(r"^(?P<code>\d{3}) result=(?P<result>-?[0-9*#]*)(?: \((?P<data>.*?)\))?(?P<rest>( .*)?)$",
+                    re.ASCII)
+_ENDPOS = re.compile(r"endpos=(-?\d{1,%d})(?!\d)" % MAX_RESULT_DIGITS, re.ASCII)
 
 
 class AgiProtocolError(Exception):
@@ -49,6 +56,17 @@ class AgiReply:
     def ok(self) -> bool:
         return self.code == 200
 
+    @property
+    def key(self) -> str | None:
+        """The key of a STREAM FILE or WAIT FOR DIGIT reply (its result is the
+        key's ASCII code), None when no key was pressed (0) or it failed (-1).
+        Any other code is no key a phone sends."""
+        if self.result <= 0:
+            return None
+        if self.result > 126 or not chr(self.result).isprintable():
+            raise AgiProtocolError(f"result {self.result} is not a key: {self.text[:80]!r}")
+        return chr(self.result)
+
 
 def parse_env_line(line: str) -> tuple[str, str]:
     """``agi_channel: PJSIP/anonymous-0001`` -> ``("channel", "PJSIP/anonymous-0001")``."""
@@ -70,8 +88,18 @@ class ReplyParser:
     """
 
     _usage: list[str] = field(default_factory=list)
+    _lines: int = 0  # lines of the reply being read
 
     def feed(self, line: str) -> AgiReply | None:
+        self._lines += 1
+        if self._lines > MAX_REPLY_LINES:
+            raise AgiProtocolError(f"a reply of more than {MAX_REPLY_LINES} lines")
+        reply = self._feed(line)
+        if reply is not None:
+            self._lines = 0
+        return reply
+
+    def _feed(self, line: str) -> AgiReply | None:
         if self._usage:
             self._usage.append(line)
             if line.startswith("520 "):
@@ -89,15 +117,19 @@ class ReplyParser:
             rest = m.group("rest") or ""
             endpos = _ENDPOS.search(rest)
             raw = m.group("result")
+            if len(raw) > MAX_RESULT_DIGITS:
+                number = -1  # no command's result: never a success
+            else:
+                number = int(raw) if raw.lstrip("-").isdigit() else 0
             return AgiReply(
                 code=int(m.group("code")),
-                result=int(raw) if raw.lstrip("-").isdigit() else 0,
+                result=number,
                 raw_result=raw,
                 data=m.group("data"),
                 endpos=int(endpos.group(1)) if endpos else None,
                 text=line,
             )
-        if len(line) >= 3 and line[:3].isdigit() and line[3:4] in (" ", ""):
+        if len(line) >= 3 and line[:3].isascii() and line[:3].isdigit() and line[3:4] in (" ", ""):
             return AgiReply(code=int(line[:3]), result=-1, text=line)
         raise AgiProtocolError(f"unexpected reply line: {line[:80]!r}")
 

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import logging
 import re
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -912,3 +913,41 @@ async def test_a_hang_up_in_a_menu_is_counted_at_that_menu_node(rig):
     assert exits == {("nasser_bank", "hangup"): 1.0}, exits
     # The call record will say where the caller left the IVR.
     assert (await rig.store.facts(ENV["uniqueid"]))["ivr_left"] == "nasser_bank"
+
+
+# --- found by fuzzing (tests/component/test_fuzz_fastagi.py) -------------------------------
+
+
+async def test_a_hangup_notice_without_the_commands_reply_ends_the_session(rig):
+    # Found hung: the server waited the ten minutes a prompt may last for the
+    # STREAM FILE's -1, which never came. A reply once begun is finished at once.
+    ast = await rig.connect()
+    await ast.send_env()
+    await ast.command()                                   # the welcome's STREAM FILE
+    started = time.monotonic()
+    await ast.send("HANGUP")                              # ...and no "200 result=-1" after it
+    await ast.expect_closed()
+    assert time.monotonic() - started < TIMEOUT
+    assert await rig.outcome() == ("hotline", "hangup")
+
+
+async def test_a_usage_text_that_never_ends_ends_the_session(rig):
+    ast = await rig.connect()
+    await ast.send_env()
+    await ast.command()
+    await ast.send("520-Invalid command syntax.  Proper usage follows:", " Usage: STREAM FILE <filename>")
+    await ast.expect_closed()                             # within the reply timeout, not the prompt's ten minutes
+    assert await rig.outcome() == ("hotline", "connection_lost")
+
+
+@pytest.mark.parametrize("result", [99999999, 1114112, 200])
+async def test_a_result_that_is_no_key_is_a_protocol_error(rig, result):
+    # Found as outcome "error": chr() of a STREAM FILE result past its range
+    # raised in the session (a traceback per call).
+    ast = await rig.connect()
+    await ast.send_env()
+    await ast.command()
+    await ast.send(f"200 result={result} endpos=100")
+    await ast.expect_closed()
+    assert await rig.outcome() == ("hotline", "protocol_error")
+    await good_session(rig)
