@@ -11,8 +11,7 @@ import time
 
 from core.paths import REPO_ROOT
 
-from conftest import report, wait_until
-from test_engine_faults import FORSA_INQUIRY, clear_members
+from fault_stack import FORSA_INQUIRY, clear_members, report, wait_until
 
 # How long AMI stays cut in fault 5 (the issue: ten minutes). A shorter cut
 # for a quick local run: IVR_AMI_CUT_SECONDS=60 make test-faults.

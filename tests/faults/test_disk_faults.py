@@ -14,8 +14,7 @@ import shutil
 import subprocess
 import time
 
-from conftest import PREFIX, report, wait_until
-from test_engine_faults import FORSA_INQUIRY, QUEUE, clear_members
+from fault_stack import FORSA_INQUIRY, PREFIX, QUEUE, clear_members, report, wait_until
 
 
 def test_a_full_disk_under_redis_stops_no_call_and_loses_nothing(stack, tmp_path):

@@ -10,21 +10,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import report, wait_until
-
-# 1442: 6 (Forsa), 1 (inquiry), then the transfer prompt and the Forsa queue.
-FORSA_INQUIRY = ((1200, "6"), (1500, "1"))
-QUEUE = "forsa"
-
-
-def clear_members(stack) -> None:
-    """No agent: every caller waits until they hang up."""
-    for q in stack.config.queues:
-        out = stack.asterisk.cli(f"queue show {q.id}")
-        for member in set(__import__("re").findall(r"\((PJSIP/[^\s)]+)\)", out)):
-            stack.asterisk.cli(f"queue remove member {member} from {q.id}")
-    stack.asterisk.cli("database deltree Queue/PersistentMembers")
-
+from fault_stack import FORSA_INQUIRY, QUEUE, clear_members, ivr_seconds, report, wait_until
 
 def test_kill_9_of_the_engine_during_a_burst_of_100_calls(stack):
     """Fault 1: the engine is killed (-9) while 100 callers arrive at 5 a
@@ -92,18 +78,6 @@ def test_a_waiting_caller_who_presses_the_callback_key_without_the_engine_keeps_
     finally:
         stack.hang_up_all()
         stack.engine.start()
-
-
-def ivr_seconds(stack, since: float) -> dict[str, float]:
-    """Each call's time from its channel's creation (its uniqueid is that
-    epoch) to its first ENTERQUEUE: how long the IVR held it."""
-    out: dict[str, float] = {}
-    for f in stack.queue_log():
-        if len(f) > 4 and f[4] == "ENTERQUEUE" and f[0].isdigit() and int(f[0]) >= int(since) - 1:
-            uid = f[1]
-            if uid not in out and uid.replace(".", "").isdigit():
-                out[uid] = int(f[0]) - float(uid)
-    return out
 
 
 def test_a_hung_engine_holds_no_caller_in_silence(stack):

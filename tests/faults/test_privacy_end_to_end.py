@@ -22,8 +22,7 @@ from datetime import datetime, timezone
 from app.simulate.sipp import CallerScript, typed_keys
 from core.paths import REPO_ROOT
 
-from conftest import PREFIX, wait_until
-from test_engine_faults import clear_members
+from fault_stack import PREFIX, clear_members, wait_until
 
 # Two callers: their numbers as the carrier sends them, and one national ID.
 NUMBERS = ("01001234567", "01119876543")

@@ -14,8 +14,7 @@ import os
 import random
 import time
 
-from conftest import report, wait_until
-from test_engine_faults import clear_members
+from fault_stack import clear_members, report, wait_until
 
 CALLS = 50
 KEYS = "0123456789*#"

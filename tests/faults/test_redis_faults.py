@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import report, wait_until
-from test_engine_faults import FORSA_INQUIRY, QUEUE, clear_members, ivr_seconds
+from fault_stack import FORSA_INQUIRY, QUEUE, clear_members, ivr_seconds, report, wait_until
 
 
 def test_redis_stopped_for_60_s_loses_no_caller_and_no_fact(stack):

@@ -13,8 +13,7 @@ import uuid
 
 from app.simulate.sipp import CallerScript, caller_scenario
 
-from conftest import report, wait_until
-from test_engine_faults import FORSA_INQUIRY, clear_members
+from fault_stack import FORSA_INQUIRY, clear_members, report, wait_until
 
 FLOOD_RATE = 50
 FLOOD_SECONDS = 20
