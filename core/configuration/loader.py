@@ -51,6 +51,18 @@ def format_field(loc: Location) -> str:
     return out or "(top level)"
 
 
+# Values one file may hold once its aliases are expanded: the demo's largest
+# holds a few hundred; "billion laughs" aliases would hold billions.
+MAX_VALUES = 100_000
+# Nesting deeper than this is no configuration (and Python's stack would end first).
+MAX_DEPTH = 100
+
+
+class _TooLarge(Exception):
+    def __init__(self, line: int, message: str):
+        self.line, self.message = line, message
+
+
 class _Reader:
     """Turns YAML nodes into plain data while recording where each came from."""
 
@@ -58,17 +70,36 @@ class _Reader:
         self.marks: dict[Location, tuple[str, int]] = {}
         self.problems: list[Problem] = []
         self._constructor = yaml.SafeLoader("")
+        self._values = 0
 
     def read_file(self, path: Path, shown_as: str) -> dict[str, Any]:
         try:
-            node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+            raw = path.read_bytes()
+        except OSError as exc:
+            self.problems.append(Problem(shown_as, 1, "(file)", str(exc)))
+            return {}
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw[:exc.start].count(b"\n") + 1
+            self.problems.append(Problem(shown_as, line, "(encoding)", f"not UTF-8: {exc.reason} "
+                                         f"(byte 0x{raw[exc.start]:02x})"))
+            return {}
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
-            line = mark.line + 1 if mark else 0
+            line = mark.line + 1 if mark else 1
             self.problems.append(Problem(shown_as, line, "(syntax)", str(exc.problem or exc)))
             return {}
-        except (OSError, UnicodeDecodeError) as exc:
-            self.problems.append(Problem(shown_as, 0, "(file)", str(exc)))
+        except yaml.reader.ReaderError as exc:   # a control character, before any token
+            line = text[:exc.position].count("\n") + 1
+            self.problems.append(Problem(shown_as, line, "(syntax)", f"character #x{exc.character:04x} "
+                                         "is not allowed in YAML"))
+            return {}
+        except RecursionError:
+            self.problems.append(Problem(shown_as, _too_deep(text), "(syntax)",
+                                         f"nested more than {MAX_DEPTH} levels deep"))
             return {}
         if node is None:
             return {}
@@ -77,11 +108,26 @@ class _Reader:
                 Problem(shown_as, node.start_mark.line + 1, "(top level)", "must be a mapping of sections")
             )
             return {}
-        data = self._convert(node, (), shown_as)
-        return data
+        self._values = 0
+        try:
+            return self._convert(node, (), shown_as, ())
+        except _TooLarge as exc:
+            self.problems.append(Problem(shown_as, exc.line, "(syntax)", exc.message))
+            return {}
 
-    def _convert(self, node: yaml.Node, loc: Location, file: str) -> Any:
-        self.marks[loc] = (file, node.start_mark.line + 1)
+    def _convert(self, node: yaml.Node, loc: Location, file: str, inside: tuple[yaml.Node, ...]) -> Any:
+        # Aliases make the nodes a graph: one that contains itself, or that
+        # multiplies (aliases of aliases), is refused rather than followed.
+        line = node.start_mark.line + 1
+        if any(node is outer for outer in inside):
+            raise _TooLarge(line, "an alias refers to a value that contains it")
+        if len(inside) > MAX_DEPTH:
+            raise _TooLarge(line, f"nested more than {MAX_DEPTH} levels deep")
+        self._values += 1
+        if self._values > MAX_VALUES:
+            raise _TooLarge(line, f"more than {MAX_VALUES} values once its aliases are expanded")
+        inside = (*inside, node)
+        self.marks[loc] = (file, line)
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
@@ -98,23 +144,48 @@ class _Reader:
                     )
                     continue
                 self.marks[loc + (key,)] = (file, key_node.start_mark.line + 1)
-                out[key] = self._convert(value_node, loc + (key,), file)
+                out[key] = self._convert(value_node, loc + (key,), file, inside)
                 self.marks[loc + (key,)] = (file, key_node.start_mark.line + 1)
             return out
         if isinstance(node, yaml.SequenceNode):
-            return [self._convert(item, loc + (i,), file) for i, item in enumerate(node.value)]
+            return [self._convert(item, loc + (i,), file, inside) for i, item in enumerate(node.value)]
         try:
             return self._constructor.construct_object(node, deep=True)
-        except ValueError:
-            # A scalar YAML reads as a date but no calendar has (2026-02-30):
-            # kept as text, so the model says why it is wrong, at its line.
-            return node.value
+        except yaml.MarkedYAMLError as exc:   # a tag the safe loader does not know (!!python/...)
+            self.problems.append(Problem(file, line, format_field(loc), str(exc.problem or exc)))
+        except ValueError as exc:
+            if node.tag == "tag:yaml.org,2002:timestamp":
+                # A scalar YAML reads as a date but no calendar has (2026-02-30):
+                # kept as text, so the model says why it is wrong, at its line.
+                return node.value
+            # An integer of thousands of digits, and the like.
+            self.problems.append(Problem(file, line, format_field(loc), f"not a value YAML can read: {exc}"))
+        return None
 
     def where(self, loc: Location) -> tuple[str, int]:
         for end in range(len(loc), -1, -1):
             if loc[:end] in self.marks:
                 return self.marks[loc[:end]]
         return ("?", 0)
+
+
+def _too_deep(text: str) -> int:
+    """The line where ``text`` nests more than MAX_DEPTH levels (YAML's
+    scanner keeps no stack: it can read what the composer could not)."""
+    depth = 0
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            if isinstance(token, (yaml.FlowSequenceStartToken, yaml.FlowMappingStartToken,
+                                  yaml.BlockSequenceStartToken, yaml.BlockMappingStartToken)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    return token.start_mark.line + 1
+            elif isinstance(token, (yaml.FlowSequenceEndToken, yaml.FlowMappingEndToken, yaml.BlockEndToken)):
+                depth -= 1
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        return mark.line + 1 if mark else 1
+    return 1
 
 
 def load_config(folder: str | Path) -> Config:

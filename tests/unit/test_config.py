@@ -593,3 +593,51 @@ def test_check_config_warns_when_nothing_is_known(cfg_dir: Path, capsys):
     replace_in(cfg_dir / "schedules.yaml", COMPUTED, "    computed_holidays: none\n")
     assert main(["check-config", "--config", str(cfg_dir), "--today", "2026-03-01"]) == 0
     assert "no holiday data for 2026-03-01 to 2026-05-29" in capsys.readouterr().err
+
+
+# --- found by fuzzing (tests/unit/test_fuzz_config.py) -----------------------------
+
+
+def prepend(path: Path, text: str) -> None:
+    path.write_text(text + path.read_text(encoding="utf-8"), encoding="utf-8")
+
+
+@pytest.mark.parametrize("name, text, line, field, message", [
+    # Was yaml.reader.ReaderError out of `ivr check-config`: a traceback.
+    ("programs.yaml", "# one\n# two\n\x07\n", 3, "(syntax)", "#x0007"),
+    # Was a problem at line 0: the file, no line.
+    ("hotlines.yaml", b"# one\n# two\nhotlines: \xc3\x28\n", 3, "(encoding)", "0xc3"),
+    # Were RecursionError.
+    ("menus.yaml", "# one\nzz: " + "[" * 3000 + "]" * 3000 + "\n", 2, "(syntax)", "nested"),
+    ("agents.yaml", "# one\nzz: &a [1, *a]\n", 2, "(syntax)", "contains it"),
+], ids=["control_character", "not_utf8", "nested_3000_deep", "alias_inside_itself"])
+def test_a_file_yaml_cannot_read_names_its_line(cfg_dir: Path, name, text, line, field, message):
+    path = cfg_dir / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        prepend(path, text)
+    [problem] = problems_of(cfg_dir)
+    assert (problem.file, problem.line, problem.field) == (str(path), line, field)
+    assert message in problem.message
+
+
+def test_aliases_that_multiply_are_refused_at_once(cfg_dir: Path):
+    # "Billion laughs": 5**12 values once expanded; the loader walked them all (it never came back).
+    path = cfg_dir / "schedules.yaml"
+    prepend(path, "x0: &x0 [a]\n" + "".join(f"x{i + 1}: &x{i + 1} [*x{i}, *x{i}, *x{i}, *x{i}, *x{i}]\n"
+                                             for i in range(12)))
+    [problem] = problems_of(cfg_dir)
+    assert (problem.file, problem.field) == (str(path), "(syntax)") and problem.line >= 1
+    assert "aliases" in problem.message
+
+
+@pytest.mark.parametrize("value, message", [("9" * 5000, "not a value YAML can read"),
+                                            ("!!python/name:os.system", "constructor")])
+def test_a_value_yaml_cannot_construct_names_its_line_and_field(cfg_dir: Path, value: str, message: str):
+    # Were ValueError and yaml's ConstructorError out of `ivr check-config`: tracebacks.
+    path = cfg_dir / "distribution.yaml"
+    replace_in(path, "retry_after_seconds: 300", f"retry_after_seconds: {value}")
+    [problem] = problems_of(cfg_dir)
+    assert (problem.file, problem.line) == (str(path), line_of(path, "  retry_after_seconds:"))
+    assert problem.field == "distribution.callbacks.retry_after_seconds" and message in problem.message

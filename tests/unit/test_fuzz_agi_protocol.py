@@ -60,7 +60,8 @@ REAL_ENV = ["agi_network: yes", "agi_network_script: hotline", "agi_channel: PJS
 # Digits of other scripts and look-alikes: str.isdigit() says yes to some
 # that int() refuses (superscripts), \d matches Arabic-Indic ones.
 ODD_DIGITS = "٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹²³¹⁰０１２"
-ALPHABET = st.sampled_from("0123456789 -=()#*:_\r\t\x00" + ODD_DIGITS + "resultHANGUPendposagi_ صفرx\u200f\ud7ff\ufeff")
+ALPHABET = st.sampled_from("0123456789 -=()#*:_\r\t\x00" + ODD_DIGITS
+                           + "resultHANGUPendposagi_ صفرx\u200f\ud7ff\ufeff")
 
 
 @st.composite
