@@ -336,7 +336,9 @@ exten => s,1,GotoIf($["${{CHANNEL(pjsip,local_addr)}}" != "{carrier_addr}"]?refu
  ; The hang-up handler reports how the call ended, wherever it ends.
  same => n,Set(CHANNEL(hangup_handler_push)={C.HANGUP},s,1)
  ; The caller's number stays out of queue_log (the queues log no restricted
- ; caller ID); the engine still reads it, from AMI and the AGI environment.
+ ; caller ID); the engine still reads it, from AMI and the AGI environment,
+ ; and the agent's phone is shown it as the carrier presented it ([@C_AGENT_PREDIAL@]).
+ same => n,Set(__IVR_CALLER_PRES=${{CALLERID(num-pres)}})
  same => n,Set(CALLERID(num-pres)=prohib_passed_screen)
  same => n,Answer()
  ; Every AGI() on this channel ends as soon as the channel is hung up, or
@@ -393,7 +395,8 @@ exten => T,1,Hangup(16)
 ; softphone sees what the call is about in SIP headers, and in the caller
 ; name the IVR set (programme - request type).
 [@C_AGENT_PREDIAL@]
-exten => s,1,Set(PJSIP_HEADER(add,X-IVR-Program)=${@V_PROGRAM@})
+exten => s,1,ExecIf($["${IVR_CALLER_PRES}" != ""]?Set(CONNECTEDLINE(num-pres,i)=${IVR_CALLER_PRES}))
+ same => n,Set(PJSIP_HEADER(add,X-IVR-Program)=${@V_PROGRAM@})
  same => n,Set(PJSIP_HEADER(add,X-IVR-Request-Type)=${@V_REQUEST_TYPE@})
  same => n,Set(PJSIP_HEADER(add,X-IVR-Hotline)=${@V_HOTLINE@})
  same => n,Return()

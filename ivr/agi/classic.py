@@ -79,10 +79,7 @@ class PystChannel:
     def _step(self, bound: float, method, *args):
         if self._deadline is not None:
             self._set_deadline(self._deadline.arm_for(bound))
-        result = self._call(method, *args)
-        if self._deadline is not None:
-            self._set_deadline(self._deadline.shorten_after())
-        return result
+        return self._call(method, *args)
 
     def _set_deadline(self, seconds: int | None) -> None:
         if seconds is not None:

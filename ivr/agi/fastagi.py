@@ -131,10 +131,7 @@ class AgiSession:
         under a deadline that covers it (see deadline.py)."""
         if self._deadline is not None:
             await self._set_deadline(self._deadline.arm_for(bound))
-        reply = await self.send(line, timeout=timeout)
-        if self._deadline is not None and not self.hung_up and reply.result >= 0:
-            await self._set_deadline(self._deadline.shorten_after())
-        return reply
+        return await self.send(line, timeout=timeout)
 
     async def _set_deadline(self, seconds: int | None) -> None:
         if seconds is None:

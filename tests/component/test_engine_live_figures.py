@@ -134,7 +134,14 @@ async def test_a_scrape_during_a_redis_outage_withholds_the_live_figures(tmp_pat
 
     server = RedisServer(port=free_port(), data_dir=tmp_path, persist=False)
     server.start()
-    client = aioredis.Redis(host=server.host, port=server.port, socket_timeout=2, socket_connect_timeout=2)
+    # Retries as the engine's own client makes them (app/engine.py): redis-py's
+    # default, ten retries with a backoff of up to 10 s, could still be asleep
+    # long after Redis came back.
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialWithJitterBackoff
+
+    client = aioredis.Redis(host=server.host, port=server.port, socket_timeout=2, socket_connect_timeout=2,
+                            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.25), 2))
     config = load_config(DEMO)
     now = time.time()
     engine = Engine(config=config, ami_secret=None, callback_keys=CALLBACK_KEYS, enable_agi=False, enable_ami=False,
@@ -159,7 +166,7 @@ async def test_a_scrape_during_a_redis_outage_withholds_the_live_figures(tmp_pat
         assert 'ivr_queue_callers_waiting{program="nasser_bank",tenant="mss"} 0.0' in text
 
         server.stop()  # Redis goes away
-        with pytest.raises(Exception):  # redis-py retries for a few seconds, then gives up
+        with pytest.raises(Exception):  # redis-py retries twice, then gives up
             await engine.live.refresh()
         loop_task = asyncio.create_task(engine.live.run(interval=0.2))
         assert await _eventually(lambda: engine.metrics.live.failures >= 2, timeout=20)

@@ -138,8 +138,16 @@ def test_queue_log_never_holds_the_callers_number(config, secrets):
     for q in config.queues:
         assert section(rendered["queues.conf"], q.id)["log-restricted-caller-id"] == "no"
     answer = [app_of(line) for line in blocks_of(dialplan(rendered["extensions.conf"])[Context.ANSWER])["s"]]
-    # Restricted before the caller can reach any queue.
-    assert answer.index("Set(CALLERID(num-pres)=prohib_passed_screen)") < answer.index("Answer()")
+    # Restricted before the caller can reach any queue, the carrier's
+    # presentation kept (inherited by the agent's channel)...
+    restricted = answer.index("Set(CALLERID(num-pres)=prohib_passed_screen)")
+    assert restricted < answer.index("Answer()")
+    assert answer.index("Set(__IVR_CALLER_PRES=${CALLERID(num-pres)})") < restricted
+    # ...and given back on the agent's leg before it rings: the agent's phone
+    # shows the number as the carrier presented it.
+    predial = [app_of(line) for line in blocks_of(dialplan(rendered["extensions.conf"])[Context.AGENT_PREDIAL])["s"]]
+    assert predial[0] == ('ExecIf($["${IVR_CALLER_PRES}" != ""]?'
+                          'Set(CONNECTEDLINE(num-pres,i)=${IVR_CALLER_PRES}))')
 
 
 def test_files_with_secrets_are_written_0600_and_owned_by_us_even_over_a_shipped_file(config, secrets, tmp_path):

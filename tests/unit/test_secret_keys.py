@@ -15,7 +15,7 @@ from core.configuration import load_config
 from core.secrets import (AGI_KEY, CALLBACKS_KEY, CALLER_NUMBER_KEY, CASES_KEY, NATIONAL_ID_KEY, ROTATABLE,
                           KeyRing, SecretStore)
 from dialplans.asterisk import CLASSIC_AGI_SECRETS
-from ivr.agi.deadline import SHORTEN_MARGIN_SECONDS, UNKNOWN_PROMPT_SECONDS, StepDeadline
+from ivr.agi.deadline import MAX_KEYS_SECONDS, UNKNOWN_PROMPT_SECONDS, StepDeadline
 
 DEMO = Path(__file__).resolve().parents[2] / "config"
 
@@ -120,32 +120,27 @@ class Clock:
         return self.now
 
 
-def test_the_deadline_covers_each_step_and_comes_back_to_the_slack_after_an_early_end():
+def test_the_deadline_covers_each_step_with_headroom_for_the_next_short_ones():
     clock = Clock()
-    d = StepDeadline(prompt_seconds={"ivr/menu": 12.0}.get, slack=4, first=6, clock=clock)
+    d = StepDeadline(prompt_seconds={"ivr/menu": 12.0}.get, slack=4, first=6, headroom=4, clock=clock)
     # The dialplan armed 6 s (one spent connecting): a 1 s step fits inside it.
     assert d.arm_for(0.5) is None
-    # A 12 s prompt does not: armed for 12 + 4.
-    assert d.arm_for(d.play_bound("ivr/menu")) == 16
-    clock.now += 1                                # a key after 1 s
-    assert d.shorten_after() == 4                 # 15 s left: back to the slack
+    # A 12 s prompt does not: armed for 12 + 4 of slack + 4 of headroom.
+    assert d.arm_for(d.play_bound("ivr/menu")) == 20
+    clock.now += 1                                # a key after 1 s: nothing sent (a hung engine could not)
+    # Keys typed one by one (a 6 s wait each): one deadline covers several.
+    assert d.arm_for(6) is None                   # 19 s left >= 6 + 4
+    clock.now += 9.5
+    assert d.arm_for(6) == 14                     # 9.5 s left < 10: re-armed, with headroom
     clock.now += 0.5
-    assert d.shorten_after() is None              # 3.5 s left: nothing to shorten
-    assert d.arm_for(d.play_bound("ivr/menu")) == 16
-    clock.now += 12                               # played to its end
-    assert d.shorten_after() is None              # 4 s left: as it should be
-    # GET DATA waits for each key in turn.
-    assert d.read_bound("ivr/menu", 5, 14) == 12 + 5 * 15
+    assert d.arm_for(6) is None
     assert d.play_bound("ivr/unknown") == UNKNOWN_PROMPT_SECONDS
-    # Engine-side work longer than the slack is announced first.
-    assert d.extend(10) == 14
+    # Engine-side work longer than what is left is announced first.
+    assert d.extend(20) == 28
 
 
-def test_a_shortening_that_saves_less_than_the_margin_is_skipped():
-    clock = Clock()
-    d = StepDeadline(slack=4, first=6, clock=clock)
-    assert d.arm_for(5) == 9
-    clock.now += 9 - 4 - SHORTEN_MARGIN_SECONDS   # exactly slack + margin left
-    assert d.shorten_after() is None
-    clock.now -= 0.01
-    assert d.shorten_after() == 4
+def test_a_number_typed_key_by_key_is_covered_up_to_the_cap():
+    d = StepDeadline(prompt_seconds={"ivr/id": 5.0}.get, clock=Clock())
+    # 15 waits of 6 s would be 90 s: a caller slower than the cap goes on to a queue.
+    assert d.read_bound("ivr/id", 6, 14) == 5 + MAX_KEYS_SECONDS
+    assert d.read_bound("ivr/id", 5, 1) == 5 + 10
