@@ -258,9 +258,8 @@ def cmd_setup(args) -> int:
 
 async def serve(config: Config, paths: Paths, *, enable_agi=True, enable_ami=True,
                 stop: asyncio.Event | None = None, today: date | None = None) -> None:
-    from app.engine import Engine
     from ivr.prompts import PromptLibrary, all_prompt_texts
-    from core.secrets import AGI_KEY, KeyFileWatch, SecretStore
+    from core.secrets import SecretStore
     from dialplans.asterisk import AsteriskInstall
 
     # The same warning as `ivr check-config`, in the engine's log.
@@ -282,17 +281,8 @@ async def serve(config: Config, paths: Paths, *, enable_agi=True, enable_ami=Tru
         # Not checked here: an unreachable or unmigrated database must not stop
         # the calls; the case jobs say so and retry (cases/service.py).
         case_store = CaseStore(engine=case_engine(config, paths, secrets), config=config.cases)
-    # Every key as its ring: written with the current key, read with all of
-    # them (docs/reliability.md, *Secrets and their rotation*).
-    engine = Engine(config=config, ami_secret=secrets.ami_secret(config) if enable_ami else None,
-                    callback_keys=secrets.callbacks_keys(),
-                    national_id_key=secrets.national_id_keys().all if enable_agi else b"",
-                    caller_key=secrets.caller_number_keys().all, agi_key=secrets.agi_keys(),
-                    agi_keys_now=KeyFileWatch(paths.secrets_file, AGI_KEY),
-                    prompt_seconds=library.durations(),
-                    enable_agi=enable_agi, enable_ami=enable_ami, case_store=case_store,
-                    cases_key=secrets.cases_keys() if case_store is not None else None,
-                    agent_password=agent_passwords(config, secrets))
+    engine = engine_with_secrets(config, paths, secrets, prompt_seconds=library.durations(), case_store=case_store,
+                                 enable_agi=enable_agi, enable_ami=enable_ami)
     await engine.start()
     s = config.service
     log.info("engine running: FastAGI %s:%d, metrics http://%s:%d/metrics, wallboard http://%s:%d/, "
@@ -308,6 +298,26 @@ async def serve(config: Config, paths: Paths, *, enable_agi=True, enable_ami=Tru
     finally:
         log.info("stopping the engine")
         await engine.stop()
+
+
+def engine_with_secrets(config: Config, paths: Paths, secrets, *, prompt_seconds, case_store=None,
+                        enable_agi: bool = True, enable_ami: bool = True, **overrides):
+    """The engine as ``ivr serve`` builds it from the state folder's secrets
+    (the end-to-end tests build theirs here too, with a pinned clock and the
+    like as ``overrides``). Every key as its ring: written with the current
+    key, read with all of them (docs/reliability.md, *Secrets and their
+    rotation*)."""
+    from app.engine import Engine
+    from core.secrets import AGI_KEY, KeyFileWatch
+
+    return Engine(config=config, ami_secret=secrets.ami_secret(config) if enable_ami else None,
+                  callback_keys=secrets.callbacks_keys(),
+                  national_id_key=secrets.national_id_keys().all if enable_agi else b"",
+                  caller_key=secrets.caller_number_keys().all, agi_key=secrets.agi_keys(),
+                  agi_keys_now=KeyFileWatch(paths.secrets_file, AGI_KEY),
+                  prompt_seconds=prompt_seconds, enable_agi=enable_agi, enable_ami=enable_ami,
+                  case_store=case_store, cases_key=secrets.cases_keys() if case_store is not None else None,
+                  agent_password=agent_passwords(config, secrets), **overrides)
 
 
 def agent_passwords(config: Config, secrets) -> Callable[[str], str | None]:

@@ -140,11 +140,14 @@ class Engine:
         ) if enable_ami else None
         ami = self.ami or NoAmi()
         # --- shared state -----------------------------------------------------
-        self.store = RedisCallStateStore(self.redis, prefix=prefix, ttl_seconds=s.redis.call_state_ttl_seconds)
         self.records = RedisCallRecords(self.redis, prefix=prefix,
                                         max_length=config.supervision.call_records.max_length)
         self.agent_store = RedisAgentStateStore(self.redis, prefix=prefix)
-        caller_key = caller_key or DEFAULT_CALLER_KEY
+        # Callers' numbers are hashed with every key of the ring to find a
+        # citizen's cases, and with the current one everywhere else.
+        caller_keys = ([caller_key] if isinstance(caller_key, bytes) else list(caller_key)) or [b""]
+        caller_keys = [k or DEFAULT_CALLER_KEY for k in caller_keys]
+        caller_key = caller_keys[0]
         # The dispatcher's store and the call path's (call_callbacks, below) keep
         # the same callbacks: the same keys, limits and audit retention.
         callback_cipher = NumberCipher(callback_keys)
@@ -154,6 +157,10 @@ class Engine:
         self.call_facts = BufferedCallStateStore(
             RedisCallStateStore(self.call_redis, prefix=prefix, ttl_seconds=s.redis.call_state_ttl_seconds),
             on_pending=self.metrics.call_facts_waiting.set)
+        # The AMI side's view of the calls' facts: its own client, the same facts
+        # kept while Redis was away (applied with the call's first step after).
+        self.store = self.call_facts.sharing(
+            RedisCallStateStore(self.redis, prefix=prefix, ttl_seconds=s.redis.call_state_ttl_seconds))
         call_callbacks = RedisCallbackStore.for_config(self.call_redis, config, cipher=callback_cipher,
                                                        number_key=caller_key)
         # --- the AMI side -----------------------------------------------------
@@ -192,9 +199,6 @@ class Engine:
             self.service_checks = ServiceCheckDialler(config=config, store=case_store, cipher=cipher, ami=ami,
                                                       callbacks=self.callbacks, clock=case_clock,
                                                       on_change=case_poke, metrics=self.metrics)
-        caller_keys = ([caller_key] if isinstance(caller_key, bytes) else list(caller_key)) or [b""]
-        caller_keys = [k or DEFAULT_CALLER_KEY for k in caller_keys]
-        caller_key = caller_keys[0]   # the repeat-caller rule: Redis keeps current-key hashes only
         self.call_pops = CallPops(config=config, hub=self.pops, call_state=self.store,
                                   open_cases=self.case_work.open_cases if self.case_work else None,
                                   number_hash=lambda number: [hash_caller(number, k) for k in caller_keys],

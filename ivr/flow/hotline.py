@@ -149,7 +149,13 @@ class HotlineHandler:
                  session.describe(), route.queue, request_type, governorate, route.outcome, route.menu,
                  f", national ID {mask_national_id(national_id.digits)}" if national_id else "")
         if hotline.transfer_prompt and route.outcome == "choice":
-            await session.play(prompt_path(hotline.transfer_prompt), "")
+            try:
+                await session.play(prompt_path(hotline.transfer_prompt), "")
+            except CallerHungUp:
+                # Gone during "you are being transferred": they left the IVR
+                # (the call record's ivr_hangup), not a call that found no queue.
+                await self._remember(uid, {"ivr_left": route.menu})
+                raise
 
     async def _follow_up(self, session: Channel, uid: str, hotline, route: Route) -> Route | None:
         """The follow-up by reference; the route to an agent if the caller wants

@@ -253,10 +253,28 @@ class BufferedCallStateStore:
                       self._max, lost)
         self._on_pending(len(self._pending))
 
-    # The AMI side's steps go straight to Redis (the event pump keeps and retries them).
+    def sharing(self, primary: CallStateStore) -> "BufferedCallStateStore":
+        """The same kept facts over another client: the AMI side's (with its
+        retries) reads and applies through it, so a call's kept facts reach
+        its accounting whichever comes first, the flush or its events."""
+        twin = BufferedCallStateStore(primary, max_pending=self._max, on_pending=self._on_pending)
+        twin._pending = self._pending
+        return twin
+
+    # The AMI side's steps go straight to Redis (the event pump keeps and
+    # retries them), carrying along the facts kept for the call: one atomic step.
     async def apply(self, call_uid: str, *, marks: Mapping[str, str] = {}, sets: Mapping[str, str] = {},
                     ref: str = "") -> tuple[set[str], dict[str, str]]:
-        return await self._primary.apply(call_uid, marks=marks, sets=sets, ref=ref)
+        kept = self._pending.pop(call_uid, None)
+        try:
+            result = await self._primary.apply(call_uid, marks=marks, sets={**(kept or {}), **sets}, ref=ref)
+        except BaseException:
+            if kept is not None:   # still kept, for the flush or the event's retry
+                self._pending[call_uid] = {**kept, **self._pending.get(call_uid, {})}
+            raise
+        if kept is not None:
+            self._on_pending(len(self._pending))
+        return result
 
     async def mark_once(self, call_uid: str, fact: str, value: str = "1") -> bool:
         return await self._primary.mark_once(call_uid, fact, value)

@@ -140,3 +140,28 @@ async def test_the_buffer_keeps_the_order_of_a_calls_writes_and_drops_the_oldest
         assert await store.facts("a") == {}
     finally:
         await client.aclose()
+
+
+async def test_the_ami_sides_first_step_carries_the_kept_facts_before_any_flush(redis_with_aof):
+    """A call whose facts were kept while Redis was away, and whose events
+    come in once it is back, before the flush: the accounting's first step
+    (through the AMI side's view, its own client) writes them with it, so the
+    call is counted with its request type, never as "none"."""
+    fast = aioredis.Redis(host="127.0.0.1", port=redis_with_aof.port, socket_timeout=0.5,
+                          socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
+    main = aioredis.Redis(host="127.0.0.1", port=redis_with_aof.port)
+    call_path = BufferedCallStateStore(RedisCallStateStore(fast, prefix="r:"))
+    ami_side = call_path.sharing(RedisCallStateStore(main, prefix="r:"))
+    try:
+        redis_with_aof.stop()
+        await call_path.set_facts("c1", {"program": "forsa", "request_type": "inquiry"})
+        assert (await ami_side.facts("c1"))["request_type"] == "inquiry"   # readable meanwhile
+        redis_with_aof.start(timeout=10.0)
+        new, facts = await ami_side.apply("c1", marks={"offered:forsa": "1"}, ref="e1")
+        assert new == {"offered:forsa"} and facts["request_type"] == "inquiry"
+        assert call_path.pending == 0
+        assert await call_path.flush() == 0      # nothing left to write
+        assert (await RedisCallStateStore(main, prefix="r:").facts("c1"))["program"] == "forsa"
+    finally:
+        await fast.aclose()
+        await main.aclose()

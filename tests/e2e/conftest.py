@@ -29,7 +29,7 @@ import pytest
 
 from dialplans.asterisk import AsteriskInstall
 from dialplans.generate import render_queues
-from app.cli import agent_passwords, setup
+from app.cli import engine_with_secrets, setup
 from cases.database import make_engine, migrate
 from cases.store import CaseStore
 from core.configuration import load_config
@@ -294,14 +294,9 @@ def hotline(tmp_path_factory):
     migrate(case_store.engine)
     prompt_seconds = PromptLibrary(sounds_dir=asterisk.sounds, cache_dir=paths.prompt_cache, overrides_dir=None,
                                    language=config.service.language).durations()
-    engine = EngineThread(lambda: Engine(config=config, ami_secret=secrets.ami_secret(config),
-                                         callback_keys=secrets.callbacks_keys(),
-                                         national_id_key=secrets.national_id_key(),
-                                         caller_key=secrets.caller_number_keys().current,
-                                         agi_key=secrets.agi_key(), prompt_seconds=prompt_seconds, clock=clock,
-                                         ami_recorder=recorder, case_store=case_store,
-                                         cases_key=secrets.cases_key(),
-                                         agent_password=agent_passwords(config, secrets)),
+    # Built as `ivr serve` builds it from the secrets (app.cli.engine_with_secrets).
+    engine = EngineThread(lambda: engine_with_secrets(config, paths, secrets, prompt_seconds=prompt_seconds,
+                                                      case_store=case_store, clock=clock, ami_recorder=recorder),
                           loop=loop, thread=thread)
     try:
         engine.start()

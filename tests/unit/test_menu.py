@@ -812,3 +812,19 @@ async def test_handler_hangup_in_a_submenu_sets_nothing(config):
     assert await store.facts("u-7") == {"hotline": "1442", "ivr_left": "takaful_karama"}
     assert sample_sum(registry, "ivr_menu_exits_total") == 0
     assert sample_sum(registry, "ivr_menu_node_exits_total", node="takaful_karama", outcome="hangup") == 1
+
+
+async def test_handler_hangup_during_the_transfer_prompt_is_a_hang_up_in_the_ivr(config):
+    """Gone during "you are being transferred": the queue was chosen but never
+    joined. The call record says the caller left the IVR (ivr_hangup), not
+    that the call found no queue."""
+    session = ScriptedChannel([None, "6", "1", CallerHungUp("gone")], env={"arg_1": "1442", "uniqueid": "u-8"})
+    handler, registry, store = make_handler(config)
+    with pytest.raises(CallerHungUp):
+        await handler(session)
+    assert session.variables["IVR_QUEUE"] == "forsa"
+    facts = await store.facts("u-8")
+    assert facts["ivr_left"] == "forsa" and facts["program"] == "forsa"
+    from queues.calls.lifecycle import call_outcome
+
+    assert call_outcome(facts, program="", answered=False, offered=False) == "ivr_hangup"
