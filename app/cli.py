@@ -309,7 +309,12 @@ def engine_with_secrets(config: Config, paths: Paths, secrets, *, prompt_seconds
     rotation*)."""
     from app.engine import Engine
     from core.secrets import AGI_KEY, KeyFileWatch
+    from dialplans.asterisk import AsteriskInstall
+    from queues.spool import CallFileSpool
 
+    if enable_ami and "originator" not in overrides:
+        # The engine's calls go to the Asterisk it serves as call files (its AMI user cannot originate).
+        overrides["originator"] = CallFileSpool(AsteriskInstall.locate(paths.asterisk_root).spool_outgoing)
     return Engine(config=config, ami_secret=secrets.ami_secret(config) if enable_ami else None,
                   callback_keys=secrets.callbacks_keys(),
                   national_id_key=secrets.national_id_keys().all if enable_agi else b"",

@@ -63,6 +63,8 @@ log = logging.getLogger(__name__)
 # Said after the join announcement: the callback key (docs/distribution.md).
 JOIN_OFFER = ("queue-callback-offer",)
 ANNOUNCE_TICK_SECONDS = 3.0
+# A call file Asterisk has not taken after this long is removed at AMI login.
+STALE_CALL_FILE_SECONDS = 30
 LIVE_FIGURES_SECONDS = 2.0
 CALLBACK_TICK_SECONDS = 1.0
 OUTBOX_SECONDS = 5.0
@@ -91,7 +93,7 @@ class Engine:
                  wall_clock: Callable[[], float] = time.time, ami_recorder=None, case_store=None,
                  cases_key: str | Sequence[str] | None = None,
                  agent_password: Callable[[str], str | None] | None = None,
-                 enable_desktop: bool = True):
+                 enable_desktop: bool = True, originator=None):
         """``clock``: the IVR's clock (opening hours; tests pin it). ``wall_clock``:
         real time, for supervision (call records carry Asterisk's event times).
         ``callback_keys``: the Fernet keys callers' numbers are kept with in the
@@ -110,7 +112,10 @@ class Engine:
         plays it under (the deadlines on each step, ivr.agi.deadline).
         ``agent_password(agent_id)``:
         the agent's softphone password, which signs them in to the desktop
-        (None: no desktop)."""
+        (None: no desktop). ``originator``: where the engine's own calls go
+        (callback placeholders, announcements, service checks):
+        ``queues.spool.CallFileSpool`` on the Asterisk it serves (the AMI user
+        has no ``originate`` class); None: the AMI connection (tests' fakes)."""
         configure_exposition()
         self.config = config
         s = config.service
@@ -139,6 +144,8 @@ class Engine:
             recorder=ami_recorder,
         ) if enable_ami else None
         ami = self.ami or NoAmi()
+        self.originator = originator
+        originator = originator or ami
         # --- shared state -----------------------------------------------------
         self.records = RedisCallRecords(self.redis, prefix=prefix,
                                         max_length=config.supervision.call_records.max_length)
@@ -173,9 +180,10 @@ class Engine:
                                       priority_of=priority_from_call_state(self.store), clock=wall_clock)
         self.announcer = Announcer(config=config, tracker=self.waiting, ami=ami, redis=self.redis,
                                    agents_counts=self.agent_tracker.serving_counts, metrics=self.metrics,
-                                   prefix=prefix, call_state=self.store, join_offer=JOIN_OFFER)
+                                   prefix=prefix, call_state=self.store, join_offer=JOIN_OFFER,
+                                   originator=originator)
         self.dispatcher = CallbackDispatcher(config=config, metrics=self.metrics, store=self.callbacks, ami=ami,
-                                             clock=clock, call_state=self.store)
+                                             clock=clock, call_state=self.store, originator=originator)
         # --- cases: figures and escalations, the wallboard's panel ---------------
         self.case_jobs = None
         self.case_store = case_store
@@ -198,7 +206,8 @@ class Engine:
                                                                  for t in config.cases.tenants):
             self.service_checks = ServiceCheckDialler(config=config, store=case_store, cipher=cipher, ami=ami,
                                                       callbacks=self.callbacks, clock=case_clock,
-                                                      on_change=case_poke, metrics=self.metrics)
+                                                      on_change=case_poke, metrics=self.metrics,
+                                                      originator=originator)
         self.call_pops = CallPops(config=config, hub=self.pops, call_state=self.store,
                                   open_cases=self.case_work.open_cases if self.case_work else None,
                                   number_hash=lambda number: [hash_caller(number, k) for k in caller_keys],
@@ -330,6 +339,11 @@ class Engine:
             return await self.waiting.place_of(queue, uid, facts=await self.call_facts.facts(uid))
 
     async def _on_login(self) -> None:
+        purge = getattr(self.originator, "purge", None)
+        if purge is not None:
+            # Call files Asterisk did not take (it was down): not placed late;
+            # what is still due is placed again (the resync finds lost placeholders).
+            await asyncio.to_thread(purge, STALE_CALL_FILE_SECONDS)
         await self.resync()
 
     async def _announce(self) -> None:

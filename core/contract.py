@@ -78,7 +78,7 @@ class Context:
     AGENT_CONNECT: Final = "ivr-agent-connect"
     HANGUP: Final = "ivr-hangup"
     CARRIER_OUT_INBOUND: Final = "carrier-out-inbound"
-    # Only the engine's AMI Originate enters these.
+    # Only the engine's call files (queues.spool) enter these.
     CALLBACK_HOLD: Final = "ivr-callback-hold"
     CALLBACK_DIAL: Final = "ivr-callback-dial"
     CALLBACK_END: Final = "ivr-callback-end"
@@ -243,6 +243,35 @@ def placeholder_ref(uniqueid: str) -> tuple[str, str, int] | None:
 
 def is_placeholder(uniqueid: str) -> bool:
     return (uniqueid or "").startswith(PLACEHOLDER_PREFIX)
+
+
+def placeholder_key(callback_id: str, placement: int) -> str:
+    """The extension a placement's Local channel pair is named after:
+    ``Local/17a2@ivr-callback-hold-0000001f;1`` and ``;2`` are callback 17's
+    second placement. Asterisk keeps a channel's name whoever created it (a
+    call file cannot choose its Uniqueid, AMI Originate could), so the
+    placeholders are known by their names (:func:`canonical_uniqueid`)."""
+    return f"{callback_id}a{placement}"
+
+
+def split_placeholder_key(key: str) -> tuple[str, int | None]:
+    """``17a2`` -> ("17", 2); ``17`` -> ("17", None) (a placement not said)."""
+    m = re.fullmatch(r"(\d+)a(\d+)", key or "")
+    return (m.group(1), int(m.group(2))) if m else (key, None)
+
+
+_PLACEHOLDER_CHANNEL = re.compile(rf"^Local/(\d+)a(\d+)@{re.escape(Context.CALLBACK_HOLD)}-[0-9a-f]+;([12])$")
+
+
+def canonical_uniqueid(channel: str, uniqueid: str) -> str:
+    """A placeholder's channel gets the same id whatever Uniqueid Asterisk
+    gave it: ``;2`` (in the queue) ``cbq<id>a<n>``, ``;1`` (dials the
+    citizen) ``cbd<id>a<n>``; every other channel keeps its Uniqueid."""
+    m = _PLACEHOLDER_CHANNEL.match(channel or "")
+    if m is None:
+        return uniqueid
+    callback_id, placement, side = m.group(1), int(m.group(2)), m.group(3)
+    return hold_channel_id(callback_id, placement) if side == "2" else dial_channel_id(callback_id, placement)
 
 
 def announce_exten(uid: str) -> str:

@@ -70,6 +70,11 @@ class AsteriskInstall:
     def log_dir(self) -> Path:
         return self.root / "var" / "log" / "asterisk"
 
+    @property
+    def spool_outgoing(self) -> Path:
+        """Where call files go (pbx_spool; ``astspooldir`` in asterisk.conf)."""
+        return self.root / "var" / "spool" / "asterisk" / "outgoing"
+
     @classmethod
     def locate(cls, cache_root: Path) -> "AsteriskInstall":
         """A system Asterisk wins; otherwise the cached root (built on demand)."""

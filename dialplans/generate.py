@@ -82,7 +82,7 @@ MODULES = [
     "res_rtp_asterisk", "codec_ulaw", "codec_alaw", "codec_a_mu",
     "format_wav", "format_pcm", "format_sln", "pbx_config", "res_agi", "res_speech",
     "app_queue", "app_playback", "app_dial", "app_chanspy", "app_userevent", "app_stack", "app_verbose", "app_senddtmf",
-    "app_db", "app_exec", "res_musiconhold", "func_channel", "func_cut", "func_strings", "func_logic",
+    "app_db", "app_exec", "pbx_spool", "res_musiconhold", "func_channel", "func_cut", "func_strings", "func_logic",
     "func_callerid", "func_dialplan", "func_timeout", "func_db", "func_global", "func_devstate",
     "bridge_simple", "bridge_native_rtp", "bridge_holding", "bridge_builtin_features",
 ]
@@ -491,18 +491,19 @@ timestampevents = yes
 ; The engine's AMI user. Least privilege: it reads call, agent (queue) and
 ; user events; writes agent (QueueAdd/Remove/Pause: log-in, pause),
 ; reporting (QueueStatus, DBGetTree of the call journal, CoreShowChannels),
-; originate (callback placeholders, announcements and service checks, always
-; a Local channel into the engine's own originate-only contexts, which check
-; the number; the engine refuses any other Originate before it is sent) and
-; call (Hangup of an announcement that is no longer needed). No system,
-; command, config or dialplan class: it cannot run CLI commands, change
-; configuration or read the dialplan (and the FastAGI key in it).
+; and call (Hangup of an announcement or a placeholder no longer needed). No
+; originate class: AMI cannot narrow it to some channels, and with it the
+; secret would call any number through the carrier. The engine places its
+; calls (callback placeholders, announcements, service checks) as call files
+; in Asterisk's spool (pbx_spool), always a Local channel into its own
+; originate-only contexts, which check the number. No system, command,
+; config or dialplan class: it cannot run CLI commands or change configuration.
 [{ami.username}]
 secret = {secrets.ami_secret(config)}
 deny = 0.0.0.0/0.0.0.0
 permit = 127.0.0.1/255.255.255.255
 read = call,agent,user
-write = agent,reporting,originate,call
+write = agent,reporting,call
 writetimeout = 5000
 
 ; For monitoring tools: the same events, status actions that need no class
@@ -640,10 +641,12 @@ exten => T,1,Goto({key},after)
 
 
 def render_callback_contexts(config: Config) -> str:
-    """Placeholders of queued callbacks and position announcements. Only AMI
-    Originate (the engine) enters these contexts: no carrier or agent context
-    reaches them (tests/unit/test_dialplan.py walks the dialplan to check)."""
-    return _names("""; A queued callback's placeholder (the ;2 side of Local/<id>@ivr-callback-hold):
+    """Placeholders of queued callbacks and position announcements. Only the
+    engine's call files (queues.spool) enter these contexts: no carrier or
+    agent context reaches them (tests/unit/test_dialplan.py walks the
+    dialplan to check)."""
+    return _names("""; A queued callback's placeholder (the ;2 side of Local/<id>a<placement>@ivr-callback-hold;
+; its extension, <id>a<placement>, names the callback and its placement in its events):
 ; it waits in the queue in the citizen's place, and is never answered before
 ; an agent takes it.
 [@C_CALLBACK_HOLD@]
@@ -698,8 +701,8 @@ exten => s,1,ChanSpy(${@V_ANNOUNCE_TARGET@},qwES)
 
 
 def render_service_check_contexts(config: Config, agi: str) -> str:
-    """The service check's call (ivr/service_check): only the engine's AMI
-    Originate enters these contexts. The ;2 side of
+    """The service check's call (ivr/service_check): only the engine's call
+    files enter these contexts. The ;2 side of
     Local/<reference>@ivr-service-check-dial rings the citizen (a number the
     regex refuses is not dialled); once they answer, the ;1 side runs the
     question (FastAGI route ``service_check``). Without the engine the call

@@ -8,7 +8,7 @@ is due (``CaseStore.service_checks_due``) and, for each:
 * otherwise the attempt is *recorded first* (``check_called``: one more
   attempt, the next one due ``retry_minutes`` later), and only the engine
   whose write lands places it: two engines on one database never call a
-  citizen twice for one attempt. Then, mode ``call``: an AMI Originate of
+  citizen twice for one attempt. Then, mode ``call``: a call file of
   Local/<reference>@ivr-service-check-dial, whose answer runs the
   question (``flow``); mode ``callback``: a callback of reason ``case`` for
   an agent of the sector's programme (the queued-callback machinery rings
@@ -69,9 +69,11 @@ def callback_uid(case: model.Case) -> str:
 class ServiceCheckDialler:
     def __init__(self, *, config: Config, store: CaseStore, cipher: NumberCipher, ami: AmiClient,
                  callbacks: CallbackStore, clock: Callable[[], datetime], on_change: Callable[[], None] = lambda: None,
-                 metrics: EngineMetrics | None = None):
+                 metrics: EngineMetrics | None = None, originator: AmiClient | None = None):
         """``metrics``: where a callback the limits refuse is counted
-        (``ivr_callback_refusals_total``), once per check."""
+        (``ivr_callback_refusals_total``), once per check. ``originator``: where
+        the calls go (``queues.spool.CallFileSpool``; default ``ami``)."""
+        self._originator = originator or ami
         self._config = config
         self._metrics = metrics
         self._store = store
@@ -135,7 +137,9 @@ class ServiceCheckDialler:
             return 0
         if check.mode == "callback":
             return await self._callback(claimed, number, check.hotline, now)
-        await self._ami.send(self.originate(claimed, number))
+        reply = await self._originator.send(self.originate(claimed, number))
+        if not reply.ok:   # counted as an attempt: the next one follows after retry_minutes
+            raise OSError(reply.message)
         log.info("service check %s: call %d of %d placed", case.reference, claimed.check_attempts, check.attempts)
         return 1
 

@@ -148,11 +148,13 @@ _LOCAL_CHANNEL = re.compile(r"Local/([0-9A-Za-z]+)@([a-z-]+)(/n)?")
 class Originate(Action):
     """A call from a channel into a context of the engine's dialplan.
 
-    Asynchronous: the reply only says it was queued; the outcome comes as
-    an ``OriginateResponse`` event (with ``action_id``). ``timeout_ms`` is
-    how long the channel may take to answer. ``variables`` go out as
-    repeated ``Variable`` headers, one each, so no value is ever split on a
-    comma.
+    The engine places it as a call file (``queues.spool``), not by AMI: its
+    AMI user has no ``originate`` class, which would let anyone holding the
+    secret call any channel, the carrier's included (Asterisk cannot limit
+    it to some channels). ``timeout_ms`` is how long the channel may take to
+    answer (the call file's ``WaitTime``). ``variables``: ``NAME=value``,
+    one ``Setvar`` line each, so no value is ever split on a comma.
+    :meth:`headers` is the same call as an AMI Originate (the tests' record).
     """
 
     name: ClassVar[str] = "Originate"
@@ -163,32 +165,38 @@ class Originate(Action):
     timeout_ms: int = 30_000
     variables: tuple[str, ...] = ()
     action_id: str = ""
-    channel_id: str = ""
-    other_channel_id: str = ""
 
     def __post_init__(self) -> None:
-        # Least privilege, on the engine's side: AMI's `originate` class lets
-        # its holder call any channel, the carrier's included. The engine only
-        # ever originates a Local channel into its own originate-only contexts
+        # Least privilege, on the engine's side too: the engine only ever
+        # originates a Local channel into its own originate-only contexts
         # (which check the number before any Dial), with no application; an
-        # Originate built otherwise is a bug, refused before it is sent.
+        # Originate built otherwise is a bug, refused before it is placed.
         m = _LOCAL_CHANNEL.fullmatch(self.channel)
         if m is None or m.group(2) not in Context.ORIGINATE_ONLY or self.context not in Context.ORIGINATE_ONLY:
             raise ValueError(f"Originate refused: {self.channel!r} into {self.context!r} is not a Local channel "
                              "between the engine's originate-only contexts")
+        if not re.fullmatch(r"[0-9A-Za-z]+", self.exten) or any(
+                "=" not in v or not v.split("=", 1)[0].isidentifier() or any(c in v for c in "\r\n\0")
+                for v in self.variables):
+            # A line break in a value would add lines of its own to the call file.
+            raise ValueError("Originate refused: an extension or a variable that a call file cannot carry")
 
     def headers(self) -> Headers:
         out: Headers = {"Action": self.name}
         if self.action_id:
             out["ActionID"] = self.action_id
         out.update({"Channel": self.channel, "Context": self.context, "Exten": self.exten,
-                    "Priority": str(self.priority)})
-        if self.channel_id:
-            out["ChannelId"] = self.channel_id
-        if self.other_channel_id:
-            out["OtherChannelId"] = self.other_channel_id
-        out.update({"Async": "true", "Timeout": str(self.timeout_ms), "Variable": list(self.variables)})
+                    "Priority": str(self.priority), "Async": "true", "Timeout": str(self.timeout_ms),
+                    "Variable": list(self.variables)})
         return out
+
+    def call_file(self) -> str:
+        """The call as Asterisk's pbx_spool reads it (one attempt, no archive)."""
+        lines = [f"Channel: {self.channel}", f"Context: {self.context}", f"Extension: {self.exten}",
+                 f"Priority: {self.priority}", f"WaitTime: {max(1, -(-self.timeout_ms // 1000))}",
+                 "MaxRetries: 0", "Archive: no"]
+        lines += [f"Setvar: {v}" for v in self.variables]
+        return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from core.contract import Header, UserEvent
+from core.contract import Context, Header, UserEvent, canonical_uniqueid
 
 __all__ = [
     "AgentCalled", "AgentComplete", "AgentConnect", "AgentDump", "AgentEvent", "AgentRingNoAnswer", "AmiEvent",
@@ -499,6 +499,7 @@ def parse_event(headers: Mapping[str, str], *, ref: str = "") -> AmiEvent:
     >>> parse_event({"Event": "Newchannel"}).name
     'Newchannel'
     """
+    headers = _placeholders_named(headers)
     name = _text(headers, "Event")
     if name == "UserEvent":
         return _user(headers, ref)
@@ -506,3 +507,20 @@ def parse_event(headers: Mapping[str, str], *, ref: str = "") -> AmiEvent:
     if parser is None:
         return OtherEvent(**_base(headers, name, ref), uniqueid=_text(headers, "Uniqueid"))
     return parser(headers, name, ref)
+
+
+_HOLD = f"@{Context.CALLBACK_HOLD}-"
+
+
+def _placeholders_named(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """A callback placeholder's Uniqueid (and DestUniqueid) by its channel's
+    name (``core.contract.canonical_uniqueid``): the engine places them by
+    call file, which cannot choose a Uniqueid. Other events pass untouched."""
+    changed: dict[str, str] = {}
+    for channel_header, id_header in (("Channel", "Uniqueid"), ("DestChannel", "DestUniqueid")):
+        channel = _text(headers, channel_header)
+        if _HOLD in channel:
+            canonical = canonical_uniqueid(channel, _text(headers, id_header))
+            if canonical != _text(headers, id_header):
+                changed[id_header] = canonical
+    return {**headers, **changed} if changed else headers

@@ -1,7 +1,7 @@
 """Periodic position and wait announcements, whispered to waiting callers.
 
 Every ``announce_every_seconds`` of a caller's wait, the engine starts a
-short-lived Local channel pair by AMI Originate::
+short-lived Local channel pair by call file (``queues.spool``)::
 
     Channel:  Local/<n>@ivr-announce/n     ; ;2 side: Playback(${IVR_ANNOUNCE_FILES})
     Context:  ivr-announce-spy  Exten: s   ; ;1 side: ChanSpy(${IVR_ANNOUNCE_TARGET},qwES)
@@ -84,10 +84,13 @@ class Announcer:
     def __init__(self, *, config: Config, tracker: WaitingTracker, ami: AmiClient, redis: aioredis.Redis,
                  agents_counts: AgentsCounts, metrics: EngineMetrics, prefix: str = "ivr:",
                  clock: Callable[[], float] = time.time, action_timeout: float | None = None,
-                 call_state: CallStateStore | None = None, join_offer: tuple[str, ...] = ()):
+                 call_state: CallStateStore | None = None, join_offer: tuple[str, ...] = (),
+                 originator: AmiClient | None = None):
         """``call_state``: where the join announcement's position and estimate are
         noted on the call (``announced:<queue>``). ``join_offer``: the prompts said
-        after the join announcement (the callback offer)."""
+        after the join announcement (the callback offer). ``originator``: where
+        the announcements go (``queues.spool.CallFileSpool``; default ``ami``)."""
+        self._originator = originator or ami
         self._call_state = call_state
         self._join_offer = list(join_offer)
         self._aside: set[asyncio.Task] = set()
@@ -203,7 +206,7 @@ class Announcer:
         await self._redis.set(self._running_key(waiter.uid), queue, ex=RUNNING_TTL_SECONDS)
         try:
             # The answer is "Originate successfully queued"; the OriginateResponse is not awaited.
-            reply = await self._ami.send(action, timeout=self._timeout)
+            reply = await self._originator.send(action, timeout=self._timeout)
         except (TimeoutError, OSError) as exc:  # AMI down or slow: skip this one, the next is due in N s
             log.warning("announcement to call %s in %s not sent: %s", waiter.uid, queue, exc)
             await self._redis.delete(self._running_key(waiter.uid))

@@ -18,7 +18,8 @@ from redis.exceptions import RedisError
 
 from core.citizens.phone_numbers import normalize_egyptian_number
 from core.configuration import Config
-from core.contract import STAGE_DIAL, STAGE_QUEUE, Context, Var, dial_channel_id, hold_channel_id, placeholder_ref
+from core.contract import (STAGE_DIAL, STAGE_QUEUE, Context, Var, dial_channel_id, hold_channel_id, placeholder_key,
+                           placeholder_ref, split_placeholder_key)
 from core.hours import is_open, next_opening
 from metrics.registry import EngineMetrics
 from queues.ami.actions import AmiClient, Hangup, Originate
@@ -41,6 +42,12 @@ REPLACE_AFTER_SECONDS = 5
 # After an AMI error (no answer, link down, Response: Error) the Originate
 # is tried again this much later; the callback is never dropped.
 ORIGINATE_RETRY_SECONDS = 30
+# A placeholder that has not reached its queue this long after it was placed
+# (AMI up all along, so its QueueCallerJoin would have been seen) never
+# started: it is placed again, as a new placement (a late one is hung up).
+PLACING_TIMEOUT_SECONDS = 60
+# How often the placements are looked over for that.
+PLACING_SWEEP_SECONDS = 15
 # A closed line whose schedule has no opening in the next two weeks: look again in an hour.
 NO_OPENING_RETRY_SECONDS = 3600
 
@@ -63,15 +70,19 @@ class CallbackDispatcher:
 
     def __init__(self, *, config: Config, metrics: EngineMetrics, store: CallbackStore, ami: AmiClient,
                  clock: Callable[[], datetime] = _utcnow, call_state: CallStateStore | None = None,
-                 batch: int = 50, placing_grace_seconds: float = 30.0):
+                 batch: int = 50, placing_grace_seconds: float = 30.0, originator: AmiClient | None = None):
         """``ami``: anything with AmiConnection's ``send`` (and, optionally, its
         ``logged_in`` event: nothing is claimed while AMI is down). ``call_state``:
         when given, each placeholder's Uniqueid gets the facts of the call it
         stands for (hotline, program, request_type, governorate), so that queue
         accounting labels it like the original call. ``placing_grace_seconds``:
         ``recover`` leaves younger ``placing`` callbacks alone (another worker
-        may be sending their Originate)."""
+        may be sending their Originate), and how long a placeholder may take to
+        reach its queue before it is placed again. ``originator``: where the
+        placeholders go (``queues.spool.CallFileSpool``; default ``ami``)."""
         self._config = config
+        self._originator = originator or ami
+        self._last_sweep = 0.0
         self._metrics = metrics
         self._store = store
         self._ami = ami
@@ -106,6 +117,7 @@ class CallbackDispatcher:
         if logged_in is not None and not logged_in.is_set():
             await self._update_pending()
             return []  # leave them due: nothing can be placed without AMI
+        await self._sweep_placing(now.timestamp())
         placed = []
         for cb in await self._store.claim_due(now.timestamp(), self._batch):
             if await self._place(cb, now):
@@ -141,7 +153,7 @@ class CallbackDispatcher:
         if self._call_state is not None:
             await self._remember_placeholder(cb, queue)
         try:
-            reply = await self._ami.send(originate)
+            reply = await self._originator.send(originate)
             ok, why = reply.ok, reply.message or "refused"
         except Exception as exc:  # AmiTimeout, ConnectionError (not logged in), a lost link...
             ok, why = False, f"{type(exc).__name__}: {exc}"
@@ -153,6 +165,20 @@ class CallbackDispatcher:
         log.info("callback %s (%s) for %s placed in %s, placement %d, attempt %d", cb.id, cb.reason,
                  cb.masked_number, queue, cb.placement, cb.attempts + 1)
         return True
+
+    async def _sweep_placing(self, now: float) -> None:
+        """Place again the placements that never reached their queue (a call
+        file gives no failure event: pbx_spool only logs it)."""
+        if now - self._last_sweep < PLACING_SWEEP_SECONDS:
+            return
+        self._last_sweep = now
+        for callback_id in await self._store.active_ids():
+            cb = await self._store.get(callback_id)
+            if cb is None or cb.state != "placing" or cb.claimed_at is None:
+                continue
+            if now - cb.claimed_at > PLACING_TIMEOUT_SECONDS and await self._apply(cb.id, machine.lost(cb, now=now)):
+                log.warning("callback %s: placement %d did not reach its queue in %ds; placing it again", cb.id,
+                            cb.placement, PLACING_TIMEOUT_SECONDS)
 
     def _queue_of(self, cb: Callback) -> str | None:
         queue = queue_of(cb, self._config)
@@ -176,18 +202,17 @@ class CallbackDispatcher:
             variables.append(f"{Var.CB_POSITION}={cb.position}")
         variables += [f"{Var.PRIORITY}={priority}", f"{Var.PROGRAM}={cb.program}",
                       f"{Var.REQUEST_TYPE}={cb.request_type or 'none'}", f"{Var.HOTLINE}={cb.hotline}"]
+        key = placeholder_key(cb.id, cb.placement)
         return Originate(
             action_id=f"{ACTION_ID_PREFIX}{cb.id}-{cb.placement}",
             # /n: no Local channel optimisation, so the ;2 placeholder keeps its
-            # Uniqueid (cbq...) for its whole life in the queue.
-            channel=f"Local/{cb.id}@{Context.CALLBACK_HOLD}/n",
+            # name, Local/<id>a<placement>@ivr-callback-hold-...;2 (read as
+            # cbq<id>a<placement> by queues.ami.events), its whole life in the queue.
+            channel=f"Local/{key}@{Context.CALLBACK_HOLD}/n",
             context=Context.CALLBACK_DIAL,
-            exten=cb.id,
+            exten=key,
             priority=1,
-            channel_id=dial_channel_id(cb.id, cb.placement),
-            other_channel_id=hold_channel_id(cb.id, cb.placement),
-            # Async: the Response only says "queued"; the outcome comes as
-            # OriginateResponse once an agent answers or the wait times out.
+            # The ;1 side waits this long for an agent to take the placeholder.
             timeout_ms=(queue.max_wait_seconds + ORIGINATE_MARGIN_SECONDS) * 1000,
             variables=tuple(variables),
         )
@@ -218,6 +243,8 @@ class CallbackDispatcher:
             _, callback_id, placement = ref
             if isinstance(event, QueueCallerJoin):
                 ok = await self._apply(callback_id, machine.joined_queue(placement))
+                if not ok:
+                    await self._hang_up_stale(callback_id, placement, event.channel)
                 return "queued" if ok else "stale"
             ok = await self._apply(callback_id, machine.agent_answered(placement))
             if ok:
@@ -228,14 +255,35 @@ class CallbackDispatcher:
             return await self._on_originate_response(event)
         return "ignored"
 
+    async def _hang_up_stale(self, callback_id: str, placement: int, channel: str) -> None:
+        """A placeholder of a placement already given up (placed again, or the
+        callback ended) reached a queue: hang it up, so that no agent takes
+        it and no citizen is called twice."""
+        cb = await self._store.get(callback_id)
+        if cb is not None and cb.state in ("queued", "dialling") and cb.placement == placement:
+            return   # the same placement seen twice (a repeated event): it is the live one
+        if not channel.startswith("Local/"):
+            return
+        try:
+            await self._ami.send(Hangup(channel=channel))
+            log.warning("callback %s: a placeholder of placement %d (given up) reached the queue; hung up",
+                        callback_id, placement)
+        except Exception as exc:
+            log.warning("callback %s: could not hang up the stale placeholder of placement %d (%s)", callback_id,
+                        placement, exc)
+
     def _event_ref(self, event: ChannelEvent, callback_id: str | None = None) -> tuple[str, int | None] | None:
-        """(callback id, placement or None) of an event, from CallbackId and the channel ids."""
+        """(callback id, placement or None) of an event, from CallbackId
+        (``<id>a<placement>``, or the id alone) and the channel ids."""
+        said_placement = None
+        if callback_id:
+            callback_id, said_placement = split_placeholder_key(callback_id)
         for uniqueid in (event.uniqueid, event.linkedid):
             ref = placeholder_ref(uniqueid)
             if ref is not None and (callback_id is None or ref[1] == callback_id):
                 return ref[1], ref[2]
         if callback_id:
-            return callback_id, None
+            return callback_id, said_placement
         return None
 
     async def _on_result(self, event: CallbackResult) -> str:
@@ -333,8 +381,8 @@ class CallbackDispatcher:
         log.info("callback %s to %s cancelled (was %s)", cb.id, cb.masked_number, cb.state)
         if cb.state in ("placing", "queued"):
             try:
-                # Both halves of the Local placeholder: Local/<id>@ivr-callback-hold-XXXX;1/;2.
-                await self._ami.send(Hangup(channel=f"/^Local/{cb.id}@{Context.CALLBACK_HOLD}-/"))
+                # Both halves of the Local placeholder: Local/<id>a<n>@ivr-callback-hold-XXXX;1/;2.
+                await self._ami.send(Hangup(channel=f"/^Local/{cb.id}a[0-9]+@{Context.CALLBACK_HOLD}-/"))
             except Exception as exc:
                 log.warning("callback %s: could not hang up its placeholder (%s)", cb.id, exc)
         await self._update_pending()

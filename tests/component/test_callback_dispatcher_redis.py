@@ -26,6 +26,7 @@ from queues.callbacks import (
     next_opening,
 )
 from queues.ami.events import parse_event
+from queues.callbacks.dispatcher import PLACING_TIMEOUT_SECONDS
 
 CAIRO = ZoneInfo("Africa/Cairo")
 OPEN = datetime(2026, 11, 22, 10, 0, tzinfo=CAIRO)          # Sunday, 1442 open 08:00-20:00
@@ -146,9 +147,8 @@ async def test_originate_of_a_queue_callback(config, store):
     max_wait = config.queue("takaful_karama").max_wait_seconds
     assert {k: v for k, v in o.items() if k != "Variable"} == {
         "Action": "Originate", "ActionID": f"ivr-callback-{cb_id}-1",
-        "Channel": f"Local/{cb_id}@ivr-callback-hold/n", "Context": "ivr-callback-dial", "Exten": cb_id,
-        "Priority": "1", "ChannelId": f"cbd{cb_id}a1", "OtherChannelId": f"cbq{cb_id}a1", "Async": "true",
-        "Timeout": str((max_wait + 600) * 1000)}
+        "Channel": f"Local/{cb_id}a1@ivr-callback-hold/n", "Context": "ivr-callback-dial", "Exten": f"{cb_id}a1",
+        "Priority": "1", "Async": "true", "Timeout": str((max_wait + 600) * 1000)}
     assert variables(o) == {
         "IVR_CB_QUEUE": "takaful_karama", "IVR_CB_NUMBER": CALLER,
         "IVR_CB_RING": str(config.distribution.callbacks.ring_seconds), "IVR_CB_TIMEOUT": "7200",
@@ -194,7 +194,7 @@ async def test_two_dispatchers_claim_each_callback_once(config, store):
     placed_a, placed_b = await asyncio.gather(w.dispatcher.tick(OPEN), other.tick(OPEN))
     assert sorted(placed_a + placed_b, key=int) == ids
     assert not set(placed_a) & set(placed_b)
-    channel_ids = [o["ChannelId"] for o in w.ami.originates + other_ami.originates]
+    channel_ids = [o["Channel"] for o in w.ami.originates + other_ami.originates]
     assert len(channel_ids) == len(set(channel_ids)) == 12
 
 
@@ -226,13 +226,16 @@ async def test_no_answer_is_retried_then_connected(config, store):
     assert await w.dispatcher.tick(w.clock.advance(retry_after - 10)) == []
     assert await w.dispatcher.tick(w.clock.advance(11)) == [cb_id]
     second = w.ami.originates[-1]
-    assert second["ChannelId"] == f"cbd{cb_id}a2" and second["OtherChannelId"] == f"cbq{cb_id}a2"
+    assert second["Channel"] == f"Local/{cb_id}a2@ivr-callback-hold/n" and second["Exten"] == f"{cb_id}a2"
     v = variables(second)
     assert v["IVR_PRIORITY"] == "8"            # the `callback` priority rule on a retry
     assert "IVR_CB_POSITION" not in v          # the caller's place was for the first placement only
     await w.agent_answers(cb_id, 2)
-    assert await w.event(Event="UserEvent", UserEvent="IvrCallbackAnswered", CallbackId=cb_id,
-                         Uniqueid="1763999.9", Linkedid=f"cbd{cb_id}a2") == "connected"
+    # On the citizen's channel: its Linkedid is the ;1 side's Uniqueid, which a
+    # call file does not choose; the placement comes with the id (<id>a<placement>).
+    assert await w.event(Event="UserEvent", UserEvent="IvrCallbackAnswered", CallbackId=f"{cb_id}a2",
+                         Uniqueid="1763999.9", Linkedid="1763999.7",
+                         Channel="PJSIP/carrier-out-00000009") == "connected"
     # The dial result that follows the conversation changes nothing.
     assert await w.dial_result(cb_id, 2, "ANSWER") == "stale"
     cb = await store.get(cb_id)
@@ -323,7 +326,7 @@ async def test_placeholder_timing_out_in_the_queue_is_placed_again_without_an_at
     assert await w.event(Event="OriginateResponse", Response="Failure", Reason="1",
                          Uniqueid=f"cbd{cb_id}a1", ActionID=f"ivr-callback-{cb_id}-1") == "stale"
     assert await w.dispatcher.tick(w.clock.advance(REPLACE_AFTER_SECONDS)) == [cb_id]
-    assert w.ami.originates[-1]["OtherChannelId"] == f"cbq{cb_id}a2"
+    assert w.ami.originates[-1]["Channel"] == f"Local/{cb_id}a2@ivr-callback-hold/n"
     assert w.outcome("no_answer") == 0 and w.pending() == 1
 
 
@@ -411,7 +414,7 @@ async def test_originate_failure_is_rescheduled_never_lost(config, store):
     assert await w.dispatcher.tick(w.clock()) == [cb_id]
     assert len(w.ami.originates) == 4
     # Same placement each time: a placeholder that did start is still recognised.
-    assert {o["ChannelId"] for o in w.ami.originates} == {f"cbd{cb_id}a1"}
+    assert {o["Channel"] for o in w.ami.originates} == {f"Local/{cb_id}a1@ivr-callback-hold/n"}
     assert variables(w.ami.originates[-1])["IVR_CB_POSITION"] == "4"
     assert w.pending() == 1
 
@@ -478,7 +481,8 @@ async def test_recover_after_restart(config, store):
         cb = await store.get(cb_id)
         assert (cb.state, cb.placement, cb.attempts) == ("waiting", 2, 0)
     assert sorted(await restarted.dispatcher.tick(restarted.clock()), key=int) == sorted([dialling, placing], key=int)
-    assert {o["OtherChannelId"] for o in restarted.ami.originates} == {f"cbq{dialling}a2", f"cbq{placing}a2"}
+    assert {o["Channel"] for o in restarted.ami.originates} == {f"Local/{dialling}a2@ivr-callback-hold/n",
+                                                                 f"Local/{placing}a2@ivr-callback-hold/n"}
     assert restarted.pending() == 4
 
 
@@ -499,7 +503,7 @@ async def test_cancel(config, store):
     assert await w.dispatcher.cancel(cb_id) is True
     assert await w.dispatcher.cancel(cb_id) is False
     assert await w.dispatcher.cancel("999") is False
-    assert w.ami.actions[-1] == {"Action": "Hangup", "Channel": f"/^Local/{cb_id}@ivr-callback-hold-/"}
+    assert w.ami.actions[-1] == {"Action": "Hangup", "Channel": f"/^Local/{cb_id}a[0-9]+@ivr-callback-hold-/"}
     cb = await store.get(cb_id)
     assert (cb.state, cb.outcome) == ("done", "cancelled")
     assert w.outcome("cancelled") == 1 and w.pending() == 0
@@ -536,3 +540,34 @@ async def test_a_cancel_made_outside_the_engine_is_counted_once_by_the_engines(c
         await w.dispatcher.tick(w.clock())
     assert sorted(w.outcome("cancelled") for w in workers) == [0, 1]
     assert (await store.get(cb_id)).outcome == "cancelled"
+
+
+async def test_a_placement_that_never_reaches_its_queue_is_placed_again(config, store):
+    """A call file gives no failure event: a placement whose placeholder has
+    not joined its queue a minute after it was placed (AMI up all along) is
+    placed again as a new placement, and the old one, if it shows up late,
+    is hung up: the citizen is never called twice."""
+    w = World(config, store)
+    cb_id = await w.queue_callback()
+    assert await w.dispatcher.tick(w.clock()) == [cb_id]
+    assert await w.dispatcher.tick(w.clock.advance(30)) == []           # still placing: not yet
+    assert (await store.get(cb_id)).state == "placing"
+    assert await w.dispatcher.tick(w.clock.advance(PLACING_TIMEOUT_SECONDS)) == [cb_id]
+    cb = await store.get(cb_id)
+    assert (cb.state, cb.placement, cb.attempts) == ("placing", 2, 0)
+    assert w.ami.originates[-1]["Channel"] == f"Local/{cb_id}a2@ivr-callback-hold/n"
+    # The first placement's placeholder arrives after all (named by its channel).
+    late = "Local/%sa1@ivr-callback-hold-0000002a;2" % cb_id
+    assert await w.event(Event="QueueCallerJoin", Queue="takaful_karama", Uniqueid="1763.1", Channel=late) == "stale"
+    assert w.ami.actions[-1] == {"Action": "Hangup", "Channel": late}
+    # The live placement, named the same way, is followed to an agent.
+    live = "Local/%sa2@ivr-callback-hold-0000002b;2" % cb_id
+    assert await w.event(Event="QueueCallerJoin", Queue="takaful_karama", Uniqueid="1763.3", Channel=live) == "queued"
+    assert await w.event(Event="QueueCallerJoin", Queue="takaful_karama", Uniqueid="1763.3", Channel=live) == "stale"
+    assert w.ami.actions[-1] == {"Action": "Hangup", "Channel": late}    # a repeated join is not hung up
+    assert await w.event(Event="AgentConnect", Queue="takaful_karama", Uniqueid="1763.3", Channel=live,
+                         MemberName="Mona") == "dialling"
+    assert await w.event(Event="UserEvent", UserEvent="IvrCallbackResult", CallbackId=f"{cb_id}a2", Stage="dial",
+                         Status="ANSWER", Uniqueid="1763.2",
+                         Channel="Local/%sa2@ivr-callback-hold-0000002b;1" % cb_id) == "connected"
+    assert (await store.get(cb_id)).outcome == "connected" and w.pending() == 0

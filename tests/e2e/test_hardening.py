@@ -114,7 +114,8 @@ def test_the_monitoring_ami_user_reads_and_changes_nothing(hotline):
 
 
 def test_the_engines_ami_user_cannot_run_commands_or_touch_asterisks_database(hotline):
-    """No system, command or config class. (It keeps reporting, which
+    """No system, command, config or originate class: the secret cannot call
+    the carrier with any number (the engine's own calls are call files). (It keeps reporting, which
     DBGetTree and CoreShowChannels need; that also lets it read the dialplan
     and the FastAGI key in it, which gives it nothing it lacks: it may log
     agents in over AMI itself.)"""
@@ -127,9 +128,16 @@ def test_the_engines_ami_user_cannot_run_commands_or_touch_asterisks_database(ho
                        {"Action": "DBPut", "Family": "ivrjournal0000", "Key": "x", "Val": "y"},
                        {"Action": "GetConfig", "Filename": "manager.conf"},
                        {"Action": "Originate", "Channel": "Local/1@ivr-announce/n", "Application": "System",
-                        "Data": "id"}):
+                        "Data": "id"},
+                       {"Action": "Originate", "Channel": "PJSIP/01001234567@carrier-out", "Context": "ivr-announce",
+                        "Exten": "1", "Priority": "1"},
+                       {"Action": "Originate", "Channel": "Local/1a1@ivr-callback-hold/n",
+                        "Context": "ivr-callback-dial", "Exten": "1a1", "Priority": "1",
+                        "Variable": "IVR_CB_NUMBER=01001234567"}):
             reply = ami.action(**action)
             assert reply["Response"] == "Error", (action, reply)
+            if action["Action"] == "Originate":
+                assert "Permission denied" in reply.get("Message", ""), (action, reply)
     finally:
         ami.close()
 

@@ -140,3 +140,44 @@ def test_the_engine_originates_only_local_channels_into_its_originate_only_conte
                              ("", "")]:
         with pytest.raises(ValueError, match="Originate refused"):
             Originate(channel=channel, context=context)
+
+
+def test_a_call_file_carries_one_attempt_and_no_line_a_variable_could_add():
+    """The engine's calls are call files (queues.spool): one attempt, no
+    archive, each variable on its own Setvar line; a value with a line break
+    (it would add lines of its own, e.g. another Channel) is refused."""
+    from queues.ami.actions import Originate
+
+    call = Originate(channel="Local/17a2@ivr-callback-hold/n", context="ivr-callback-dial", exten="17a2",
+                     timeout_ms=4_200_500, variables=("IVR_CB_NUMBER=01001234567", "IVR_ANNOUNCE_FILES=a&b,c"))
+    assert call.call_file().splitlines() == [
+        "Channel: Local/17a2@ivr-callback-hold/n", "Context: ivr-callback-dial", "Extension: 17a2", "Priority: 1",
+        "WaitTime: 4201", "MaxRetries: 0", "Archive: no", "Setvar: IVR_CB_NUMBER=01001234567",
+        "Setvar: IVR_ANNOUNCE_FILES=a&b,c"]
+    for variables, exten in [(("IVR_CB_NUMBER=0100\nChannel: PJSIP/1@carrier-out",), "17"),
+                             (("IVR_CB_NUMBER=0100\r",), "17"), (("no equals sign",), "17"),
+                             (("BAD NAME=1",), "17"), ((), "17\nChannel: x"), ((), "")]:
+        with pytest.raises(ValueError, match="Originate refused"):
+            Originate(channel="Local/17a2@ivr-callback-hold/n", context="ivr-callback-dial", exten=exten,
+                      variables=variables)
+
+
+def test_placeholders_are_known_by_their_channel_names():
+    """A call file cannot choose a Uniqueid: a placeholder's events are read
+    by its channel's name (Local/<id>a<placement>@ivr-callback-hold-...)."""
+    from core.contract import canonical_uniqueid, placeholder_key, split_placeholder_key
+    from queues.ami.events import parse_event
+
+    assert placeholder_key("17", 2) == "17a2" and split_placeholder_key("17a2") == ("17", 2)
+    assert split_placeholder_key("17") == ("17", None)
+    assert canonical_uniqueid("Local/17a2@ivr-callback-hold-0000001f;2", "1733.5") == "cbq17a2"
+    assert canonical_uniqueid("Local/17a2@ivr-callback-hold-0000001f;1", "1733.4") == "cbd17a2"
+    for channel in ("PJSIP/carrier-00000001", "Local/17@ivr-callback-hold-0000001f;2",
+                    "Local/17a2@ivr-announce-0000001f;2", "Local/17a2@ivr-callback-hold-0000001f;2x"):
+        assert canonical_uniqueid(channel, "1733.5") == "1733.5"
+    join = parse_event({"Event": "QueueCallerJoin", "Queue": "forsa", "Position": "1", "Uniqueid": "1733.5",
+                        "Channel": "Local/17a2@ivr-callback-hold-0000001f;2"})
+    assert join.uniqueid == "cbq17a2"
+    connect = parse_event({"Event": "AgentConnect", "Queue": "forsa", "Uniqueid": "1733.5", "DestUniqueid": "1733.9",
+                           "Channel": "Local/17a2@ivr-callback-hold-0000001f;2", "DestChannel": "PJSIP/a-1"})
+    assert (connect.uniqueid, connect.dest_uniqueid) == ("cbq17a2", "1733.9")

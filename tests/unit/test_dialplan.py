@@ -366,9 +366,10 @@ def test_manager_is_loopback_only_and_least_privilege(rendered, config, secrets)
     user = section(manager, "ivr_engine")
     assert set(user["read"].split(",")) == {"call", "agent", "user"}
     # reporting: DBGetTree of the call journal (read-only); nothing system- or command-class.
-    # agent: queue membership; reporting: QueueStatus, DBGetTree; originate:
-    # callback placeholders and announcements; call: Hangup of an announcement.
-    assert user["write"] == "agent,reporting,originate,call"
+    # agent: queue membership; reporting: QueueStatus, DBGetTree; call: Hangup
+    # of an announcement. No originate: the engine's calls are call files.
+    assert user["write"] == "agent,reporting,call"
+    assert "pbx_spool.so" in render_all(config, secrets)["modules.conf"]
     assert user["secret"] == secrets.ami_secret(config)
     assert len(user["secret"]) >= 32
     # deny everything, then permit loopback: order matters in manager.conf.
