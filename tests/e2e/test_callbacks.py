@@ -133,7 +133,7 @@ def test_a_typed_number_nobody_answers_is_tried_again_then_ends_no_answer(hotlin
 def _hang_up_placeholders(hotline) -> list[str]:
     """Hang up every callback placeholder in Asterisk, as a crash would lose them."""
     names = [line.split("!", 1)[0] for line in hotline.asterisk.cli("core show channels concise").splitlines()
-             if re.match(r"Local/\d+@ivr-callback-hold-", line)]
+             if re.match(r"Local/\d+a\d+@ivr-callback-hold-", line)]
     for name in names:
         hotline.asterisk.cli(f"channel request hangup {name}")
     return names
