@@ -301,6 +301,9 @@ class CallbackDispatcher:
         return "ignored"
 
     async def _on_originate_response(self, event: OriginateResponse) -> str:
+        """A placement by AMI Originate (sessions recorded before the engine
+        placed them by call file; ``originator`` may still be an AMI client):
+        success is an agent on the placeholder, failure places it again."""
         ref = placeholder_ref(event.uniqueid)
         if ref is not None:
             callback_id, placement = ref[1], ref[2]

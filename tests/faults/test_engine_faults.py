@@ -32,8 +32,13 @@ def test_kill_9_of_the_engine_during_a_burst_of_100_calls(stack):
     assert wait_until(lambda: len(stack.records_since(since)) >= 100, 90), len(stack.records_since(since))
     figures = stack.figures("engine kill -9 during 100 calls", placed=100, since=since, traffic=traffic)
     figures.recover_seconds = round(time.monotonic() - down_at, 1)
-    figures.notes = f"engine down {round(figures.recover_seconds - recover, 1)} s, then {recover:.1f} s to serve"
+    # Announcements resume with the new engine: callers who joined the queue
+    # after it started heard their position (whispered by call file).
+    announced = stack.engine.metric("ivr_queue_announcements_total", program=QUEUE, kind="join") or 0
+    figures.notes = (f"engine down {round(figures.recover_seconds - recover, 1)} s, then {recover:.1f} s to serve; "
+                     f"{announced:.0f} join announcements by the restarted engine")
     report(figures)
+    assert announced >= 1
     assert figures.dropped == 0
     assert figures.reached_queue == 100
     # Exactly once: one record per call, no call without one, none twice.
