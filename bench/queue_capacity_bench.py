@@ -34,7 +34,7 @@ One step
   calls per second on the direct line 14403: each presses 1 (inquiry) at
   1.2 s, hears the transfer prompt, waits in the queue with music on hold
   and whispered announcements (join, then every ``--announce-every`` s:
-  AMI Originate of a Local channel pair + ChanSpy), and hangs up
+  a call file of a Local channel pair + ChanSpy), and hangs up
   ``--hold`` seconds after the key. Every caller has its own mobile number
   (no repeat-caller priority).
 * Sampled every 0.5 s: CPU time and RSS of the four processes (and the
