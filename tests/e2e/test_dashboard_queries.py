@@ -67,6 +67,7 @@ def scrapes_after(prometheus, since: float, count: int, timeout: float) -> bool:
     return False
 
 
+@pytest.mark.long
 def test_every_dashboard_query_returns_data_after_real_calls(hotline, prometheus):
     dashboard = json.loads(DASHBOARD_FILE.read_text(encoding="utf-8"))
 

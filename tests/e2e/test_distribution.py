@@ -157,6 +157,7 @@ def test_a_priority_caller_jumps_ahead(hotline, phones):
     assert agent.callers()[:2] == [repeat, first_timer]
 
 
+@pytest.mark.long
 def test_overflow_after_the_max_wait(hotline, phones):
     """Forsa (max wait 25 s in these tests) has no agent on the phone: after
     the max wait the caller is offered a callback, says nothing, and moves to
@@ -218,6 +219,7 @@ def _a_full_queue_overflows(hotline, phones):
         waiting.stop()
 
 
+@pytest.mark.long
 def test_a_queued_callback_connects_the_agent_then_the_citizen(hotline, phones):
     """A caller waiting for Nasser Social Bank presses 1, confirms the number
     they called from, and hangs up. When an agent is free the engine connects
