@@ -126,6 +126,8 @@ def reply_for(line: str, first_stream: bool) -> bytes:
         return b"200 result=1\n"
     if line.startswith("GET VARIABLE"):
         return b"200 result=1 (x)\n"
+    if line.startswith("EXEC"):
+        return b"200 result=0\n"
     if line.startswith("CHANNEL STATUS"):
         return b"200 result=6\n"
     return b"510 Invalid or unknown command\n"

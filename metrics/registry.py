@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client import disable_created_metrics as _disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
 
@@ -29,7 +30,7 @@ def configure_exposition() -> None:
     keeps this switch process-wide, so it is thrown here, not at import."""
     _disable_created_metrics()
 
-AGI_VERBS = ("STREAM", "WAIT", "SET", "GET", "CHANNEL", "other")
+AGI_VERBS = ("STREAM", "WAIT", "SET", "GET", "EXEC", "CHANNEL", "other")
 # How a finished call ended (the call record's `outcome`; docs/metrics.md).
 CALL_OUTCOMES = ("answered", "abandoned", "short_abandoned", "callback", "overflow_callback", "closed",
                  "ivr_hangup", "self_service", "no_queue")
@@ -272,6 +273,8 @@ class EngineMetrics:
             "(reason: pending_all, pending_queue, number_day; distribution.callbacks).", ["reason"], registry=r)
         for reason in CALLBACK_LIMITS:
             self.callback_refusals.labels(reason=reason)
+        for name, metric in list(vars(self).items()):
+            setattr(self, name, _memoized(metric))
 
     def observe_agi_command(self, verb: str, seconds: float) -> None:
         # Playback and digit waits last as long as the caller; they say
@@ -285,22 +288,60 @@ class EngineMetrics:
         self.agi_sessions.labels(route=route, outcome=outcome).inc()
 
 
-class _Tenanted:
+class _Memo:
+    """A labelled metric whose children are looked up once per label set.
+
+    ``prometheus_client``'s ``labels()`` validates, converts and sorts the
+    values and takes a lock on every call: about 20 µs, several times per
+    call and per AMI event (bench/fastagi_bench.py's profile). The label
+    sets are few and bounded by the configuration, so each call site's
+    child is kept in a dict after its first lookup. No code removes a
+    child from these metrics, so a kept child is never stale."""
+
+    __slots__ = ("_metric", "_children")
+
+    def __init__(self, metric):
+        self._metric = metric
+        self._children: dict = {}
+
+    def labels(self, *values, **labels):
+        key = values or tuple(labels.items())
+        try:
+            return self._children[key]
+        except KeyError:
+            child = self._children[key] = self._lookup(*values, **labels)
+            return child
+        except TypeError:   # an unhashable value: prometheus_client says what is wrong with it
+            return self._lookup(*values, **labels)
+
+    def _lookup(self, *values, **labels):
+        return self._metric.labels(*values, **labels)
+
+    def __getattr__(self, name):
+        return getattr(self._metric, name)
+
+
+class _Tenanted(_Memo):
     """A metric labelled by programme (``program``, the queue id) whose
     ``tenant`` label follows from it (``Config.tenant_label``): callers label
     it as before, by name, and the tenant is added."""
 
-    __slots__ = ("_metric", "_tenant_of")
+    __slots__ = ("_tenant_of",)
 
     def __init__(self, metric, tenant_of):
-        self._metric = metric
+        super().__init__(metric)
         self._tenant_of = tenant_of
 
-    def labels(self, **labels: str):
+    def _lookup(self, **labels: str):
         return self._metric.labels(tenant=self._tenant_of(labels["program"]), **labels)
 
-    def __getattr__(self, name):
-        return getattr(self._metric, name)
+
+def _memoized(metric):
+    """``metric`` behind a :class:`_Memo` if it has labels (a metric without
+    labels has no children to look up)."""
+    if isinstance(metric, MetricWrapperBase) and metric._labelnames:
+        return _Memo(metric)
+    return metric
 
 
 def _tenanting(config: Config):

@@ -36,11 +36,56 @@ from core.contract import AGI_KEY_PARAM, DEADLINE_VARIABLE
 from core.privacy import mask_number
 
 from .deadline import StepDeadline
-from .protocol import MAX_ENV, MAX_LINE, AgiHangup, AgiProtocolError, AgiReply, ReplyParser, command, parse_env_line
+from .protocol import (MAX_ENV, MAX_LINE, AgiHangup, AgiProtocolError, AgiReply, ReplyParser, command, mset_argument,
+                       parse_env_line)
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[["AgiSession"], Awaitable[None]]
+
+
+class ReadWatch:
+    """The time limit on one session's current read, enforced by the
+    server's periodic sweep (:meth:`FastAgiServer._sweep`).
+
+    It does what ``asyncio.timeout`` does (cancel the waiting task, turn the
+    cancellation into ``TimeoutError``) without a timer per read: at 1,000
+    sessions in flight, a ``TimerHandle`` pushed into and left in the event
+    loop's heap for every command was a fifth of the server's CPU
+    (bench/fastagi_bench.py, profiled; docs/benchmarks.md). A read ends at
+    most one sweep interval after its limit."""
+
+    __slots__ = ("due", "expired", "_task", "_cancelling")
+
+    def __init__(self, task: asyncio.Task | None):
+        self.due: float | None = None
+        self.expired = False
+        self._task = task
+        self._cancelling = 0
+
+    def arm(self, due: float) -> None:
+        self.due = due
+        self.expired = False
+        if self._task is not None:
+            self._cancelling = self._task.cancelling()
+
+    def disarm(self) -> None:
+        self.due = None
+
+    def expire(self, now: float) -> None:
+        """From the sweep: cancel the read if its limit has passed."""
+        if self.due is not None and self.due <= now and not self.expired and self._task is not None:
+            self.expired = True
+            self._task.cancel()
+
+    def timed_out(self) -> bool:
+        """In the reader, on ``CancelledError``: True if the cancellation was
+        this watch's (then raise ``TimeoutError``), False if it came from
+        elsewhere (the server closing: let it through)."""
+        if not self.expired or self._task is None:
+            return False
+        self.expired = False
+        return self._task.uncancel() <= self._cancelling
 
 
 class AgiSession:
@@ -48,7 +93,11 @@ class AgiSession:
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  env: Mapping[str, str], *, reply_timeout: float, session_id: int,
-                 on_latency: Callable[[str, float], None] | None = None, deadline: StepDeadline | None = None):
+                 on_latency: Callable[[str, float], None] | None = None, deadline: StepDeadline | None = None,
+                 watch: ReadWatch | None = None):
+        """``watch``: the server's sweep bounds each reply's wait through it
+        (None: a watch of this session's own, for a session used alone)."""
+        self._watch = watch if watch is not None else ReadWatch(None)
         self._reader = reader
         self._writer = writer
         self._env = dict(env)
@@ -89,34 +138,40 @@ class AgiSession:
         limit = self._reply_timeout if timeout is None else timeout
         # One deadline for the whole reply, however many lines it takes: a
         # peer that trickles lines cannot keep the session for ever.
+        watch = self._watch
+        loop = asyncio.get_running_loop()
+        watch.arm(loop.time() + limit)
         try:
-            async with asyncio.timeout(limit) as deadline:
-                while True:
-                    try:
-                        raw = await _read_line(self._reader)
-                    except ConnectionResetError as exc:
-                        if self.hung_up:
-                            # Asterisk said HANGUP and closed the session at once
-                            # (AGIEXITONHANGUP): the caller left, or the deadline fired.
-                            raise CallerHungUp(self.describe()) from exc
-                        raise
-                    try:
-                        reply = self._parser.feed(raw)
-                    except AgiHangup:
-                        # Asterisk tells FastAGI peers about a hang-up with a bare
-                        # HANGUP line; the command's own reply (-1) may follow.
-                        self.hung_up = True
-                        reply = None
-                    if reply is not None:
-                        break
-                    # A reply has begun (a HANGUP notice, a 520 usage text): the
-                    # rest comes at once, not when a prompt would have ended.
-                    deadline.reschedule(min(deadline.when(), asyncio.get_running_loop().time() + self._reply_timeout))
-        except TimeoutError:
+            while True:
+                try:
+                    raw = await _read_line(self._reader)
+                except ConnectionResetError as exc:
+                    if self.hung_up:
+                        # Asterisk said HANGUP and closed the session at once
+                        # (AGIEXITONHANGUP): the caller left, or the deadline fired.
+                        raise CallerHungUp(self.describe()) from exc
+                    raise
+                try:
+                    reply = self._parser.feed(raw)
+                except AgiHangup:
+                    # Asterisk tells FastAGI peers about a hang-up with a bare
+                    # HANGUP line; the command's own reply (-1) may follow.
+                    self.hung_up = True
+                    reply = None
+                if reply is not None:
+                    break
+                # A reply has begun (a HANGUP notice, a 520 usage text): the
+                # rest comes at once, not when a prompt would have ended.
+                watch.due = min(watch.due, loop.time() + self._reply_timeout)
+        except asyncio.CancelledError:
+            if not watch.timed_out():
+                raise
             if self.hung_up:
                 # Told of the hang-up, then nothing: the caller is gone all the same.
                 raise CallerHungUp(self.describe()) from None
-            raise
+            raise TimeoutError(f"no reply to {line.split(' ', 1)[0]} within {limit:g}s") from None
+        finally:
+            watch.disarm()
         if self._on_latency is not None:
             # GET DATA lasts as long as the caller types; tell it from GET VARIABLE.
             verb = "GET DATA" if line.startswith("GET DATA") else line.split(" ", 1)[0]
@@ -181,6 +236,18 @@ class AgiSession:
         reply = await self.send(command("SET VARIABLE", name, value))
         if reply.result != 1:
             raise AgiProtocolError(f"SET VARIABLE {name} refused: {reply.text}")
+
+    async def set_variables(self, values: Mapping[str, str]) -> None:
+        """Every variable of ``values``, in order, in one command (``EXEC
+        MSet``) when they are plain enough for it, else one by one."""
+        argument = mset_argument(values) if len(values) > 1 else None
+        if argument is not None:
+            reply = await self.send(command("EXEC", "MSet", argument))
+            if reply.result == 0:
+                return
+            log.warning("MSet refused (%s): %s; setting the variables one by one", self.describe(), reply.text)
+        for name, value in values.items():
+            await self.set_variable(name, value)
 
     async def get_variable(self, name: str) -> str | None:
         reply = await self.send(command("GET VARIABLE", name))
@@ -252,6 +319,11 @@ class FastAgiServer:
         self._ids = itertools.count(1)
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._watches: set[ReadWatch] = set()
+        # How often the sweep ends reads past their limit: a read ends at most
+        # this long after it (a tenth of the shortest limit, at most 0.25 s).
+        self._sweep_interval = min(0.25, max(0.01, min(env_timeout, reply_timeout) / 10))
+        self._sweeper: asyncio.TimerHandle | None = None
 
     @property
     def port(self) -> int:
@@ -263,12 +335,24 @@ class FastAgiServer:
         # sessions at once: a deep backlog avoids 1 s SYN retransmits.
         self._server = await asyncio.start_server(self._accept, self._host, self._port,
                                                   limit=MAX_ENV, reuse_address=True, backlog=2048)
+        self._sweep()
         log.info("FastAGI listening on %s:%d", self._host, self.port)
+
+    def _sweep(self) -> None:
+        """End every read past its limit (ReadWatch), then come back."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for watch in self._watches:
+            watch.expire(now)
+        self._sweeper = loop.call_at(now + self._sweep_interval, self._sweep)
 
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -277,13 +361,16 @@ class FastAgiServer:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         self._tasks.add(task)
+        watch = ReadWatch(task)
+        self._watches.add(watch)
         outcome = "ok"
         route = "?"
         try:
-            env = await self._read_env(reader)
+            env = await self._read_env(reader, watch)
             deadline = StepDeadline(prompt_seconds=self._prompt_seconds) if self._step_deadlines else None
             session = AgiSession(reader, writer, env, reply_timeout=self._reply_timeout,
-                                 session_id=next(self._ids), on_latency=self._on_latency, deadline=deadline)
+                                 session_id=next(self._ids), on_latency=self._on_latency, deadline=deadline,
+                                 watch=watch)
             route = session.route
             if self._keys and not self._known_key(session.url_key):
                 outcome = "refused"
@@ -314,6 +401,7 @@ class FastAgiServer:
             log.exception("FastAGI: handler failed on route %r; the dialplan falls back", route)
         finally:
             self._tasks.discard(task)
+            self._watches.discard(watch)
             if self._on_session_end is not None:
                 self._on_session_end(route, outcome)
             writer.close()
@@ -330,19 +418,25 @@ class FastAgiServer:
                 self._keys = fresh
         return _matches_any(given, self._keys)
 
-    async def _read_env(self, reader: asyncio.StreamReader) -> dict[str, str]:
+    async def _read_env(self, reader: asyncio.StreamReader, watch: ReadWatch) -> dict[str, str]:
         # The environment ends with a blank line: read it in one go, under
         # one deadline.
+        watch.arm(asyncio.get_running_loop().time() + self._env_timeout)
         try:
-            async with asyncio.timeout(self._env_timeout):
-                first = await reader.readexactly(1)
-                if first == b"\n":
-                    raise AgiProtocolError("empty AGI environment")
-                raw = first + await reader.readuntil(b"\n\n")
+            first = await reader.readexactly(1)
+            if first == b"\n":
+                raise AgiProtocolError("empty AGI environment")
+            raw = first + await reader.readuntil(b"\n\n")
+        except asyncio.CancelledError:
+            if watch.timed_out():
+                raise TimeoutError(f"no AGI environment within {self._env_timeout:g}s") from None
+            raise
         except asyncio.IncompleteReadError as exc:
             raise ConnectionResetError("Asterisk closed the AGI connection") from exc
         except asyncio.LimitOverrunError as exc:
             raise AgiProtocolError(f"AGI environment longer than {MAX_ENV} bytes") from exc
+        finally:
+            watch.disarm()
         try:
             block = raw.decode("utf-8")
         except UnicodeDecodeError as exc:

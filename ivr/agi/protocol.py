@@ -143,3 +143,25 @@ def command(*words: str | int) -> str:
     """Build a command line; the first word is the verb, the rest are quoted."""
     verb, *args = words
     return " ".join([str(verb)] + [quote(str(a)) for a in args])
+
+
+# What MSet's argument parser (Asterisk's standard application arguments,
+# then a split at "=") takes as plain text: a value with a separator, quote,
+# backslash, bracket, "=" or "$", or with space at either end, or empty, is
+# set with SET VARIABLE instead (never escaped: one parser fewer to trust).
+_MSET_NAME = re.compile(r"^_{0,2}[A-Za-z][A-Za-z0-9_]*(\([A-Za-z0-9_]+\))?$", re.ASCII)
+_MSET_UNSAFE = frozenset(',"\\()[]{}|=$\'') | frozenset(chr(c) for c in range(32)) | {"\x7f"}
+
+
+def mset_argument(values) -> str | None:
+    """``MSet``'s argument setting every ``name=value`` of ``values`` in one
+    application run (``EXEC MSet``: one AGI round trip instead of one per
+    variable), or None when some name or value is not plain enough for it."""
+    pairs = []
+    for name, value in values.items():
+        value = str(value)
+        if (not _MSET_NAME.match(name) or not value or value != value.strip()
+                or not _MSET_UNSAFE.isdisjoint(value)):
+            return None
+        pairs.append(f"{name}={value}")
+    return ",".join(pairs)

@@ -134,15 +134,19 @@ class HotlineHandler:
                 if len(hashes) > 1:
                     facts[NATIONAL_ID_HASHES_FACT] = ",".join(hashes)
             await self._remember(uid, facts)
-        await session.set_variable(Var.QUEUE, route.queue)
+        # The queue first (also when they are set one by one: if the rest
+        # fails, the caller still goes to the chosen queue), then what the
+        # call is about, which the agent's channel inherits. The agent's
+        # softphone shows the caller's name: make it say what the call is about.
+        variables = {Var.QUEUE: route.queue}
         if priority:  # unset means normal priority in the dialplan
-            await session.set_variable(Var.PRIORITY, str(priority))
+            variables[Var.PRIORITY] = str(priority)
+        variables[inherited(Var.PROGRAM)] = route.program or ""
+        variables[inherited(Var.REQUEST_TYPE)] = request_type
+        variables[inherited(Var.GOVERNORATE)] = governorate
+        variables[Var.CALLER_NAME] = self._caller_name(route, hotline.name)
+        await session.set_variables(variables)
         count_priority(self._metrics, queue=route.queue, rule=rule)
-        await session.set_variable(inherited(Var.PROGRAM), route.program or "")
-        await session.set_variable(inherited(Var.REQUEST_TYPE), request_type)
-        await session.set_variable(inherited(Var.GOVERNORATE), governorate)
-        # The agent's softphone shows the caller's name: make it say what the call is about.
-        await session.set_variable(Var.CALLER_NAME, self._caller_name(route, hotline.name))
         self._metrics.menu_exits.labels(hotline=hotline.number, program=route.queue, request_type=request_type,
                                         outcome=route.outcome).inc()
         log.info("hotline %s: %s -> queue %s, request %s, governorate %s (%s, from menu %s%s)", hotline.number,

@@ -18,7 +18,7 @@ def test_the_fastagi_benchmark_completes_every_session():
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "rounds with errors or missing sessions: 0" in result.stdout
-    assert 'SET VARIABLE "IVR_QUEUE" "nasser_bank"' in result.stdout
+    assert 'EXEC "MSet" "IVR_QUEUE=nasser_bank,' in result.stdout   # the engine's route, in one command
 
 
 def test_the_month_replay_benchmark_runs_and_agrees_with_its_plan():

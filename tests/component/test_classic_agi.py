@@ -83,6 +83,11 @@ def test_a_direct_line_call_routes_to_its_queue(tmp_path, script_exists):
             _, _, name, value = cmd.split(" ", 3)
             variables[name.strip('"')] = value.strip('"')
             ast.reply("200 result=1")
+        elif cmd.startswith("EXEC MSet "):                # several variables in one command
+            for pair in cmd[len("EXEC MSet "):].strip('"').split(","):
+                name, _, value = pair.partition("=")
+                variables[name] = value
+            ast.reply("200 result=0")
         elif cmd.startswith("STREAM FILE ivr/transfer"):
             ast.reply("200 result=0 endpos=8000")
             break
@@ -110,7 +115,7 @@ def test_a_caller_who_hangs_up_ends_the_script_cleanly(tmp_path, script_exists):
     code, stderr = ast.finish()
     assert code == 0, stderr
     assert "hung up" in stderr
-    assert not any(c.startswith("SET VARIABLE") for c in ast.commands)
+    assert not any(c.startswith(("SET VARIABLE", "EXEC")) for c in ast.commands)
 
 
 def test_an_unknown_route_leaves_the_call_to_the_dialplan(tmp_path, script_exists):

@@ -64,6 +64,11 @@ ID_PROGRAMS = {"takaful_karama", "services_card"}
 _ARG = re.compile(r'"((?:[^"\\]|\\.)*)"')
 
 
+def mset(*pairs: tuple[str, str]) -> str:
+    """The command line that sets ``pairs``, in order, in one round trip."""
+    return 'EXEC "MSet" "{}"'.format(",".join(f"{name}={value}" for name, value in pairs))
+
+
 def parse_command(line: str) -> tuple[str, list[str]]:
     """'STREAM FILE "a" "b"' -> ("STREAM FILE", ["a", "b"])."""
     first_quote = line.find('"')
@@ -198,14 +203,21 @@ async def prompt(ast: FakeAsterisk, name: str, reply: str) -> None:
 
 async def expect_route(rig: Rig, ast: FakeAsterisk, queue: str, program: str | None,
                        request_type: str | None, hotline: str = "1442", governorate: str = "unknown") -> None:
-    """The SET VARIABLEs, each answered with success. (ENV's caller is a
-    mobile: no governorate unless the caller gave a national ID.) Services
-    Card callers also get IVR_PRIORITY (distribution.yaml)."""
+    """The route's variables, answered with success: in one ``EXEC MSet``,
+    or one SET VARIABLE each when a value is not plain enough for MSet (an
+    empty programme). (ENV's caller is a mobile: no governorate unless the
+    caller gave a national ID.) Services Card callers also get IVR_PRIORITY
+    (distribution.yaml)."""
     priority = (("IVR_PRIORITY", "5"),) if program == "services_card" else ()
-    for name, value in (("IVR_QUEUE", queue), *priority, ("__IVR_PROGRAM", program or ""),
-                        ("__IVR_REQUEST_TYPE", request_type or "none"),
-                        ("__IVR_GOVERNORATE", governorate),
-                        ("CALLERID(name)", rig.caller_name(program, request_type, hotline))):
+    pairs = (("IVR_QUEUE", queue), *priority, ("__IVR_PROGRAM", program or ""),
+             ("__IVR_REQUEST_TYPE", request_type or "none"),
+             ("__IVR_GOVERNORATE", governorate),
+             ("CALLERID(name)", rig.caller_name(program, request_type, hotline)))
+    if program:
+        await ast.expect("EXEC", "MSet", ",".join(f"{name}={value}" for name, value in pairs))
+        await ast.send("200 result=0")
+        return
+    for name, value in pairs:
         await ast.expect("SET VARIABLE", name, value)
         await ast.send("200 result=1")
 
@@ -281,20 +293,19 @@ async def test_menu_choice_sets_the_queue(rig):
     assert ast.commands[0].startswith('STREAM FILE "ivr/welcome-1442" "')
     assert ast.commands[1] == 'STREAM FILE "ivr/main-menu-1442" "0123456789*#"'
     assert ast.commands[2] == 'STREAM FILE "ivr/request-types" "0123456789*#"'
-    assert ast.commands[3] == 'SET VARIABLE "IVR_QUEUE" "nasser_bank"'
-    assert ast.commands[4] == 'SET VARIABLE "__IVR_PROGRAM" "nasser_bank"'
-    assert ast.commands[5] == 'SET VARIABLE "__IVR_REQUEST_TYPE" "complaint"'
-    assert ast.commands[6] == 'SET VARIABLE "__IVR_GOVERNORATE" "unknown"'
-    # The Arabic caller name survives the wire.
-    assert ast.commands[7] == 'SET VARIABLE "CALLERID(name)" "بنك ناصر الاجتماعي - شكوى"'
-    assert ast.commands[8] == 'STREAM FILE "ivr/transfer" ""'
-    assert len(ast.commands) == 9
+    # The five variables in one round trip, in order; the Arabic caller name survives the wire.
+    assert ast.commands[3] == mset(("IVR_QUEUE", "nasser_bank"), ("__IVR_PROGRAM", "nasser_bank"),
+                                   ("__IVR_REQUEST_TYPE", "complaint"), ("__IVR_GOVERNORATE", "unknown"),
+                                   ("CALLERID(name)", "بنك ناصر الاجتماعي - شكوى"))
+    assert ast.commands[4] == 'STREAM FILE "ivr/transfer" ""'
+    assert len(ast.commands) == 5
     assert rig.menu_exits("nasser_bank", "complaint", "choice") == 1
     assert sample_sum(rig.registry, "ivr_menu_exits_total") == 1
     assert rig.sessions("hotline", "ok") == 1
     # Command latency is measured for SET, not for playback.
     reg = rig.registry
-    assert reg.get_sample_value("ivr_fastagi_command_seconds_count", {"verb": "SET"}) == 5
+    assert reg.get_sample_value("ivr_fastagi_command_seconds_count", {"verb": "EXEC"}) == 1
+    assert reg.get_sample_value("ivr_fastagi_command_seconds_count", {"verb": "SET"}) is None   # none sent
     assert reg.get_sample_value("ivr_fastagi_command_seconds_count", {"verb": "STREAM"}) is None
 
 
@@ -302,12 +313,11 @@ async def test_menu_choice_with_national_id_sets_the_queue(rig):
     ast = await good_session(rig, "services_card", "complaint")
     assert ast.commands[2] == 'STREAM FILE "ivr/request-types" "0123456789*#"'
     assert ast.commands[3] == 'GET DATA "ivr/national-id-enter" "6000" "20"'
-    sets = [c for c in ast.commands if c.startswith("SET VARIABLE")]
+    sets = [c for c in ast.commands if c.startswith(("SET VARIABLE", "EXEC"))]
     # Services Card callers are answered first (priority rule, distribution.yaml).
-    assert sets == ['SET VARIABLE "IVR_QUEUE" "services_card"', 'SET VARIABLE "IVR_PRIORITY" "5"',
-                    'SET VARIABLE "__IVR_PROGRAM" "services_card"',
-                    'SET VARIABLE "__IVR_REQUEST_TYPE" "complaint"', 'SET VARIABLE "__IVR_GOVERNORATE" "assiut"',
-                    'SET VARIABLE "CALLERID(name)" "بطاقة الخدمات المتكاملة - شكوى"']
+    assert sets == [mset(("IVR_QUEUE", "services_card"), ("IVR_PRIORITY", "5"), ("__IVR_PROGRAM", "services_card"),
+                         ("__IVR_REQUEST_TYPE", "complaint"), ("__IVR_GOVERNORATE", "assiut"),
+                         ("CALLERID(name)", "بطاقة الخدمات المتكاملة - شكوى"))]
     # Every prompt before the variables, the transfer prompt after them.
     first_set = ast.commands.index(sets[0])
     assert all(not c.startswith(("STREAM", "GET")) for c in ast.commands[first_set:-1])
@@ -469,7 +479,7 @@ async def test_missing_programme_prompt_on_a_live_channel(rig):
     await ast.expect("CHANNEL STATUS")
     await ast.send("200 result=6")
     await ast.expect_closed()
-    assert not any(c.startswith("SET VARIABLE") for c in ast.commands)
+    assert not any(c.startswith(("SET VARIABLE", "EXEC")) for c in ast.commands)
     assert await rig.outcome() == ("hotline", "error")
     assert await rig.store.facts(ENV["uniqueid"]) == {}
 
@@ -516,7 +526,7 @@ async def test_takaful_session_with_national_id(rig, caplog):
     await expect_route(rig, ast, "takaful_karama", "takaful_karama", "inquiry", governorate="assiut")
     await expect_transfer(ast)
     assert await rig.outcome() == ("hotline", "ok")
-    assert 'SET VARIABLE "__IVR_GOVERNORATE" "assiut"' in ast.commands
+    assert any(c.startswith('EXEC "MSet"') and ",__IVR_GOVERNORATE=assiut," in c for c in ast.commands)
     read_back = [c for c in ast.commands if c.startswith('STREAM FILE "ivr/num-')]
     assert len(read_back) == 14
     assert read_back[0] == 'STREAM FILE "ivr/num-2-m-nom" "12"'
@@ -623,7 +633,7 @@ async def test_hangup_during_national_id_entry(rig):
     await ast.expect_closed()
     await ast.close()
     assert await rig.outcome() == ("hotline", "hangup")
-    assert not any(c.startswith("SET VARIABLE") for c in ast.commands)
+    assert not any(c.startswith(("SET VARIABLE", "EXEC")) for c in ast.commands)
     # No queue, no ID: only where the caller left the IVR, for the call record.
     assert await rig.store.facts("1732467000.54") == {"hotline": "14401", "ivr_left": "takaful_karama"}
 
@@ -783,7 +793,8 @@ async def bad_silent_after_command(rig):
     await ast.send("200 result=49 endpos=100")           # '1'
     await prompt(ast, "ivr/request-types-takaful", pressed("2"))
     await answer_id_entry(ast)
-    await ast.expect("SET VARIABLE", "IVR_QUEUE", "takaful_karama")
+    await ast.command()                                  # the route's variables (EXEC MSet)
+    assert ast.commands[-1].startswith('EXEC "MSet" "IVR_QUEUE=takaful_karama,')
     # ...and never answer it.
     await ast.expect_closed()
     return ast
@@ -815,7 +826,10 @@ async def bad_set_variable_refused(rig):
     await ast.send("200 result=49 endpos=100")
     await prompt(ast, "ivr/request-types-takaful", pressed("1"))
     await answer_id_entry(ast)
-    await ast.expect("SET VARIABLE", "IVR_QUEUE", "takaful_karama")
+    await ast.command()                                  # the route's variables in one EXEC MSet...
+    assert ast.commands[-1].startswith('EXEC "MSet" "IVR_QUEUE=takaful_karama,')
+    await ast.send("510 Invalid or unknown command")
+    await ast.expect("SET VARIABLE", "IVR_QUEUE", "takaful_karama")   # ...refused: one by one, the queue first
     await ast.send("510 Invalid or unknown command")
     await ast.expect_closed()
     return ast

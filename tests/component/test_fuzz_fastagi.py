@@ -321,6 +321,8 @@ def real_answer(verb: str, key: str | None) -> str:
         return "200 result=1"
     if verb == "GET VARIABLE":
         return "200 result=1 (x)"
+    if verb == "EXEC":
+        return "200 result=0"
     if verb == "CHANNEL STATUS":
         return "200 result=6"
     return "510 Invalid or unknown command"

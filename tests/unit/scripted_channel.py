@@ -47,6 +47,12 @@ class ScriptedChannel:
         self.calls.append(("set", name, value))
         self.variables[name] = value
 
+    async def set_variables(self, values: Mapping[str, str]) -> None:
+        # Recorded as the variables one by one, in order: the flows' tests
+        # check what is set and in which order, not in how many commands.
+        for name, value in values.items():
+            await self.set_variable(name, value)
+
     # AgiSession.describe() is used by the handler's log lines.
     def describe(self) -> str:
         return "scripted session"
