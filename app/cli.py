@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -338,9 +339,21 @@ def agent_passwords(config: Config, secrets) -> Callable[[str], str | None]:
     return password_of
 
 
+def run_engine(main) -> None:
+    """The engine's event loop: uvloop's (libuv; the loop's own work, its
+    callbacks, sockets and timers, in C), unless ``IVR_EVENT_LOOP=asyncio``
+    asks for the standard one (to rule the loop out when chasing a fault).
+    bench/fastagi_bench.py measures both (docs/benchmarks.md)."""
+    if os.environ.get("IVR_EVENT_LOOP", "uvloop") == "asyncio":
+        asyncio.run(main)
+        return
+    import uvloop
+    uvloop.run(main)
+
+
 def cmd_serve(args) -> int:
     config = load_config(args.config)
-    asyncio.run(serve(config, Paths.from_environment(), enable_agi=not args.no_agi, enable_ami=not args.no_ami))
+    run_engine(serve(config, Paths.from_environment(), enable_agi=not args.no_agi, enable_ami=not args.no_ami))
     return 0
 
 
@@ -366,7 +379,7 @@ def cmd_run(args) -> int:
             proc = asterisk.start()
             print("Asterisk started")
         print("Engine running. Call 1442 on sip:1442@127.0.0.1:5080. Ctrl-C stops everything.")
-        asyncio.run(serve(config, paths))
+        run_engine(serve(config, paths))
     except KeyboardInterrupt:
         pass
     finally:

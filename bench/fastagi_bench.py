@@ -40,6 +40,10 @@ How it works
   against the recording on both servers.
 * ``--handler script``: both run the same five-command script (STREAM FILE,
   WAIT FOR DIGIT, SET VARIABLE x2, STREAM FILE) instead.
+* ``--loop``: both servers run on uvloop (default: the loop ``ivr serve``
+  runs on) or on asyncio's own loop; the client always runs on uvloop.
+* The end of the report says which of issue 13's targets the medians meet
+  (``--require-targets``: exit status 2 when one is missed).
 
 Everything is bounded in time: connects and sessions time out, each run
 gets a share of ``--budget`` (110 s) as its deadline, a client process that
@@ -255,7 +259,10 @@ def client_main(args: argparse.Namespace) -> None:
     signal.alarm(int(args.deadline) + 20)  # last resort: never outlive the round
     print("ready", flush=True)
     sys.stdin.readline()
-    result = asyncio.run(run_load(args._client, args.sessions, args.per_slot, expect, args.deadline, args.first))
+    # The scripted Asterisk side runs on uvloop whatever the servers run on:
+    # the cheaper the client, the more of the two cores the server gets.
+    import uvloop
+    result = uvloop.run(run_load(args._client, args.sessions, args.per_slot, expect, args.deadline, args.first))
     print(json.dumps(result), flush=True)
 
 
@@ -514,7 +521,7 @@ async def bench(args: argparse.Namespace) -> int:
     print(f"FastAGI benchmark: {args.sessions} concurrent sessions x {args.per_slot} back-to-back "
           f"= {total} sessions per round, {args.rounds} round(s) per server, handler={args.handler}")
     print(f"machine: nproc={os.cpu_count()}, Python {platform.python_version()}, "
-          f"{platform.system()} {platform.release()}")
+          f"{platform.system()} {platform.release()}; both servers on {args.loop}'s event loop")
     print(f"command sequence per session ({len(expect)} commands, recorded from ours):")
     for line in expect:
         print(f"    {line}")
@@ -563,10 +570,25 @@ async def bench(args: argparse.Namespace) -> int:
     failures = sum(1 for rs in results.values() for r in rs
                    if "failed" in r or r["errors"] or r["ok"] != total)
     print(f"  rounds with errors or missing sessions: {failures}")
+    # Issue 13's targets for ours against panoramisk, from the medians above.
+    by_metric = {row["metric"]: row for row in table}
+    rate = by_metric["sessions/s"]["ratio"]
+    cpu = by_metric["server CPU per session (ms)"]["ratio"]
+    p99 = by_metric["command latency p99 (ms)"]["ratio"]
+    targets = [("sessions/s at least 1.5x panoramisk's", rate is not None and rate >= 1.5, rate),
+               ("server CPU per session at most 0.7x panoramisk's", cpu is not None and cpu <= 0.7, cpu),
+               ("command latency p99 below panoramisk's", p99 is not None and p99 < 1.0, p99)]
+    print("targets (issue 13):")
+    for label, met, ratio in targets:
+        shown = f"{ratio:.2f}" if ratio is not None else "-"
+        print(f"  {label:<50} {shown:>6}  {'met' if met else 'NOT MET'}")
+    missed = sum(1 for _, met, _ in targets if not met)
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "sequence": expect,
                                                "rounds": results, "medians": table}, indent=1))
-    return 1 if failures else 0
+    if failures:
+        return 1
+    return 2 if missed and args.require_targets else 0
 
 
 def main() -> None:
@@ -579,7 +601,11 @@ def main() -> None:
                    help="engine: ours runs app.engine.HotlineHandler (line 14403), panoramisk replays its commands; "
                         "script: both run the fixed five-command script")
     p.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the 100-session warm-up")
+    p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
+                   help="the event loop both servers run on: uvloop, the engine's (ivr serve), or asyncio's own")
     p.add_argument("--json", help="also write every round's figures to this file")
+    p.add_argument("--require-targets", action="store_true",
+                   help="exit status 2 when a target of issue 13 is missed (errors are always status 1)")
     p.add_argument("--budget", type=float, default=TOTAL_BUDGET,
                    help="seconds the whole run may take; rounds are cut short to fit (default 110)")
     p.add_argument("--_client", type=int, help=argparse.SUPPRESS)
@@ -592,6 +618,9 @@ def main() -> None:
         return
     # Last resort if the event loop itself gets stuck: SIGALRM ends the run.
     signal.alarm(int(args.budget) + 20)
+    if args.loop == "uvloop":
+        import uvloop
+        sys.exit(uvloop.run(bench(args)))
     sys.exit(asyncio.run(bench(args)))
 
 

@@ -18,7 +18,6 @@ Order of calls for one incoming call: ``caller_priority`` (which reads the
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import time
@@ -62,7 +61,7 @@ def hash_caller(number: str | None, key: bytes) -> str | None:
     digits = national if national is not None else "".join(c for c in str(number) if c.isdigit())
     if not digits:
         return None
-    return hmac.new(key, _DOMAIN + digits.encode("ascii"), hashlib.sha256).hexdigest()[:HASH_HEX_CHARS]
+    return hmac.digest(key, _DOMAIN + digits.encode("ascii"), "sha256").hex()[:HASH_HEX_CHARS]
 
 
 class RecentCallers(Protocol):

@@ -88,10 +88,137 @@ class ReadWatch:
         return self._task.uncancel() <= self._cancelling
 
 
+class AgiStream(asyncio.Protocol):
+    """One FastAGI connection's bytes, read as ``asyncio.StreamReader`` reads
+    them and written as ``StreamWriter`` writes them, with the same errors
+    (``IncompleteReadError`` at the end, ``LimitOverrunError`` past
+    ``limit``), on one object and without the streams' layers.
+
+    A session is a few short lines each way, so the per-line machinery of
+    asyncio's streams (a reader, its protocol, a writer and their callbacks
+    per connection, a coroutine per ``drain``) was a large part of the
+    server's CPU at 1,000 sessions in flight (bench/fastagi_bench.py,
+    profiled; docs/benchmarks.md). Reading stops while more than twice
+    ``limit`` bytes wait unread, as the streams' flow control does."""
+
+    def __init__(self, on_connect: Callable[["AgiStream"], None], limit: int = MAX_ENV):
+        self._on_connect = on_connect
+        self._limit = limit
+        self._buffer = bytearray()
+        self._eof = False
+        self._lost = False
+        self._waiter: asyncio.Future | None = None
+        self._drain_waiter: asyncio.Future | None = None
+        self._reading_paused = False
+        self._writing_paused = False
+        self._transport: asyncio.Transport | None = None
+
+    # --- asyncio.Protocol ------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._on_connect(self)
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) > 2 * self._limit and not self._reading_paused:
+            self._reading_paused = True
+            self._transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake()
+        return False   # Asterisk never half-closes: the transport closes
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = self._lost = True
+        self._wake()
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+
+    # --- the reader's side ---------------------------------------------------------------------
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _wait_for_data(self) -> None:
+        if self._reading_paused:
+            self._reading_paused = False
+            self._transport.resume_reading()
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    async def readuntil(self, separator: bytes = b"\n") -> bytes:
+        buffer = self._buffer
+        offset = 0
+        while True:
+            found = buffer.find(separator, offset)
+            if found >= 0:
+                break
+            if len(buffer) > self._limit:
+                raise asyncio.LimitOverrunError("separator not found within the limit", len(buffer))
+            if self._eof:
+                chunk = bytes(buffer)
+                buffer.clear()
+                raise asyncio.IncompleteReadError(chunk, None)
+            offset = max(0, len(buffer) + 1 - len(separator))
+            await self._wait_for_data()
+        end = found + len(separator)
+        if end > self._limit:
+            raise asyncio.LimitOverrunError("separator found past the limit", found)
+        chunk = bytes(buffer[:end])
+        del buffer[:end]
+        return chunk
+
+    async def readexactly(self, n: int) -> bytes:
+        while len(self._buffer) < n:
+            if self._eof:
+                chunk = bytes(self._buffer)
+                self._buffer.clear()
+                raise asyncio.IncompleteReadError(chunk, n)
+            await self._wait_for_data()
+        chunk = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        return chunk
+
+    # --- the writer's side ---------------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        self._transport.write(data)
+
+    async def drain(self) -> None:
+        if self._lost:
+            raise ConnectionResetError("Asterisk closed the AGI connection")
+        if self._writing_paused:
+            self._drain_waiter = asyncio.get_running_loop().create_future()
+            await self._drain_waiter
+            if self._lost:
+                raise ConnectionResetError("Asterisk closed the AGI connection")
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def get_extra_info(self, name: str, default=None):
+        return self._transport.get_extra_info(name, default)
+
+
 class AgiSession:
     """One call's FastAGI conversation; implements :class:`core.channel.Channel`."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+    def __init__(self, reader: AgiStream, writer: AgiStream,
                  env: Mapping[str, str], *, reply_timeout: float, session_id: int,
                  on_latency: Callable[[str, float], None] | None = None, deadline: StepDeadline | None = None,
                  watch: ReadWatch | None = None):
@@ -269,7 +396,7 @@ class AgiSession:
         raise PromptUnavailable(f"{what} failed on a live channel ({self.describe()})")
 
 
-async def _read_line(reader: asyncio.StreamReader) -> str:
+async def _read_line(reader: AgiStream) -> str:
     # The caller bounds the wait with asyncio.timeout, not wait_for: wait_for wraps
     # each read in a new Task, which dominated the service's CPU per session in
     # bench/fastagi_bench.py.
@@ -333,8 +460,13 @@ class FastAgiServer:
     async def start(self) -> None:
         # A burst of calls (a busy hour, Asterisk restarting) opens many
         # sessions at once: a deep backlog avoids 1 s SYN retransmits.
-        self._server = await asyncio.start_server(self._accept, self._host, self._port,
-                                                  limit=MAX_ENV, reuse_address=True, backlog=2048)
+        loop = asyncio.get_running_loop()
+
+        def connected(stream: AgiStream) -> None:
+            loop.create_task(self._accept(stream, stream))
+
+        self._server = await loop.create_server(lambda: AgiStream(connected, MAX_ENV), self._host, self._port,
+                                                reuse_address=True, backlog=2048)
         self._sweep()
         log.info("FastAGI listening on %s:%d", self._host, self.port)
 
@@ -358,7 +490,7 @@ class FastAgiServer:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _accept(self, reader: AgiStream, writer: AgiStream) -> None:
         task = asyncio.current_task()
         self._tasks.add(task)
         watch = ReadWatch(task)
@@ -404,11 +536,9 @@ class FastAgiServer:
             self._watches.discard(watch)
             if self._on_session_end is not None:
                 self._on_session_end(route, outcome)
+            # Closed, not waited for: the transport flushes what is written
+            # and closes on its own (a loop turn fewer per session).
             writer.close()
-            try:
-                await writer.wait_closed()
-            except (ConnectionError, OSError):
-                pass
 
     def _known_key(self, given: str) -> bool:
         if self._refresh_keys is not None:
@@ -418,7 +548,7 @@ class FastAgiServer:
                 self._keys = fresh
         return _matches_any(given, self._keys)
 
-    async def _read_env(self, reader: asyncio.StreamReader, watch: ReadWatch) -> dict[str, str]:
+    async def _read_env(self, reader: AgiStream, watch: ReadWatch) -> dict[str, str]:
         # The environment ends with a blank line: read it in one go, under
         # one deadline.
         watch.arm(asyncio.get_running_loop().time() + self._env_timeout)
@@ -442,11 +572,19 @@ class FastAgiServer:
         except UnicodeDecodeError as exc:
             raise AgiProtocolError("AGI environment is not UTF-8") from exc
         env: dict[str, str] = {}
+        long_lines_possible = len(block) > MAX_LINE
         for line in block.split("\n"):
             if not line:
                 continue
-            if len(line) > MAX_LINE:
+            if long_lines_possible and len(line) > MAX_LINE:
                 raise AgiProtocolError(f"line longer than {MAX_LINE} bytes")
+            # The common form inline (a function call per line was a tenth of
+            # a session's CPU); anything else goes through the strict parser.
+            if line.startswith("agi_") and not line.endswith("\r"):
+                key, sep, value = line.partition(": ")
+                if sep:
+                    env[key[4:]] = value
+                    continue
             key, value = parse_env_line(line.rstrip("\r"))
             env[key] = value
         if len(env) > 200:
@@ -466,6 +604,6 @@ def _matches_any(given: str, keys: list[str]) -> bool:
     return found
 
 
-def _peer(writer: asyncio.StreamWriter) -> str:
+def _peer(writer: AgiStream) -> str:
     peer = writer.get_extra_info("peername")
     return f"{peer[0]}:{peer[1]}" if peer else "?"

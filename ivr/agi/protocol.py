@@ -150,7 +150,7 @@ def command(*words: str | int) -> str:
 # backslash, bracket, "=" or "$", or with space at either end, or empty, is
 # set with SET VARIABLE instead (never escaped: one parser fewer to trust).
 _MSET_NAME = re.compile(r"^_{0,2}[A-Za-z][A-Za-z0-9_]*(\([A-Za-z0-9_]+\))?$", re.ASCII)
-_MSET_UNSAFE = frozenset(',"\\()[]{}|=$\'') | frozenset(chr(c) for c in range(32)) | {"\x7f"}
+_MSET_UNSAFE = re.compile(r'[,"\\()\[\]{}|=$\'\x00-\x1f\x7f]')
 
 
 def mset_argument(values) -> str | None:
@@ -160,8 +160,8 @@ def mset_argument(values) -> str | None:
     pairs = []
     for name, value in values.items():
         value = str(value)
-        if (not _MSET_NAME.match(name) or not value or value != value.strip()
-                or not _MSET_UNSAFE.isdisjoint(value)):
+        if (not value or _MSET_UNSAFE.search(value) or value[0].isspace() or value[-1].isspace()
+                or not _MSET_NAME.match(name)):
             return None
         pairs.append(f"{name}={value}")
     return ",".join(pairs)

@@ -149,9 +149,10 @@ class HotlineHandler:
         count_priority(self._metrics, queue=route.queue, rule=rule)
         self._metrics.menu_exits.labels(hotline=hotline.number, program=route.queue, request_type=request_type,
                                         outcome=route.outcome).inc()
-        log.info("hotline %s: %s -> queue %s, request %s, governorate %s (%s, from menu %s%s)", hotline.number,
-                 session.describe(), route.queue, request_type, governorate, route.outcome, route.menu,
-                 f", national ID {mask_national_id(national_id.digits)}" if national_id else "")
+        if log.isEnabledFor(logging.INFO):
+            log.info("hotline %s: %s -> queue %s, request %s, governorate %s (%s, from menu %s%s)", hotline.number,
+                     session.describe(), route.queue, request_type, governorate, route.outcome, route.menu,
+                     f", national ID {mask_national_id(national_id.digits)}" if national_id else "")
         if hotline.transfer_prompt and route.outcome == "choice":
             try:
                 await session.play(prompt_path(hotline.transfer_prompt), "")

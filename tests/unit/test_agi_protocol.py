@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ivr.agi.protocol import AgiHangup, AgiProtocolError, AgiReply, ReplyParser, command, parse_env_line, quote
+from ivr.agi.protocol import (AgiHangup, AgiProtocolError, AgiReply, ReplyParser, command, mset_argument, parse_env_line,
+                              quote)
 
 # --- environment lines -----------------------------------------------------------
 
@@ -229,3 +230,25 @@ def test_command_cannot_be_split_by_a_newline():
 
 def test_command_arabic_text_is_kept():
     assert command("SET VARIABLE", "NAME", "تكافل وكرامة") == 'SET VARIABLE "NAME" "تكافل وكرامة"'
+
+
+def test_mset_sets_the_routes_variables_in_order_in_one_argument():
+    values = {"IVR_QUEUE": "nasser_bank", "IVR_PRIORITY": "5", "__IVR_PROGRAM": "nasser_bank",
+              "CALLERID(name)": "بنك ناصر الاجتماعي - استفسار"}
+    assert mset_argument(values) == ("IVR_QUEUE=nasser_bank,IVR_PRIORITY=5,__IVR_PROGRAM=nasser_bank,"
+                                     "CALLERID(name)=بنك ناصر الاجتماعي - استفسار")
+    # ...and on the wire, quoted for AGI like any argument.
+    assert command("EXEC", "MSet", mset_argument({"A": "x", "B": "y z"})) == 'EXEC "MSet" "A=x,B=y z"'
+
+
+@pytest.mark.parametrize("value", ["a,b", "", 'say "x"', "a\\b", " lead", "trail ", "a\nb", "a\rb", "a(b", "a)b",
+                                   "a[b", "a{b", "a|b", "a=b", "${CALLERID(num)}", "it's", "\x7f"])
+def test_a_value_mset_could_misread_is_set_one_by_one(value):
+    # Separators, quotes, escapes, brackets, "=", "$", control characters,
+    # space at either end and empty values: never handed to MSet's parser.
+    assert mset_argument({"IVR_QUEUE": "forsa", "__IVR_PROGRAM": value}) is None
+
+
+@pytest.mark.parametrize("name", ["IVR QUEUE", "9LIVES", "___X", "A=B", "CALLERID(name", "A,B", ""])
+def test_a_name_mset_could_misread_is_set_one_by_one(name):
+    assert mset_argument({name: "x"}) is None
