@@ -339,16 +339,21 @@ def agent_passwords(config: Config, secrets) -> Callable[[str], str | None]:
     return password_of
 
 
-def run_engine(main) -> None:
+def new_engine_loop() -> asyncio.AbstractEventLoop:
     """The engine's event loop: uvloop's (libuv; the loop's own work, its
     callbacks, sockets and timers, in C), unless ``IVR_EVENT_LOOP=asyncio``
     asks for the standard one (to rule the loop out when chasing a fault).
-    bench/fastagi_bench.py measures both (docs/benchmarks.md)."""
+    bench/fastagi_bench.py measures both (docs/benchmarks.md); the
+    end-to-end tests run the engine on it as ``ivr serve`` does."""
     if os.environ.get("IVR_EVENT_LOOP", "uvloop") == "asyncio":
-        asyncio.run(main)
-        return
+        return asyncio.new_event_loop()
     import uvloop
-    uvloop.run(main)
+    return uvloop.new_event_loop()
+
+
+def run_engine(main) -> None:
+    with asyncio.Runner(loop_factory=new_engine_loop) as runner:
+        runner.run(main)
 
 
 def cmd_serve(args) -> int:

@@ -29,7 +29,7 @@ import pytest
 
 from dialplans.asterisk import AsteriskInstall
 from dialplans.generate import render_queues
-from app.cli import engine_with_secrets, setup
+from app.cli import engine_with_secrets, new_engine_loop, setup
 from cases.database import make_engine, migrate
 from cases.store import CaseStore
 from core.configuration import load_config
@@ -272,7 +272,7 @@ def hotline(tmp_path_factory):
     # The engine gets a private Redis on a free port (tests never touch a real
     # deployment's state) and reaches AMI through a relay the tests can cut.
     proxy = TcpRelay(s.ami.port)
-    loop = asyncio.new_event_loop()
+    loop = new_engine_loop()   # uvloop, as ivr serve runs
     thread = threading.Thread(target=loop.run_forever, daemon=True, name="engine")
     thread.start()
     proxy_port = asyncio.run_coroutine_threadsafe(proxy.start(), loop).result(10)
