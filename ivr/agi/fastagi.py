@@ -1,11 +1,11 @@
 """The FastAGI server: Asterisk's ``AGI(agi://host:port/<route>)`` lands here.
 
-Written on ``asyncio.start_server`` rather than panoramisk's
-``fast_agi.Application`` because the engine needs what that class does not
-give: a bounded wait on every read (a stuck peer cannot pin a session), a
-clean end on garbage or a ``HANGUP`` notice, typed replies, and no use of the
-removed ``asyncio.coroutine``. ``bench/fastagi_bench.py`` measures both side
-by side.
+Written on an ``asyncio.Protocol`` of its own (:class:`AgiStream`) rather
+than panoramisk's ``fast_agi.Application`` because the engine needs what that
+class does not give: a bounded wait on every read (a stuck peer cannot pin a
+session), a clean end on garbage or a ``HANGUP`` notice, typed replies, and
+no use of the removed ``asyncio.coroutine``. ``bench/fastagi_bench.py``
+measures both side by side.
 
 Each session is independent: an exception in one call's flow is logged and
 ends that session only. When the session ends without having set
