@@ -27,6 +27,7 @@ import asyncio
 import hmac
 import itertools
 import logging
+import re
 import time
 from typing import Awaitable, Callable, Mapping, Sequence
 from urllib.parse import parse_qs
@@ -40,6 +41,9 @@ from .protocol import (MAX_ENV, MAX_LINE, AgiHangup, AgiProtocolError, AgiReply,
                        parse_env_line)
 
 log = logging.getLogger(__name__)
+
+# One environment line as Asterisk writes it: ``agi_<name>: <value>``.
+_ENV_LINE = re.compile(r"^agi_([^:\r\n]+): ([^\r\n]*)$", re.MULTILINE)
 
 Handler = Callable[["AgiSession"], Awaitable[None]]
 
@@ -571,22 +575,22 @@ class FastAgiServer:
             block = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise AgiProtocolError("AGI environment is not UTF-8") from exc
-        env: dict[str, str] = {}
-        long_lines_possible = len(block) > MAX_LINE
-        for line in block.split("\n"):
-            if not line:
-                continue
-            if long_lines_possible and len(line) > MAX_LINE:
-                raise AgiProtocolError(f"line longer than {MAX_LINE} bytes")
-            # The common form inline (a function call per line was a tenth of
-            # a session's CPU); anything else goes through the strict parser.
-            if line.startswith("agi_") and not line.endswith("\r"):
-                key, sep, value = line.partition(": ")
-                if sep:
-                    env[key[4:]] = value
+        # The common form in one pass (line by line, this was the largest
+        # single cost of a session's CPU); a block with any other line, or
+        # one long enough to hold a line past the limit, goes line by line
+        # through the strict parser, which says what is wrong.
+        pairs = _ENV_LINE.findall(block) if len(block) <= MAX_LINE else None
+        if pairs is not None and len(pairs) == block.count("\n") - 1:
+            env = dict(pairs)
+        else:
+            env = {}
+            for line in block.split("\n"):
+                if not line:
                     continue
-            key, value = parse_env_line(line.rstrip("\r"))
-            env[key] = value
+                if len(line) > MAX_LINE:
+                    raise AgiProtocolError(f"line longer than {MAX_LINE} bytes")
+                key, value = parse_env_line(line.rstrip("\r"))
+                env[key] = value
         if len(env) > 200:
             raise AgiProtocolError("AGI environment too long")
         return env
