@@ -33,6 +33,9 @@ MAX_RESULT_DIGITS = 64
 _REPLY = re.compile(r"^(?P<code>\d{3}) result=(?P<result>-?[0-9*#]*)(?: \((?P<data>.*?)\))?(?P<rest>( .*)?)$",
                     re.ASCII)
 _ENDPOS = re.compile(r"endpos=(-?\d{1,%d})(?!\d)" % MAX_RESULT_DIGITS, re.ASCII)
+# Nearly every reply is one of these; read at once, to the same AgiReply the
+# general rule gives (tests/unit/test_fuzz_agi_protocol.py checks it).
+SIMPLE_REPLY = re.compile(r"200 result=(-?[0-9]{1,18})(?: endpos=([0-9]{1,18}))?", re.ASCII)
 
 
 class AgiProtocolError(Exception):
@@ -94,6 +97,13 @@ class ReplyParser:
         self._lines += 1
         if self._lines > MAX_REPLY_LINES:
             raise AgiProtocolError(f"a reply of more than {MAX_REPLY_LINES} lines")
+        if not self._usage:
+            simple = SIMPLE_REPLY.fullmatch(line)
+            if simple is not None:
+                self._lines = 0
+                raw, endpos = simple.groups()
+                return AgiReply(code=200, result=int(raw), endpos=None if endpos is None else int(endpos),
+                                text=line, raw_result=raw)
         reply = self._feed(line)
         if reply is not None:
             self._lines = 0

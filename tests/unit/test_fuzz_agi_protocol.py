@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from ivr.agi.protocol import (MAX_LINE, MAX_REPLY_LINES, AgiHangup, AgiProtocolError, AgiReply, ReplyParser,
-                              parse_env_line)
+from ivr.agi.protocol import (MAX_LINE, MAX_REPLY_LINES, SIMPLE_REPLY, AgiHangup, AgiProtocolError, AgiReply,
+                              ReplyParser, parse_env_line)
 
 # A line parses in microseconds: the deadline catches a regular expression
 # that backtracks, with room for a loaded machine.
@@ -210,3 +210,13 @@ def test_a_result_that_is_no_key_is_a_protocol_error_not_a_crash(line):
     reply = ReplyParser().feed(line)
     with pytest.raises(AgiProtocolError):
         reply.key
+
+
+@fuzzed
+@given(st.from_regex(SIMPLE_REPLY, fullmatch=True))
+@example("200 result=-1 endpos=0")
+@example("200 result=0123")
+@example("200 result=49 endpos=000100")
+def test_the_quick_read_of_a_common_reply_is_the_general_rules(line):
+    # feed() reads "200 result=N [endpos=M]" at once; _feed() is the general rule.
+    assert ReplyParser().feed(line) == ReplyParser()._feed(line)
