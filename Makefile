@@ -43,4 +43,4 @@ bench-queues: deps
 	.venv/bin/python bench/queue_capacity_bench.py
 
 bench-month: deps
-	.venv/bin/python bench/month_replay_bench.py --scale 1.0 --rounds 2
+	.venv/bin/python bench/month_replay_bench.py --scale 1.0 --rounds 2 --redis

@@ -208,6 +208,12 @@ class RedisCallRecords:
     async def append(self, record: CallRecord) -> None:
         await self._redis.xadd(self.key, record.to_fields(), maxlen=self._max_length, approximate=True)
 
+    def stream_on(self, client) -> tuple[str, int] | None:
+        """(key, max length) when ``client`` is this stream's own: the call
+        state store then appends a call's record in the same script as the
+        step that claims it (``queues.calls.store``), one round trip."""
+        return (self.key, self._max_length) if client is self._redis else None
+
     async def read(self, start: float, end: float, *, late_seconds: float | None | object = _CONFIGURED) -> ReadResult:
         if end <= start:
             raise ValueError(f"empty period: end ({end}) is not after start ({start})")

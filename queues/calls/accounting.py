@@ -45,8 +45,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from typing import NamedTuple, Protocol
 
 from core.citizens.governorates import LABEL_VALUES as GOVERNORATE_LABELS
 from core.citizens.governorates import UNKNOWN as UNKNOWN_GOVERNORATE
@@ -58,7 +58,7 @@ from queues.ami.events import (AgentCalled, AgentComplete, AgentConnect, AmiEven
 
 from . import lifecycle
 from .lifecycle import Step
-from .store import CallStateStore
+from .store import Applied, CallStateStore, Change, facts_after
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,27 @@ class _Counts:
             apply()
 
 
+class _Record(NamedTuple):
+    record: CallRecord | None   # None without a sink, or when the fields were malformed
+    fields: dict[str, str]
+    outcome: str                # the calls_ended outcome, the ``recorded`` fact
+    talk: float | None          # talk time to observe (None: unknown, or observed by an earlier record)
+    malformed: bool
+
+
+class _Plan:
+    """One event's work: the call, its change (or how to decide it), and what
+    to count once it is applied (``finish``)."""
+
+    __slots__ = ("uid", "decision", "finish", "event")
+
+    def __init__(self, uid: str, decision, finish, event: AmiEvent):
+        self.uid = uid
+        self.decision = decision
+        self.finish = finish
+        self.event = event
+
+
 class QueueAccounting:
     def __init__(self, *, store: CallStateStore, metrics: EngineMetrics, records: RecordSink | None = None,
                  clock: Callable[[], float] = time.time):
@@ -114,59 +135,118 @@ class QueueAccounting:
         # Deliveries fully handled here: the same one again counts nothing
         # (its marks in Redis would look new again: they are its own).
         self._done: OrderedDict[str, None] = OrderedDict()
+        # The counters' children by label values: prometheus_client's
+        # labels() was the largest single cost of an event (a month's replay).
+        self._children: dict[tuple, object] = {}
 
     async def handle(self, event: AmiEvent) -> str:
         """Account for one AMI event; return what was done (for logs and tests).
 
+        Its Redis work is one transition (one round trip, ``queues.calls.store``).
         Raises on a Redis error with nothing counted: the event is to be
         retried (same ``ref``), and then counts exactly once."""
+        plan = await self._plan(event)
+        if isinstance(plan, str):
+            return self._count(plan)
+        counts = _Counts()
+        applied = await self._transition(plan)
+        kind = plan.finish(applied, counts)
+        counts.apply()
+        self._handled(event)
+        return self._count(kind)
+
+    async def handle_many(self, events: list[AmiEvent]) -> list[str]:
+        """Account for several AMI events, in order, with their Redis work in
+        one round trip (a pipeline of transitions). Raises on a Redis error
+        with nothing counted for any of them: the same events are to be
+        retried together (same ``ref``s), and then count exactly once."""
+        plans: list[_Plan | str] = []
+        refs: set[str] = set()
+        for event in events:
+            if event.ref and event.ref in refs:
+                plans.append("duplicate")   # the same delivery twice in one batch
+                continue
+            plans.append(await self._plan(event))
+            if event.ref:
+                refs.add(event.ref)
+        work = [p for p in plans if not isinstance(p, str)]
+        try:
+            applied = await self._store.transition_many([(p.uid, p.decision, p.event.ref) for p in work],
+                                                        records=self._records)
+        except Exception:
+            if any(getattr(p.decision, "record", None) is not None or callable(p.decision) and
+                   isinstance(p.event, CallEnded) for p in work):
+                self._metrics.call_records.labels(result="failed").inc()
+            raise
+        counts = _Counts()
+        kinds: list[str] = []
+        results = iter(applied)
+        for plan in plans:
+            if isinstance(plan, str):
+                kinds.append(plan)
+            else:
+                kinds.append(plan.finish(next(results), counts))
+                self._handled(plan.event)
+        counts.apply()
+        return [self._count(kind) for kind in kinds]
+
+    async def _plan(self, event: AmiEvent) -> _Plan | str:
         handler = self._handlers.get(type(event))
         if handler is None:
-            return self._count("ignored")
+            return "ignored"
         uid = event.uniqueid
         if not uid:
             log.warning("AMI %s without Uniqueid; ignored", event.name)
-            return self._count("malformed")
+            return "malformed"
         if is_placeholder(uid):
             # A callback's placeholder stands for the call that asked for it:
             # its offer is that call's offer (counted once), its answer that
             # call's answer.
             uid = (await self._store.facts(uid)).get("call_uid") or uid
         if event.ref and event.ref in self._done:
-            return self._count("duplicate")  # this very delivery went through already
-        counts = _Counts()
-        kind = await handler(self, uid, event, counts)
-        counts.apply()
+            return "duplicate"  # this very delivery went through already
+        return handler(self, uid, event)
+
+    async def _transition(self, plan: _Plan) -> Applied:
+        try:
+            return await self._store.transition(plan.uid, plan.decision, ref=plan.event.ref, records=self._records)
+        except Exception:
+            if isinstance(plan.event, CallEnded) and self._records is not None:
+                self._metrics.call_records.labels(result="failed").inc()
+            raise
+
+    def _handled(self, event: AmiEvent) -> None:
         if event.ref:
             self._done[event.ref] = None
             if len(self._done) > DONE_REFS_KEPT:
                 self._done.popitem(last=False)
-        return self._count(kind)
 
-    async def _apply(self, uid: str, step: Step, event: AmiEvent) -> tuple[set[str], dict[str, str]]:
-        return await self._store.apply(uid, marks=step.marks, sets=step.sets, ref=event.ref)
+    @staticmethod
+    def _change(step: Step, **kw) -> Change:
+        return Change(marks=step.marks, sets=step.sets, **kw)
 
     # --- the IVR's events ------------------------------------------------------
-    async def _call_start(self, uid: str, event: CallStarted, counts: _Counts) -> str:
+    def _call_start(self, uid: str, event: CallStarted) -> _Plan:
         uid = event.call_uid or uid
         hotline = self._hotline(event.hotline)
-        new, _ = await self._apply(uid, lifecycle.arrived({}, hotline=hotline, at=event_time(event, self._clock)),
-                                   event)
-        if "received" not in new:
-            return "duplicate"
-        counts.add(self._metrics.calls_received.labels(hotline=hotline).inc)
-        return "accounted"
+        change = self._change(lifecycle.arrived({}, hotline=hotline, at=event_time(event, self._clock)))
 
-    async def _route(self, uid: str, event: CallRouted, counts: _Counts) -> str:
+        def finish(applied: Applied, counts: _Counts) -> str:
+            if "received" not in applied.new:
+                return "duplicate"
+            counts.add(self._child("calls_received", hotline=hotline).inc)
+            return "accounted"
+        return _Plan(uid, change, finish, event)
+
+    def _route(self, uid: str, event: CallRouted) -> _Plan:
         # What the live IVR writes to the store itself; a replayed month (and
         # any other IVR) sends it as an event.
-        await self._apply(uid, lifecycle.routed({}, hotline=event.hotline, program=event.program,
-                                                request_type=event.request_type, governorate=event.governorate),
-                          event)
-        return "accounted"
+        change = self._change(lifecycle.routed({}, hotline=event.hotline, program=event.program,
+                                               request_type=event.request_type, governorate=event.governorate))
+        return _Plan(uid, change, lambda applied, counts: "accounted", event)
 
     # --- app_queue's events ----------------------------------------------------
-    async def _caller_join(self, uid: str, event: QueueCallerJoin | QueueEntry, counts: _Counts) -> str:
+    def _caller_join(self, uid: str, event: QueueCallerJoin | QueueEntry) -> _Plan | str:
         queue = event.queue
         if not self._known(queue, event):
             return "unknown_queue"
@@ -174,55 +254,75 @@ class QueueAccounting:
         if isinstance(event, QueueEntry):
             # A caller found waiting after a reconnect joined `Wait` seconds ago.
             at -= event.wait or 0
-        new, facts = await self._apply(uid, lifecycle.joined({}, queue=queue, at=at), event)
-        if f"offered:{queue}" not in new:
-            return "duplicate"
-        counts.add(self._metrics.queue_offered.labels(**self._labels(facts, queue)).inc)
-        log.info("call %s offered to %s (position %s)", uid, queue, event.position or "?")
-        return "accounted"
+        # The labels come from what the IVR wrote: the facts after the step.
+        change = self._change(lifecycle.joined({}, queue=queue, at=at), wants_facts=True)
 
-    async def _agent_called(self, uid: str, event: AgentCalled, counts: _Counts) -> str:
+        def finish(applied: Applied, counts: _Counts) -> str:
+            if f"offered:{queue}" not in applied.new:
+                return "duplicate"
+            counts.add(self._child("queue_offered", **self._labels(applied.facts, queue)).inc)
+            log.info("call %s offered to %s (position %s)", uid, queue, event.position or "?")
+            return "accounted"
+        return _Plan(uid, change, finish, event)
+
+    def _agent_called(self, uid: str, event: AgentCalled) -> _Plan | str:
         if not self._known(event.queue, event):
             return "unknown_queue"
-        new, _ = await self._apply(uid, lifecycle.rang({}, queue=event.queue, at=event_time(event, self._clock)),
-                                   event)
-        return "accounted" if new else "duplicate"
+        change = self._change(lifecycle.rang({}, queue=event.queue, at=event_time(event, self._clock)))
+        return _Plan(uid, change, lambda applied, counts: "accounted" if applied.new else "duplicate", event)
 
-    async def _agent_connect(self, uid: str, event: AgentConnect, counts: _Counts) -> str:
+    def _agent_connect(self, uid: str, event: AgentConnect) -> _Plan | str:
         queue = event.queue
         if not self._known(queue, event):
             return "unknown_queue"
         at = event_time(event, self._clock)
-        new, facts = await self._apply(uid, lifecycle.connected({}, queue=queue, at=at), event)
-        if f"answered:{queue}" not in new:
-            return "duplicate"
+        step = lifecycle.connected({}, queue=queue, at=at)
         # A callback's wait runs from the caller's own join (they kept their
         # place); app_queue's HoldTime is only the placeholder's part of it.
         hold_time = None if is_placeholder(event.uniqueid) else event.hold_time
-        wait, skew = lifecycle.measured_wait(facts.get(f"offered:{queue}"), at, hold_time)
-        if skew is not None:
-            self._skew(uid, skew, "app_queue's HoldTime used" if wait is not None else
-                       "wait left out of the histograms", counts)
-        if wait is not None:
-            _, facts = await self._store.apply(uid, sets={"wait": lifecycle.stamp(wait)}, ref=event.ref)
-        self._count_answer(facts, queue, wait, counts)
-        log.info("call %s answered in %s by %s after %ss", uid, queue, event.interface or event.member_name or "?",
-                 event.hold_time if event.hold_time is not None else "?")
-        if facts.get("recorded"):
-            # A callback answered after its call ended: the call's record
-            # is superseded by one saying it was answered.
-            await self._write_record(uid, facts, in_queue="", counts=counts, answered_late=True)
-        return "accounted"
+        answer = f"answered:{queue}"
 
-    async def _agent_complete(self, uid: str, event: AgentComplete, counts: _Counts) -> str:
+        def decide(facts: Mapping[str, str]) -> Change:
+            # Decided on the facts before the step: the join's time (a mark,
+            # so the same after it) gives the wait, written with the answer.
+            wait, skew = lifecycle.measured_wait(facts.get(f"offered:{queue}"), at, hold_time)
+            then = {"wait": lifecycle.stamp(wait)} if wait is not None else {}
+            record = None
+            if facts.get("recorded"):
+                # A callback answered after its call ended: the call's record
+                # is superseded by one saying it was answered.
+                after = facts_after(facts, Change(marks=step.marks, sets={**step.sets, **then}))
+                record = self._record(uid, after, in_queue="", answered_late=True)
+                if not record.malformed:
+                    then = {**then, "recorded": record.outcome}
+            return Change(marks=step.marks, sets=step.sets, claim=answer, then=then,
+                          record=record.record if record else None, info=(wait, skew, record))
+
+        def finish(applied: Applied, counts: _Counts) -> str:
+            if answer not in applied.new:
+                return "duplicate"
+            wait, skew, record = applied.change.info
+            if skew is not None:
+                self._skew(uid, skew, "app_queue's HoldTime used" if wait is not None else
+                           "wait left out of the histograms", counts)
+            self._count_answer(applied.facts, queue, wait, counts)
+            log.info("call %s answered in %s by %s after %ss", uid, queue,
+                     event.interface or event.member_name or "?",
+                     event.hold_time if event.hold_time is not None else "?")
+            if record is not None:
+                self._count_record(uid, record, counts)
+            return "accounted"
+        return _Plan(uid, decide, finish, event)
+
+    def _agent_complete(self, uid: str, event: AgentComplete) -> _Plan | str:
         # The conversation ended (either side hung up); the caller may stay
         # on for the survey, which is not talk time.
         if not self._known(event.queue, event):
             return "unknown_queue"
-        new, _ = await self._apply(uid, lifecycle.completed({}, at=event_time(event, self._clock)), event)
-        return "accounted" if new else "duplicate"
+        change = self._change(lifecycle.completed({}, at=event_time(event, self._clock)))
+        return _Plan(uid, change, lambda applied, counts: "accounted" if applied.new else "duplicate", event)
 
-    async def _call_end(self, uid: str, event: CallEnded, counts: _Counts) -> str:
+    def _call_end(self, uid: str, event: CallEnded) -> _Plan:
         # The hang-up handler may run on a channel that replaced the original
         # (a masquerade); the call is known by its first uid.
         uid = event.call_uid or uid
@@ -230,59 +330,73 @@ class QueueAccounting:
         # A journal entry without its hang-up time (read back after an AMI
         # outage): when the caller hung up is unknown.
         end_known = bool(event.timestamp_raw) or event.source != "journal"
-        facts = await self._store.facts(uid)
-        ending = lifecycle.ended(facts, queue=event.queue, member=event.member, hotline=self._hotline(event.hotline)
-                                 if event.hotline else "", at=at if end_known else None, answer_at=at,
-                                 short_abandon_seconds=self._short,
-                                 known_queue=not event.queue or self._known(event.queue, event))
-        new, facts = await self._apply(uid, ending.step, event)
-        if "received" in new:
-            # IvrCallStart was missed (AMI down when the call came in).
-            hotline = self._hotline(event.hotline)
-            counts.add(self._metrics.calls_received.labels(hotline=hotline).inc)
-            log.warning("call %s: its arrival on %s recovered from its end event", uid, hotline)
-        if not ending.known_queue:
-            return "unknown_queue"
-        queue = ending.in_queue
-        if queue:
-            if f"offered:{queue}" in new:
-                counts.add(self._metrics.queue_offered.labels(**self._labels(facts, queue)).inc)
-                log.warning("call %s: offer to %s recovered from its end event", uid, queue)
-            if f"answered:{queue}" in new:
-                self._count_answer(facts, queue, None, counts)
-                log.warning("call %s: answer in %s recovered from its end event", uid, queue)
-            if f"abandoned:{queue}" in new:
-                self._count_abandon(uid, facts, queue, ending, counts)
-        # One worker writes the record: the first to claim it.
-        if "recording" not in new:
-            return "duplicate"
-        try:
-            await self._write_record(uid, facts, in_queue=queue, counts=counts)
-        except BaseException:
-            await self._store.unmark(uid, "recording")  # the retried event writes it
-            raise
-        return "accounted"
+        hotline = self._hotline(event.hotline) if event.hotline else ""
+        known_queue = not event.queue or self._known(event.queue, event)
 
-    async def _queue_exit(self, uid: str, event: QueueExited, counts: _Counts) -> str:
+        def decide(facts: Mapping[str, str]) -> Change:
+            ending = lifecycle.ended(facts, queue=event.queue, member=event.member, hotline=hotline,
+                                     at=at if end_known else None, answer_at=at, short_abandon_seconds=self._short,
+                                     known_queue=known_queue)
+            step = ending.step
+            if "recording" not in step.marks:
+                return Change(marks=step.marks, sets=step.sets, info=(ending, None))
+            # One worker writes the record: the first to claim it.
+            record = self._record(uid, facts_after(facts, Change(marks=step.marks, sets=step.sets)),
+                                  in_queue=ending.in_queue)
+            then = {} if record.malformed else {"recorded": record.outcome}
+            return Change(marks=step.marks, sets=step.sets, claim="recording", then=then, record=record.record,
+                          closes=True, info=(ending, record))
+
+        def finish(applied: Applied, counts: _Counts) -> str:
+            new, facts = applied.new, applied.facts
+            ending, record = applied.change.info
+            if "received" in new:
+                # IvrCallStart was missed (AMI down when the call came in).
+                received_on = self._hotline(event.hotline)
+                counts.add(self._child("calls_received", hotline=received_on).inc)
+                log.warning("call %s: its arrival on %s recovered from its end event", uid, received_on)
+            if not ending.known_queue:
+                return "unknown_queue"
+            queue = ending.in_queue
+            if queue:
+                if f"offered:{queue}" in new:
+                    counts.add(self._child("queue_offered", **self._labels(facts, queue)).inc)
+                    log.warning("call %s: offer to %s recovered from its end event", uid, queue)
+                if f"answered:{queue}" in new:
+                    self._count_answer(facts, queue, None, counts)
+                    log.warning("call %s: answer in %s recovered from its end event", uid, queue)
+                if f"abandoned:{queue}" in new:
+                    self._count_abandon(uid, facts, queue, ending, counts)
+            if "recording" not in new:
+                return "duplicate"
+            self._count_record(uid, record, counts)
+            return "accounted"
+        return _Plan(uid, decide, finish, event)
+
+    def _queue_exit(self, uid: str, event: QueueExited) -> _Plan:
         # The caller left the queue alive (timeout, queue full, a callback
         # request...): not an abandon. Remember why for the call record.
         call_uid = event.call_uid or uid
         status = event.queue_status or "UNKNOWN"
         # IvrQueueExit says CALLBACK when a callback holds the place; the IVR
         # records it too: either is enough.
-        await self._apply(call_uid, lifecycle.left_queue({}, queue=event.queue, status=status,
-                                                         callback=status == QUEUE_STATUS_CALLBACK), event)
-        log.info("call %s left %s: %s", call_uid, event.queue, event.queue_status or "?")
-        return "accounted"
+        change = self._change(lifecycle.left_queue({}, queue=event.queue, status=status,
+                                                   callback=status == QUEUE_STATUS_CALLBACK))
+
+        def finish(applied: Applied, counts: _Counts) -> str:
+            log.info("call %s left %s: %s", call_uid, event.queue, event.queue_status or "?")
+            return "accounted"
+        return _Plan(call_uid, change, finish, event)
 
     # --- counting ----------------------------------------------------------------
     def _count_answer(self, facts: dict[str, str], queue: str, wait: float | None, counts: _Counts) -> None:
         labels = self._labels(facts, queue)
-        counts.add(self._metrics.queue_answered.labels(**labels).inc)
+        counts.add(self._child("queue_answered", **labels).inc)
         if wait is not None:
-            counts.add(lambda: self._metrics.queue_wait_seconds.labels(program=queue, outcome="answered").observe(wait))
+            counts.add(lambda: self._child("queue_wait_seconds", program=queue, outcome="answered")
+                       .observe(wait))
             if wait <= self._sl:
-                counts.add(self._metrics.queue_answered_within_threshold.labels(**labels).inc)
+                counts.add(self._child("queue_answered_within_threshold", **labels).inc)
 
     def _count_abandon(self, uid: str, facts: dict[str, str], queue: str, ending: lifecycle.Ending,
                        counts: _Counts) -> None:
@@ -290,11 +404,11 @@ class QueueAccounting:
             self._skew(uid, ending.skew, "wait left out of the histograms", counts)
         short = ending.abandon == "short_abandoned"
         labels = self._labels(facts, queue)
-        counts.add((self._metrics.queue_short_abandoned if short else self._metrics.queue_abandoned)
-                   .labels(**labels).inc)
+        counts.add(self._child("queue_short_abandoned" if short else "queue_abandoned",
+                               **labels).inc)
         wait = ending.wait
         if wait is not None:
-            counts.add(lambda: self._metrics.queue_wait_seconds.labels(program=queue, outcome="abandoned")
+            counts.add(lambda: self._child("queue_wait_seconds", program=queue, outcome="abandoned")
                        .observe(wait))
         log.info("call %s %s in %s after %s s", uid, ending.abandon.replace("_", " "), queue,
                  "?" if wait is None else f"{wait:.0f}")
@@ -304,30 +418,43 @@ class QueueAccounting:
         log.warning("call %s: a duration of %.0f s means a clock jumped; %s", uid, seconds, what)
 
     # --- the call record ---------------------------------------------------------
-    async def _write_record(self, uid: str, facts: dict[str, str], *, in_queue: str, counts: _Counts,
-                            answered_late: bool = False) -> None:
+    def _record(self, uid: str, facts: Mapping[str, str], *, in_queue: str,
+                answered_late: bool = False) -> "_Record":
+        """The call's record from its facts once the step is applied (``facts``).
+        Its talk time is observed with the call's first record (a callback
+        answered after the call ended writes a second one)."""
         fields, talk = lifecycle.record_fields(uid, facts, in_queue=in_queue, hotlines=self._hotlines,
                                                request_types=self._request_types, now=self._clock())
-        if talk is not None and not facts.get("recorded"):
-            program = fields["program"]
-            counts.add(lambda: self._metrics.queue_talk_seconds.labels(program=program).observe(talk))
+        record = None
+        malformed = False
         if self._records is not None:
             try:
                 record = CallRecord.from_fields(fields)
             except MalformedCallRecord:
-                # A bug, not an outage: retrying would not help. Said loudly.
-                self._metrics.call_records.labels(result="failed").inc()
-                log.exception("call %s: record not written", uid)
-                return
-            try:
-                await self._records.append(record)
-            except Exception:
-                self._metrics.call_records.labels(result="failed").inc()
-                raise  # the consumer retries the event; counters are not repeated
-            counts.add(self._metrics.call_records.labels(result="written").inc)
+                # A bug, not an outage: retrying would not help. Said loudly (in finish).
+                malformed = True
         outcome = "answered" if answered_late else fields["outcome"]
-        await self._store.set_fact(uid, "recorded", outcome)
-        counts.add(self._metrics.calls_ended.labels(hotline=fields["hotline"], outcome=outcome).inc)
+        return _Record(record, fields, outcome, None if answered_late else talk, malformed)
+
+    def _count_record(self, uid: str, rec: "_Record", counts: _Counts) -> None:
+        if rec.talk is not None:
+            program, talk = rec.fields["program"], rec.talk
+            counts.add(lambda: self._child("queue_talk_seconds", program=program).observe(talk))
+        if rec.malformed:
+            self._metrics.call_records.labels(result="failed").inc()
+            log.error("call %s: record not written: %s", uid, rec.fields)
+            return
+        if self._records is not None:
+            counts.add(self._child("call_records", result="written").inc)
+        counts.add(self._child("calls_ended", hotline=rec.fields["hotline"], outcome=rec.outcome).inc)
+
+    def _child(self, metric: str, **labels: str):
+        """``EngineMetrics.<metric>.labels(**labels)``, looked up once."""
+        key = (metric, *labels.values())
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = getattr(self._metrics, metric).labels(**labels)
+        return child
 
     def _labels(self, facts: dict[str, str], queue: str) -> dict[str, str]:
         # The IVR recorded what the call is about before it reached the queue;
@@ -351,7 +478,7 @@ class QueueAccounting:
         return False
 
     def _count(self, kind: str) -> str:
-        self._metrics.ami_events.labels(kind=kind).inc()
+        self._child("ami_events", kind=kind).inc()
         return kind
 
     _handlers = {
