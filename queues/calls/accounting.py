@@ -135,9 +135,6 @@ class QueueAccounting:
         # Deliveries fully handled here: the same one again counts nothing
         # (its marks in Redis would look new again: they are its own).
         self._done: OrderedDict[str, None] = OrderedDict()
-        # The counters' children by label values: prometheus_client's
-        # labels() was the largest single cost of an event (a month's replay).
-        self._children: dict[tuple, object] = {}
 
     async def handle(self, event: AmiEvent) -> str:
         """Account for one AMI event; return what was done (for logs and tests).
@@ -449,12 +446,9 @@ class QueueAccounting:
         counts.add(self._child("calls_ended", hotline=rec.fields["hotline"], outcome=rec.outcome).inc)
 
     def _child(self, metric: str, **labels: str):
-        """``EngineMetrics.<metric>.labels(**labels)``, looked up once."""
-        key = (metric, *labels.values())
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = getattr(self._metrics, metric).labels(**labels)
-        return child
+        """``EngineMetrics.<metric>.labels(**labels)`` (EngineMetrics keeps
+        each label set's child after its first lookup)."""
+        return getattr(self._metrics, metric).labels(**labels)
 
     def _labels(self, facts: dict[str, str], queue: str) -> dict[str, str]:
         # The IVR recorded what the call is about before it reached the queue;
