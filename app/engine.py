@@ -223,7 +223,7 @@ class Engine:
                 sessions=SessionBook(password_of=agent_password,
                                      tenant_of=lambda agent_id: config.agent_tenant(config.agent(agent_id))))
         self.pump = EventPump(lanes=lanes, metrics=self.metrics, before_retry=self.call_facts.flush)
-        self.resync = AmiResync(ami=ami, feed=self.pump.feed, agents=self.agent_tracker, waiting=self.waiting,
+        self.resync = AmiResync(ami=ami, feed=self.pump.feed_replayed, agents=self.agent_tracker, waiting=self.waiting,
                                 callbacks=self.dispatcher, metrics=self.metrics,
                                 logins=lambda: self.ami.logins if self.ami is not None else 0)
         self.persistence = PersistenceWatch(info=lambda: self.redis.info("persistence"), metrics=self.metrics)

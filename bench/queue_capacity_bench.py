@@ -1,7 +1,7 @@
 """Queue capacity: callers waiting with music on hold and announcements, per machine.
 
-    .venv/bin/python bench/queue_capacity_bench.py [--max-callers 800] [--hold 60]
-    .venv/bin/python bench/queue_capacity_bench.py --quick        # N = 5 and 20, about 1.5 minutes
+    .venv/bin/python bench/queue_capacity_bench.py [--max-callers 600] [--steps 10,300,500]
+    .venv/bin/python bench/queue_capacity_bench.py --quick        # N = 5 and 20, about 2 minutes
 
 Results and how to read them: docs/benchmarks.md, "Queue capacity".
 
@@ -16,8 +16,8 @@ What runs
 ---------
 * Asterisk 22 (``dialplans.asterisk.AsteriskInstall``), configured by
   ``app.cli.setup`` from a temporary copy of ``config/`` in which the Nasser
-  Social Bank queue announces every ``--announce-every`` seconds (20) and
-  never overflows (``max_callers`` 10000, ``max_wait_seconds`` 7200), the
+  Social Bank queue announces every ``--announce-every`` seconds (as
+  shipped: 60) and never overflows (``max_callers`` 10000, ``max_wait_seconds`` 7200), the
   engine uses a private redis-server on a free port (key prefix
   ``ivr-bench:``), and Asterisk's RTP range is widened to 10000-14999 (the
   shipped 10000-10999 holds at most 500 calls: one even port per call).
@@ -35,8 +35,9 @@ One step
   1.2 s, hears the transfer prompt, waits in the queue with music on hold
   and whispered announcements (join, then every ``--announce-every`` s:
   a call file of a Local channel pair + ChanSpy), and hangs up
-  ``--hold`` seconds after the key. Every caller has its own mobile number
-  (no repeat-caller priority).
+  ``--hold`` seconds after the key (the interval + 20 s: 80 s as shipped,
+  so that every caller waits long enough for one periodic announcement).
+  Every caller has its own mobile number (no repeat-caller priority).
 * Sampled every 0.5 s: CPU time and RSS of the four processes (and the
   CPU time of every process on the machine), the UDP datagrams the machine
   sent (/proc/net/snmp: nearly all of them are Asterisk's RTP, the music
@@ -64,14 +65,22 @@ it was due, the engine not behind on AMI events (from Asterisk queueing a
 caller, ``ENTERQUEUE`` in its queue_log, to the engine counting the offer:
 p95 no more than ``--late`` s above the baseline's), and the music not
 falling behind (RTP datagrams sent per waiting caller per second at least
-``--moh-min`` (0.9) of the baseline's, which is 50/s: one 20 ms frame each).
+``--moh-min`` (0.9) of the baseline's, which is 50/s: one 20 ms frame each),
+and the engine keeping up with Asterisk: its own event-lag histogram
+(``ivr_ami_event_lag_seconds{consumer}`` on /metrics: from each AMI event's
+``Timestamp`` to the moment a lane of the event pump has handled it),
+scraped before and after the step, gives each lane's p99 over the step; a
+step fails when any lane's p99 is above 1 s (more than 1 % of its events
+older than 1 s when handled: 1 s is a bucket bound, so this is exact).
 
-The steps are 10, 50, 100, 200, 400, ... up to ``--max-callers`` (800) and
-stop at the first failure; then up to ``--refine`` (2) steps halve the gap
+The steps are 10, 100, 200, 300, ... (every 100) up to ``--max-callers``
+(600) and stop at the first failure; then up to ``--refine`` (2) steps halve the gap
 between the largest pass and that failure, down to ``--resolution`` (50)
-callers. A step that would not fit in what is left of ``--budget`` (900 s)
+callers. A step that would not fit in what is left of ``--budget`` (1200 s)
 is not started. Exit status 1 means the baseline step failed (nothing was
-measured); a larger step failing is the finding, not an error.
+measured); a larger step failing is the finding, not an error. With
+``--require-all`` (the test of ``--quick``, tests/e2e), any failed or
+skipped step is exit status 1.
 
 Everything started here is stopped at the end (SIPp, the engine, Asterisk,
 redis-server), also on Ctrl-C.
@@ -125,6 +134,10 @@ ASTERISK_COUNT_EVERY = 5.0
 PLATEAU_SKIP = 2.0               # seconds after the last join before the plateau counts
 ANNOUNCE_TICK = 3.0              # the engine looks for due announcements every 3 s (app/engine.py)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+LAG_BUCKETS = "ivr_ami_event_lag_seconds_bucket"   # the engine's own event lag, per lane (queues/events.py)
+LAG_LIMIT_S = 1.0                # a step whose p99 event lag (any lane) is above this fails
+LAG_QUANTILE = 0.99
+HOLD_AFTER_DUE = 20.0            # default hold = announcement interval + this: one periodic each
 PROCESSES = ("asterisk", "engine", "redis", "sipp")
 
 LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) \w+ [\w.]+: (.*)$")
@@ -309,14 +322,16 @@ def asterisk_channels(asterisk: AsteriskInstall) -> int | None:
 # The system under test
 # --------------------------------------------------------------------------
 
-def bench_config_dir(workdir: Path, *, every: int, redis_port: int) -> Path:
+def bench_config_dir(workdir: Path, *, every: int | None, redis_port: int) -> Path:
     """A copy of config/ with the benchmark's queue settings, Redis and RTP range."""
     target = workdir / "config"
     shutil.copytree(REPO_ROOT / "config", target)
     programs = yaml.safe_load((target / "programs.yaml").read_text(encoding="utf-8"))
     for queue in programs["queues"]:
         if queue["id"] == QUEUE:
-            queue.update(max_callers=10000, max_wait_seconds=7200, announce_every_seconds=every)
+            queue.update(max_callers=10000, max_wait_seconds=7200)
+            if every is not None:
+                queue["announce_every_seconds"] = every
     (target / "programs.yaml").write_text(yaml.safe_dump(programs, allow_unicode=True, sort_keys=False),
                                           encoding="utf-8")
     service = yaml.safe_load((target / "service.yaml").read_text(encoding="utf-8"))
@@ -436,6 +451,7 @@ class Step:
     rss_peak_kib: dict = field(default_factory=dict)
     rss_kib_per_caller: dict = field(default_factory=dict)
     asterisk_log: dict = field(default_factory=dict)
+    lag: dict = field(default_factory=dict)              # the engine's event lag over the step (lag_summary)
     duration_s: float = 0.0
 
 
@@ -452,6 +468,58 @@ def counter_snapshot(metrics_url: str) -> dict[str, float]:
         "periodic": sample(s, "ivr_queue_announcements_total", program=QUEUE, kind="periodic"),
         "menu_choice": sample(s, "ivr_menu_exits_total", hotline=HOTLINE, request_type="inquiry", outcome="choice"),
     }
+
+
+def lag_buckets(samples: dict) -> dict[str, dict[float, float]]:
+    """consumer lane -> {bucket bound: cumulative count} of ivr_ami_event_lag_seconds."""
+    out: dict[str, dict[float, float]] = {}
+    for (name, labels), value in samples.items():
+        if name != LAG_BUCKETS:
+            continue
+        d = dict(labels)
+        out.setdefault(d.get("consumer", ""), {})[float(d["le"])] = value
+    return out
+
+
+def histogram_quantile(q: float, buckets: dict[float, float]) -> float:
+    """Prometheus's histogram_quantile on cumulative buckets (linear inside a
+    bucket; in the +Inf bucket, the largest finite bound)."""
+    bounds = sorted(buckets)
+    total = buckets.get(math.inf, 0.0)
+    if total <= 0:
+        return float("nan")
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if math.isinf(bound):
+                return lower
+            inside = count - below
+            return lower + (bound - lower) * ((rank - below) / inside if inside > 0 else 1.0)
+        lower, below = bound, count
+    return lower
+
+
+def lag_summary(before: dict[str, dict[float, float]], after: dict[str, dict[float, float]]) -> dict:
+    """The event lag over a step, per lane and the worst lane: events handled,
+    p99 (interpolated as Prometheus does), and the share older than 1 s (a
+    bucket bound: "p99 above 1 s" is exactly "more than 1 % older than 1 s")."""
+    lanes = {}
+    for lane, buckets in after.items():
+        delta = {b: v - before.get(lane, {}).get(b, 0.0) for b, v in buckets.items()}
+        events = delta.get(math.inf, 0.0)
+        if events <= 0:
+            continue
+        over = events - delta.get(LAG_LIMIT_S, 0.0)
+        lanes[lane] = {"events": events, "p50_s": histogram_quantile(0.5, delta),
+                       "p99_s": histogram_quantile(LAG_QUANTILE, delta), "over_limit": over,
+                       "over_limit_share": over / events}
+    worst = max(lanes, key=lambda k: (lanes[k]["over_limit_share"], lanes[k]["p99_s"]), default=None)
+    return {"lanes": lanes, "worst_lane": worst,
+            "p99_s": lanes[worst]["p99_s"] if worst else float("nan"),
+            "over_limit_share": lanes[worst]["over_limit_share"] if worst else float("nan"),
+            "events": sum(v["events"] for v in lanes.values())}
 
 
 def sipp_stats(path: Path) -> dict:
@@ -621,6 +689,7 @@ class Bench:
         rate = max(n / ramp, 0.2)
         step = Step(n=n, rate=rate)
         before = counter_snapshot(self.engine.metrics_url)
+        lag_before = lag_buckets(read_samples(self.engine.metrics_url))
         log_offset = file_size(self.engine.log_path)
         ast_offset = file_size(self.messages_log)
         qlog_offset = file_size(self.queue_log)
@@ -650,6 +719,7 @@ class Bench:
             time.sleep(1.0)
         self.sampler.stop()
         self.sampler.pids["sipp"] = None
+        step.lag = lag_summary(lag_before, lag_buckets(read_samples(self.engine.metrics_url)))
         step.duration_s = time.monotonic() - started
         samples = self.sampler.samples
 
@@ -741,6 +811,13 @@ class Bench:
                      f"per second (baseline {baseline.udp_per_caller_s:.1f})")
         if channels not in (0, None):
             r.append(f"{channels} Asterisk channel(s) still up after the drain")
+        lag = step.lag
+        if not lag.get("events"):
+            r.append("the engine reported no event lag (ivr_ami_event_lag_seconds missing from /metrics)")
+        elif lag["over_limit_share"] > 1 - LAG_QUANTILE:
+            r.append(f"the engine fell behind Asterisk: p99 event lag {lag['p99_s']:.2f} s in its "
+                     f"{lag['worst_lane']} lane ({100 * lag['over_limit_share']:.1f} % of its events handled more "
+                     f"than {LAG_LIMIT_S:.0f} s after Asterisk sent them)")
         step.ok = not r
         return step
 
@@ -774,9 +851,11 @@ def report(steps: list[Step], idle_rates: dict[str, float], idle_rss: dict) -> N
     say()
     say("Completion (every call must complete):")
     say(f"  {'N':>5} {'rate/s':>6} {'SIPp ok/fail':>12} {'offered':>7} {'aband.':>6} {'peak waiting':>12} "
-        f"{'announcements':>13} {'ann. late s':>11} {'join lag s':>11} {'Redis RTT':>9} {'RTP out':>8} {'verdict':>7}")
+        f"{'announcements':>13} {'ann. late s':>11} {'join lag s':>11} {'event lag':>15} {'Redis RTT':>9} "
+        f"{'RTP out':>8} {'verdict':>7}")
     say(f"  {'':>5} {'':>6} {'':>12} {'':>7} {'':>6} {'eng / ast':>12} "
-        f"{'join / per.':>13} {'p95 / max':>11} {'p50 / p95':>11} {'p95 ms':>9} {'/caller/s':>9} {'':>6}")
+        f"{'join / per.':>13} {'p95 / max':>11} {'p50 / p95':>11} {'p99 s (lane)':>15} {'p95 ms':>9} "
+        f"{'/caller/s':>9} {'':>6}")
     for s in steps:
         an = s.announcements
         ast = s.waiting_peak_asterisk if s.waiting_peak_asterisk is not None else "–"
@@ -786,6 +865,7 @@ def report(steps: list[Step], idle_rates: dict[str, float], idle_rss: dict) -> N
             f"{an.get('join', 0):>5.0f} / {an.get('periodic', 0):<5.0f} "
             f"{fnum(an.get('late_p95_s')):>4} / {fnum(an.get('late_max_s')):<4} "
             f"{fnum(an.get('join_lag_p50_s')):>4} / {fnum(an.get('join_lag_p95_s')):<4} "
+            f"{fnum(s.lag.get('p99_s'), '{:.2f}'):>5} ({(s.lag.get('worst_lane') or '–')[:8]:<8}) "
             f"{fnum(s.redis_rtt_ms_p95):>9} {fnum(s.udp_per_caller_s):>8} {'ok' if s.ok else 'FAILED':>7}")
     say()
     say(f"Cost per waiting caller over the plateau (all N waiting; idle subtracted); (x) = ratio to N={base.n}:")
@@ -808,6 +888,11 @@ def report(steps: list[Step], idle_rates: dict[str, float], idle_rss: dict) -> N
         f"N={s.n}: asterisk {fnum(s.rss_peak_kib.get('asterisk', 0) / 1024)}, engine "
         f"{fnum(s.rss_peak_kib.get('engine', 0) / 1024)}, redis {fnum(s.rss_peak_kib.get('redis', 0) / 1024)}"
         for s in steps))
+    say("Event lag per lane (ivr_ami_event_lag_seconds: Asterisk's Timestamp to handled), p50 / p99 s, events:")
+    for s in steps:
+        lanes = s.lag.get("lanes", {})
+        say(f"  N={s.n}: " + "; ".join(f"{lane} {fnum(v['p50_s'], '{:.3f}')} / {fnum(v['p99_s'], '{:.3f}')} "
+                                        f"({v['events']:.0f})" for lane, v in sorted(lanes.items())))
     for s in steps:
         if s.reasons:
             say(f"  N={s.n} failed: " + "; ".join(s.reasons))
@@ -826,12 +911,9 @@ def plan_steps(args) -> list[int]:
         return [int(x) for x in args.steps.split(",")]
     if args.quick:
         return [5, 20]
-    steps = [10, 50]
-    n = 100
-    while n < args.max_callers:
-        steps.append(n)
-        n *= 2
-    steps.append(args.max_callers)
+    # The baseline, then every 100 callers from 200: the issue's target (500)
+    # and the old limit (300) are steps of their own.
+    steps = [10, 100, *range(200, args.max_callers + 1, 100), args.max_callers]
     return sorted({s for s in steps if s <= args.max_callers})
 
 
@@ -846,22 +928,27 @@ def _interrupt(*_) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--max-callers", type=int, default=800,
-                   help="the ceiling: the last step (default 800; steps 10, 50, 100, 200, ... up to it)")
+    p.add_argument("--max-callers", type=int, default=600,
+                   help="the ceiling: the last step (default 600; steps 10, 100, 200, 300, ... up to it)")
     p.add_argument("--steps", help="explicit comma-separated steps, e.g. 10,300 (the first is the baseline)")
-    p.add_argument("--hold", type=float, default=60.0,
-                   help="seconds each caller stays after pressing 1 before hanging up (default 60)")
+    p.add_argument("--hold", type=float, default=None,
+                   help="seconds each caller stays after pressing 1 before hanging up (default: the "
+                        f"announcement interval + {HOLD_AFTER_DUE:.0f} s, so that every caller is due one "
+                        "periodic announcement: 80 s as shipped)")
     p.add_argument("--ramp", type=float, default=20.0,
                    help="seconds over which a step's callers arrive, at most hold/2 (default 20)")
-    p.add_argument("--announce-every", type=int, default=20,
-                   help="announce_every_seconds of the benchmark's queue (default 20)")
+    p.add_argument("--announce-every", type=int, default=None,
+                   help="announce_every_seconds of the benchmark's queue (default: as shipped in "
+                        "config/programs.yaml, 60)")
     p.add_argument("--late", type=float, default=5.0,
                    help="a periodic announcement this many seconds late fails the step (default 5)")
     p.add_argument("--moh-min", type=float, default=0.9,
                    help="RTP sent per waiting caller below this share of the baseline's fails the step (default 0.9)")
     p.add_argument("--idle", type=float, default=10.0, help="seconds of idle measurement before the steps")
-    p.add_argument("--budget", type=float, default=900.0,
-                   help="seconds the whole run may take; a step that would not fit is not started (default 900)")
+    p.add_argument("--budget", type=float, default=1200.0,
+                   help="seconds the whole run may take; a step that would not fit is not started (default 1200)")
+    p.add_argument("--require-all", action="store_true",
+                   help="exit status 1 when any step failed, not only the baseline (the test of --quick)")
     p.add_argument("--keep-going", action="store_true", help="run the remaining steps after a failed one")
     p.add_argument("--refine", type=int, default=2,
                    help="after a failure, up to this many steps between the largest pass and it (default 2)")
@@ -874,6 +961,11 @@ def main() -> int:
     if args.quick:
         args.hold, args.ramp, args.announce_every, args.idle = 25.0, 5.0, 10, 5.0
         args.budget = min(args.budget, 240.0)
+    shipped = load_config(REPO_ROOT / "config")
+    if args.announce_every is None:
+        args.announce_every = shipped.queue(QUEUE).announce_every_seconds
+    if args.hold is None:
+        args.hold = args.announce_every + HOLD_AFTER_DUE if args.announce_every > 0 else 60.0
     steps_planned = plan_steps(args)
     started = time.monotonic()
     # Ctrl-C or SIGTERM: unwind through the finally blocks below.
@@ -882,7 +974,6 @@ def main() -> int:
     if missing:
         say(f"missing: {', '.join(missing)} (make test installs them)")
         return 2
-    shipped = load_config(REPO_ROOT / "config")
     s = shipped.service
     busy = [port for port in (s.fastagi.port, s.metrics.port) if not port_is_free(port)]
     if busy:
@@ -962,7 +1053,8 @@ def main() -> int:
                 f"{an['periodic']:.0f} periodic (late max {fnum(an['late_max_s'])} s), plateau {step.plateau_s:.0f} s, "
                 f"CPU cores asterisk {fnum(step.cpu_share.get('asterisk'), '{:.2f}')} engine "
                 f"{fnum(step.cpu_share.get('engine'), '{:.2f}')}, all processes {fnum(step.machine_cores, '{:.2f}')}, "
-                f"CPU pressure {fnum(100 * step.cpu_pressure, '{:.0f}')} %, RTP {fnum(step.udp_per_caller_s)}/caller/s")
+                f"CPU pressure {fnum(100 * step.cpu_pressure, '{:.0f}')} %, RTP {fnum(step.udp_per_caller_s)}/caller/s, "
+                f"event lag p99 {fnum(step.lag.get('p99_s'), '{:.2f}')} s ({step.lag.get('worst_lane')})")
             for reason in step.reasons:
                 say(f"    {reason}")
             if baseline is None:
@@ -1023,6 +1115,8 @@ def main() -> int:
         Path(args.json).write_text(json.dumps({"args": vars(args), "steps": [st.__dict__ for st in steps]},
                                               indent=1, default=str))
     # A failing step is the benchmark's finding; a failing baseline means it measured nothing.
+    if args.require_all:
+        return 0 if steps and len(steps) == len(steps_planned) and all(st.ok for st in steps) else 1
     return 0 if steps and steps[0].ok else 1
 
 

@@ -21,6 +21,11 @@ from typing import Final
 
 # Prompts live under sounds/<language>/ivr/; Asterisk adds the language.
 PROMPT_DIR: Final = "ivr"
+# The codecs every SIP endpoint allows (carrier and agents: the generated
+# pjsip.conf's `allow=`). Each prompt and the music on hold is written in each
+# of them beside its .wav (ivr/prompts.py): Asterisk opens the file whose
+# format is the channel's, so playback on a G.711 call needs no transcoding.
+ENDPOINT_CODECS: Final = ("ulaw", "alaw")
 
 
 def prompt_path(prompt_id: str) -> str:

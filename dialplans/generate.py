@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 
 from core.configuration import Config
-from core.contract import (AGI_FIRST_COMMAND_SECONDS, AGI_KEY_PARAM, DEADLINE_VARIABLE, DIAL_INVALID_NUMBER,
+from core.contract import (AGI_FIRST_COMMAND_SECONDS, ENDPOINT_CODECS, AGI_KEY_PARAM, DEADLINE_VARIABLE, DIAL_INVALID_NUMBER,
                            MIN_QUEUE_TIMEOUT_SECONDS, JOURNAL_FAMILY, JOURNAL_SEPARATOR, QUEUE_STATUS_CALLBACK, STAGE_DIAL, STAGE_QUEUE, PROMPT_DIR,
                            Context, Header, IvrAction, Route, UserEvent, Var, inherited)
 from core.secrets import SecretStore
@@ -197,7 +197,9 @@ def _codecs() -> str:
     # Media always flows through Asterisk (no direct-media re-INVITEs): the
     # engine must be able to play announcements to a caller at any time.
     # Session timers are off: carriers and softphones refresh nothing here.
-    return "disallow=all\nallow=ulaw,alaw\ndirect_media=no\ntimers=no\n"
+    # The codecs are those the prompts and the music are pre-encoded in
+    # (core.contract.ENDPOINT_CODECS): playback is never transcoded.
+    return f"disallow=all\nallow={','.join(ENDPOINT_CODECS)}\ndirect_media=no\ntimers=no\n"
 
 
 def render_pjsip(config: Config, secrets: SecretStore) -> str:

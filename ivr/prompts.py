@@ -1,9 +1,12 @@
 """Arabic prompts: synthesized from the YAML texts, overridable by recordings.
 
 Each prompt id becomes ``<sounds>/ar/ivr/<id>.wav`` (8 kHz, mono, 16-bit, what
-Asterisk plays without resampling) plus a pre-encoded ``.ulaw`` beside it:
-Asterisk picks the cheapest format, so a u-law call streams the file with no
-transcoding at all.
+Asterisk plays without resampling) plus the same audio pre-encoded in every
+codec the SIP endpoints allow (``core.contract.ENDPOINT_CODECS``: ``.ulaw``
+and ``.alaw``, raw G.711) beside it. Asterisk opens the format that costs
+least to translate into the channel's: a u-law or an A-law call (Egypt's
+carriers use A-law) streams the file with no transcoding at all. The music
+on hold (``build_music_on_hold``) gets the same.
 
 Synthesis runs espeak-ng's Arabic voice and sox, once per distinct
 (text, voice): the result is cached under a hash of both, so a rebuild after
@@ -26,15 +29,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.configuration import Config
-from core.contract import PROMPT_DIR
+from core.contract import ENDPOINT_CODECS, PROMPT_DIR
 
 log = logging.getLogger(__name__)
 
 SYNTH_VERSION = "1"  # bump to invalidate every cached synthesis
 
 
+# sox's name of each codec's raw format (`sox in.wav -t ul -r 8000 -c 1 out.ulaw`).
+SOX_TYPES = {"ulaw": "ul", "alaw": "al"}
+# Files Asterisk picks by channel format, written beside every .wav.
+ENCODINGS = tuple(codec for codec in ENDPOINT_CODECS if codec in SOX_TYPES)
+
+
 class PromptError(RuntimeError):
     pass
+
+
+def encode_beside(wav: Path) -> list[Path]:
+    """The .wav's audio in each endpoint codec, beside it (``<stem>.ulaw``...)."""
+    out = []
+    for codec in ENCODINGS:
+        target = wav.with_suffix(f".{codec}")
+        _sox(wav, target, "-t", SOX_TYPES[codec])
+        out.append(target)
+    return out
 
 
 @dataclass(frozen=True)
@@ -70,7 +89,7 @@ class PromptLibrary:
         recorded = self.overrides_dir / f"{prompt_id}.wav" if self.overrides_dir else None
         if recorded is not None and recorded.exists():
             _sox(recorded, wav)
-            _sox(wav, wav.with_suffix(".ulaw"), "-t", "ul")
+            encode_beside(wav)
             return BuiltPrompt(prompt_id, "recorded", wav)
         digest = hashlib.sha256(f"{SYNTH_VERSION}\0{self.voice}\0{text}".encode()).hexdigest()[:20]
         cached = self.cache_dir / f"{digest}.wav"
@@ -85,15 +104,15 @@ class PromptLibrary:
             raw.unlink()
             source = "synthesized"
         shutil.copyfile(cached, wav)
-        _sox(wav, wav.with_suffix(".ulaw"), "-t", "ul")
+        encode_beside(wav)
         return BuiltPrompt(prompt_id, source, wav)
 
     def durations(self) -> dict[str, float]:
         """Each prompt's length in seconds, by the name Asterisk plays it under
-        (``ivr/<id>``): its u-law file holds 8,000 bytes a second. The engine
+        (``ivr/<id>``): its G.711 file holds 8,000 bytes a second. The engine
         keeps Asterisk's deadline on it just past a prompt (ivr.agi.deadline)."""
         return {f"{PROMPT_DIR}/{path.stem}": path.stat().st_size / 8000
-                for path in self.target.glob("*.ulaw")}
+                for path in self.target.glob(f"*.{ENCODINGS[0]}")}
 
     def missing(self, prompt_ids) -> list[str]:
         """Prompt ids with no playable file: checked at start-up, not mid-call."""
@@ -101,7 +120,7 @@ class PromptLibrary:
 
 
 def _sox(src: Path, dst: Path, *out_type: str) -> None:
-    """Convert to 8 kHz mono: 16-bit WAV (Asterisk's native slin) or raw u-law."""
+    """Convert to 8 kHz mono: 16-bit WAV (Asterisk's native slin) or raw G.711 (``-t ul``, ``-t al``)."""
     tmp = dst.with_name(dst.stem + ".tmp" + dst.suffix)
     width = () if out_type else ("-b", "16")
     # -G guards against clipping while resampling.
@@ -113,10 +132,16 @@ def _sox(src: Path, dst: Path, *out_type: str) -> None:
 
 
 def build_music_on_hold(moh_dir: Path) -> Path:
-    """A calm two-tone loop for waiting callers (Debian ships no Arabic MOH)."""
+    """A calm two-tone loop for waiting callers (Debian ships no Arabic MOH),
+    with its G.711 encodings beside it. Music on hold is streamed to every
+    waiting caller for as long as they wait: in ``files`` mode each caller's
+    channel reads the file itself, so with the .wav alone every waiting
+    caller cost Asterisk a slin -> G.711 translation, 50 frames a second."""
     moh_dir.mkdir(parents=True, exist_ok=True)
     target = moh_dir / "ivr-hold.wav"
     if target.exists():
+        if any(not (moh_dir / f"ivr-hold.{codec}").exists() for codec in ENCODINGS):
+            encode_beside(target)   # an install from before the encodings
         return target
     tmp = moh_dir / "ivr-hold.tmp.wav"
     result = subprocess.run(
@@ -127,6 +152,7 @@ def build_music_on_hold(moh_dir: Path) -> Path:
     if result.returncode != 0:
         raise PromptError(f"sox could not make music on hold: {result.stderr.strip()}")
     tmp.replace(target)
+    encode_beside(target)
     return target
 
 

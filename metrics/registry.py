@@ -44,6 +44,9 @@ TALK_BUCKETS = (30, 60, 120, 180, 240, 300, 420, 600, 900, 1200, 1800)
 # The hotline label of a call whose hotline is not known (never expected:
 # every call passes [ivr-answer], which names it).
 UNKNOWN_HOTLINE = "unknown"
+# AMI event lag: the alert's 1 s threshold is a bucket bound, so the p99
+# estimated by histogram_quantile is exact around it.
+AMI_LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 AGENT_STATES = ("offline", "available", "ringing", "on_call", "wrapup", "paused")
 CALLBACK_OUTCOMES = ("connected", "no_answer", "busy", "failed", "invalid_number", "cancelled")
 # The request_type label of a call whose caller chose none (fallback paths).
@@ -224,6 +227,15 @@ class EngineMetrics:
             "order, and tried again until they go through.", ["consumer"], registry=r)
         for kind in ("accounted", "duplicate", "ignored", "unknown_queue", "malformed", "clock_skew"):
             self.ami_events.labels(kind=kind)
+        # How far behind Asterisk each lane of the event pump is (queues/events.py):
+        # from the event's `Timestamp` (Asterisk's clock, manager.conf
+        # timestampevents) to the moment the lane's consumers have handled it.
+        # Labelled by lane only (a fixed set, never a caller or a channel);
+        # the lanes are initialised by the pump that owns them.
+        self.ami_event_lag_seconds = Histogram(
+            "ivr_ami_event_lag_seconds",
+            "Age of an AMI event when a consumer lane has handled it: from Asterisk's Timestamp to handled "
+            "(negative ages, clock skew, count as 0).", ["consumer"], registry=r, buckets=AMI_LAG_BUCKETS)
 
         # --- call distribution (queues/) ---------------------------------
         self.agents_by_state = tenanted(self.live.gauge,

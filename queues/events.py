@@ -19,6 +19,19 @@ count exactly once across such retries: the event keeps its ``ref``
 (queues/calls/store.py). ``ivr_ami_events_waiting{consumer}`` says how
 many events a lane holds back.
 
+Lag. Each lane observes, in ``ivr_ami_event_lag_seconds{consumer}``, how old
+an event is once its consumers have handled it: from the event's
+``Timestamp`` (Asterisk's clock; the generated manager.conf sets
+``timestampevents``) to now on the engine's wall clock. An event parked
+through an outage counts when it finally goes through (it was that late).
+Asterisk and the engine run on one host and share its clock; a negative
+age (the clocks disagree, or Asterisk stamped a little ahead) counts as 0,
+and an event without a Timestamp (a re-sync's synthetic event) is not
+observed, nor is an event a re-sync made up after a login (a journal entry
+carries the time its call ended, possibly hours ago: that is catching up,
+not falling behind; ``feed(event, live=False)``). Observing is a bucket
+search and an addition: no I/O per event.
+
 Any other exception is a bug in a consumer for that event: logged with its
 traceback and skipped, as retrying would not help.
 """
@@ -48,6 +61,7 @@ class Consumer(Protocol):
 @dataclass
 class _Parked:
     event: AmiEvent
+    live: bool = True          # straight from Asterisk (its age is the lane's lag)
     consumer: int = 0          # the lane's consumer to resume at (those before it succeeded)
     failures: int = 0          # deliveries that failed (each after its attempts)
     next_try: float = 0.0
@@ -57,6 +71,7 @@ class _Parked:
 class Lane:
     name: str
     consumers: Sequence[Consumer]
+    lag: object = None               # the lane's child of ivr_ami_event_lag_seconds
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     parked: deque = field(default_factory=deque)
     failed_at: float | None = None   # when the last try failed (None: it succeeded)
@@ -67,11 +82,15 @@ class EventPump:
     def __init__(self, *, lanes: Sequence[tuple[str, Sequence[Consumer]]], metrics: EngineMetrics,
                  attempts: int = 3, backoff: Sequence[float] = (0.1, 0.4), retry_interval: float = 2.0,
                  max_retry_interval: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time,
                  before_retry: Callable[[], Awaitable[object]] | None = None):
         """``before_retry``: runs before parked events are tried again (the
         call path writes the facts it kept during the outage first, so the
-        events find them)."""
-        self._lanes = [Lane(name, tuple(consumers)) for name, consumers in lanes]
+        events find them). ``clock``: retry timing (monotonic); ``wall_clock``:
+        real time, compared with the events' Timestamp for the lag."""
+        self._lanes = [Lane(name, tuple(consumers), metrics.ami_event_lag_seconds.labels(consumer=name))
+                       for name, consumers in lanes]
+        self._wall_clock = wall_clock
         self._metrics = metrics
         self._attempts = max(1, attempts)
         self._backoff = tuple(backoff)
@@ -87,10 +106,16 @@ class EventPump:
     def lanes(self) -> tuple[str, ...]:
         return tuple(lane.name for lane in self._lanes)
 
-    def feed(self, event: AmiEvent) -> None:
-        """Hand one event to every lane (never blocks)."""
+    def feed(self, event: AmiEvent, *, live: bool = True) -> None:
+        """Hand one event to every lane (never blocks). ``live=False``: an
+        event made up by a re-sync, whose age says nothing of the lag."""
+        item = (event, live)
         for lane in self._lanes:
-            lane.queue.put_nowait(event)
+            lane.queue.put_nowait(item)
+
+    def feed_replayed(self, event: AmiEvent) -> None:
+        """``feed`` for the re-sync's events (their Timestamp is not a lag)."""
+        self.feed(event, live=False)
 
     async def pump(self, source: asyncio.Queue) -> None:
         """Feed every event of ``source`` (the AMI connection's queue), for ever."""
@@ -123,13 +148,13 @@ class EventPump:
     # --- one lane ---------------------------------------------------------------------------
     async def _run(self, lane: Lane) -> None:
         while True:
-            event = await self._next(lane)
+            queued = await self._next(lane)
             lane.busy = True
             try:
                 if lane.parked:
                     await self._retry_parked(lane)
-                if event is not None:
-                    item = _Parked(event)
+                if queued is not None:
+                    item = _Parked(*queued)
                     if lane.failed_at is not None and self._clock() - lane.failed_at < self._retry:
                         # Redis failed a moment ago: keep the order, and do not
                         # make every event wait for its own timeouts.
@@ -140,8 +165,8 @@ class EventPump:
             finally:
                 lane.busy = False
 
-    async def _next(self, lane: Lane) -> AmiEvent | None:
-        """The next event; None when a parked one is due first."""
+    async def _next(self, lane: Lane) -> tuple[AmiEvent, bool] | None:
+        """The next (event, live); None when a parked one is due first."""
         if not lane.parked:
             return await lane.queue.get()
         wait = max(0.0, min(p.next_try for p in lane.parked) - self._clock())
@@ -175,6 +200,9 @@ class EventPump:
                                   item.event.name)
                 break
         lane.failed_at = None
+        stamp = item.event.timestamp
+        if stamp is not None and item.live:
+            lane.lag.observe(max(0.0, self._wall_clock() - stamp))
         return True
 
     def _park(self, lane: Lane, item: _Parked) -> None:

@@ -56,7 +56,6 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal, Protocol
 
 import redis.asyncio as aioredis
-from redis.exceptions import WatchError
 
 from core.configuration import Config
 
@@ -132,6 +131,14 @@ def place(ahead_and_behind: Sequence[tuple[int, float]], *, priority: int | None
         position = None
     prev = ahead_and_behind[position - 2] if position is not None and position >= 2 else None
     nxt = ahead_and_behind[position - 1] if position is not None and position <= n else None
+    return place_between(prev, nxt, priority=priority, position=position, joined=joined)
+
+
+def place_between(prev: tuple[int, float] | None, nxt: tuple[int, float] | None, *, priority: int | None,
+                  position: int | None, joined: float) -> tuple[int, float]:
+    """``place`` once the reported position is known to be valid (or None):
+    only the callers just ahead of it (``prev``) and just behind it (``nxt``)
+    matter, so the Redis store reads those two, not the whole queue."""
     if priority is None:
         # Unknown priority: app_queue put the caller behind everyone of a
         # higher or equal priority, so the caller ahead tells us the most.
@@ -189,8 +196,10 @@ def _float(value: str | None) -> float | None:
 
 class WaitingStore(Protocol):
     async def join(self, queue: str, uid: str, *, channel: str, priority: int | None, position: int | None,
-                   now: float) -> int:
-        """Queue the caller where app_queue did; return the priority used."""
+                   now: float, priority_lookup: Awaitable[int | None] | None = None) -> int:
+        """Queue the caller where app_queue did; return the priority used.
+        ``priority_lookup``: where the priority comes from when ``priority``
+        is not given (the call facts), awaited alongside the store's own read."""
 
     async def leave(self, queue: str, uid: str) -> bool:
         """True if the caller was waiting there."""
@@ -202,6 +211,15 @@ class WaitingStore(Protocol):
 
     async def entries(self, queue: str) -> list[Entry]:
         """Waiting callers in app_queue's order."""
+
+    async def find(self, queue: str, uid: str) -> tuple[int, Entry] | None:
+        """One waiting caller and their position (1 = next), without reading
+        the whole queue; None if not waiting."""
+
+    async def summary(self, queue: str) -> tuple[int, float | None]:
+        """(callers waiting, the earliest first-join time among them), as
+        ``entries`` would give them (stale entries dropped), for the live
+        figures every 2 s without moving the whole queue."""
 
     async def count_at_least(self, queue: str, priority: int) -> int: ...
 
@@ -224,7 +242,9 @@ class MemoryWaitingStore:
         return sorted(self._queues.get(queue, {}).values(), key=lambda e: e.score)
 
     async def join(self, queue: str, uid: str, *, channel: str, priority: int | None, position: int | None,
-                   now: float) -> int:
+                   now: float, priority_lookup: Awaitable[int | None] | None = None) -> int:
+        if priority_lookup is not None:
+            priority = await priority_lookup
         joined = self._joined.setdefault((queue, uid), now)
         known = self._queues.get(queue, {}).get(uid)
         if known is not None:  # the same event again: the caller keeps their place
@@ -249,6 +269,16 @@ class MemoryWaitingStore:
     async def entries(self, queue: str) -> list[Entry]:
         return self._ordered(queue)
 
+    async def summary(self, queue: str) -> tuple[int, float | None]:
+        entries = self._ordered(queue)
+        return len(entries), min((e.joined for e in entries), default=None)
+
+    async def find(self, queue: str, uid: str) -> tuple[int, Entry] | None:
+        for i, e in enumerate(self._ordered(queue), start=1):
+            if e.uid == uid:
+                return i, e
+        return None
+
     async def count_at_least(self, queue: str, priority: int) -> int:
         return sum(1 for e in self._queues.get(queue, {}).values() if e.priority >= priority)
 
@@ -261,14 +291,93 @@ class MemoryWaitingStore:
         return list(self._samples.get((kind, queue), []))
 
 
+# A join's read: KEYS waiting zset, waiter hash; ARGV now, uid, position (0:
+# none). Returns {joined, the caller's score or '', queue length, the
+# caller just ahead of the position, the one just behind} (each neighbour
+# {member, score}, or {} when there is none or the caller already waits).
+_READ_JOIN = """
+redis.call('HSETNX', KEYS[2], 'joined', ARGV[1])
+local joined = redis.call('HGET', KEYS[2], 'joined')
+local mine = redis.call('ZSCORE', KEYS[1], ARGV[2])
+local n = redis.call('ZCARD', KEYS[1])
+local pos = tonumber(ARGV[3])
+local prev, nxt = {}, {}
+if not mine and pos >= 1 and pos <= n + 1 then
+  if pos >= 2 then prev = redis.call('ZRANGE', KEYS[1], pos - 2, pos - 2, 'WITHSCORES') end
+  if pos <= n then nxt = redis.call('ZRANGE', KEYS[1], pos - 1, pos - 1, 'WITHSCORES') end
+end
+return {joined, mine or '', n, prev, nxt}
+"""
+
+# A join's write, if the queue still looks as read: ARGV uid, its score as
+# read ('' if it was not waiting), the length read, position, the member
+# and score ahead and behind as read ("<member> <score>", '' for none), the new score, channel, priority,
+# ttl. Returns 1 when written, 0 when something changed (read again).
+_WRITE_JOIN = """
+local mine = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if (mine or '') ~= ARGV[2] then return 0 end
+if redis.call('ZCARD', KEYS[1]) ~= tonumber(ARGV[3]) then return 0 end
+local pos = tonumber(ARGV[4])
+if ARGV[2] == '' and pos >= 1 then
+  if ARGV[5] ~= '' then
+    local at = redis.call('ZRANGE', KEYS[1], pos - 2, pos - 2, 'WITHSCORES')
+    if (at[1] or '') .. ' ' .. (at[2] or '') ~= ARGV[5] then return 0 end
+  end
+  if ARGV[6] ~= '' then
+    local at = redis.call('ZRANGE', KEYS[1], pos - 1, pos - 1, 'WITHSCORES')
+    if (at[1] or '') .. ' ' .. (at[2] or '') ~= ARGV[6] then return 0 end
+  end
+end
+redis.call('ZADD', KEYS[1], ARGV[7], ARGV[1])
+redis.call('HSET', KEYS[2], 'channel', ARGV[8], 'priority', ARGV[9])
+redis.call('EXPIRE', KEYS[2], ARGV[10])
+redis.call('EXPIRE', KEYS[1], ARGV[10])
+return 1
+"""
+
+
+# The live figures of one queue: KEYS waiting zset; ARGV the waiter hashes'
+# key prefix. Returns {count, earliest joined ('' if none), stale dropped};
+# an entry whose record expired (a leave never seen) is dropped, as
+# ``entries`` drops it.
+_SUMMARY = """
+local members = redis.call('ZRANGE', KEYS[1], 0, -1)
+local count, earliest, stale = 0, nil, {}
+for _, uid in ipairs(members) do
+  local rec = redis.call('HMGET', ARGV[1] .. uid, 'channel', 'joined')
+  local joined = tonumber(rec[2])
+  if rec[1] and joined then
+    count = count + 1
+    if earliest == nil or joined < earliest then earliest = joined end
+  else
+    stale[#stale + 1] = uid
+  end
+end
+if #stale > 0 then redis.call('ZREM', KEYS[1], unpack(stale)) end
+return {count, earliest and string.format('%.6f', earliest) or '', #stale}
+"""
+
+
+def _neighbour(pair) -> tuple[int, float] | None:
+    """A {member, score} reply of _READ_JOIN -> (priority, order)."""
+    return split_score(float(_text(pair[1]))) if pair else None
+
+
+def _member(pair) -> str:
+    return f"{_text(pair[0])} {_text(pair[1])}" if pair else ""
+
+
 class RedisWaitingStore:
-    """The shared store. A join reads the queue and writes the caller's score
-    in one optimistic transaction (WATCH/MULTI), so two workers handling the
-    same events, or two joins at once, never interleave."""
+    """The shared store. A join reads what decides its place and writes the
+    caller's score only if that is unchanged (two scripts, ``join``), so two
+    workers handling the same events, or two joins at once, never interleave."""
 
     def __init__(self, client: aioredis.Redis, *, prefix: str = "ivr:", entry_ttl_seconds: int = 6 * 3600,
                  samples_kept: int = SAMPLES_KEPT):
         self._redis = client
+        self._read_join = client.register_script(_READ_JOIN)
+        self._summary = client.register_script(_SUMMARY)
+        self._write_join = client.register_script(_WRITE_JOIN)
         self._prefix = prefix
         self._ttl = entry_ttl_seconds
         self._kept = samples_kept
@@ -283,37 +392,41 @@ class RedisWaitingStore:
         return f"{self._prefix}{kind}:{queue}"
 
     async def join(self, queue: str, uid: str, *, channel: str, priority: int | None, position: int | None,
-                   now: float) -> int:
+                   now: float, priority_lookup: Awaitable[int | None] | None = None) -> int:
+        """Two round trips, whatever the queue's length: one script reads the
+        caller's first join time (set now if new), whether they are already
+        waiting, the queue's length and the two callers around the reported
+        position; ``place_between`` decides; a second script writes the
+        caller's place only if none of what was read has changed meanwhile
+        (another worker's join), else the read is done again. The outcome
+        is the one a WATCH/MULTI over the whole queue gave (``place`` depends
+        on nothing else), without reading the whole queue on every join.
+        The priority lookup (the call facts: another round trip) runs at the
+        same time as the first read: on a saturated machine each round trip
+        waiting for the next is what puts the engine behind Asterisk."""
         zkey, hkey = self.waiting_key(queue), self.waiter_key(queue, uid)
-        # The first join time survives a visit to the callback menu.
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(hkey, "joined", repr(now))
-            pipe.hget(hkey, "joined")
-            _, raw_joined = await pipe.execute()
-        joined = _float(_text(raw_joined)) or now
-        async with self._redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(zkey)
-                    members = await pipe.zrange(zkey, 0, -1, withscores=True)
-                    mine = [s for m, s in members if _text(m) == uid]
-                    if mine:
-                        # Already waiting: the same event again (another worker,
-                        # a replay). Its place stays where it is.
-                        prio, order = split_score(mine[0])
-                    else:
-                        others = [split_score(s) for m, s in members]
-                        prio, order = place(others, priority=priority, position=position, joined=joined)
-                    pipe.multi()
-                    pipe.zadd(zkey, {uid: score(prio, order)})
-                    pipe.hset(hkey, mapping={"channel": channel, "priority": str(prio)})
-                    pipe.expire(hkey, self._ttl)
-                    pipe.expire(zkey, self._ttl)
-                    await pipe.execute()
-                    return prio
-                except WatchError:
-                    await asyncio.sleep(0)
-                    continue
+        read_args = dict(keys=[zkey, hkey], args=[repr(now), uid, position if position is not None else 0])
+        first = None
+        if priority_lookup is not None:
+            priority, first = await asyncio.gather(priority_lookup, self._read_join(**read_args))
+        while True:
+            joined_raw, mine_raw, n, prev, nxt = first if first is not None else await self._read_join(**read_args)
+            first = None
+            joined = _float(_text(joined_raw)) or now
+            mine = _text(mine_raw)
+            if mine:
+                # Already waiting: the same event again (another worker, a
+                # replay). Its place stays where it is.
+                prio, order = split_score(float(mine))
+            else:
+                valid = position if position is not None and 1 <= position <= int(n) + 1 else None
+                prio, order = place_between(_neighbour(prev), _neighbour(nxt), priority=priority,
+                                            position=valid, joined=joined)
+            if await self._write_join(keys=[zkey, hkey], args=[
+                    uid, mine, int(n), position if position is not None else 0, _member(prev), _member(nxt),
+                    repr(score(prio, order)), channel, str(prio), self._ttl]):
+                return prio
+            await asyncio.sleep(0)
 
     async def leave(self, queue: str, uid: str) -> bool:
         return bool(await self._redis.zrem(self.waiting_key(queue), uid))
@@ -369,6 +482,29 @@ class RedisWaitingStore:
             await self._redis.zrem(zkey, *stale)
             log.info("queue %s: dropped %d stale waiting entries", queue, len(stale))
         return out
+
+    async def summary(self, queue: str) -> tuple[int, float | None]:
+        """One script: Redis walks the queue, the engine gets two numbers."""
+        count, earliest, stale = await self._summary(keys=[self.waiting_key(queue)],
+                                                     args=[f"{self._prefix}waiter:{queue}:"])
+        if int(stale):
+            log.info("queue %s: dropped %d stale waiting entries", queue, int(stale))
+        return int(count), _float(_text(earliest)) if _text(earliest) else None
+
+    async def find(self, queue: str, uid: str) -> tuple[int, Entry] | None:
+        """One round trip: the caller's rank, score and record. The position
+        counts any stale entry ahead (a leave never seen, dropped by the next
+        ``entries``, which the live figures read every 2 s)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zrank(self.waiting_key(queue), uid)
+            pipe.zscore(self.waiting_key(queue), uid)
+            pipe.hmget(self.waiter_key(queue, uid), ["channel", "joined"])
+            rank, value, (channel, joined) = await pipe.execute()
+        joined_s = _float(_text(joined))
+        if rank is None or value is None or channel is None or joined_s is None:
+            return None
+        prio, order = split_score(float(value))
+        return int(rank) + 1, Entry(uid, _text(channel), prio, order, joined_s)
 
     async def count_at_least(self, queue: str, priority: int) -> int:
         # Band of priority p: scores in [-p*BAND, -(p-1)*BAND).
@@ -440,10 +576,10 @@ class WaitingTracker:
         return await handler(self, queue, uid, event, self._clock() if now is None else now)
 
     async def _join(self, queue: str, uid: str, event: QueueCallerJoin, now: float) -> str:
-        priority = await self._priority_of(uid) if self._priority_of is not None else None
         position = event.position or None
-        used = await self._store.join(queue, uid, channel=event.channel, priority=priority,
-                                      position=position, now=now)
+        lookup = self._priority_of(uid) if self._priority_of is not None else None
+        used = await self._store.join(queue, uid, channel=event.channel, priority=None, position=position,
+                                      now=now, priority_lookup=lookup)
         log.debug("call %s waits in %s at position %s, priority %d", uid, queue, position, used)
         return "joined"
 
@@ -505,6 +641,23 @@ class WaitingTracker:
         now = self._clock() if now is None else now
         return [Waiter(e.uid, e.channel, i, max(0.0, now - e.joined), e.priority)
                 for i, e in enumerate(await self._store.entries(queue), start=1)]
+
+    async def summary(self, queue: str, now: float | None = None) -> tuple[int, float]:
+        """(callers waiting, the longest wait in seconds): ``waiting``'s
+        length and largest ``waited_s``, without reading every caller."""
+        now = self._clock() if now is None else now
+        count, earliest = await self._store.summary(queue)
+        return count, max(0.0, now - earliest) if earliest is not None else 0.0
+
+    async def waiter(self, queue: str, uid: str, now: float | None = None) -> Waiter | None:
+        """One waiting caller (``waiting`` filtered to ``uid``, without reading
+        the whole queue: a join's announcement must not cost O(queue))."""
+        found = await self._store.find(queue, uid)
+        if found is None:
+            return None
+        now = self._clock() if now is None else now
+        position, e = found
+        return Waiter(e.uid, e.channel, position, max(0.0, now - e.joined), e.priority)
 
     async def handle_seconds(self, queue: str) -> float:
         """Average handle time h of the queue (talk + wrap-up, or the default)."""

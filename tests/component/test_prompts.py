@@ -32,6 +32,11 @@ def test_prompts_are_8khz_mono_wav_with_ulaw_beside_them(tmp_path):
         # u-law is one byte per sample at the same rate.
         with wave.open(str(b.path)) as w:
             assert abs(ulaw.stat().st_size - w.getnframes()) <= 1
+        # So is A-law, the other codec the endpoints allow (pjsip.conf allow=ulaw,alaw).
+        alaw = b.path.with_suffix(".alaw")
+        with wave.open(str(b.path)) as w:
+            assert abs(alaw.stat().st_size - w.getnframes()) <= 1
+        assert alaw.read_bytes() != ulaw.read_bytes()
     assert lib.missing(PROMPTS) == []
     assert lib.missing(["nope"]) == ["nope"]
 
@@ -58,3 +63,27 @@ def test_a_recorded_file_overrides_the_synthesized_one(tmp_path):
     with wave.open(str(built["welcome"].path)) as w:
         assert (w.getframerate(), w.getnchannels()) == (8000, 1)
         assert abs(w.getnframes() - 12000) < 200
+
+
+def test_every_endpoint_codec_has_its_file_beside_each_prompt_and_the_music(tmp_path):
+    """Asterisk streams a file without transcoding only if one exists in the
+    call's codec: one per codec the generated pjsip.conf allows."""
+    from core.contract import ENDPOINT_CODECS
+    from dialplans.generate import _codecs
+    from ivr.prompts import build_music_on_hold
+
+    assert f"allow={','.join(ENDPOINT_CODECS)}" in _codecs()
+    built = library(tmp_path).build(PROMPTS)
+    for b in built:
+        assert {p.suffix for p in b.path.parent.glob(f"{b.prompt_id}.*")} == {".wav"} | {
+            f".{c}" for c in ENDPOINT_CODECS}
+    moh = build_music_on_hold(tmp_path / "moh")
+    with wave.open(str(moh)) as w:
+        frames = w.getnframes()
+    for codec in ENDPOINT_CODECS:
+        assert abs((tmp_path / "moh" / f"ivr-hold.{codec}").stat().st_size - frames) <= 1
+    # An install from before the encodings (the .wav alone) gets them at the next setup.
+    for codec in ENDPOINT_CODECS:
+        (tmp_path / "moh" / f"ivr-hold.{codec}").unlink()
+    build_music_on_hold(tmp_path / "moh")
+    assert all((tmp_path / "moh" / f"ivr-hold.{codec}").exists() for codec in ENDPOINT_CODECS)

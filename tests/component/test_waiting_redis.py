@@ -411,3 +411,100 @@ async def test_join_announcement_and_estimate(redis_client, config):
 def test_announce_exten_is_digits():
     assert announce_exten("1750000000.42") == "175000000042"
     assert announce_exten("host-1750000000.42") == "175000000042"
+
+
+# ----------------------------------------------- Redis work per event and per tick (issue 13)
+
+async def calls(redis_client, command: str) -> int:
+    return int((await redis_client.info("commandstats")).get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+async def test_a_join_reads_its_neighbours_not_the_whole_queue(redis_client, config):
+    """On a saturated machine each round trip is slow: a join is two scripts,
+    whatever the queue's length, and never reads the whole queue."""
+    tracker = WaitingTracker(store=RedisWaitingStore(redis_client, prefix="t:"), config=config)
+    for i in range(200):
+        await tracker.handle(parse_event(join(f"1750000000.{i}", i + 1)), now=T0 + i)
+    before = {c: await calls(redis_client, c) for c in ("zrange", "evalsha", "watch", "multi")}
+    await tracker.handle(parse_event(join("1750000001.1", 201)), now=T0 + 300)
+    after = {c: await calls(redis_client, c) for c in before}
+    assert after["evalsha"] - before["evalsha"] == 2
+    assert after["watch"] == before["watch"] and after["multi"] == before["multi"]
+    assert after["zrange"] - before["zrange"] <= 2   # inside the scripts: the caller ahead, checked again
+    assert (await uids(tracker))[-1] == "1750000001.1"
+
+
+async def test_a_join_raced_by_another_worker_reads_again(redis_client, config):
+    """What decided the place changed between the read and the write (another
+    worker queued a caller at that position): the write is refused and the
+    join placed again from the new picture, as WATCH/MULTI did."""
+    store = RedisWaitingStore(redis_client, prefix="t:")
+    tracker = WaitingTracker(store=store, config=config)
+    for i in range(3):
+        await tracker.handle(parse_event(join(f"1750000000.{i}", i + 1)), now=T0 + i)
+    read = store._read_join
+    raced = {"done": False}
+
+    async def racing_read(*args, **kw):
+        result = await read(*args, **kw)
+        if not raced["done"]:
+            raced["done"] = True   # another worker: a priority-2 caller at the head
+            other = WaitingTracker(store=RedisWaitingStore(redis_client, prefix="t:"), config=config,
+                                   priority_of=lambda uid: asyncio.sleep(0, result=2))
+            await other.handle(parse_event(join("1750000000.9", 1)), now=T0 + 4)
+        return result
+
+    store._read_join = racing_read
+    # app_queue reports position 5 (behind the priority caller): only valid once re-read.
+    await tracker.handle(parse_event(join("1750000000.3", 5)), now=T0 + 5)
+    waiters = await tracker.waiting(Q, now=T0 + 10)
+    assert [(w.uid, w.priority) for w in waiters] == [
+        ("1750000000.9", 2), ("1750000000.0", 0), ("1750000000.1", 0), ("1750000000.2", 0), ("1750000000.3", 0)]
+
+
+async def test_a_tick_costs_no_round_trip_per_caller_already_announced(redis_client, config):
+    rig = Announcing(redis_client, config)
+    for i in range(40):
+        await rig.tracker.handle(parse_event(join(f"1750000000.{i}", i + 1)), now=T0)
+    assert await rig.announcer.tick(T0 + 61) == 40
+    sets = await calls(redis_client, "set")
+    for t in (64, 67, 70, 100):                      # every 3 s, all 40 still due announcement 1 only
+        assert await rig.announcer.tick(T0 + t) == 0
+    assert await calls(redis_client, "set") == sets  # no claim tried again, no mark set
+    assert await rig.announcer.tick(T0 + 121) == 40  # announcement 2 of each
+    assert rig.announced() == 80.0
+
+
+async def test_the_join_announcement_finds_its_caller_without_reading_the_queue(redis_client, config):
+    rig = Announcing(redis_client, config)
+    for i in range(30):
+        await rig.tracker.handle(parse_event(join(f"1750000000.{i}", i + 1)), now=T0)
+    hmget = await calls(redis_client, "hmget")
+    assert await rig.announcer.announce_join(Q, "1750000000.20") is not None
+    assert await calls(redis_client, "hmget") - hmget == 1
+    assert variables(rig.ami.originates()[0])["IVR_ANNOUNCE_FILES"].startswith(
+        "ivr/queue-position-is&ivr/num-1-m&ivr/wa-num-20-nom&")   # 21st
+    waiter = await rig.tracker.waiter(Q, "1750000000.20", now=T0 + 7)
+    assert (waiter.position, waiter.waited_s, waiter.channel) == (21, 7.0, chan("1750000000.20"))
+    assert await rig.tracker.waiter(Q, "1750000009.9") is None
+
+
+async def test_the_live_summary_agrees_with_the_full_read(rig):
+    tracker, priorities = rig
+    assert await tracker.summary(Q, now=T0) == (0, 0.0)
+    priorities.known["1750000000.3"] = 5
+    for i, uid in enumerate(("1750000000.1", "1750000000.2", "1750000000.3")):
+        await tracker.handle(parse_event(join(uid, i + 1 if i < 2 else 1)), now=T0 + 10 * i)
+    waiters = await tracker.waiting(Q, now=T0 + 60)
+    assert await tracker.summary(Q, now=T0 + 60) == (len(waiters), max(w.waited_s for w in waiters)) == (3, 60.0)
+    await tracker.handle(parse_event(leave("1750000000.1")), now=T0 + 61)
+    assert await tracker.summary(Q, now=T0 + 70) == (2, 60.0)
+
+
+async def test_the_live_summary_drops_stale_entries_as_the_full_read_does(redis_client, config):
+    tracker = WaitingTracker(store=RedisWaitingStore(redis_client, prefix="t:"), config=config)
+    await tracker.handle(parse_event(join("1750000000.1", 1)), now=T0)
+    await tracker.handle(parse_event(join("1750000000.2", 2)), now=T0 + 5)
+    await redis_client.delete(f"t:waiter:{Q}:1750000000.1")   # its leave never seen, its record expired
+    assert await tracker.summary(Q, now=T0 + 10) == (1, 5.0)
+    assert await redis_client.zrange(f"t:waiting:{Q}", 0, -1) == [b"1750000000.2"]

@@ -201,3 +201,105 @@ async def test_counts_stay_exact_through_a_redis_outage(config):
         assert sample_sum(registry, "ivr_ami_events_total", kind="duplicate") == 1
     finally:
         await pump.stop()
+
+
+# --- the lag histogram: ivr_ami_event_lag_seconds{consumer} ------------------------------
+
+def lag(metrics, lane, suffix="count", le=None):
+    labels = {"consumer": lane} if le is None else {"consumer": lane, "le": le}
+    return metrics.registry.get_sample_value(f"ivr_ami_event_lag_seconds_{suffix}", labels)
+
+
+def stamped(n: int, at: float | str | None):
+    headers = {"Event": "QueueCallerJoin", "Queue": "forsa", "Uniqueid": f"1.{n}"}
+    if at is not None:
+        headers["Timestamp"] = str(at)
+    return parse_event(headers, ref=f"c:{n}")
+
+
+async def test_each_lane_reports_how_old_an_event_was_when_it_had_handled_it(config):
+    now = {"t": 1732467100.0}
+    slow_until = asyncio.Event()
+
+    class Slow(Recorder):
+        async def handle(self, e):
+            await slow_until.wait()
+            return await super().handle(e)
+
+    fast, slow = Recorder(), Slow()
+    pump, metrics = await run_pump(config, [("agents", [fast]), ("accounting", [slow])],
+                                   wall_clock=lambda: now["t"])
+    try:
+        # Every lane starts at zero (alerts and rates work from the first scrape).
+        assert lag(metrics, "agents") == 0 and lag(metrics, "accounting") == 0
+        pump.feed(stamped(1, 1732467099.7))           # 0.3 s old when handled
+        assert await eventually(lambda: lag(metrics, "agents") == 1)
+        assert lag(metrics, "agents", "sum") == pytest.approx(0.3)
+        assert lag(metrics, "agents", "bucket", "0.25") == 0 and lag(metrics, "agents", "bucket", "0.5") == 1
+        # The other lane is stuck behind its consumer: nothing observed until
+        # it has handled the event, then its (longer) wait is what it reports.
+        assert lag(metrics, "accounting") == 0
+        now["t"] += 2.0
+        slow_until.set()
+        assert await eventually(lambda: lag(metrics, "accounting") == 1)
+        assert lag(metrics, "accounting", "sum") == pytest.approx(2.3)
+        assert lag(metrics, "accounting", "bucket", "1.0") == 0 and lag(metrics, "accounting", "bucket", "2.5") == 1
+    finally:
+        await pump.stop()
+
+
+async def test_clock_skew_counts_as_no_lag_and_events_without_a_timestamp_are_not_observed(config):
+    now = 1732467100.0
+    a = Recorder()
+    pump, metrics = await run_pump(config, [("a", [a])], wall_clock=lambda: now)
+    try:
+        pump.feed(stamped(1, now + 5))                 # Asterisk's clock 5 s ahead
+        pump.feed(stamped(2, None))                    # no Timestamp
+        pump.feed(stamped(3, "garbage"))               # malformed
+        assert await eventually(lambda: len(a.handled) == 3)
+        assert await pump.idle()
+        assert lag(metrics, "a") == 1 and lag(metrics, "a", "sum") == 0
+        assert lag(metrics, "a", "bucket", "0.005") == 1
+    finally:
+        await pump.stop()
+
+
+async def test_an_event_parked_through_an_outage_reports_its_full_age(config):
+    now = {"t": 1732467100.0}
+    down = {"on": True}
+    a = Recorder(lambda e: down["on"])
+    pump, metrics = await run_pump(config, [("a", [a])], attempts=1, wall_clock=lambda: now["t"])
+    try:
+        pump.feed(stamped(1, now["t"]))
+        assert await eventually(lambda: waiting(metrics, "a") == 1)
+        assert lag(metrics, "a") == 0                  # not handled yet: nothing observed
+        now["t"] += 40.0
+        down["on"] = False
+        assert await eventually(lambda: lag(metrics, "a") == 1, timeout=10)
+        assert lag(metrics, "a", "sum") == pytest.approx(40.0)
+    finally:
+        await pump.stop()
+
+
+async def test_events_made_up_by_a_resync_are_not_counted_as_lag(config):
+    # A journal entry carries the time its call ended (maybe hours ago).
+    now = 1732467100.0
+    a = Recorder()
+    pump, metrics = await run_pump(config, [("a", [a])], wall_clock=lambda: now)
+    try:
+        pump.feed_replayed(stamped(1, now - 3 * 3600))
+        pump.feed(stamped(2, now - 0.01))
+        assert await eventually(lambda: a.handled == ["1.1", "1.2"])
+        assert lag(metrics, "a") == 1 and lag(metrics, "a", "sum") == pytest.approx(0.01)
+    finally:
+        await pump.stop()
+
+
+def test_the_lag_is_labelled_by_lane_only(config):
+    metrics = EngineMetrics(config, CollectorRegistry())
+    EventPump(lanes=[("accounting", []), ("waiting", [])], metrics=metrics)
+    labels = {tuple(sorted(s.labels)) for m in metrics.registry.collect() if m.name == "ivr_ami_event_lag_seconds"
+              for s in m.samples}
+    assert labels <= {("consumer",), ("consumer", "le")}
+    # 1 s, the alert's threshold, is a bucket bound.
+    assert lag(metrics, "waiting", "bucket", "1.0") == 0

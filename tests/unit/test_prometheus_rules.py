@@ -177,7 +177,7 @@ def test_alerts_have_for_severity_and_bilingual_annotations():
     alerts = [rule for rule in load_rules() if "alert" in rule]
     assert {a["alert"] for a in alerts} == {
         "IvrAnswerRateBelowTarget", "IvrServiceLevelBelowTarget", "IvrNoAgentLoggedIn",
-        "IvrScrapeDown", "IvrLiveFiguresStale", "IvrRedisCannotPersist", "IvrCriticalCaseOpen", "IvrCasesOverdue", "IvrCaseFiguresStale"}
+        "IvrScrapeDown", "IvrLiveFiguresStale", "IvrRedisCannotPersist", "IvrAmiEventsLagging", "IvrCriticalCaseOpen", "IvrCasesOverdue", "IvrCaseFiguresStale"}
     for alert in alerts:
         name = alert["alert"]
         assert re.fullmatch(r"\d+[smh]", str(alert.get("for", ""))), f"{name}: no `for:`"
