@@ -821,6 +821,57 @@ def report(steps: list[Step], idle_rates: dict[str, float], idle_rss: dict) -> N
 # Driver
 # --------------------------------------------------------------------------
 
+def prepare(prefix: str, *, every: int) -> tuple[Config, Paths, Path, int, Path, Config] | None:
+    """After :func:`preflight`: the shipped configuration, the paths, a work
+    folder, a free port for the benchmark's redis-server, and the benchmark's
+    configuration (``bench_config_dir``) with its folder; None when it cannot start."""
+    shipped = preflight()
+    if shipped is None:
+        return None
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    redis_port = free_port()
+    config_dir = bench_config_dir(workdir, every=every, redis_port=redis_port)
+    return shipped, Paths.from_environment(), workdir, redis_port, config_dir, load_config(config_dir)
+
+
+def preflight() -> Config | None:
+    """The shipped configuration, or None (said why) when a benchmark that
+    runs its own engine cannot start: SIPp or redis-server missing, or the
+    engine's ports taken (``make run``, another engine, the end-to-end session)."""
+    missing = [t for t in ("sipp", "redis-server") if shutil.which(t) is None]
+    if missing:
+        say(f"missing: {', '.join(missing)} (make test installs them)")
+        return None
+    shipped = load_config(REPO_ROOT / "config")
+    s = shipped.service
+    busy = [port for port in (s.fastagi.port, s.metrics.port) if not port_is_free(port)]
+    if busy:
+        say(f"ports {busy} are in use (is `make run`, an engine or the end-to-end session running?); stop it first")
+        return None
+    return shipped
+
+
+def stop_all(*, engine: EngineProcess | None, asterisk: AsteriskInstall | None, asterisk_proc, was_running: bool,
+             redis_server: RedisServer | None, shipped: Config, paths: Paths, before_setup=lambda: None) -> None:
+    """Stop what a benchmark started (the engine, Asterisk unless it was
+    running before, redis-server) and give Asterisk the shipped configuration
+    back; ``before_setup`` undoes the benchmark's own additions first."""
+    if engine is not None:
+        engine.stop()
+    before_setup()
+    if asterisk is not None:
+        try:
+            clear_asterisk_state(asterisk)
+        except (AsteriskError, subprocess.TimeoutExpired) as exc:
+            say(f"clearing Asterisk's state failed: {exc}")
+        if not was_running:
+            asterisk.stop(asterisk_proc)
+    if redis_server is not None:
+        redis_server.stop()
+    if asterisk is not None:
+        setup(shipped, REPO_ROOT / "config", paths, say=lambda *_: None)
+
+
 def plan_steps(args) -> list[int]:
     if args.steps:
         return [int(x) for x in args.steps.split(",")]
@@ -878,22 +929,11 @@ def main() -> int:
     started = time.monotonic()
     # Ctrl-C or SIGTERM: unwind through the finally blocks below.
     signal.signal(signal.SIGTERM, _interrupt)
-    missing = [t for t in ("sipp", "redis-server") if shutil.which(t) is None]
-    if missing:
-        say(f"missing: {', '.join(missing)} (make test installs them)")
+    prepared = prepare("ivr-queue-bench-", every=args.announce_every)
+    if prepared is None:
         return 2
-    shipped = load_config(REPO_ROOT / "config")
+    shipped, paths, workdir, redis_port, config_dir, config = prepared
     s = shipped.service
-    busy = [port for port in (s.fastagi.port, s.metrics.port) if not port_is_free(port)]
-    if busy:
-        say(f"ports {busy} are in use (is `make run` or an engine running?); stop it first")
-        return 2
-
-    paths = Paths.from_environment()
-    workdir = Path(tempfile.mkdtemp(prefix="ivr-queue-bench-"))
-    redis_port = free_port()
-    config_dir = bench_config_dir(workdir, every=args.announce_every, redis_port=redis_port)
-    config: Config = load_config(config_dir)
     metrics_url = f"http://{s.metrics.host}:{s.metrics.port}/metrics"
     carrier = f"{s.carrier_sip.host}:{s.carrier_sip.port}"
 
@@ -989,20 +1029,8 @@ def main() -> int:
             sampler.stop()
         if bench is not None and bench.current_sipp is not None:
             bench.current_sipp.stop()
-        if engine is not None:
-            engine.stop()
-        if asterisk is not None:
-            try:
-                clear_asterisk_state(asterisk)
-            except (AsteriskError, subprocess.TimeoutExpired) as exc:
-                say(f"clearing Asterisk's state failed: {exc}")
-            if not was_running:
-                asterisk.stop(asterisk_proc)
-        if redis_server is not None:
-            redis_server.stop()
-        if asterisk is not None:
-            # Asterisk gets the shipped configuration back.
-            setup(shipped, REPO_ROOT / "config", paths, say=lambda *_: None)
+        stop_all(engine=engine, asterisk=asterisk, asterisk_proc=asterisk_proc, was_running=was_running,
+                 redis_server=redis_server, shipped=shipped, paths=paths)
     passed = [st.n for st in steps if st.ok]
     failed = sorted(st.n for st in steps if not st.ok)
     total = time.monotonic() - started
