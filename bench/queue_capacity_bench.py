@@ -133,6 +133,7 @@ ANNOUNCED = re.compile(r"^announced \((join|periodic)\) position \d+ to call (\S
 ABANDONED = re.compile(r"^call (\S+) abandoned in (\w+)")
 QUEUE_COUNT = re.compile(r"has (\d+) calls?")
 CHANNEL_COUNT = re.compile(r"(\d+) active channels?")
+MEMBER_INTERFACE = re.compile(r"PJSIP/[\w.@-]+")
 
 
 def say(*args) -> None:
@@ -336,15 +337,14 @@ def clear_asterisk_state(asterisk: AsteriskInstall) -> None:
     for family in journal_families():
         asterisk.cli(f"database deltree {family}")
     asterisk.cli("database deltree Queue/PersistentMembers")
-    for line in asterisk.cli("queue show").splitlines():
-        line = line.strip()
-        if line.startswith("PJSIP/"):
-            iface = line.split()[0]
-            for q in ALL_QUEUES:
-                try:
-                    asterisk.cli(f"queue remove member {iface} from {q}")
-                except AsteriskError:
-                    continue  # not a member of that queue
+    # A member line is "PJSIP/agent1001 ..." or, when it was added with a
+    # member name, "Omar Farouk (PJSIP/agent1002) ...".
+    for iface in sorted(set(MEMBER_INTERFACE.findall(asterisk.cli("queue show")))):
+        for q in ALL_QUEUES:
+            try:
+                asterisk.cli(f"queue remove member {iface} from {q}")
+            except AsteriskError:
+                continue  # not a member of that queue
 
 
 def asterisk_pid(asterisk: AsteriskInstall, proc: subprocess.Popen | None) -> int:

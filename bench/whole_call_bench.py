@@ -88,6 +88,7 @@ from queue_capacity_bench import (  # noqa: E402  (bench/ is on sys.path: this f
 from app.cli import setup  # noqa: E402
 from app.redis_server import RedisServer  # noqa: E402
 from app.simulate.dtmf_pcap import write_presses  # noqa: E402
+from app.simulate.metrics_reader import read_samples, sample  # noqa: E402
 from app.simulate.sipp import CallerScript, Sipp, caller_scenario  # noqa: E402
 from core.contract import Context, Var, inherited, prompt_path  # noqa: E402
 from dialplans.asterisk import CLASSIC_HOME, AsteriskInstall  # noqa: E402
@@ -234,6 +235,7 @@ class Window:
     sipp_ok: int = -1
     sipp_failed: int = -1
     entered: int = 0
+    ami_events: float = float("nan")                 # events the engine's accounting received, per call
     counters: dict = field(default_factory=dict)
     reasons: list[str] = field(default_factory=list)
 
@@ -282,6 +284,10 @@ class Runner:
         path.write_text("SEQUENTIAL\n" + "".join(f"010{(base + i) % 100_000_000:08d};\n" for i in range(n)))
         return path
 
+    def ami_events(self) -> float:
+        """AMI events the engine has received (its accounting lane sees every one)."""
+        return sample(read_samples(self.engine.metrics_url), "ivr_ami_events_total")
+
     def drained(self) -> bool:
         return asterisk_channels(self.asterisk) == 0 and asterisk_queue_count(self.asterisk) == 0
 
@@ -293,6 +299,7 @@ class Runner:
         stat = self.sipp.workdir / f"{path}-{round_no}.stat.csv"
         qlog_offset = file_size(self.queue_log)
         before_counters = counter_snapshot(self.engine.metrics_url)
+        events0 = self.ami_events()
         timeout_s = int(a.calls / a.rate + self.hold_ms / 1000 + 60)
         cpu0, t0 = self.read_cpu(), time.monotonic()
         proc = self.sipp.start(f"{path}-{round_no}", caller_scenario(script, self.dtmf), target=self.carrier,
@@ -322,6 +329,7 @@ class Runner:
         w.entered = entered_queue(read_from(self.queue_log, qlog_offset)[0])
         after = counter_snapshot(self.engine.metrics_url)
         w.counters = {k: after[k] - before_counters[k] for k in after}
+        w.ami_events = (self.ami_events() - events0) / a.calls
         if code != 0 or w.sipp_ok != a.calls or w.sipp_failed != 0:
             w.reasons.append(f"SIPp: exit {code}, {w.sipp_ok} successful, {w.sipp_failed} failed of {a.calls} "
                              f"(log {proc.log})")
@@ -352,12 +360,12 @@ def medians(windows: list[Window]) -> dict[str, dict[str, float]]:
 def report(windows: list[Window], args) -> tuple[list[str], dict]:
     say()
     say("Each window (one path, one round):")
-    say(f"  {'path':<8} {'round':>5} {'calls':>5} {'SIPp ok/fail':>12} {'ENTERQUEUE':>10} {'window s':>8} "
-        f"{'CPU s: asterisk / agi / engine / redis':>40} {'verdict':>8}")
+    say(f"  {'path':<8} {'round':>5} {'calls':>5} {'SIPp ok/fail':>12} {'ENTERQUEUE':>10} {'AMI ev/call':>11} "
+        f"{'window s':>8} {'CPU s: asterisk / agi / engine / redis':>40} {'verdict':>8}")
     for w in windows:
         cpu = " / ".join(fnum(w.cpu_s.get(p), "{:.2f}") for p in PROCESSES)
         say(f"  {w.path:<8} {w.round:>5} {w.calls:>5} {w.sipp_ok:>6} / {w.sipp_failed:<4} {w.entered:>10} "
-            f"{w.seconds:>8.1f} {cpu:>40} {'ok' if w.ok else 'FAILED':>8}")
+            f"{fnum(w.ami_events):>11} {w.seconds:>8.1f} {cpu:>40} {'ok' if w.ok else 'FAILED':>8}")
         for reason in w.reasons:
             say(f"      {reason}")
     m = medians(windows)
