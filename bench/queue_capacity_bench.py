@@ -358,6 +358,14 @@ def asterisk_pid(asterisk: AsteriskInstall, proc: subprocess.Popen | None) -> in
             candidates.append(int(pidfile.read_text().strip()))
         except ValueError:
             pass
+    # Started by someone else without a pid file: the asterisk process whose root is this one.
+    for entry in os.scandir("/proc"):
+        try:
+            if entry.name.isdigit() and Path(f"/proc/{entry.name}/comm").read_text().strip() == "asterisk" \
+                    and Path(os.readlink(f"/proc/{entry.name}/root")) == asterisk.root.resolve():
+                candidates.append(int(entry.name))
+        except OSError:
+            continue
     for pid in candidates:
         try:
             if Path(f"/proc/{pid}/comm").read_text().strip() == "asterisk":
