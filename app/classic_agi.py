@@ -106,7 +106,8 @@ async def build_routes(config, *, national_id_key: bytes | tuple[bytes, ...], ca
         log.warning("Redis unreachable (%s): this call's facts stay in memory", exc)
         store, callbacks = MemoryCallStateStore(), MemoryCallbackStore(
             limits=CallbackLimits.from_config(config, number_key=caller_key))
-    metrics = EngineMetrics(config, CollectorRegistry())  # private: nothing scrapes a per-call process
+    # Private, and nothing scrapes a per-call process: no zeros for every label set.
+    metrics = EngineMetrics(config, CollectorRegistry(), zero_fill=False)
     routes = call_routes(config=config, metrics=metrics, store=store, callbacks=callbacks,
                          national_id_key=national_id_key, caller_key=caller_key)
     return routes, client.aclose

@@ -146,6 +146,7 @@ ANNOUNCED = re.compile(r"^announced \((join|periodic)\) position \d+ to call (\S
 ABANDONED = re.compile(r"^call (\S+) abandoned in (\w+)")
 QUEUE_COUNT = re.compile(r"has (\d+) calls?")
 CHANNEL_COUNT = re.compile(r"(\d+) active channels?")
+MEMBER_INTERFACE = re.compile(r"PJSIP/[\w.@-]+")
 
 
 def say(*args) -> None:
@@ -351,15 +352,14 @@ def clear_asterisk_state(asterisk: AsteriskInstall) -> None:
     for family in journal_families():
         asterisk.cli(f"database deltree {family}")
     asterisk.cli("database deltree Queue/PersistentMembers")
-    for line in asterisk.cli("queue show").splitlines():
-        line = line.strip()
-        if line.startswith("PJSIP/"):
-            iface = line.split()[0]
-            for q in ALL_QUEUES:
-                try:
-                    asterisk.cli(f"queue remove member {iface} from {q}")
-                except AsteriskError:
-                    continue  # not a member of that queue
+    # A member line is "PJSIP/agent1001 ..." or, when it was added with a
+    # member name, "Omar Farouk (PJSIP/agent1002) ...".
+    for iface in sorted(set(MEMBER_INTERFACE.findall(asterisk.cli("queue show")))):
+        for q in ALL_QUEUES:
+            try:
+                asterisk.cli(f"queue remove member {iface} from {q}")
+            except AsteriskError:
+                continue  # not a member of that queue
 
 
 def asterisk_pid(asterisk: AsteriskInstall, proc: subprocess.Popen | None) -> int:
@@ -373,6 +373,14 @@ def asterisk_pid(asterisk: AsteriskInstall, proc: subprocess.Popen | None) -> in
             candidates.append(int(pidfile.read_text().strip()))
         except ValueError:
             pass
+    # Started by someone else without a pid file: the asterisk process whose root is this one.
+    for entry in os.scandir("/proc"):
+        try:
+            if entry.name.isdigit() and Path(f"/proc/{entry.name}/comm").read_text().strip() == "asterisk" \
+                    and Path(os.readlink(f"/proc/{entry.name}/root")) == asterisk.root.resolve():
+                candidates.append(int(entry.name))
+        except OSError:
+            continue
     for pid in candidates:
         try:
             if Path(f"/proc/{pid}/comm").read_text().strip() == "asterisk":
@@ -906,6 +914,57 @@ def report(steps: list[Step], idle_rates: dict[str, float], idle_rss: dict) -> N
 # Driver
 # --------------------------------------------------------------------------
 
+def prepare(prefix: str, *, every: int) -> tuple[Config, Paths, Path, int, Path, Config] | None:
+    """After :func:`preflight`: the shipped configuration, the paths, a work
+    folder, a free port for the benchmark's redis-server, and the benchmark's
+    configuration (``bench_config_dir``) with its folder; None when it cannot start."""
+    shipped = preflight()
+    if shipped is None:
+        return None
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    redis_port = free_port()
+    config_dir = bench_config_dir(workdir, every=every, redis_port=redis_port)
+    return shipped, Paths.from_environment(), workdir, redis_port, config_dir, load_config(config_dir)
+
+
+def preflight() -> Config | None:
+    """The shipped configuration, or None (said why) when a benchmark that
+    runs its own engine cannot start: SIPp or redis-server missing, or the
+    engine's ports taken (``make run``, another engine, the end-to-end session)."""
+    missing = [t for t in ("sipp", "redis-server") if shutil.which(t) is None]
+    if missing:
+        say(f"missing: {', '.join(missing)} (make test installs them)")
+        return None
+    shipped = load_config(REPO_ROOT / "config")
+    s = shipped.service
+    busy = [port for port in (s.fastagi.port, s.metrics.port) if not port_is_free(port)]
+    if busy:
+        say(f"ports {busy} are in use (is `make run`, an engine or the end-to-end session running?); stop it first")
+        return None
+    return shipped
+
+
+def stop_all(*, engine: EngineProcess | None, asterisk: AsteriskInstall | None, asterisk_proc, was_running: bool,
+             redis_server: RedisServer | None, shipped: Config, paths: Paths, before_setup=lambda: None) -> None:
+    """Stop what a benchmark started (the engine, Asterisk unless it was
+    running before, redis-server) and give Asterisk the shipped configuration
+    back; ``before_setup`` undoes the benchmark's own additions first."""
+    if engine is not None:
+        engine.stop()
+    before_setup()
+    if asterisk is not None:
+        try:
+            clear_asterisk_state(asterisk)
+        except (AsteriskError, subprocess.TimeoutExpired) as exc:
+            say(f"clearing Asterisk's state failed: {exc}")
+        if not was_running:
+            asterisk.stop(asterisk_proc)
+    if redis_server is not None:
+        redis_server.stop()
+    if asterisk is not None:
+        setup(shipped, REPO_ROOT / "config", paths, say=lambda *_: None)
+
+
 def plan_steps(args) -> list[int]:
     if args.steps:
         return [int(x) for x in args.steps.split(",")]
@@ -970,21 +1029,11 @@ def main() -> int:
     started = time.monotonic()
     # Ctrl-C or SIGTERM: unwind through the finally blocks below.
     signal.signal(signal.SIGTERM, _interrupt)
-    missing = [t for t in ("sipp", "redis-server") if shutil.which(t) is None]
-    if missing:
-        say(f"missing: {', '.join(missing)} (make test installs them)")
+    prepared = prepare("ivr-queue-bench-", every=args.announce_every)
+    if prepared is None:
         return 2
+    shipped, paths, workdir, redis_port, config_dir, config = prepared
     s = shipped.service
-    busy = [port for port in (s.fastagi.port, s.metrics.port) if not port_is_free(port)]
-    if busy:
-        say(f"ports {busy} are in use (is `make run` or an engine running?); stop it first")
-        return 2
-
-    paths = Paths.from_environment()
-    workdir = Path(tempfile.mkdtemp(prefix="ivr-queue-bench-"))
-    redis_port = free_port()
-    config_dir = bench_config_dir(workdir, every=args.announce_every, redis_port=redis_port)
-    config: Config = load_config(config_dir)
     metrics_url = f"http://{s.metrics.host}:{s.metrics.port}/metrics"
     carrier = f"{s.carrier_sip.host}:{s.carrier_sip.port}"
 
@@ -1081,20 +1130,8 @@ def main() -> int:
             sampler.stop()
         if bench is not None and bench.current_sipp is not None:
             bench.current_sipp.stop()
-        if engine is not None:
-            engine.stop()
-        if asterisk is not None:
-            try:
-                clear_asterisk_state(asterisk)
-            except (AsteriskError, subprocess.TimeoutExpired) as exc:
-                say(f"clearing Asterisk's state failed: {exc}")
-            if not was_running:
-                asterisk.stop(asterisk_proc)
-        if redis_server is not None:
-            redis_server.stop()
-        if asterisk is not None:
-            # Asterisk gets the shipped configuration back.
-            setup(shipped, REPO_ROOT / "config", paths, say=lambda *_: None)
+        stop_all(engine=engine, asterisk=asterisk, asterisk_proc=asterisk_proc, was_running=was_running,
+                 redis_server=redis_server, shipped=shipped, paths=paths)
     passed = [st.n for st in steps if st.ok]
     failed = sorted(st.n for st in steps if not st.ok)
     total = time.monotonic() - started

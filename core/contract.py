@@ -169,6 +169,26 @@ class UserEvent:
     ROUTE: Final = "IvrRoute"
 
 
+# --- AMI events the engine follows ---------------------------------------------------------------
+
+# The only events Asterisk sends the engine's AMI user (manager.conf
+# ``eventfilter``, dialplans/generate.py): the ones queues/ami/events.py
+# parses for a consumer (queue callers, agents, members, the dialplan's user
+# events, an Originate's outcome). Everything else its read classes cover
+# (Newchannel, Newstate, Newexten, VarSet, Hangup, DialBegin, BridgeEnter,
+# MusicOnHoldStart, RTCP... dozens per call) the engine would read, parse
+# and drop. The answers to its actions (QueueStatus's QueueEntry and
+# QueueMember, DBGetTreeResponse, CoreShowChannel) are replies, not events:
+# filters do not apply to them. tests/unit/test_ami_event_filter.py keeps the two
+# lists in step.
+ENGINE_AMI_EVENTS: Final = (
+    "QueueCallerJoin", "QueueCallerLeave", "QueueCallerAbandon",
+    "AgentCalled", "AgentRingNoAnswer", "AgentConnect", "AgentComplete", "AgentDump",
+    "QueueMemberAdded", "QueueMemberRemoved", "QueueMemberPause", "QueueMemberStatus",
+    "UserEvent", "OriginateResponse",
+)
+
+
 class Header:
     """The headers of the user events."""
 

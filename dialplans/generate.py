@@ -20,7 +20,8 @@ import re
 from pathlib import Path
 
 from core.configuration import Config
-from core.contract import (AGI_FIRST_COMMAND_SECONDS, ENDPOINT_CODECS, AGI_KEY_PARAM, DEADLINE_VARIABLE, DIAL_INVALID_NUMBER,
+from core.contract import (AGI_FIRST_COMMAND_SECONDS, AGI_KEY_PARAM, DEADLINE_VARIABLE, DIAL_INVALID_NUMBER,
+                           ENDPOINT_CODECS, ENGINE_AMI_EVENTS,
                            MIN_QUEUE_TIMEOUT_SECONDS, JOURNAL_FAMILY, JOURNAL_SEPARATOR, QUEUE_STATUS_CALLBACK, STAGE_DIAL, STAGE_QUEUE, PROMPT_DIR,
                            Context, Header, IvrAction, Route, UserEvent, Var, inherited)
 from core.secrets import SecretStore
@@ -478,6 +479,11 @@ log-restricted-caller-id = no"""
     return "\n".join(out)
 
 
+def _event_filters() -> str:
+    # Asterisk 22's advanced filters: a hash match on the event's name, no regex.
+    return "\n".join(f"eventfilter(action(include),name({name})) =" for name in ENGINE_AMI_EVENTS)
+
+
 def render_manager(config: Config, secrets: SecretStore) -> str:
     ami = config.service.ami
     return HEADER + f"""[general]
@@ -507,6 +513,11 @@ permit = 127.0.0.1/255.255.255.255
 read = call,agent,user
 write = agent,reporting,call
 writetimeout = 5000
+; Only the events the engine acts on (core.contract.ENGINE_AMI_EVENTS):
+; without these include filters the read classes above would send it every
+; channel's Newchannel, Newexten, VarSet, Hangup... dozens per call, each
+; read, parsed and dropped. Replies to its actions are not filtered.
+{_event_filters()}
 
 ; For monitoring tools: the same events, status actions that need no class
 ; (QueueStatus, QueueSummary, Ping), and nothing that changes a call, a queue

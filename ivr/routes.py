@@ -9,22 +9,22 @@ composition root (``app/engine.py``, ``app/classic_agi.py``).
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Awaitable, Callable, Sequence
 
 from core.channel import Channel
-from core.configuration import Config
 from core.contract import Route
-from metrics.registry import EngineMetrics
-from queues.agents.desk import AgentDesk
-from queues.agents.feature_codes import AgentCodeHandler
-from queues.callbacks.menu import OverflowHandler, PlaceOf, QueueCallbackHandler
-from queues.callbacks.store import CallbackStore
-from queues.calls.store import CallStateStore
-from queues.priority import RecentCallers
 
-from .flow.hotline import CaseStatusLookup, HotlineHandler
-from .flow.survey import SurveyHandler
-from .service_check.flow import Answer, ServiceCheckHandler
+if TYPE_CHECKING:  # names for the signatures only: a classic-AGI process pays for every import
+    from core.configuration import Config
+    from metrics.registry import EngineMetrics
+    from queues.agents.desk import AgentDesk
+    from queues.callbacks.menu import PlaceOf
+    from queues.callbacks.store import CallbackStore
+    from queues.calls.store import CallStateStore
+    from queues.priority import RecentCallers
+
+    from .flow.hotline import CaseStatusLookup
+    from .service_check.flow import Answer
 
 Handler = Callable[[Channel], Awaitable[None]]
 
@@ -39,6 +39,9 @@ def call_routes(*, config: Config, metrics: EngineMetrics, store: CallStateStore
                 case_status: CaseStatusLookup | None = None,
                 clock: Callable[[], datetime] = _utcnow) -> dict[str, Handler]:
     """The routes a citizen's call takes: the hotline's menus and the survey."""
+    from .flow.hotline import HotlineHandler
+    from .flow.survey import SurveyHandler
+
     return {
         Route.HOTLINE: HotlineHandler(config=config, metrics=metrics, store=store, callbacks=callbacks,
                                       national_id_key=national_id_key, caller_key=caller_key, recent=recent,
@@ -55,6 +58,12 @@ def engine_routes(*, config: Config, metrics: EngineMetrics, store: CallStateSto
                   clock: Callable[[], datetime] = _utcnow) -> dict[str, Handler]:
     """Every route of ``ivr serve``: the call's, the agents' feature codes,
     the queue's callback and overflow menus, and the service check's call."""
+    # Imported here: ivr-agi (classic AGI, call_routes only) never needs them.
+    from queues.agents.feature_codes import AgentCodeHandler
+    from queues.callbacks.menu import OverflowHandler, QueueCallbackHandler
+
+    from .service_check.flow import ServiceCheckHandler
+
     routes = call_routes(config=config, metrics=metrics, store=store, callbacks=callbacks,
                          national_id_key=national_id_key, caller_key=caller_key, recent=recent,
                          case_status=case_status, clock=clock)

@@ -54,7 +54,11 @@ NO_REQUEST_TYPE = "none"
 
 
 class EngineMetrics:
-    def __init__(self, config: Config, registry: CollectorRegistry | None = None):
+    def __init__(self, config: Config, registry: CollectorRegistry | None = None, *, zero_fill: bool = True):
+        """``zero_fill=False`` leaves out the zeros of every known label set
+        (about 17,000 series with the demo configuration, most of the cost
+        of building this object): for a registry nothing scrapes, such as
+        the private one of a classic-AGI process, which serves one call."""
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
         self.queue_ids = tuple(q.id for q in config.queues)
@@ -82,7 +86,7 @@ class EngineMetrics:
         self.calls_ended = Counter(
             "ivr_calls_ended", "Finished calls by final outcome (the call record's outcome), once per call.",
             ["hotline", "outcome"], registry=r)
-        for h in self.hotlines:
+        for h in self.hotlines if zero_fill else ():
             self.calls_received.labels(hotline=h)
             for outcome in CALL_OUTCOMES:
                 self.calls_ended.labels(hotline=h, outcome=outcome)
@@ -104,7 +108,7 @@ class EngineMetrics:
             "joining: left out of the rates.", queue_labels, registry=r)
         queue_counters = (self.queue_offered, self.queue_answered, self.queue_answered_within_threshold,
                           self.queue_abandoned, self.queue_short_abandoned)
-        for h in config.hotlines:
+        for h in config.hotlines if zero_fill else ():
             for q, t in _queue_routes(config, h):
                 for g in GOVERNORATE_LABELS:
                     for c in queue_counters:
@@ -123,7 +127,7 @@ class EngineMetrics:
         self.menu_node_exits = Counter(
             "ivr_menu_node_exits", "Where callers leave the IVR: the menu they were in and how (choice, "
             "retries_exhausted, hangup).", ["hotline", "node", "outcome"], registry=r)
-        for h in config.hotlines:
+        for h in config.hotlines if zero_fill else ():
             for node in config.reachable_menus(h.menu):
                 for outcome in MENU_NODE_OUTCOMES:
                     self.menu_node_exits.labels(hotline=h.number, node=node, outcome=outcome)
@@ -166,7 +170,7 @@ class EngineMetrics:
         self.menu_exits = tenanted(Counter,
             "ivr_menu_exits", "Callers leaving the menus, by hotline, where they went, what for, and why.",
             ["hotline", "program", "request_type", "outcome"], registry=r)
-        for h in config.hotlines:
+        for h in config.hotlines if zero_fill else ():
             for queue, request_type, outcome in _reachable_routes(config, h):
                 self.menu_exits.labels(hotline=h.number, program=queue, request_type=request_type, outcome=outcome)
         self.national_id_entries = Counter(
@@ -199,7 +203,7 @@ class EngineMetrics:
             Counter, "ivr_self_service_answers", "Self-service answers said to callers, by answer and whether the "
             "caller found it useful (yes, no: on to an agent, none: no reply).", ["program", "answer", "useful"],
             registry=r)
-        for answer_id, answer in config.answers.items():
+        for answer_id, answer in config.answers.items() if zero_fill else ():
             for useful in ("yes", "no", "none"):
                 self.self_service_answers.labels(program=answer.program, answer=answer_id, useful=useful)
         self.agi_sessions = Counter(

@@ -58,6 +58,20 @@ MAX_VALUES = 100_000
 MAX_DEPTH = 100
 
 
+def _compose(text: str):
+    """The YAML node tree: libyaml's parser when PyYAML has it (several times
+    faster, which a classic-AGI process pays on every call), else the pure
+    one. Anything libyaml refuses is parsed again by the pure parser, so a
+    broken file is reported with the same message and line either way."""
+    fast = getattr(yaml, "CSafeLoader", None)
+    if fast is not None:
+        try:
+            return yaml.compose(text, Loader=fast)
+        except (yaml.YAMLError, RecursionError):
+            pass
+    return yaml.compose(text, Loader=yaml.SafeLoader)
+
+
 class _TooLarge(Exception):
     def __init__(self, line: int, message: str):
         self.line, self.message = line, message
@@ -86,7 +100,7 @@ class _Reader:
                                          f"(byte 0x{raw[exc.start]:02x})"))
             return {}
         try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            node = _compose(text)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark else 1

@@ -13,13 +13,30 @@ One home for the feature:
 * ``cli``        -- ``ivr callbacks list|show|cancel``.
 """
 
-from core.hours import next_opening
+# The names below are loaded on first use (PEP 562): a classic-AGI process
+# (one per call) needs the store and the limits, not the dispatcher and the
+# AMI actions it brings, and pays for every module it imports.
+_HOMES = {
+    "next_opening": "core.hours",
+    **dict.fromkeys(("NO_OPENING_RETRY_SECONDS", "ORIGINATE_MARGIN_SECONDS", "ORIGINATE_RETRY_SECONDS",
+                     "PLACEHOLDER_QUEUE_TIMEOUT", "REPLACE_AFTER_SECONDS", "CallbackDispatcher"), ".dispatcher"),
+    **dict.fromkeys(("CallbackLimits", "CallbackRefused"), ".limits"),
+    **dict.fromkeys(("DIAL_OUTCOMES", "FINAL_OUTCOMES", "LIVE_STATES", "REASONS", "STATES", "Callback", "queue_of"),
+                    ".model"),
+    **dict.fromkeys(("CallbackStore", "MemoryCallbackStore", "RedisCallbackStore"), ".store"),
+}
 
-from .dispatcher import (NO_OPENING_RETRY_SECONDS, ORIGINATE_MARGIN_SECONDS, ORIGINATE_RETRY_SECONDS,
-                         PLACEHOLDER_QUEUE_TIMEOUT, REPLACE_AFTER_SECONDS, CallbackDispatcher)
-from .limits import CallbackLimits, CallbackRefused
-from .model import DIAL_OUTCOMES, FINAL_OUTCOMES, LIVE_STATES, REASONS, STATES, Callback, queue_of
-from .store import CallbackStore, MemoryCallbackStore, RedisCallbackStore
+
+def __getattr__(name: str):
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(home, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DIAL_OUTCOMES", "FINAL_OUTCOMES", "LIVE_STATES", "NO_OPENING_RETRY_SECONDS", "ORIGINATE_MARGIN_SECONDS",

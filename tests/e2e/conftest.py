@@ -50,7 +50,7 @@ REQUIRED_TOOLS = ("sipp", "redis-server", "espeak-ng", "sox")
 # Tests that start their own Asterisk, Redis and engine (a benchmark's short
 # run) and need the engine's ports: they run before any test starts the
 # session's `hotline`, which holds those ports until the session ends.
-OWN_STACK_MODULES = ("test_queue_capacity_bench.py",)
+OWN_STACK_MODULES = ("test_bench_whole_call.py", "test_queue_capacity_bench.py")
 
 
 def pytest_collection_modifyitems(items):
