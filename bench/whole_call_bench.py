@@ -96,6 +96,12 @@ from dialplans.asterisk import CLASSIC_HOME, AsteriskInstall  # noqa: E402
 QUEUE = "nasser_bank"
 HOTLINE = "14403"
 KEY_AT_MS = 1200
+# The short run's callers press their key later, still during the prompt:
+# it checks that every path completes and the benchmark works, and a
+# classic-AGI process that starts after 1.2 s loses the caller's key (a
+# finding of the full run, docs/benchmarks.md), which would make the short
+# run fail at random.
+QUICK_KEY_AT_MS = 2500
 WAIT_IN_QUEUE_S = 10.0
 PATHS = ("native", "fastagi", "classic", "pyst2")
 NUMBERS = {"native": "94401", "fastagi": HOTLINE, "classic": "94403", "pyst2": "94404"}
@@ -294,7 +300,8 @@ class Runner:
     def run(self, path: str, round_no: int) -> Window:
         a = self.args
         w = Window(path=path, round=round_no, calls=a.calls)
-        script = CallerScript(number=NUMBERS[path], keys=((KEY_AT_MS, "1"),), hold_ms=self.hold_ms,
+        key_at = QUICK_KEY_AT_MS if a.quick else KEY_AT_MS
+        script = CallerScript(number=NUMBERS[path], keys=((key_at, "1"),), hold_ms=self.hold_ms,
                               caller_id="[field0]")
         stat = self.sipp.workdir / f"{path}-{round_no}.stat.csv"
         qlog_offset = file_size(self.queue_log)
