@@ -26,7 +26,7 @@ def test_the_month_replay_through_redis_agrees_with_its_plan():
         [sys.executable, str(REPO_ROOT / "bench" / "month_replay_bench.py"), "--scale", "0.01", "--rounds", "1",
          # A long TTL: on a loaded machine a stall of the replay longer than the
          # bench's default (10 s) would expire a call's facts under it.
-         "--redis", "--no-memory", "--budget", "120", "--ttl", "600"],
+         "--redis", "--no-memory", "--budget", "120", "--ttl", "600", "--require-targets"],
         capture_output=True, text=True, timeout=300)
     out = result.stdout
     assert result.returncode == 0, out[-3000:] + result.stderr[-2000:]
