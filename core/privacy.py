@@ -86,8 +86,15 @@ class NumberCipher:
 _PERSONAL = re.compile(r"(?<![\d.])(?:(?:\+|00)?20\d{9,10}|0\d{9,10}|[23]\d{13})(?![\d.])")
 
 
+# A secret as a library may print it: an AMI action's ``Secret: x`` line or
+# ``'Secret': 'x'`` in a dict's repr (panoramisk logs a failed Login so).
+_SECRET_FIELD = re.compile(r"""(?i)(\bsecret['"]?\s*[:=]\s*['"]?)([^'"\s,}]+)""")
+
+
 def mask_personal_data(text: str) -> str:
-    """Every caller number and national ID in ``text`` masked (last two digits kept)."""
+    """Every caller number and national ID in ``text`` masked (last two digits
+    kept), and any ``secret`` field's value replaced by ``***``."""
+    text = _SECRET_FIELD.sub(lambda m: m.group(1) + "***", text)
     return _PERSONAL.sub(lambda m: mask_number(m.group(0)), text)
 
 

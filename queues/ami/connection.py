@@ -12,7 +12,15 @@ connection, but it has three traps this wrapper closes:
   panoramisk reconnects;
 * event callbacks that are coroutines run as separate tasks, in no fixed
   order: here every event goes, in arrival order, into one asyncio queue
-  that a single consumer drains.
+  that a single consumer drains;
+* a connection lost before the Manager has taken it (a peer that accepts and
+  closes at once: uvloop delivers the loss first) made its protocol raise
+  AttributeError in the event loop, and no reconnect was ever scheduled
+  (found by make test-faults, AMI cut for ten minutes): ``_Protocol`` notes
+  such a loss and ``_Manager`` reconnects; and a login left unanswered is
+  given up after two keep-alive periods;
+* its protocol logs the whole action when a write fails, the Login's secret
+  included: ``_Protocol`` names only the action.
 
 After each login ``on_login`` runs (the engine re-syncs queue state there).
 """
@@ -26,6 +34,8 @@ import secrets
 from typing import Awaitable, Callable
 
 from panoramisk import Manager
+from panoramisk import actions as ami_actions
+from panoramisk.ami_protocol import AMIProtocol
 
 from .actions import Action, AmiTimeout, Ping, Reply, parse_reply
 from .events import AmiEvent, parse_event
@@ -33,8 +43,42 @@ from .events import AmiEvent, parse_event
 log = logging.getLogger(__name__)
 
 
+class _Protocol(AMIProtocol):
+    """panoramisk's protocol, safe when the link is lost before the Manager
+    has taken it, and never logging an action's fields."""
+
+    lost_early = False
+
+    def connection_lost(self, exc):
+        if self.factory is None:
+            # The Manager has not run connection_made yet: nothing to hand the
+            # loss to. _Manager.connection_made sees the flag and reconnects.
+            self.lost_early = True
+            self.closed = True
+            return
+        super().connection_lost(exc)
+
+    def send(self, data, as_list=False):
+        # panoramisk's send, except that a failed write names only the action
+        # (its own logs the whole of it: a Login's secret included), and that
+        # nothing is written on a link already closing (its loss reconnects).
+        if not isinstance(data, ami_actions.Action):
+            data = (ami_actions.Command if "Command" in data else ami_actions.Action)(data, as_list=as_list)
+        data.as_list = as_list
+        self.responses[data.id] = data
+        if data.action_id:
+            self.responses[data.action_id] = data
+        if not self.transport.is_closing():
+            try:
+                self.transport.write(str(data).encode(getattr(self, "encoding", "ascii")))
+            except Exception as exc:
+                self.log.warning("AMI: could not send %s (%s)", data.get("Action"), type(exc).__name__)
+        return data.future
+
+
 class _Manager(Manager):
-    """panoramisk's Manager, told not to reconnect once we are shutting down."""
+    """panoramisk's Manager, told not to reconnect once we are shutting down,
+    and reconnecting after a connection lost before it took it."""
 
     closing = False
 
@@ -42,6 +86,12 @@ class _Manager(Manager):
         if self.closing:
             return None
         return super().connect(*args, **kwargs)
+
+    def connection_made(self, f):
+        super().connection_made(f)
+        if not f.cancelled() and f.exception() is None and getattr(self.protocol, "lost_early", False):
+            log.info("AMI connection closed by the peer as it opened; reconnecting")
+            self.connection_lost(None)
 
     def connection_lost(self, exc):
         if self.closing:
@@ -79,7 +129,7 @@ class AmiConnection:
             # push it far out.
             ping_delay=3600, ping_interval=3600, reconnect_timeout=2,
             on_login=self._logged_in, on_disconnect=self._disconnected,
-            on_connect=lambda manager: None,
+            on_connect=lambda manager: None, protocol_factory=_Protocol,
         )
         self._manager.register_event("*", self._enqueue)
         self._manager.connect()
@@ -151,16 +201,35 @@ class AmiConnection:
 
     async def _keep_alive(self) -> None:
         missed = 0
+        unanswered = None  # the Login future seen unanswered at the last tick
         while True:
             await asyncio.sleep(self._ping_interval)
             manager = self._manager
             if manager is None:
                 continue
             if not self.logged_in.is_set():
-                if getattr(manager, "authenticated", None) is False and getattr(manager, "protocol", None):
+                protocol = getattr(manager, "protocol", None)
+                if getattr(manager, "authenticated", None) is not False or protocol is None:
+                    unanswered = None
+                    continue
+                pending = getattr(manager, "authenticated_future", None)
+                if pending is None:  # answered, and not with Success
+                    unanswered = None
                     log.error("AMI login refused for user %r: check the secret (ivr setup)",
                               self._config["username"])
+                    continue
+                # Connected, the Login sent, no answer: if the same Login is
+                # still unanswered a period later, a link still open is given
+                # up and made again (a peer that swallows the Login). A new
+                # connection brings a new Login.
+                if pending is unanswered:
+                    unanswered = None
+                    log.warning("AMI login unanswered; connecting again")
+                    self._reconnect(manager)
+                else:
+                    unanswered = pending
                 continue
+            unanswered = None
             try:
                 await self.send(Ping(), timeout=self._action_timeout)
                 missed = 0
@@ -169,6 +238,12 @@ class AmiConnection:
                 log.warning("AMI Ping unanswered (%d)", missed)
                 if missed >= 2 and getattr(manager, "protocol", None) is not None:
                     missed = 0
-                    transport = getattr(manager.protocol, "transport", None)
-                    if transport is not None:
-                        transport.close()  # connection_lost -> reconnect
+                    self._reconnect(manager)
+
+    @staticmethod
+    def _reconnect(manager: _Manager) -> None:
+        """Drop a link that is open but unanswering; its loss makes a new one.
+        A link already closed has had its reconnect scheduled by that loss."""
+        transport = getattr(manager.protocol, "transport", None)
+        if transport is not None and not transport.is_closing():
+            transport.close()
