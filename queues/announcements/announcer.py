@@ -39,7 +39,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import redis.asyncio as aioredis
 
