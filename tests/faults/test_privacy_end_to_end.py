@@ -105,6 +105,14 @@ def test_no_number_or_national_id_is_written_anywhere_unmasked(stack):
         written["Asterisk AstDB"] = astdb.read_bytes().decode("latin-1")
     found = {(where, needle) for where, text in written.items() for needle in needles() if needle in text}
     assert found == set(), sorted(found)
+    # Nor the engine's AMI secret (panoramisk logged a failed Login whole; the
+    # AMI cut earlier in this session makes such failures).
+    from core.paths import Paths
+    from core.secrets import SecretStore
+
+    ami_secret = SecretStore(Paths.from_environment().secrets_file).ami_secret(stack.config)
+    assert len(ami_secret) >= 16
+    assert [where for where, text in written.items() if ami_secret in text] == []
     # The tools said something (a report of this month's calls, the callback listed, masked).
     assert "1442" in written["ivr report"], written["ivr report"][-500:]
     listed = written["ivr callbacks list"]
