@@ -101,6 +101,7 @@ def render_all(config: Config, secrets: SecretStore, classic_agi: dict[str, str]
         "manager.conf": render_manager(config, secrets),
         "musiconhold.conf": render_musiconhold(),
         "rtp.conf": render_rtp(config),
+        "stasis.conf": render_stasis(),
         "http.conf": HEADER + "[general]\nenabled=no\n",
         "cdr.conf": HEADER + "[general]\nenable=no\n",
         "indications.conf": HEADER + "[general]\ncountry=eg\n\n[eg]\ndescription=Egypt\n"
@@ -173,6 +174,28 @@ defaultlanguage = ar
 ; A refused or failed call is logged with its cause.
 hideconnect = yes
 """
+
+
+# Stasis message types Asterisk need not create at all: no AMI user of the
+# project reads their events (core.contract.ENGINE_AMI_EVENTS, for the engine
+# and the monitor user alike) and no loaded module consumes them. Every Set()
+# of the dialplan and of AGI made a VarSet message, every RTCP report (each
+# channel's, every 5 s) one with a JSON body: under 400 waiting callers,
+# Asterisk's manager taskprocessor fell 3,000 messages behind
+# (bench/queue_capacity_bench.py) and the engine heard of joins seconds late.
+# Only types the manager does not route may go: declining the DTMF, music on
+# hold, ChanSpy or hang-up handler types stops manager.so from loading
+# (tried on Asterisk 22), and app_queue follows channel snapshots, bridges,
+# dials, transfers, Local optimisation, device state and hang-ups.
+DECLINED_STASIS_TYPES = (
+    "ast_channel_varset_type",
+    "ast_rtp_rtcp_sent_type", "ast_rtp_rtcp_received_type",
+    "cel_generic_type",
+)
+
+
+def render_stasis() -> str:
+    return HEADER + "[declined_message_types]\n" + "".join(f"decline={t}\n" for t in DECLINED_STASIS_TYPES)
 
 
 def render_modules() -> str:

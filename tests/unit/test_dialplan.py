@@ -516,3 +516,26 @@ def test_no_brace_escape_leaks_into_the_dialplan(rendered):
         assert "{{" not in rendered[name] and "}}" not in rendered[name], name
     callback = "\n".join(dialplan(rendered["extensions.conf"])["ivr-callback-dial"])
     assert 'REGEX("^0[0-9]{9,10}$" ${IVR_CB_NUMBER})' in callback
+
+
+def test_stasis_declines_only_messages_nobody_reads():
+    """stasis.conf: Asterisk creates no VarSet or RTCP messages (nobody reads
+    them; under load they put the manager behind), and keeps every type
+    app_queue, the manager and the engine's events need (declining one the
+    manager routes stops Asterisk from starting: the e2e tests would fail)."""
+    from dialplans.generate import DECLINED_STASIS_TYPES, render_stasis
+
+    text = render_stasis()
+    declined = re.findall(r"^decline=(\S+)$", text, re.M)
+    assert "[declined_message_types]" in text and declined == list(DECLINED_STASIS_TYPES)
+    assert {"ast_channel_varset_type", "ast_rtp_rtcp_sent_type", "ast_rtp_rtcp_received_type"} <= set(declined)
+    needed = {"ast_channel_snapshot_type", "ast_channel_dial_type", "ast_bridge_snapshot_type",
+              "ast_channel_entered_bridge_type", "ast_channel_left_bridge_type", "ast_blind_transfer_type",
+              "ast_attended_transfer_type", "ast_local_bridge_type", "ast_local_optimization_begin_type",
+              "ast_local_optimization_end_type", "ast_device_state_message_type", "ast_multi_user_event_type",
+              "ast_channel_hangup_request_type", "ast_endpoint_state_type", "ast_endpoint_snapshot_type",
+              "ast_channel_agent_login_type", "ast_manager_get_generic_type", "stasis_cache_update_type",
+              "ast_channel_dtmf_begin_type", "ast_channel_dtmf_end_type", "ast_channel_moh_start_type",
+              "ast_channel_chanspy_start_type", "ast_channel_hangup_handler_type"}
+    assert not needed & set(declined)
+    assert not [t for t in declined if "queue" in t]
