@@ -266,9 +266,14 @@ class Announcer:
         """AMI events in: a caller joined (the join announcement, sent aside so
         that events keep flowing; give the waiting tracker the event first), an
         agent answered (a running announcement is hung up, aside), an
-        announcement ended (``IvrAnnounced``: nothing left to cancel)."""
+        announcement ended (``IvrAnnounced``: nothing left to cancel, noted
+        aside). Nothing here holds the lane for a Redis round trip."""
         if isinstance(event, Announced) and event.call_uid:
-            await self._redis.delete(self._running_key(event.call_uid))
+            # Aside too: the lane's next event (a join, a leave) must not wait
+            # for this round trip. If it is lost, the mark expires by itself
+            # (RUNNING_TTL_SECONDS) and a cancel meanwhile hangs up a channel
+            # that is already gone, which Asterisk refuses harmlessly.
+            self._run_aside(self._forget_running(event.call_uid))
             return "announced"
         if isinstance(event, QueueCallerJoin) and event.uniqueid and not is_placeholder(event.uniqueid):
             self._run_aside(self._announce_join_and_note(event.queue, event.uniqueid))
@@ -282,6 +287,17 @@ class Announcer:
         task = asyncio.create_task(coro)
         self._aside.add(task)
         task.add_done_callback(self._aside.discard)
+
+    async def _forget_running(self, uid: str) -> None:
+        try:
+            await self._redis.delete(self._running_key(uid))
+        except Exception as exc:
+            log.warning("end of the announcement to call %s not noted (%s); its mark expires", uid, exc)
+
+    async def settle(self) -> None:
+        """Wait for what runs aside now (tests, and a clean stop)."""
+        while self._aside:
+            await asyncio.gather(*list(self._aside), return_exceptions=True)
 
     async def close(self) -> None:
         """Cancel what runs aside (the engine is stopping)."""

@@ -371,6 +371,7 @@ async def test_cancel_hangs_up_a_running_announcement(redis_client, config):
     # The dialplan's end-of-playback event: nothing left to cancel either.
     assert await rig.announcer.handle(parse_event({"Event": "UserEvent", "UserEvent": "IvrAnnounced", "Queue": Q,
                                        "CallUid": "1750000000.2", "Status": "SUCCESS"})) == "announced"
+    await rig.announcer.settle()   # noted aside: the lane does not wait for it
     assert await rig.announcer.cancel("1750000000.2") is False
     assert [a["Action"] for a in rig.ami.actions] == ["Originate", "Originate", "Hangup"]
 
