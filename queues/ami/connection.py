@@ -224,8 +224,7 @@ class AmiConnection:
                 # connection brings a new Login.
                 if pending is unanswered:
                     unanswered = None
-                    log.warning("AMI login unanswered; connecting again")
-                    self._reconnect(manager)
+                    self._reconnect(manager, "AMI login unanswered; connecting again")
                 else:
                     unanswered = pending
                 continue
@@ -238,12 +237,13 @@ class AmiConnection:
                 log.warning("AMI Ping unanswered (%d)", missed)
                 if missed >= 2 and getattr(manager, "protocol", None) is not None:
                     missed = 0
-                    self._reconnect(manager)
+                    self._reconnect(manager, "AMI link unanswering; connecting again")
 
     @staticmethod
-    def _reconnect(manager: _Manager) -> None:
+    def _reconnect(manager: _Manager, why: str) -> None:
         """Drop a link that is open but unanswering; its loss makes a new one.
         A link already closed has had its reconnect scheduled by that loss."""
         transport = getattr(manager.protocol, "transport", None)
         if transport is not None and not transport.is_closing():
+            log.warning(why)
             transport.close()
