@@ -410,6 +410,56 @@ class Panoramisk:
         return out
 
 
+class Floor:
+    """The least any FastAGI server can do on this loop (``--floor``): an
+    ``asyncio.Protocol`` that waits for the environment's blank line, then
+    writes the recorded command lines one per reply line and closes. No
+    parsing, no deadline on a read, no handler, no metrics: not a server
+    anyone should run, the bound under which neither server can go."""
+
+    name = "floor"
+
+    def __init__(self, commands: list[str]):
+        self.lines = [(line + "\n").encode() for line in commands]
+        self.outcomes: collections.Counter[str] = collections.Counter()
+        self._server = None
+
+    async def start(self) -> int:
+        lines, outcomes = self.lines, self.outcomes
+
+        class Session(asyncio.Protocol):
+            def connection_made(self, transport) -> None:
+                self.transport, self.buffer, self.next = transport, b"", -1
+
+            def data_received(self, data: bytes) -> None:
+                if self.next < 0:
+                    self.buffer += data
+                    if b"\n\n" not in self.buffer:
+                        return
+                    self.buffer = b""
+                elif not data.endswith(b"\n"):
+                    return
+                self.next += 1
+                if self.next < len(lines):
+                    self.transport.write(lines[self.next])
+                else:
+                    outcomes["ok"] += 1
+                    self.transport.close()
+
+        self._server = await asyncio.get_running_loop().create_server(Session, HOST, 0,
+                                                                        backlog=BACKLOG_PANORAMISK)
+        return self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+
+    def take_outcomes(self) -> dict:
+        out = dict(self.outcomes)
+        self.outcomes.clear()
+        return out
+
+
 # --------------------------------------------------------------------------
 # The driver
 # --------------------------------------------------------------------------
@@ -515,6 +565,7 @@ async def bench(args: argparse.Namespace) -> int:
         if expect != SCRIPT_COMMANDS:
             raise SystemExit(f"script handler sent {expect}, expected {SCRIPT_COMMANDS}")
     theirs = Panoramisk(expect)
+    floor = Floor(expect) if args.floor else None
     logs.take()
 
     total = args.sessions * args.per_slot
@@ -527,19 +578,22 @@ async def bench(args: argparse.Namespace) -> int:
         print(f"    {line}")
 
     if args.warmup:
-        for server in (ours, theirs):
+        for server in (ours, theirs) + ((floor,) if floor else ()):
             r = await run_round(server, expect, logs, min(100, args.sessions), 1, deadline=10)
             print(f"warm-up {describe_round(r, min(100, args.sessions)).strip()}")
 
-    results: dict[str, list[dict]] = {"ours": [], "panoramisk": []}
+    results: dict[str, list[dict]] = {"ours": [], "panoramisk": [], "floor": []}
     budget_end = started + args.budget
+    servers = 3 if floor else 2
     for i in range(args.rounds):
         order = (ours, theirs) if i % 2 == 0 else (theirs, ours)
+        if floor:
+            order = order + (floor,) if i % 2 == 0 else (floor,) + order
         print(f"round {i + 1}:")
         for j, server in enumerate(order):
             # Share what is left of the budget among the runs still to do (a
             # run that overruns is cut short and reported, never waited for).
-            runs_left = 2 * (args.rounds - i) - j
+            runs_left = servers * (args.rounds - i) - j
             deadline = min(ROUND_DEADLINE, max(3.0, (budget_end - time.monotonic()) / runs_left - 2))
             r = await run_round(server, expect, logs, args.sessions, args.per_slot, deadline)
             results[server.name].append(r)
@@ -567,6 +621,12 @@ async def bench(args: argparse.Namespace) -> int:
         table.append({"metric": label, "ours": a, "panoramisk": b, "ratio": ratio})
         shown = f"{ratio:.2f}" if ratio is not None else "-"
         print(f"  {label:<30}{f.format(a):>12}{f.format(b):>12}{shown:>17}")
+    if floor:
+        print("  the floor (--floor: a bare protocol replaying the lines; no server can do less):")
+        for label, get, f in rows:
+            a, b = median_of(results["floor"], get), median_of(results["panoramisk"], get)
+            shown = f"{a / b:.2f}" if b else "-"
+            print(f"  {label:<30}{f.format(a):>12}{f.format(b):>12}{shown:>17}  (floor/panoramisk)")
     failures = sum(1 for rs in results.values() for r in rs
                    if "failed" in r or r["errors"] or r["ok"] != total)
     print(f"  rounds with errors or missing sessions: {failures}")
@@ -603,6 +663,8 @@ def main() -> None:
     p.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the 100-session warm-up")
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
                    help="the event loop both servers run on: uvloop, the engine's (ivr serve), or asyncio's own")
+    p.add_argument("--floor", action="store_true",
+                   help="also measure the floor: a bare protocol replaying the lines (what no server goes under)")
     p.add_argument("--json", help="also write every round's figures to this file")
     p.add_argument("--require-targets", action="store_true",
                    help="exit status 2 when a target of issue 13 is missed (errors are always status 1)")

@@ -4,7 +4,12 @@ failing event parked (kept, retried) so that the others flow.
 Every event goes to every lane. A lane is one or more consumers that handle
 each event in turn (the waiting tracker, then the announcer, which needs the
 tracker to have seen a join), on a task of its own: a consumer waiting on
-Redis never holds up another.
+Redis never holds up another. A lane of one consumer with ``handle_many``
+(the accounting) is handed the events that waited for it while it was busy
+all at once, up to ``max_batch``: one Redis round trip for them, so a lane
+that falls behind under load catches up in fewer round trips rather than
+falling further behind. A batch that fails is delivered again event by event,
+as below.
 
 When a consumer raises a Redis error (Redis down, slow, refusing writes),
 the event is tried ``attempts`` times with short pauses, then *parked*: kept
@@ -76,6 +81,7 @@ class Lane:
     parked: deque = field(default_factory=deque)
     failed_at: float | None = None   # when the last try failed (None: it succeeded)
     busy: bool = False
+    batch: Callable[[list[AmiEvent]], Awaitable[object]] | None = None   # the sole consumer's handle_many
 
 
 class EventPump:
@@ -83,13 +89,17 @@ class EventPump:
                  attempts: int = 3, backoff: Sequence[float] = (0.1, 0.4), retry_interval: float = 2.0,
                  max_retry_interval: float = 60.0, clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time,
-                 before_retry: Callable[[], Awaitable[object]] | None = None):
+                 before_retry: Callable[[], Awaitable[object]] | None = None, max_batch: int = 200):
         """``before_retry``: runs before parked events are tried again (the
         call path writes the facts it kept during the outage first, so the
         events find them). ``clock``: retry timing (monotonic); ``wall_clock``:
-        real time, compared with the events' Timestamp for the lag."""
-        self._lanes = [Lane(name, tuple(consumers), metrics.ami_event_lag_seconds.labels(consumer=name))
+        real time, compared with the events' Timestamp for the lag.
+        ``max_batch``: at most this many waiting events go to a lane's
+        ``handle_many`` at once (a lane of one consumer that has one)."""
+        self._lanes = [Lane(name, tuple(consumers), metrics.ami_event_lag_seconds.labels(consumer=name),
+                            batch=getattr(consumers[0], "handle_many", None) if len(consumers) == 1 else None)
                        for name, consumers in lanes]
+        self._max_batch = max(1, max_batch)
         self._wall_clock = wall_clock
         self._metrics = metrics
         self._attempts = max(1, attempts)
@@ -154,16 +164,43 @@ class EventPump:
                 if lane.parked:
                     await self._retry_parked(lane)
                 if queued is not None:
-                    item = _Parked(*queued)
-                    if lane.failed_at is not None and self._clock() - lane.failed_at < self._retry:
-                        # Redis failed a moment ago: keep the order, and do not
-                        # make every event wait for its own timeouts.
-                        item.next_try = lane.failed_at + self._retry
-                        self._park(lane, item)
-                    elif not await self._deliver(lane, item, attempts=self._attempts):
-                        self._park(lane, item)
+                    items = [_Parked(*queued)]
+                    if lane.batch is not None and not lane.parked and lane.failed_at is None:
+                        while len(items) < self._max_batch and not lane.queue.empty():
+                            items.append(_Parked(*lane.queue.get_nowait()))
+                    if len(items) > 1 and await self._deliver_batch(lane, items):
+                        continue
+                    for item in items:
+                        await self._deliver_or_park(lane, item)
             finally:
                 lane.busy = False
+
+    async def _deliver_or_park(self, lane: Lane, item: _Parked) -> None:
+        if lane.failed_at is not None and self._clock() - lane.failed_at < self._retry:
+            # Redis failed a moment ago: keep the order, and do not make
+            # every event wait for its own timeouts.
+            item.next_try = lane.failed_at + self._retry
+            self._park(lane, item)
+        elif not await self._deliver(lane, item, attempts=self._attempts):
+            self._park(lane, item)
+
+    async def _deliver_batch(self, lane: Lane, items: list[_Parked]) -> bool:
+        """The events that waited in the lane, to its consumer's ``handle_many``
+        at once (one Redis round trip for them all). False when that failed:
+        nothing was counted (``handle_many`` counts only once all succeeded),
+        and the caller then delivers them one by one, with the usual attempts,
+        parking and logging; their ``ref``s make the retries count once."""
+        try:
+            await lane.batch([item.event for item in items])
+        except Exception:
+            return False
+        lane.failed_at = None
+        now = self._wall_clock()
+        for item in items:
+            stamp = item.event.timestamp
+            if stamp is not None and item.live:
+                lane.lag.observe(max(0.0, now - stamp))
+        return True
 
     async def _next(self, lane: Lane) -> tuple[AmiEvent, bool] | None:
         """The next (event, live); None when a parked one is due first."""

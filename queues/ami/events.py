@@ -53,16 +53,18 @@ __all__ = [
 
 def _text(headers: Mapping[str, str], name: str) -> str:
     value = headers.get(name)
+    if value.__class__ is str:   # what AMI gives: returned as it is (the hot path)
+        return value
     return "" if value is None else str(value)
 
 
 def _float(headers: Mapping[str, str], name: str) -> float | None:
     raw = headers.get(name)
-    if raw is None or str(raw).strip() == "":
+    if raw is None:
         return None
     try:
-        value = float(str(raw).strip())
-    except ValueError:
+        value = float(raw if raw.__class__ is str else str(raw))   # float() ignores surrounding blanks
+    except ValueError:   # "" and blanks too
         return None
     return value if math.isfinite(value) else None
 

@@ -179,12 +179,12 @@ class QueueAccounting:
         kinds: list[str] = []
         results = iter(applied)
         for plan in plans:
-            if isinstance(plan, str):
-                kinds.append(plan)
-            else:
-                kinds.append(plan.finish(next(results), counts))
-                self._handled(plan.event)
+            kinds.append(plan if isinstance(plan, str) else plan.finish(next(results), counts))
+        # Only now, all of them finished: an error above leaves every event
+        # of the batch to be delivered again, and none was counted.
         counts.apply()
+        for plan in work:
+            self._handled(plan.event)
         return [self._count(kind) for kind in kinds]
 
     async def _plan(self, event: AmiEvent) -> _Plan | str:

@@ -215,3 +215,62 @@ async def test_a_decision_on_facts_another_writer_changed_is_made_again(config, 
         assert (await rig.store.facts(uid))["recorded"] == "callback"
     finally:
         await client.aclose()
+
+
+async def test_a_batch_after_redis_forgot_its_scripts_is_sent_again_and_counts_once(config, redis_server,
+                                                                                     redis_client):
+    """Redis restarted (SCRIPT FLUSH stands for it): every command of the batch
+    is refused with NOSCRIPT, nothing applied; the script is loaded and the
+    batch sent again, and each call counts once."""
+    client = await counting_client(redis_server)
+    try:
+        rig = Rig(config, client)
+        await rig.store.load_scripts()
+        await redis_client.script_flush()
+        events = [parse_event(raw, ref=f"f:{n}:{i}") for n in range(4)
+                  for i, raw in enumerate(call_events(f"1732467500.{n + 1}", answered=n % 2 == 0, n=n))]
+        before = CountingConnection.writes
+        kinds = await rig.accounting.handle_many(events)
+        assert kinds == ["accounted"] * len(events)
+        assert CountingConnection.writes - before == 3   # the refused batch, SCRIPT LOAD, the batch again
+        assert rig.value("ivr_queue_offered_total", program=Q) == 4
+        assert rig.value("ivr_queue_answered_total", program=Q) == 2
+        assert await redis_client.xlen("ivr:call_records") == 4
+    finally:
+        await client.aclose()
+
+
+async def test_send_batch_gives_each_reply_in_its_place_and_leaves_the_connection_usable(redis_server,
+                                                                                        redis_client):
+    from hiredis import pack_command
+    from redis.exceptions import ResponseError
+
+    from queues.calls.store import send_batch
+
+    await redis_client.set("text", "x")
+    packed = b"".join(pack_command(c) for c in [(b"INCR", b"n"), (b"INCR", b"text"), (b"INCR", b"n")])
+    replies = await send_batch(redis_client, packed, 3)
+    assert replies[0] == 1 and replies[2] == 2
+    assert isinstance(replies[1], ResponseError) and "not an integer" in str(replies[1])
+    assert await redis_client.get("n") == b"2"   # the same pool's connection: nothing left unread on it
+
+
+async def test_send_batch_that_times_out_raises_and_closes_its_connection(redis_server, redis_client):
+    from hiredis import pack_command
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from queues.calls.store import send_batch
+
+    client = aioredis.Redis(host=redis_server.host, port=redis_server.port, socket_timeout=0.2)
+    try:
+        packed = pack_command((b"BLPOP", b"nothing", b"0.5")) + pack_command((b"PING",))
+        try:
+            await send_batch(client, packed, 2)
+            raise AssertionError("no timeout")
+        except RedisTimeoutError:
+            pass
+        # The late replies of that batch are never read as another command's.
+        assert await client.ping() is True
+        assert await client.echo("after") == b"after"
+    finally:
+        await client.aclose()

@@ -14,11 +14,12 @@ def test_the_fastagi_benchmark_completes_every_session():
     # would turn into a repeat caller and fail the command sequence (it did).
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "bench" / "fastagi_bench.py"), "--sessions", "30", "--rounds", "2",
-         "--per-slot", "1", "--budget", "60"],
+         "--per-slot", "1", "--budget", "60", "--floor"],
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "rounds with errors or missing sessions: 0" in result.stdout
     assert 'EXEC "MSet" "IVR_QUEUE=nasser_bank,' in result.stdout   # the engine's route, in one command
+    assert "server CPU per session (ms)" in result.stdout.split("the floor")[1]   # the floor measured too
 
 
 def test_the_month_replay_benchmark_runs_and_agrees_with_its_plan():

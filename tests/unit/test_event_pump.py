@@ -303,3 +303,115 @@ def test_the_lag_is_labelled_by_lane_only(config):
     assert labels <= {("consumer",), ("consumer", "le")}
     # 1 s, the alert's threshold, is a bucket bound.
     assert lag(metrics, "waiting", "bucket", "1.0") == 0
+
+
+# --- a lane that fell behind: the waiting events in one batch ----------------------------
+
+class Batcher(Recorder):
+    """A consumer with ``handle_many``: records each batch it was given."""
+
+    def __init__(self, failing=lambda e: False, bug=lambda e: False):
+        super().__init__(failing)
+        self.bug = bug
+        self.batches: list[list[str]] = []
+
+    async def handle(self, e) -> str:
+        if self.bug(e):
+            raise ValueError("a bug")
+        return await super().handle(e)
+
+    async def handle_many(self, events) -> list[str]:
+        self.batches.append([e.uniqueid for e in events])
+        for e in events:
+            self.tries[e.uniqueid] = self.tries.get(e.uniqueid, 0) + 1
+            if self.failing(e):
+                raise RedisConnectionError("Connection refused.")
+            if self.bug(e):
+                raise ValueError("a bug")
+        self.handled.extend(e.uniqueid for e in events)
+        return ["ok"] * len(events)
+
+
+async def test_events_that_waited_for_a_busy_lane_go_to_handle_many_in_one_batch(config):
+    consumer = Batcher()
+    pump, metrics = await run_pump(config, [("accounting", [consumer])], max_batch=50)
+    try:
+        for n in range(1, 121):   # fed at once, before the lane's task runs: they all wait
+            pump.feed(event(n))
+        assert await pump.idle()
+        assert consumer.handled == [f"1.{n}" for n in range(1, 121)]   # each once, in order
+        assert [len(b) for b in consumer.batches] == [50, 50, 20]      # at most max_batch at once
+        assert lag(metrics, "accounting") == 120                        # every event's age observed
+    finally:
+        await pump.stop()
+
+
+async def test_a_lane_of_several_consumers_is_not_batched(config):
+    first, second = Batcher(), Recorder()
+    pump, _ = await run_pump(config, [("waiting", [first, second])])
+    try:
+        for n in range(1, 11):
+            pump.feed(event(n))
+        assert await pump.idle()
+        assert first.batches == [] and first.handled == second.handled == [f"1.{n}" for n in range(1, 11)]
+    finally:
+        await pump.stop()
+
+
+async def test_a_batch_redis_failed_is_delivered_again_one_by_one_and_parked_as_usual(config):
+    down = {"on": True}
+    consumer = Batcher(failing=lambda e: down["on"])
+    pump, metrics = await run_pump(config, [("accounting", [consumer])])
+    try:
+        for n in range(1, 11):
+            pump.feed(event(n))
+        assert await eventually(lambda: waiting(metrics, "accounting") == 10)
+        assert consumer.handled == []
+        down["on"] = False
+        assert await eventually(lambda: waiting(metrics, "accounting") == 0)
+        assert await pump.idle()
+        assert consumer.handled == [f"1.{n}" for n in range(1, 11)]
+    finally:
+        await pump.stop()
+
+
+async def test_a_bug_on_one_event_of_a_batch_skips_that_event_alone(config, caplog):
+    consumer = Batcher(bug=lambda e: e.uniqueid == "1.3")
+    pump, _ = await run_pump(config, [("accounting", [consumer])])
+    try:
+        for n in range(1, 6):
+            pump.feed(event(n))
+        assert await pump.idle()
+        assert consumer.batches and consumer.handled == ["1.1", "1.2", "1.4", "1.5"]
+        assert "failed on AMI event QueueCallerJoin" in caplog.text
+    finally:
+        await pump.stop()
+
+
+async def test_counts_stay_exact_when_a_batch_fails_after_redis_applied_it(config):
+    """The real accounting, batched: the batch's Redis work is applied but
+    its reply lost; the pump delivers the events again one by one and each
+    call is offered once."""
+
+    class LostReply(MemoryCallStateStore):
+        lose = 1
+
+        async def transition_many(self, items, **kw):
+            applied = await super().transition_many(items, **kw)
+            if self.lose:
+                self.lose -= 1
+                raise RedisConnectionError("Connection closed by server.")
+            return applied
+
+    registry = CollectorRegistry()
+    metrics = EngineMetrics(config, registry)
+    accounting = QueueAccounting(store=LostReply(), metrics=metrics)
+    pump = EventPump(lanes=[("accounting", [accounting])], metrics=metrics, backoff=(0.0,), retry_interval=0.05)
+    pump.start()
+    try:
+        for n in range(1, 31):
+            pump.feed(event(n))
+        assert await pump.idle()
+        assert sample_sum(registry, "ivr_queue_offered_total", program="forsa") == 30
+    finally:
+        await pump.stop()
