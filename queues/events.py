@@ -6,10 +6,11 @@ each event in turn (the waiting tracker, then the announcer, which needs the
 tracker to have seen a join), on a task of its own: a consumer waiting on
 Redis never holds up another. A lane of one consumer with ``handle_many``
 (the accounting) is handed the events that waited for it while it was busy
-all at once, up to ``max_batch``: one Redis round trip for them, so a lane
-that falls behind under load catches up in fewer round trips rather than
-falling further behind. A batch that fails is delivered again event by event,
-as below.
+all at once, up to ``max_batch``: one Redis round trip for each event a call
+has among them (queues/calls/accounting.py), so a lane that falls behind
+under load catches up in fewer round trips rather than falling further
+behind. What a batch that failed did not account for is delivered again
+event by event, as below.
 
 When a consumer raises a Redis error (Redis down, slow, refusing writes),
 the event is tried ``attempts`` times with short pauses, then *parked*: kept
@@ -168,8 +169,8 @@ class EventPump:
                     if lane.batch is not None and not lane.parked and lane.failed_at is None:
                         while len(items) < self._max_batch and not lane.queue.empty():
                             items.append(_Parked(*lane.queue.get_nowait()))
-                    if len(items) > 1 and await self._deliver_batch(lane, items):
-                        continue
+                    if len(items) > 1:
+                        items = await self._deliver_batch(lane, items)
                     for item in items:
                         await self._deliver_or_park(lane, item)
             finally:
@@ -184,23 +185,30 @@ class EventPump:
         elif not await self._deliver(lane, item, attempts=self._attempts):
             self._park(lane, item)
 
-    async def _deliver_batch(self, lane: Lane, items: list[_Parked]) -> bool:
+    async def _deliver_batch(self, lane: Lane, items: list[_Parked]) -> list[_Parked]:
         """The events that waited in the lane, to its consumer's ``handle_many``
-        at once (one Redis round trip for them all). False when that failed:
-        nothing was counted (``handle_many`` counts only once all succeeded),
-        and the caller then delivers them one by one, with the usual attempts,
-        parking and logging; their ``ref``s make the retries count once."""
+        at once (one Redis round trip for each event a call has among them).
+        Returns those still to deliver: none, or, when it failed, those it
+        did not account for (``BatchFailed.done`` names the others; any other
+        error: all of them, as ``handle_many`` then counted none). The caller
+        delivers them one by one, with the usual attempts, parking and
+        logging; their ``ref``s make the retries count once."""
         try:
             await lane.batch([item.event for item in items])
-        except Exception:
-            return False
+        except Exception as exc:
+            done = getattr(exc, "done", frozenset())
+            self._observe(lane, [item for n, item in enumerate(items) if n in done])
+            return [item for n, item in enumerate(items) if n not in done]
         lane.failed_at = None
+        self._observe(lane, items)
+        return []
+
+    def _observe(self, lane: Lane, items: list[_Parked]) -> None:
         now = self._wall_clock()
         for item in items:
             stamp = item.event.timestamp
             if stamp is not None and item.live:
                 lane.lag.observe(max(0.0, now - stamp))
-        return True
 
     async def _next(self, lane: Lane) -> tuple[AmiEvent, bool] | None:
         """The next (event, live); None when a parked one is due first."""

@@ -68,6 +68,16 @@ __all__ = ["QueueAccounting", "RecordSink", "event_time"]
 DONE_REFS_KEPT = 10_000
 
 
+class BatchFailed(Exception):
+    """``QueueAccounting.handle_many`` stopped on an error (its ``__cause__``):
+    ``done`` holds the indices of the events that were accounted for (and
+    counted, once); the others were not, and are to be delivered again."""
+
+    def __init__(self, done: frozenset[int]):
+        super().__init__(f"{len(done)} events accounted for before an error")
+        self.done = done
+
+
 class RecordSink(Protocol):
     async def append(self, record) -> None: ...
 
@@ -153,10 +163,23 @@ class QueueAccounting:
         return self._count(kind)
 
     async def handle_many(self, events: list[AmiEvent]) -> list[str]:
-        """Account for several AMI events, in order, with their Redis work in
-        one round trip (a pipeline of transitions). Raises on a Redis error
-        with nothing counted for any of them: the same events are to be
-        retried together (same ``ref``s), and then count exactly once."""
+        """Account for several AMI events, each call's in order, with their
+        Redis work in as few round trips as each call's events allow: one
+        *wave* (a pipeline of transitions, one round trip) holds at most one
+        event of a call, so a batch of events of different calls is one round
+        trip, and a call's second event goes in the wave after its first.
+        Never two events of one call in flight together: a reply lost after
+        Redis applied a wave is retried exactly as a single event's is (the
+        event decided again on facts that hold its own step and nothing
+        later; with both in one pipeline, an answer retried after the same
+        call's end was applied looked like a callback answered late, and the
+        call was counted twice).
+
+        A wave's counts are applied once all of it succeeded. An error in the
+        first wave is raised as it is, nothing accounted for; in a later one,
+        as ``BatchFailed`` (from the error), which says which events are done
+        (counted once). The others are to be delivered again (same ``ref``),
+        and then count exactly once."""
         plans: list[_Plan | str] = []
         refs: set[str] = set()
         for event in events:
@@ -166,26 +189,41 @@ class QueueAccounting:
             plans.append(await self._plan(event))
             if event.ref:
                 refs.add(event.ref)
-        work = [p for p in plans if not isinstance(p, str)]
-        try:
-            applied = await self._store.transition_many([(p.uid, p.decision, p.event.ref) for p in work],
-                                                        records=self._records)
-        except Exception:
-            if any(getattr(p.decision, "record", None) is not None or callable(p.decision) and
-                   isinstance(p.event, CallEnded) for p in work):
-                self._metrics.call_records.labels(result="failed").inc()
-            raise
-        counts = _Counts()
-        kinds: list[str] = []
-        results = iter(applied)
-        for plan in plans:
-            kinds.append(plan if isinstance(plan, str) else plan.finish(next(results), counts))
-        # Only now, all of them finished: an error above leaves every event
-        # of the batch to be delivered again, and none was counted.
-        counts.apply()
-        for plan in work:
-            self._handled(plan.event)
-        return [self._count(kind) for kind in kinds]
+        kinds: list[str] = [""] * len(plans)
+        done: set[int] = set()
+        waves: list[list[int]] = []
+        depth: dict[str, int] = {}
+        for n, plan in enumerate(plans):
+            if isinstance(plan, str):
+                continue   # nothing to store: counted with the last wave
+            wave = depth.get(plan.uid, 0)
+            depth[plan.uid] = wave + 1
+            if wave == len(waves):
+                waves.append([])
+            waves[wave].append(n)
+        for wave in waves:
+            work: list[_Plan] = [plans[n] for n in wave]  # type: ignore[misc]
+            try:
+                applied = await self._store.transition_many([(p.uid, p.decision, p.event.ref) for p in work],
+                                                            records=self._records)
+                counts = _Counts()
+                finished = [plan.finish(result, counts) for plan, result in zip(work, applied)]
+            except Exception as exc:
+                if any(getattr(p.decision, "record", None) is not None or callable(p.decision) and
+                       isinstance(p.event, CallEnded) for p in work):
+                    self._metrics.call_records.labels(result="failed").inc()
+                if not done:
+                    raise   # nothing accounted for: the whole batch again
+                raise BatchFailed(frozenset(done)) from exc
+            counts.apply()
+            for n, plan, kind in zip(wave, work, finished):
+                self._handled(plan.event)
+                kinds[n] = self._count(kind)
+                done.add(n)
+        for n, plan in enumerate(plans):
+            if isinstance(plan, str):
+                kinds[n] = self._count(plan)
+        return kinds
 
     async def _plan(self, event: AmiEvent) -> _Plan | str:
         handler = self._handlers.get(type(event))

@@ -171,11 +171,17 @@ def ended(facts: Mapping[str, str], *, queue: str, member: str, hotline: str, at
     waiting (an abandon, short within ``short_abandon_seconds``; a wait of
     unknown length is never short).
     """
+    # What the end proves is among its marks (set once) when it is missing,
+    # and also when the facts hold exactly what this end would write: then
+    # this very delivery may have written it (a retry after its reply was
+    # lost), and the mark is new again for it alone and counts then, once
+    # (made by another delivery, it counts nothing). The call's own events
+    # write other values (a time), so an end normally carries none of them.
     marks = {"ended": stamp(at)}
     recovered_arrival = bool(hotline) and "received" not in facts
-    if recovered_arrival:
+    if hotline and facts.get("received", "") == "":
         marks["received"] = ""
-        marks["hotline"] = hotline
+        marks["hotline"] = facts.get("hotline", hotline)
     if queue and not known_queue:
         return Ending(Step(marks=marks, sets={"in_queue": ""}), in_queue="", recovered_arrival=recovered_arrival,
                       known_queue=False)
@@ -187,16 +193,17 @@ def ended(facts: Mapping[str, str], *, queue: str, member: str, hotline: str, at
     recovered_offer = recovered_answer = False
     abandon, wait, skew = "", None, None
     if in_queue:
-        if f"offered:{in_queue}" not in facts:
-            # The offer was missed during an AMI outage; when the caller joined
-            # is unknown (an abandon then counts in full, never short).
-            marks[f"offered:{in_queue}"] = ""
-            recovered_offer = True
+        offer, answer = f"offered:{in_queue}", f"answered:{in_queue}"
+        # An offer missed during an AMI outage: when the caller joined is
+        # unknown (an abandon then counts in full, never short).
+        recovered_offer = offer not in facts
+        if facts.get(offer, "") == "":
+            marks[offer] = ""
         if member:
-            if f"answered:{in_queue}" not in facts:
-                # Connected while AMI was down: the wait is unknown.
-                marks[f"answered:{in_queue}"] = stamp(answer_at)
-                recovered_answer = True
+            # Connected while AMI was down: the wait is unknown.
+            recovered_answer = answer not in facts
+            if facts.get(answer, stamp(answer_at)) == stamp(answer_at):
+                marks[answer] = stamp(answer_at)
         elif not _queues_with(facts, "answered:"):
             if at is not None:
                 wait, skew = measured_wait(facts.get(f"offered:{in_queue}"), at)

@@ -40,7 +40,11 @@ score, the priority) are left out of the guard, so they cost nothing.
 :meth:`transition_many` does the same for several events in one pipeline
 (one round trip for all of them); a call whose guard failed in a batch has
 its later events in that batch skipped by the scripts themselves and redone
-in order after it, so a call's events always apply in their order.
+in order after it, so a call's events always apply in their order. The
+accounting gives it at most one event of a call at a time
+(``QueueAccounting.handle_many``'s waves): a reply lost after Redis applied
+a pipeline is then retried as a single event's is, on facts that hold the
+event's own step and nothing later.
 """
 
 from __future__ import annotations

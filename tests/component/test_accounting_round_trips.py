@@ -119,16 +119,27 @@ async def test_every_event_of_a_replayed_call_is_one_round_trip(config, redis_se
         await client.aclose()
 
 
-async def test_a_batch_of_calls_is_one_round_trip(config, redis_server, redis_client):
+async def test_a_batch_of_calls_is_one_round_trip_per_event_a_call_has_in_it(config, redis_server, redis_client):
+    """20 calls' events (140 and 100 events), one batch: a round trip per
+    wave, each wave at most one event of a call (never two of one call in
+    flight: test_a_lost_batch_reply_then_its_events_one_by_one_count_every_call_once),
+    so 7 round trips, as many as an answered call has events, not 120."""
     client = await counting_client(redis_server)
     try:
         rig = Rig(config, client)
         await rig.store.load_scripts()
-        events = [parse_event(raw, ref=f"b:{n}:{i}") for n in range(20)
-                  for i, raw in enumerate(call_events(f"1732467100.{n + 1}", answered=n % 2 == 0, n=n))]
+        calls = [call_events(f"1732467100.{n + 1}", answered=n % 2 == 0, n=n) for n in range(20)]
+        assert max(len(c) for c in calls) == 7
+        # First the 20 calls' first events alone: one round trip for all.
+        first = [parse_event(c[0], ref=f"b:{n}:0") for n, c in enumerate(calls)]
+        before = CountingConnection.writes
+        assert await rig.accounting.handle_many(first) == ["accounted"] * 20
+        assert CountingConnection.writes - before == 1
+        events = [parse_event(raw, ref=f"b:{n}:{i}") for n, c in enumerate(calls) for i, raw in enumerate(c)
+                  if i > 0]
         before = CountingConnection.writes
         kinds = await rig.accounting.handle_many(events)
-        assert CountingConnection.writes - before == 1
+        assert CountingConnection.writes - before == 6
         assert kinds == ["accounted"] * len(events)
         assert rig.value("ivr_queue_offered_total", program=Q) == 20
         assert rig.value("ivr_queue_answered_total", program=Q) == 10
@@ -232,7 +243,8 @@ async def test_a_batch_after_redis_forgot_its_scripts_is_sent_again_and_counts_o
         before = CountingConnection.writes
         kinds = await rig.accounting.handle_many(events)
         assert kinds == ["accounted"] * len(events)
-        assert CountingConnection.writes - before == 3   # the refused batch, SCRIPT LOAD, the batch again
+        # The refused first wave, SCRIPT LOAD, that wave again; then the 6 others.
+        assert CountingConnection.writes - before == 3 + 6
         assert rig.value("ivr_queue_offered_total", program=Q) == 4
         assert rig.value("ivr_queue_answered_total", program=Q) == 2
         assert await redis_client.xlen("ivr:call_records") == 4
@@ -273,4 +285,68 @@ async def test_send_batch_that_times_out_raises_and_closes_its_connection(redis_
         assert await client.ping() is True
         assert await client.echo("after") == b"after"
     finally:
+        await client.aclose()
+
+
+async def test_a_lost_batch_reply_then_its_events_one_by_one_count_every_call_once(config, redis_server,
+                                                                                  redis_client):
+    """What the event pump does when a batch fails: its events again, one by
+    one. Redis had applied the whole batch, each answered call's AgentConnect
+    and IvrCallEnd included: the answer, decided again, must not see the
+    end's record as a callback answered after the call ended (it did: each
+    answered call was then counted ended, and its record written, twice)."""
+    client = await counting_client(redis_server)
+    try:
+        rig = Rig(config, client)
+        await rig.store.load_scripts()
+        events = [parse_event(raw, ref=f"w:{n}:{i}") for n in range(6)
+                  for i, raw in enumerate(call_events(f"1732467600.{n + 1}", answered=n % 2 == 0, n=n))]
+        CountingConnection.lose_replies = 1
+        try:
+            await rig.accounting.handle_many(events)
+            raise AssertionError("the lost reply was not noticed")
+        except RedisConnectionError:
+            pass
+        CountingConnection.lose_replies = 0
+        for event in events:
+            await rig.accounting.handle(event)
+        assert rig.value("ivr_calls_received_total") == 6
+        assert rig.value("ivr_queue_offered_total", program=Q) == 6
+        assert rig.value("ivr_queue_answered_total", program=Q) == 3
+        assert rig.value("ivr_queue_abandoned_total", program=Q) == 3
+        assert rig.value("ivr_calls_ended_total", outcome="answered") == 3
+        assert rig.value("ivr_calls_ended_total", outcome="abandoned") == 3
+        assert rig.value("ivr_call_records_total", result="written") == 6
+        assert await redis_client.xlen("ivr:call_records") == 6
+    finally:
+        CountingConnection.lose_replies = 0
+        await client.aclose()
+
+
+async def test_an_end_that_proved_a_missed_arrival_counts_it_once_when_its_reply_was_lost(config, redis_server,
+                                                                                        redis_client):
+    """AMI was down while the call came in and joined: its end proves the
+    arrival and the offer. The end's reply is lost; retried, the arrival
+    and the offer (its own marks by then) still count, once."""
+    client = await counting_client(redis_server)
+    try:
+        rig = Rig(config, client)
+        end = parse_event(call_events("1732467700.1", answered=False, n=0)[-1] | {"Queue": Q}, ref="e:1")
+        CountingConnection.lose_replies = 1
+        try:
+            await rig.accounting.handle(end)
+            raise AssertionError("the lost reply was not noticed")
+        except RedisConnectionError:
+            pass
+        CountingConnection.lose_replies = 0
+        assert await rig.accounting.handle(end) == "accounted"
+        assert rig.value("ivr_calls_received_total") == 1
+        assert rig.value("ivr_queue_offered_total", program=Q) == 1
+        assert rig.value("ivr_queue_abandoned_total", program=Q) == 1
+        # Another delivery of the same hang-up (the journal after a reconnect): nothing new.
+        again = parse_event(call_events("1732467700.1", answered=False, n=0)[-1] | {"Queue": Q}, ref="e:2")
+        assert await rig.accounting.handle(again) == "duplicate"
+        assert rig.value("ivr_calls_received_total") == 1
+    finally:
+        CountingConnection.lose_replies = 0
         await client.aclose()

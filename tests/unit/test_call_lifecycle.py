@@ -85,3 +85,23 @@ def test_a_clock_jump_is_reported_not_measured():
     assert ending.wait is None and ending.skew == -3600 and ending.abandon == "abandoned"
     assert L.measured_wait(f"{T0:.3f}", T0 + 90_000, 12.0) == (12.0, 90_000.0)
     assert L.measured_wait(f"{T0:.3f}", T0 + 12.5, 12.0) == (12.5, None)
+
+
+def test_an_end_retried_carries_again_what_it_proved_and_a_normal_end_carries_none_of_it():
+    kw = dict(queue="forsa", member="PJSIP/agent1001", hotline="1442", at=T0, answer_at=T0,
+              short_abandon_seconds=5, known_queue=True)
+    first = L.ended({}, **kw)
+    proved = {"received", "hotline", "offered:forsa", "answered:forsa"}
+    assert proved <= set(first.step.marks)
+    # Its reply lost, the same end again: the facts hold what it wrote; the
+    # marks are offered again (the store finds them its own: new, counted once).
+    retried = L.ended(apply({}, first.step), **kw)
+    assert proved <= set(retried.step.marks)
+    assert not retried.recovered_arrival and not retried.recovered_offer
+    # The call's own events were seen: their times are in the facts; the end
+    # proves nothing and carries none of those marks.
+    facts = apply({}, L.arrived({}, hotline="1442", at=T0 - 60))
+    facts = apply(facts, L.joined(facts, queue="forsa", at=T0 - 50))
+    facts = apply(facts, L.connected(facts, queue="forsa", at=T0 - 40))
+    normal = L.ended(facts, **kw)
+    assert not (proved & set(normal.step.marks)), normal.step.marks

@@ -415,3 +415,43 @@ async def test_counts_stay_exact_when_a_batch_fails_after_redis_applied_it(confi
         assert sample_sum(registry, "ivr_queue_offered_total", program="forsa") == 30
     finally:
         await pump.stop()
+
+
+async def test_a_batch_that_failed_in_its_second_wave_delivers_again_only_what_it_did_not_account_for(config):
+    """Each call joins two queues: the joins go in two waves. The second
+    wave's reply is lost after the store applied it: the first wave stays
+    counted (once), the second is delivered again one by one and counts
+    once; no event is seen twice by the accounting's own tally."""
+
+    class LostSecondWave(MemoryCallStateStore):
+        calls = 0
+
+        async def transition_many(self, items, **kw):
+            applied = await super().transition_many(items, **kw)
+            LostSecondWave.calls += 1
+            if LostSecondWave.calls == 2:
+                raise RedisConnectionError("Connection closed by server.")
+            return applied
+
+    def join(n: int, queue: str, k: int):
+        return parse_event({"Event": "QueueCallerJoin", "Queue": queue, "Uniqueid": f"1.{n}",
+                            "Timestamp": f"{1732467000 + n + k}.0"}, ref=f"j:{n}:{k}")
+
+    registry = CollectorRegistry()
+    metrics = EngineMetrics(config, registry)
+    accounting = QueueAccounting(store=LostSecondWave(), metrics=metrics)
+    pump = EventPump(lanes=[("accounting", [accounting])], metrics=metrics, backoff=(0.0,), retry_interval=0.05)
+    pump.start()
+    try:
+        for n in range(1, 4):
+            pump.feed(join(n, "forsa", 0))
+            pump.feed(join(n, "takaful_karama", 1))
+        assert await pump.idle()
+        assert LostSecondWave.calls == 2   # one batch, two waves; then the second wave's events one by one
+        assert sample_sum(registry, "ivr_queue_offered_total", program="forsa") == 3
+        assert sample_sum(registry, "ivr_queue_offered_total", program="takaful_karama") == 3
+        assert sample_sum(registry, "ivr_ami_events_total", kind="accounted") == 6
+        assert sample_sum(registry, "ivr_ami_events_total", kind="duplicate") == 0
+        assert lag(metrics, "accounting") == 6
+    finally:
+        await pump.stop()
