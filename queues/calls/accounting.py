@@ -204,14 +204,16 @@ class QueueAccounting:
         for wave in waves:
             work: list[_Plan] = [plans[n] for n in wave]  # type: ignore[misc]
             try:
-                applied = await self._store.transition_many([(p.uid, p.decision, p.event.ref) for p in work],
-                                                            records=self._records)
+                try:
+                    applied = await self._store.transition_many([(p.uid, p.decision, p.event.ref) for p in work],
+                                                                records=self._records)
+                except Exception:
+                    if self._records is not None and any(isinstance(p.event, CallEnded) for p in work):
+                        self._metrics.call_records.labels(result="failed").inc()
+                    raise
                 counts = _Counts()
                 finished = [plan.finish(result, counts) for plan, result in zip(work, applied)]
             except Exception as exc:
-                if any(getattr(p.decision, "record", None) is not None or callable(p.decision) and
-                       isinstance(p.event, CallEnded) for p in work):
-                    self._metrics.call_records.labels(result="failed").inc()
                 if not done:
                     raise   # nothing accounted for: the whole batch again
                 raise BatchFailed(frozenset(done)) from exc

@@ -176,7 +176,8 @@ def ended(facts: Mapping[str, str], *, queue: str, member: str, hotline: str, at
     # this very delivery may have written it (a retry after its reply was
     # lost), and the mark is new again for it alone and counts then, once
     # (made by another delivery, it counts nothing). The call's own events
-    # write other values (a time), so an end normally carries none of them.
+    # write other values (a time), so an end normally carries neither the
+    # arrival nor the offer; the answer, below, it always carries.
     marks = {"ended": stamp(at)}
     recovered_arrival = bool(hotline) and "received" not in facts
     if hotline and facts.get("received", "") == "":
@@ -201,9 +202,11 @@ def ended(facts: Mapping[str, str], *, queue: str, member: str, hotline: str, at
             marks[offer] = ""
         if member:
             # Connected while AMI was down: the wait is unknown.
+            # Always offered (the end's time may differ on a retry, when it
+            # is the engine's clock): the answer's own event made it for
+            # most calls, and then it is not new.
             recovered_answer = answer not in facts
-            if facts.get(answer, stamp(answer_at)) == stamp(answer_at):
-                marks[answer] = stamp(answer_at)
+            marks[answer] = facts.get(answer, stamp(answer_at))
         elif not _queues_with(facts, "answered:"):
             if at is not None:
                 wait, skew = measured_wait(facts.get(f"offered:{in_queue}"), at)

@@ -98,10 +98,16 @@ def test_an_end_retried_carries_again_what_it_proved_and_a_normal_end_carries_no
     retried = L.ended(apply({}, first.step), **kw)
     assert proved <= set(retried.step.marks)
     assert not retried.recovered_arrival and not retried.recovered_offer
+    # A retry whose end time differs (no Timestamp: the engine's clock) still
+    # carries the answer, with the value its first try wrote.
+    later = L.ended(apply({}, first.step), **(kw | {"at": T0 + 5, "answer_at": T0 + 5}))
+    assert later.step.marks["answered:forsa"] == f"{T0:.3f}"
     # The call's own events were seen: their times are in the facts; the end
-    # proves nothing and carries none of those marks.
+    # carries neither the arrival nor the offer, and the answer only with the
+    # value AgentConnect wrote (set once: not new for this end).
     facts = apply({}, L.arrived({}, hotline="1442", at=T0 - 60))
     facts = apply(facts, L.joined(facts, queue="forsa", at=T0 - 50))
     facts = apply(facts, L.connected(facts, queue="forsa", at=T0 - 40))
     normal = L.ended(facts, **kw)
-    assert not (proved & set(normal.step.marks)), normal.step.marks
+    assert not ({"received", "hotline", "offered:forsa"} & set(normal.step.marks)), normal.step.marks
+    assert normal.step.marks["answered:forsa"] == facts["answered:forsa"] != f"{T0:.3f}"
