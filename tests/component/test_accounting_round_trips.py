@@ -91,6 +91,18 @@ async def counting_client(redis_server) -> aioredis.Redis:
     return client
 
 
+async def lost_reply(awaitable) -> None:
+    """Run ``awaitable`` with the next reply lost after Redis did the work; it must raise."""
+    CountingConnection.lose_replies = 1
+    try:
+        await awaitable
+    except RedisConnectionError:
+        return
+    finally:
+        CountingConnection.lose_replies = 0
+    raise AssertionError("the lost reply was not noticed")
+
+
 async def test_every_event_of_a_replayed_call_is_one_round_trip(config, redis_server, redis_client):
     client = await counting_client(redis_server)
     try:
@@ -301,13 +313,7 @@ async def test_a_lost_batch_reply_then_its_events_one_by_one_count_every_call_on
         await rig.store.load_scripts()
         events = [parse_event(raw, ref=f"w:{n}:{i}") for n in range(6)
                   for i, raw in enumerate(call_events(f"1732467600.{n + 1}", answered=n % 2 == 0, n=n))]
-        CountingConnection.lose_replies = 1
-        try:
-            await rig.accounting.handle_many(events)
-            raise AssertionError("the lost reply was not noticed")
-        except RedisConnectionError:
-            pass
-        CountingConnection.lose_replies = 0
+        await lost_reply(rig.accounting.handle_many(events))
         for event in events:
             await rig.accounting.handle(event)
         assert rig.value("ivr_calls_received_total") == 6
@@ -332,13 +338,7 @@ async def test_an_end_that_proved_a_missed_arrival_counts_it_once_when_its_reply
     try:
         rig = Rig(config, client)
         end = parse_event(call_events("1732467700.1", answered=False, n=0)[-1] | {"Queue": Q}, ref="e:1")
-        CountingConnection.lose_replies = 1
-        try:
-            await rig.accounting.handle(end)
-            raise AssertionError("the lost reply was not noticed")
-        except RedisConnectionError:
-            pass
-        CountingConnection.lose_replies = 0
+        await lost_reply(rig.accounting.handle(end))
         assert await rig.accounting.handle(end) == "accounted"
         assert rig.value("ivr_calls_received_total") == 1
         assert rig.value("ivr_queue_offered_total", program=Q) == 1
