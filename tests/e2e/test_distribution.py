@@ -144,17 +144,25 @@ def test_a_priority_caller_jumps_ahead(hotline, phones):
                                program="nasser_bank", outcome="choice") == menu_exits + 1
     prioritised = hotline.metric("ivr_queue_priority_calls_total", program="nasser_bank", rule="repeat_caller")
     offered = hotline.metric("ivr_queue_offered_total", program="nasser_bank")
-    nasser_call(hotline, first_timer)
-    assert hotline.wait_metric("ivr_queue_offered_total", offered + 1, timeout=60,
-                               program="nasser_bank") == offered + 1
-    nasser_call(hotline, repeat)
-    assert hotline.wait_metric("ivr_queue_offered_total", offered + 2, timeout=60,
-                               program="nasser_bank") == offered + 2
-    assert hotline.metric("ivr_queue_priority_calls_total", program="nasser_bank",
-                          rule="repeat_caller") == prioritised + 1
-    agent = phones("1002", talk_ms=2000)
-    assert hotline.wait_until(lambda: len(agent.callers()) >= 2, timeout=60), agent.callers()
-    assert agent.callers()[:2] == [repeat, first_timer]
+    callers = [(first_timer, nasser_call(hotline, first_timer))]
+    try:
+        assert hotline.wait_metric("ivr_queue_offered_total", offered + 1, timeout=60,
+                                   program="nasser_bank") == offered + 1
+        callers.append((repeat, nasser_call(hotline, repeat)))
+        assert hotline.wait_metric("ivr_queue_offered_total", offered + 2, timeout=60,
+                                   program="nasser_bank") == offered + 2
+        assert hotline.metric("ivr_queue_priority_calls_total", program="nasser_bank",
+                              rule="repeat_caller") == prioritised + 1
+        agent = phones("1002", talk_ms=2000)
+        assert hotline.wait_until(lambda: len(agent.callers()) >= 2, timeout=60), agent.callers()
+        assert agent.callers()[:2] == [repeat, first_timer]
+    finally:
+        # The agent's phone stops with the test, perhaps while the second
+        # call rings it: that caller would wait on in the queue (found in a
+        # later test's queue).
+        for number, caller in callers:
+            hotline.hang_up(number)
+            caller.stop()
 
 
 @pytest.mark.long
