@@ -245,9 +245,7 @@ class EventPump:
                                   item.event.name)
                 break
         lane.failed_at = None
-        stamp = item.event.timestamp
-        if stamp is not None and item.live:
-            lane.lag.observe(max(0.0, self._wall_clock() - stamp))
+        self._observe(lane, [item])
         return True
 
     def _park(self, lane: Lane, item: _Parked) -> None:
