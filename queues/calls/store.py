@@ -248,13 +248,7 @@ NOT_GUARDED_PREFIXES = ("announced:",)
 
 
 def guarded(fact: str) -> bool:
-    answer = fact not in NOT_GUARDED and not fact.startswith(NOT_GUARDED_PREFIXES)
-    if answer and len(_GUARDED) < 10_000:
-        _GUARDED[fact] = True   # the facts' names are few: asked once each
-    return answer
-
-
-_GUARDED: dict[str, bool] = {}
+    return fact not in NOT_GUARDED and not fact.startswith(NOT_GUARDED_PREFIXES)
 
 
 def _lua_text(text: str) -> str:
@@ -523,7 +517,7 @@ class RedisCallStateStore:
         flags = ("g" if guard is not None else "") + ("f" if change.wants_facts else "") + \
             ("b" if batch else "") + ("x" if record else "")
         sets = {**sent.kept, **change.sets} if sent.kept else change.sets
-        guard_pairs = {k: v for k, v in guard.items() if _GUARDED.get(k) or guarded(k)} if guard is not None else {}
+        guard_pairs = {k: v for k, v in guard.items() if guarded(k)} if guard is not None else {}
         return [orjson.dumps({"r": sent.ref, "t": self._ttl, "f": flags, "c": change.claim,
                         "l": stream[1] if stream else 0, "g": guard_pairs, "m": _plain(change.marks),
                         "s": _plain(sets), "h": _plain(then), "x": _flat(record)})]
